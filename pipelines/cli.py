@@ -1,0 +1,159 @@
+"""The `t2a` command."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipelines.config import ConfigError
+from pipelines.datasets import DEFAULT_CORPUS
+from pipelines.registry import UnknownName
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Build text-audio corpora and train text-to-audio models.")
+console = Console(stderr=True)
+PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+@app.callback()
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages.")) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("apache_beam", "urllib3", "fsspec"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_not_bigquery_notice)
+
+
+def _not_bigquery_notice(record: logging.LogRecord) -> bool:
+    """Beam warns on import that BigQuery's client libraries are missing; ingest does not use them."""
+    return not str(record.msg).startswith("apitools not found")
+
+
+def _fail(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(2)
+
+
+@app.command(context_settings=PASSTHROUGH)
+def ingest(
+    ctx: typer.Context,
+    config: Path = typer.Option(Path("datasets.yaml"), help="The datasets.yaml to read."),
+    corpus: str = typer.Option(DEFAULT_CORPUS, help="Which corpus of the config."),
+    retry_failed: bool = typer.Option(False, help="Retry clips whose last failure was retryable."),
+) -> None:
+    """Manifests → segment-only fetch → normalized clip cache, with a status table.
+
+    Beam options go after `--`, e.g. `-- --runner=PortableRunner --job_endpoint=embed
+    --environment_type=LOOPBACK`; the default runner is the FnApiRunner.
+    """
+    from pipelines.jobs import ingest as job
+
+    argv = ["--config", str(config), "--corpus", corpus, *(["--retry-failed"] if retry_failed else []), *ctx.args]
+    try:
+        summary = job.run(argv)
+    except (ConfigError, UnknownName) as error:
+        _fail(str(error))
+    _print_summary(summary)
+
+
+@app.command()
+def status(
+    config: Path = typer.Option(Path("datasets.yaml"), help="The datasets.yaml to read."),
+    corpus: str = typer.Option(DEFAULT_CORPUS, help="Which corpus of the config."),
+) -> None:
+    """Show the status summary of a corpus's latest ingest run."""
+    from pipelines.datasets import load_corpus
+    from pipelines.jobs.ingest import read_summary
+
+    try:
+        loaded = load_corpus(config, corpus)
+    except ConfigError as error:
+        _fail(str(error))
+    summary = read_summary(loaded.output)
+    if not summary:
+        _fail(f"no ingest run yet under {loaded.output / 'status'}")
+    _print_summary(summary)
+
+
+@app.command("demo-corpus")
+def demo_corpus(
+    directory: Path = typer.Argument(..., help="Where to write the corpus."),
+    seed: int = typer.Option(0, help="Everything in the corpus derives from this seed."),
+    base_url: str = typer.Option("http://127.0.0.1:8765", help="Where `t2a serve` will serve it."),
+    overwrite: bool = typer.Option(False, help="Replace a corpus already in DIRECTORY."),
+) -> None:
+    """Generate the embedded demo corpus: synthesized events in every manifest format."""
+    from pipelines.demo.corpus import build_demo_corpus
+
+    summary = build_demo_corpus(directory, seed=seed, base_url=base_url, overwrite=overwrite)
+    rows = ", ".join(f"{name} {item['rows']}" for name, item in summary["formats"].items())
+    console.print(
+        f"demo corpus in {directory}: {summary['files']} files, {summary['bytes'] / 1e6:.1f} MB; manifest rows: {rows}; "
+        f"{len(summary['broken'])} broken and {len(summary['missing'])} missing media, "
+        f"{len(summary['malformed'])} malformed rows (see {directory / 'README.md'})",
+        highlight=False,
+    )
+
+
+@app.command(context_settings=PASSTHROUGH)
+def serve(
+    ctx: typer.Context,
+    directory: Path = typer.Argument(..., help="The folder to serve (the demo corpus)."),
+    port: int = typer.Option(8765, help="Port on 127.0.0.1."),
+) -> None:
+    """Serve a folder on loopback (with range requests and a Freesound API emulator).
+
+    With a command after `--`, serve while it runs and exit with its status:
+    `t2a serve data/demo-corpus -- dvc repro`.
+    """
+    from pipelines.demo.freesound_api import DEMO_API_KEY, reloading_route
+    from pipelines.demo.server import LoopbackServer
+
+    directory.mkdir(parents=True, exist_ok=True)
+    routes = {"/apiv2/": reloading_route(directory / "freesound" / "sounds.json")}
+    with LoopbackServer(directory, port=port, routes=routes) as server:
+        console.print(f"serving {directory} at {server.url}", highlight=False)
+        if ctx.args:
+            env = {**os.environ, "FREESOUND_API_KEY": os.environ.get("FREESOUND_API_KEY", DEMO_API_KEY)}
+            raise typer.Exit(subprocess.call(ctx.args, env=env))
+        try:
+            threading.Event().wait()  # until Ctrl-C
+        except KeyboardInterrupt:
+            console.print("stopped")
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    output = Console(width=None if sys.stdout.isatty() else 160)
+    table = Table(title=f"ingest {summary.get('corpus')} — run {summary.get('run_id')}")
+    statuses = [s for s, n in summary["totals"].items() if n] or list(summary["totals"])
+    table.add_column("source")
+    for name in statuses:
+        table.add_column(name, justify="right")
+    for source, counts in sorted(summary["by_source"].items()):
+        table.add_row(source, *(str(counts[s]) for s in statuses))
+    table.add_row("[bold]all", *(f"[bold]{summary['totals'][s]}" for s in statuses))
+    output.print(table)
+    reasons = sorted(summary["reasons"], key=lambda r: -r["rows"])[:12]
+    if reasons:
+        detail = Table(title="why rows did not become clips (top reasons)")
+        for column in ("source", "status", "rows", "reason"):
+            detail.add_column(column, overflow="fold")
+        for item in reasons:
+            detail.add_row(item["source"], item["status"], str(item["rows"]), item["reason"])
+        output.print(detail)
+
+
+if __name__ == "__main__":
+    sys.exit(app())

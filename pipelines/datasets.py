@@ -1,0 +1,126 @@
+"""datasets.yaml: the typed, validated definition of every corpus.
+
+    corpora:
+      <name>:
+        output: data/<name>            # clips/, failures/, status/ (later shards/, report/)
+        sources: [<source>, ...]       # each: name, format (+ its files), fetch: {backend, ...}
+        media: {sample_rate, frames, frame_size, max_duration, timeout}
+        exclude: [<source without fetch> | {ids: file}, ...]
+
+Validation happens at start-up and fails with one message listing every problem by key path
+(`corpora.demo.sources[0].fetch.backend: ...`) — never a traceback. The resolved configuration
+(absolute paths, defaults filled in) is saved next to the outputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Union
+
+import yaml
+from pydantic import Discriminator, Field, Tag, ValidationError, model_validator
+
+from pipelines.cache import write_json_atomic
+from pipelines.config import ConfigError, InputFile, MediaConfig, Name, OutputDir, StrictModel, format_validation_error
+from pipelines.fetch import BACKENDS
+from pipelines.manifests import FORMATS, SourceConfig
+
+DEFAULT_CORPUS = "demo"
+
+
+class IdList(StrictModel):
+    """A text file of ids to exclude, one per line ('#' starts a comment): YouTube ids, Freesound
+    ids, catalogue file names or clip ids."""
+
+    ids: InputFile
+
+
+def _exclusion_kind(value: Any) -> str:
+    return "id-list" if isinstance(value, dict) and "ids" in value else "source-manifest"
+
+
+Exclusion = Annotated[
+    Union[Annotated[IdList, Tag("id-list")], Annotated[SourceConfig, Tag("source-manifest")]],
+    Discriminator(_exclusion_kind),
+]
+
+
+class CorpusConfig(StrictModel):
+    output: OutputDir
+    sources: list[SourceConfig] = Field(min_length=1)
+    media: MediaConfig = MediaConfig()
+    # Clips whose clip id or source id appears here are kept out (AudioCaps/Clotho evaluation
+    # sets out of a training corpus). A manifest excludes whole source ids: every segment of a
+    # YouTube video whose one segment is an evaluation clip.
+    exclude: list[Exclusion] = []
+
+    @model_validator(mode="after")
+    def _sources_are_fetchable(self) -> "CorpusConfig":
+        names = [source.name for source in self.sources]
+        duplicated = sorted({name for name in names if names.count(name) > 1})
+        if duplicated:
+            raise ValueError(f"source names must be unique; repeated: {', '.join(duplicated)}")
+        missing = [f"sources[{i}] ({s.name})" for i, s in enumerate(self.sources) if s.fetch is None]
+        if missing:
+            raise ValueError(f"{', '.join(missing)}: a `fetch:` block is required (backend: youtube | http | local)")
+        return self
+
+
+class DatasetsConfig(StrictModel):
+    corpora: dict[Name, CorpusConfig] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """One corpus of a loaded config, with what its outputs record about where it came from."""
+
+    name: str
+    config: CorpusConfig
+    config_path: Path
+    config_hash: str  # sha256 of the corpus block as written: the same on every machine
+
+    @property
+    def output(self) -> Path:
+        return self.config.output
+
+    def save_resolved(self, stage: str) -> Path:
+        """Write the resolved configuration next to the outputs: `<output>/<stage>.config.json`."""
+        path = self.output / f"{stage}.config.json"
+        payload = {
+            "corpus": self.name,
+            "config_file": str(self.config_path),
+            "config_hash": self.config_hash,
+            "resolved": self.config.model_dump(mode="json"),
+        }
+        write_json_atomic(path, payload)
+        return path
+
+
+def load_config(path: str | Path) -> tuple[DatasetsConfig, dict[str, Any]]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping with a `corpora:` key")
+    try:
+        config = DatasetsConfig.model_validate(raw, context={"base_dir": path.parent.absolute()})
+    except ValidationError as error:
+        choices = {"format": FORMATS.names(), "backend": BACKENDS.names()}
+        raise ConfigError(format_validation_error(error, raw, str(path), choices)) from None
+    return config, raw
+
+
+def load_corpus(path: str | Path, name: str = DEFAULT_CORPUS) -> Corpus:
+    config, raw = load_config(path)
+    if name not in config.corpora:
+        raise ConfigError(f"{path}: unknown corpus {name!r}; valid corpora: {', '.join(sorted(config.corpora))}")
+    block = json.dumps(raw["corpora"][name], sort_keys=True, default=str)
+    digest = hashlib.sha256(block.encode()).hexdigest()
+    return Corpus(name, config.corpora[name], Path(path).absolute(), digest)

@@ -1,0 +1,1 @@
+"""The embedded demo corpus: a deterministic generator and a loopback server."""

@@ -1,0 +1,1 @@
+"""Beam jobs: one module per job, each a composite PTransform plus run(argv)."""

@@ -1,0 +1,43 @@
+"""The `t2a` command: help on every command, clean errors, Beam options after `--`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from pipelines.cli import app
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("command", [[], ["ingest"], ["status"], ["demo-corpus"], ["serve"]])
+def test_every_command_has_help(command):
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_config_errors_are_one_message_without_traceback(tmp_path):
+    bad = tmp_path / "d.yaml"
+    bad.write_text("corpora:\n  demo:\n    output: o\n    sources: []\n")
+    result = runner.invoke(app, ["ingest", "--config", str(bad)])
+    assert result.exit_code == 2
+    assert "corpora.demo.sources: List should have at least 1 item" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_ingest_passes_beam_options_through(mini):
+    args = ["ingest", "--config", str(mini.config), "--corpus", "mini", "--",
+            "--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=LOOPBACK"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "ingest mini" in result.output and "failed_permanent" in result.output
+    status = runner.invoke(app, ["status", "--config", str(mini.config), "--corpus", "mini"])
+    assert status.exit_code == 0 and "ingest mini" in status.output
+
+
+def test_console_script_is_installed():
+    done = subprocess.run([sys.executable, "-m", "pipelines.cli", "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "ingest" in done.stdout

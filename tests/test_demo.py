@@ -1,0 +1,70 @@
+"""`make demo`, reduced: the shipped datasets.yaml on a scaled-down demo corpus, served as `t2a
+serve` serves it, through the ingest job; and the `serve -- command` wrapper itself."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.cache import ClipCache
+from pipelines.datasets import load_corpus
+from pipelines.demo.corpus import build_demo_corpus
+from pipelines.demo.freesound_api import DEMO_API_KEY, reloading_route
+from pipelines.demo.server import LoopbackServer
+from pipelines.jobs import ingest
+from pipelines.status import status_path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_URL = "http://127.0.0.1:8765"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """A copy of the project's datasets.yaml beside a scaled-down demo corpus, served on loopback."""
+    work = tmp_path_factory.mktemp("demo")
+    corpus = work / "data" / "demo-corpus"
+    with LoopbackServer(corpus) as server:
+        build_demo_corpus(corpus, seed=0, base_url=server.url, scale=0.2)
+        server.routes["/apiv2/"] = reloading_route(corpus / "freesound" / "sounds.json")
+        (work / "datasets.yaml").write_text((ROOT / "datasets.yaml").read_text().replace(DEMO_URL, server.url))
+        yield work
+
+
+def test_shipped_config_names_every_format_and_backend(demo):
+    corpus = load_corpus(demo / "datasets.yaml")
+    assert corpus.name == "demo" and corpus.output == demo / "data" / "demo"
+    assert {s.format for s in corpus.config.sources} == {"audioset", "vggsound", "fsd50k", "audiocaps", "clotho", "table", "freesound"}
+    assert {s.fetch.backend for s in corpus.config.sources} == {"youtube", "http", "local"}
+
+
+def test_demo_ingest_runs_every_code_path(demo, monkeypatch):
+    monkeypatch.setenv("FREESOUND_API_KEY", DEMO_API_KEY)
+    summary = ingest.run(["--config", str(demo / "datasets.yaml")])
+    totals, by_source = summary["totals"], summary["by_source"]
+    assert all(counts["ok"] > 0 for name, counts in by_source.items() if name != "demo_audioset_strong"), by_source
+    assert totals["rejected_row"] > 0 and totals["failed_permanent"] > 0 and totals["excluded"] > 0
+    assert totals["failed_retryable"] == 0, summary["reasons"]  # the demo's broken media are all permanent
+    reasons = " ".join(r["reason"] for r in summary["reasons"])
+    for expected in ("no audio stream", "Invalid data found", "HTTP N Not Found", "file not found in the mirror"):
+        assert expected in reasons
+    output = demo / "data" / "demo"
+    ok_clips = [r for r in pq.read_table(status_path(output, summary["run_id"])).to_pylist() if r["status"] == "ok"]
+    assert sorted(ClipCache(output).entries()) == sorted(r["clip_id"] for r in ok_clips)
+
+
+def _serve(folder: Path, *command: str) -> subprocess.CompletedProcess:
+    args = [sys.executable, "-m", "pipelines.cli", "serve", str(folder), "--port", "8795", "--", *command]
+    return subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=ROOT)
+
+
+def test_serve_runs_a_command_while_serving_and_returns_its_status(tmp_path, monkeypatch):
+    monkeypatch.delenv("FREESOUND_API_KEY", raising=False)
+    (tmp_path / "hello.txt").write_text("hello")
+    fetch = "import os, urllib.request; print(os.environ['FREESOUND_API_KEY'], urllib.request.urlopen('http://127.0.0.1:8795/hello.txt').read())"
+    done = _serve(tmp_path, sys.executable, "-c", fetch)
+    assert done.returncode == 0 and f"{DEMO_API_KEY} b'hello'" in done.stdout
+    assert _serve(tmp_path, sys.executable, "-c", "raise SystemExit(3)").returncode == 3
