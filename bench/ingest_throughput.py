@@ -53,9 +53,8 @@ def main() -> None:
     output = args.work / f"ingest-{args.backend}-{args.videos}"
     shutil.rmtree(output, ignore_errors=True)
     config = write_config(args, corpus, output)
-    with LoopbackServer(corpus, port=args.port) as server:
+    with LoopbackServer(corpus, port=args.port):
         result = run_job(config, output, args.beam_args)
-        result["bytes_served"] = server.bytes_sent()
     result.update(describe(args, corpus, output))
     print(json.dumps(result))
 
@@ -135,8 +134,16 @@ def _clip_seconds(output: Path, run_id: str) -> list[float]:
 
 
 def describe(args: argparse.Namespace, corpus: Path, output: Path) -> dict:
+    """The run's inputs and outputs. Bytes read are ffmpeg's own count per clip (clip.json): the
+    server's socket writes would overstate them, as loopback buffers absorb what ffmpeg skips."""
     media_bytes = sum(p.stat().st_size for p in (corpus / "videos").glob("*.mp4"))
+    entries = [json.loads(p.read_text()) for p in (output / "clips").glob("*/*/clip.json")]
+    # http: what ffmpeg read over the network; youtube: the size of the sections yt-dlp downloaded
+    key = "read_bytes" if args.backend == "http" else "fetched_bytes"
+    read = sum(entry[key] for entry in entries)
     return {
+        "bytes_read": read,
+        "bytes_read_share": round(read / media_bytes, 3),
         "backend": args.backend,
         "videos": args.videos,
         "video_seconds": args.seconds,

@@ -19,7 +19,6 @@ import numpy as np
 import soundfile as sf
 
 from pipelines.config import MediaConfig
-from pipelines.fetch.base import MediaInput
 from pipelines.records import ClipFailure
 from pipelines.tools import ffmpeg_exe
 
@@ -36,9 +35,13 @@ AUDIO_ONLY_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a",
 # A decoded segment may fall short of what the container promises by a few codec frames.
 SHORTFALL_TOLERANCE = 0.25
 
-_CONTEXT_RE = re.compile(r"^\[[^\]]*@ 0x[0-9a-f]+\]\s*")  # "[in#0 @ 0x55d4…] "
+# Every line tagged with its level ("[in#0 @ 0x55d4…] [error] …"): errors are found by their tag,
+# and verbose level adds the input's "Statistics: N bytes read" — what really crossed the network.
+LOG_ARGS = ("-nostdin", "-hide_banner", "-nostats", "-loglevel", "level+verbose")
+# Errors, and the http layer's warning with the exact status ("HTTP error 416 Requested Range…").
+_ERROR_RE = re.compile(r"^(?:\[[^\]]*@ 0x[0-9a-f]+\] )*\[(?:error|fatal|warning)\] (.+)$")
 _WRAPPER_RE = re.compile(r"^Error (?:opening|while) [\w ]+?: (.+)$")
-_BANNER_LINES = ("Input #", "Output #", "Duration:", "Stream #", "Metadata:", "Stream mapping:", "Press [q]")
+_READ_RE = re.compile(r"Statistics: (\d+) bytes read")
 _DURATION_RE = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
 _NO_STREAM_MARKERS = ("does not contain any stream", "matches no streams")
 _NETWORK_MARKERS = (
@@ -53,6 +56,24 @@ _NETWORK_MARKERS = (
 )
 
 
+NETWORK_PROTOCOLS = "http,https,tcp,tls"  # ffmpeg protocol whitelist for remote inputs
+
+
+@dataclass(frozen=True)
+class MediaInput:
+    """A media location ffmpeg can read, and what the backend already knows about it."""
+
+    location: str  # local path or URL handed to ffmpeg (never logged when it carries a secret)
+    display: str  # the location as recorded in clip.json and status (no credentials)
+    start: float | None  # seek position inside `location`, seconds
+    end: float | None
+    protocols: str = "file"  # ffmpeg protocol whitelist for this input
+    media_duration: float | None = None  # whole-media length where the catalogue says it
+    has_video: bool | None = None  # None: unknown, let ffmpeg find out
+    fetched_bytes: int = 0  # bytes the backend itself downloaded
+    read_timeout: float = 30.0  # seconds without network progress before ffmpeg gives up
+
+
 @dataclass(frozen=True)
 class MediaResult:
     audio: Path
@@ -63,6 +84,7 @@ class MediaResult:
     padded: bool
     input_duration: float | None  # the container's duration, where it says one
     has_video: bool
+    read_bytes: int  # bytes ffmpeg read from the input (over HTTP: the transfer; the segment only)
 
 
 @dataclass(frozen=True)
@@ -157,8 +179,7 @@ def _command(media: MediaInput, out_dir: Path, cfg: MediaConfig, plan: _Plan) ->
             )
         )
         outputs.append(video)
-    base = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info"]
-    return ffmpeg.merge_outputs(*outputs).compile(cmd=base, overwrite_output=True)
+    return ffmpeg.merge_outputs(*outputs).compile(cmd=[ffmpeg_exe(), *LOG_ARGS], overwrite_output=True)
 
 
 def _run(media: MediaInput, out_dir: Path, cfg: MediaConfig, plan: _Plan) -> str | None:
@@ -192,9 +213,10 @@ def _error_summary(stderr: str) -> str:
     """ffmpeg's own cause, once: "Invalid data found when processing input", not three variants."""
     messages: list[str] = []
     for line in stderr.splitlines():
-        text = _CONTEXT_RE.sub("", line).strip()
-        if not text or text.startswith(_BANNER_LINES):
+        error = _ERROR_RE.match(line.strip())
+        if not error or ("[warning]" in line and not error.group(1).startswith("HTTP error")):
             continue
+        text = error.group(1).strip()
         cause = _WRAPPER_RE.match(text)
         if cause:
             text = cause.group(1)
@@ -218,9 +240,7 @@ def inspect(media: MediaInput, cfg: MediaConfig) -> ClipFailure | None:
 
     Decodes one second of the audio to nowhere, and classifies a failure like `normalize` does."""
     plan = _Plan(0.0, 1.0, None)
-    cmd = _input(media, cfg, plan)["a:0"].output("-", format="null").compile(
-        cmd=[ffmpeg_exe(), "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info"]
-    )
+    cmd = _input(media, cfg, plan)["a:0"].output("-", format="null").compile(cmd=[ffmpeg_exe(), *LOG_ARGS])
     try:
         done = subprocess.run(cmd, capture_output=True, timeout=cfg.timeout, check=False)
     except subprocess.TimeoutExpired:
@@ -271,7 +291,8 @@ def _check(media: MediaInput, out_dir: Path, cfg: MediaConfig, plan: _Plan, stde
         _pad(audio, cfg.sample_rate, requested)
     frames = tuple(sorted(out_dir.glob("frame_*.jpg"))) if plan.span else ()
     times = tuple(frame_times(plan.span, cfg.frames)[: len(frames)]) if frames else ()
-    return MediaResult(audio, frames, times, decoded, requested if padded else decoded, padded, input_duration, bool(frames))
+    read = sum(int(n) for n in _READ_RE.findall(stderr))
+    return MediaResult(audio, frames, times, decoded, requested if padded else decoded, padded, input_duration, bool(frames), read)
 
 
 def _pad(audio: Path, sample_rate: int, seconds: float) -> None:

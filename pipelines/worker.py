@@ -18,9 +18,9 @@ from typing import Any
 
 from pipelines.cache import CLIP_JSON, CLIP_SCHEMA, ClipCache, sha256_file, write_json_atomic
 from pipelines.config import MediaConfig, RetryPolicy
-from pipelines.fetch import FetchBackend, MediaInput, make_backend
+from pipelines.fetch import FetchBackend, make_backend
 from pipelines.fetch.configs import slots
-from pipelines.media import MediaResult, normalize
+from pipelines.media import MediaInput, MediaResult, normalize
 from pipelines.records import Clip, ClipFailure, StatusRow
 from pipelines.tools import tool_versions
 
@@ -131,7 +131,8 @@ def clip_record(clip: Clip, media: MediaInput, result: MediaResult, cfg: MediaCo
         "licence": clip.licence,
         "meta": clip.meta,
         "files": {f.name: {"sha256": sha256_file(f), "bytes": f.stat().st_size} for f in files},
-        "fetched_bytes": media.fetched_bytes,
+        "fetched_bytes": media.fetched_bytes,  # downloaded by the backend (yt-dlp, a token download)
+        "read_bytes": result.read_bytes,  # read by ffmpeg from its input
         "attempts": attempts,
         "tools": tools,
         "created": _now(),

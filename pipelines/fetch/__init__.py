@@ -4,7 +4,7 @@ Importing the package registers every backend; `make_backend` picks one by the c
 """
 
 from pipelines.fetch import http, local, youtube  # noqa: F401  (registration)
-from pipelines.fetch.base import BACKENDS, FetchBackend, MediaInput
+from pipelines.fetch.base import BACKENDS, FetchBackend
 from pipelines.fetch.configs import FetchConfig
 
 
@@ -12,4 +12,4 @@ def make_backend(config: FetchConfig) -> FetchBackend:
     return BACKENDS.get(config.backend)(config)
 
 
-__all__ = ["BACKENDS", "FetchBackend", "FetchConfig", "MediaInput", "make_backend"]
+__all__ = ["BACKENDS", "FetchBackend", "FetchConfig", "make_backend"]

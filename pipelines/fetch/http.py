@@ -20,9 +20,10 @@ from urllib.parse import urlsplit
 
 import requests
 
-from pipelines.fetch.base import BACKENDS, NETWORK_PROTOCOLS, FetchBackend, MediaInput
+from pipelines.fetch.base import BACKENDS, FetchBackend
 from pipelines.fetch.configs import HttpFetch
 from pipelines.fetch.templates import fill_url
+from pipelines.media import NETWORK_PROTOCOLS, MediaInput
 from pipelines.records import Clip, ClipFailure
 
 USER_AGENT = "t2a-ingest/0.1 (+https://github.com/t2a)"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipelines.fetch.base import BACKENDS, FetchBackend, MediaInput
+from pipelines.fetch.base import BACKENDS, FetchBackend
 from pipelines.fetch.configs import LocalFetch
 from pipelines.fetch.templates import fill_path
+from pipelines.media import MediaInput
 from pipelines.records import Clip, ClipFailure
 
 

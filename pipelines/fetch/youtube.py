@@ -21,10 +21,10 @@ import yt_dlp
 from yt_dlp.utils import DownloadError, download_range_func
 
 from pipelines.config import MediaConfig
-from pipelines.fetch.base import BACKENDS, NETWORK_PROTOCOLS, FetchBackend, MediaInput
+from pipelines.fetch.base import BACKENDS, FetchBackend
 from pipelines.fetch.configs import YoutubeFetch
 from pipelines.fetch.templates import fill_url
-from pipelines.media import inspect
+from pipelines.media import NETWORK_PROTOCOLS, MediaInput, inspect
 from pipelines.records import YOUTUBE_ID_RE, Clip, ClipFailure
 from pipelines.tools import ensure_ffmpeg_on_path
 

@@ -11,9 +11,7 @@ import soundfile as sf
 from PIL import Image
 
 from pipelines.config import MediaConfig
-from pipelines.fetch.base import MediaInput
-from pipelines.fetch.base import NETWORK_PROTOCOLS
-from pipelines.media import _command, _Plan, frame_times, normalize
+from pipelines.media import NETWORK_PROTOCOLS, MediaInput, _command, _Plan, frame_times, normalize
 from pipelines.records import ClipFailure
 
 CFG = MediaConfig(timeout=60)
@@ -117,6 +115,7 @@ def test_http_input_seeks_with_range_requests(media, server, tmp_path):
     assert result.duration == 10.0 and len(result.frames) == 4
     ranges = [r.range for r in server.requests_for("/v.mp4")]
     assert any(r and not r.startswith("bytes=0-") for r in ranges), ranges  # it seeked, not read from 0
+    assert 0 < result.read_bytes < media.video.stat().st_size  # the index and the segment, not the file
 
 
 def test_frame_times_are_centres():

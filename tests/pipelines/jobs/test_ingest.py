@@ -38,12 +38,13 @@ def statuses(output: Path, run_id: str) -> list[dict]:
 
 
 def entries(output: Path) -> dict[str, dict]:
-    """Every cache entry's files (name → sha256) and clip.json without its timestamp."""
+    """Every cache entry's clip.json (file hashes included) minus what describes the run rather
+    than the clip: when it was made, and how much ffmpeg's read-ahead pulled over HTTP."""
     cache = ClipCache(output)
     found = {}
     for clip_id in cache.entries():
         record = cache.read_entry(clip_id)
-        record.pop("created")
+        record.pop("created"), record.pop("read_bytes")
         found[clip_id] = record
     return found
 
