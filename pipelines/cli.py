@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -123,7 +123,11 @@ def serve(
 
     directory.mkdir(parents=True, exist_ok=True)
     routes = {"/apiv2/": reloading_route(directory / "freesound" / "sounds.json")}
-    with LoopbackServer(directory, port=port, routes=routes) as server:
+    try:
+        server = LoopbackServer(directory, port=port, routes=routes)
+    except OSError as error:
+        _fail(f"cannot serve on 127.0.0.1:{port}: {error.strerror or error}; pick another --port")
+    with server:
         console.print(f"serving {directory} at {server.url}", highlight=False)
         if ctx.args:
             env = {**os.environ, "FREESOUND_API_KEY": os.environ.get("FREESOUND_API_KEY", DEMO_API_KEY)}

@@ -9,7 +9,6 @@ file (passed as validation context), so a config works from any working director
 from __future__ import annotations
 
 import difflib
-import re
 from pathlib import Path
 from typing import Annotated, Any, Iterable
 

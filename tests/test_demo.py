@@ -68,3 +68,11 @@ def test_serve_runs_a_command_while_serving_and_returns_its_status(tmp_path, mon
     done = _serve(tmp_path, sys.executable, "-c", fetch)
     assert done.returncode == 0 and f"{DEMO_API_KEY} b'hello'" in done.stdout
     assert _serve(tmp_path, sys.executable, "-c", "raise SystemExit(3)").returncode == 3
+
+
+def test_serve_on_a_busy_port_is_one_clear_error(tmp_path):
+    with LoopbackServer(tmp_path) as busy:
+        args = [sys.executable, "-m", "pipelines.cli", "serve", str(tmp_path), "--port", str(busy.port), "--", "true"]
+        done = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 2 and f"cannot serve on 127.0.0.1:{busy.port}" in done.stderr
+    assert "Traceback" not in done.stderr

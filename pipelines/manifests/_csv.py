@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TextIO, TypeVar
 
 from pipelines.manifests.base import Record, SourceBase
-from pipelines.records import Clip, InvalidId, RejectedRow
+from pipelines.records import Clip, InvalidId, RejectedRow, youtube_clip_id
 
 T = TypeVar("T")
 
@@ -127,6 +127,11 @@ class Manifest:
 
     def clip(self, line: int, **fields: Any) -> Clip:
         return Clip(source=self.source.name, format=self.format, manifest=str(self.path), line=line, **fields)
+
+    def youtube_clip(self, line: int, youtube_id: str, start: float, end: float, **fields: Any) -> Clip:
+        """A segment of a YouTube video: the id rule of records.youtube_clip_id, media from the backend."""
+        clip_id = youtube_clip_id(youtube_id, start)
+        return self.clip(line, clip_id=clip_id, source_id=youtube_id, media=None, start=start, end=end, **fields)
 
 
 def _decode_error(fields: list[str]) -> str:

@@ -77,13 +77,11 @@ def _caption(row: Row) -> _Caption:
 
 def _clip(manifest: Manifest, captions: list[_Caption], split: str | None) -> Clip:
     first = captions[0]
-    return manifest.clip(
+    return manifest.youtube_clip(
         first.line,
-        clip_id=youtube_clip_id(first.youtube_id, first.start),
-        source_id=first.youtube_id,
-        media=None,
-        start=first.start,
-        end=first.start + CLIP_SECONDS,
+        first.youtube_id,
+        first.start,
+        first.start + CLIP_SECONDS,
         captions=tuple(Caption(text=c.text, origin=FORMAT) for c in captions),
         split=split,
         meta={"audiocap_ids": [c.audiocap_id for c in captions]},

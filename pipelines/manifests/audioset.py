@@ -82,13 +82,11 @@ def _segment_clip(row: Row, manifest: Manifest, ontology: Ontology, split: str) 
     start = seconds(start_text, "start_seconds")
     end = seconds(end_text, "end_seconds")
     check_segment(start, end)
-    return manifest.clip(
+    return manifest.youtube_clip(
         row.line,
-        clip_id=youtube_clip_id(youtube_id, start),
-        source_id=youtube_id,
-        media=None,
-        start=start,
-        end=end,
+        youtube_id,
+        start,
+        end,
         labels=_labels(label_list(mids), ontology),
         split=split,
     )
@@ -159,13 +157,11 @@ def _event(row: Row, ontology: Ontology) -> _Event:
 def _strong_clip(manifest: Manifest, events: list[_Event], ontology: Ontology, split: str) -> Clip:
     first = events[0]
     mids = dict.fromkeys(event.mid for event in events)
-    return manifest.clip(
+    return manifest.youtube_clip(
         first.line,
-        clip_id=youtube_clip_id(first.youtube_id, first.offset),
-        source_id=first.youtube_id,
-        media=None,
-        start=first.offset,
-        end=first.offset + SEGMENT_SECONDS,
+        first.youtube_id,
+        first.offset,
+        first.offset + SEGMENT_SECONDS,
         labels=tuple(Label(name=ontology.name(mid), mid=mid) for mid in mids),
         split=split,
         meta={

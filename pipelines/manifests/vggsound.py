@@ -34,16 +34,14 @@ def _clip(row: Row, manifest: Manifest, default_split: str | None) -> Clip:
     youtube_id, start_text, label, split = (value.strip() for value in row.fields)
     start = seconds(start_text, "start_seconds")
     check_segment(start, None)
-    clip_id = youtube_clip_id(youtube_id, start)
+    youtube_clip_id(youtube_id, start)  # a bad id rejects the row before its label is looked at
     if not label:
         raise BadRow("empty label")
-    return manifest.clip(
+    return manifest.youtube_clip(
         row.line,
-        clip_id=clip_id,
-        source_id=youtube_id,
-        media=None,
-        start=start,
-        end=start + CLIP_SECONDS,
+        youtube_id,
+        start,
+        start + CLIP_SECONDS,
         labels=(Label(name=label),),
         split=split_of(split, SPLITS) if split else default_split,
     )
