@@ -15,22 +15,18 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import platform
 import shutil
-import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
-import psutil
 import pyarrow.parquet as pq
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _measure import machine, run_measured  # noqa: E402
 from pipelines.demo.corpus import build_video_corpus  # noqa: E402
 from pipelines.demo.server import LoopbackServer  # noqa: E402
 from pipelines.manifests.ontology import load_ontology  # noqa: E402
@@ -94,37 +90,17 @@ def youtube_manifest(corpus: Path) -> Path:
 
 def run_job(config: Path, output: Path, beam_args: list[str]) -> dict:
     cmd = [sys.executable, "-m", "pipelines.jobs.ingest", "--config", str(config), "--corpus", "bench", *beam_args]
-    started = time.perf_counter()
-    job = psutil.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    peak = {"tree": 0, "job": 0}
-    sampler = threading.Thread(target=_sample, args=(job, peak), daemon=True)
-    sampler.start()
-    stdout, _ = job.communicate()
-    seconds = time.perf_counter() - started
-    sampler.join()
-    summary = json.loads(stdout)
+    measured = run_measured(cmd)
+    summary = json.loads(measured.pop("stdout"))
     ok = summary["totals"]["ok"]
     clip_seconds = _clip_seconds(output, summary["run_id"])
     return {
         "clips_ok": ok,
         "totals": {k: v for k, v in summary["totals"].items() if v},
-        "wall_s": round(seconds, 2),
-        "clips_per_s": round(ok / seconds, 2),
-        "peak_rss_job_mb": round(peak["job"] / 2**20, 1),
-        "peak_rss_tree_mb": round(peak["tree"] / 2**20, 1),
+        "clips_per_s": round(ok / measured["wall_s"], 2),
+        **measured,
         "median_clip_s": clip_seconds[len(clip_seconds) // 2] if clip_seconds else None,
     }
-
-
-def _sample(job: psutil.Popen, peak: dict) -> None:
-    while job.poll() is None:
-        try:
-            own = job.memory_info().rss
-            tree = own + sum(child.memory_info().rss for child in job.children(recursive=True))
-        except psutil.Error:
-            continue
-        peak["job"], peak["tree"] = max(peak["job"], own), max(peak["tree"], tree)
-        time.sleep(0.1)
 
 
 def _clip_seconds(output: Path, run_id: str) -> list[float]:
@@ -150,7 +126,7 @@ def describe(args: argparse.Namespace, corpus: Path, output: Path) -> dict:
         "concurrency": args.concurrency,
         "corpus_bytes": media_bytes,
         "output_bytes": sum(p.stat().st_size for p in (output / "clips").rglob("*") if p.is_file()),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {round(psutil.virtual_memory().total / 2**30)} GiB",
+        "machine": machine(),
         "python": platform.python_version(),
     }
 

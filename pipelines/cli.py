@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -66,6 +67,45 @@ def ingest(
     except (ConfigError, UnknownName) as error:
         _fail(str(error))
     _print_summary(summary)
+
+
+@app.command(context_settings=PASSTHROUGH)
+def shard(
+    ctx: typer.Context,
+    config: Path = typer.Option(Path("datasets.yaml"), help="The datasets.yaml to read."),
+    corpus: str = typer.Option(DEFAULT_CORPUS, help="Which corpus of the config."),
+) -> None:
+    """Clip cache → deterministic WebDataset shards with stats and index.json (docs/shards.md).
+
+    Beam options go after `--`, as for `t2a ingest`.
+    """
+    from pipelines.jobs import shard as job
+
+    try:
+        index = job.run(["--config", str(config), "--corpus", corpus, *ctx.args])
+    except (ConfigError, UnknownName) as error:
+        _fail(str(error))
+    _print_index(index)
+
+
+@app.command()
+def inspect(shard_path: Path = typer.Argument(..., help="A shard (.tar) to summarize and validate.")) -> None:
+    """Summarize one shard and check it against the shard contract; exit 1 if it has problems."""
+    from pipelines.shards.reader import inspect_shard
+
+    if not shard_path.is_file():
+        _fail(f"no such shard: {shard_path}")
+    report = inspect_shard(shard_path)
+    table = Table(title=f"{shard_path.name}")
+    table.add_column("field")
+    table.add_column("value", overflow="fold")
+    for key, value in report.items():
+        if key != "problems":
+            table.add_row(key, json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else str(value))
+    _console().print(table)
+    for problem in report["problems"]:
+        console.print(f"[bold red]problem:[/] {problem}", highlight=False)
+    raise typer.Exit(1 if report["problems"] else 0)
 
 
 @app.command()
@@ -138,8 +178,25 @@ def serve(
             console.print("stopped")
 
 
+def _console() -> Console:
+    return Console(width=None if sys.stdout.isatty() else 160)
+
+
+def _print_index(index: dict[str, Any]) -> None:
+    table = Table(title=f"shards — schema {index.get('schema')}, config {str(index.get('config_hash'))[:12]}")
+    for column in ("split", "shards", "samples", "bytes"):
+        table.add_column(column, justify="right" if column != "split" else "left")
+    for split, entry in index.get("splits", {}).items():
+        table.add_row(split, str(entry["shards"]), str(entry["nsamples"]), str(entry["filesize"]))
+    totals = index.get("totals", {})
+    table.add_row("[bold]all", *(f"[bold]{totals.get(k)}" for k in ("shards", "nsamples", "filesize")))
+    _console().print(table)
+    if totals.get("failures"):
+        console.print(f"{totals['failures']} clip(s) left out (corrupt or missing cache entries): see the shards' stats.json", highlight=False)
+
+
 def _print_summary(summary: dict[str, Any]) -> None:
-    output = Console(width=None if sys.stdout.isatty() else 160)
+    output = _console()
     table = Table(title=f"ingest {summary.get('corpus')} — run {summary.get('run_id')}")
     statuses = [s for s, n in summary["totals"].items() if n] or list(summary["totals"])
     table.add_column("source")

@@ -6,6 +6,7 @@
         sources: [<source>, ...]       # each: name, format (+ its files), fetch: {backend, ...}
         media: {sample_rate, frames, frame_size, max_duration, timeout}
         exclude: [<source without fetch> | {ids: file}, ...]
+        shards: {profiles, audio, frames, max_samples, max_bytes, default_split}
 
 Validation happens at start-up and fails with one message listing every problem by key path
 (`corpora.demo.sources[0].fetch.backend: ...`) — never a traceback. The resolved configuration
@@ -18,10 +19,10 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import Discriminator, Field, Tag, ValidationError, model_validator
+from pydantic import AfterValidator, Discriminator, Field, Tag, ValidationError, model_validator
 
 from pipelines.cache import write_json_atomic
 from pipelines.config import ConfigError, InputFile, MediaConfig, Name, OutputDir, StrictModel, format_validation_error
@@ -48,10 +49,32 @@ Exclusion = Annotated[
 ]
 
 
+def _known_profiles(names: list[str]) -> list[str]:
+    from pipelines.features import PROFILES  # imported here: it brings torch, which ingest never needs
+
+    for name in names:
+        PROFILES.get(name)  # unknown name → an error listing the valid ones
+    if len(set(names)) != len(names):
+        raise ValueError(f"profiles are listed twice: {names}")
+    return names
+
+
+class ShardConfig(StrictModel):
+    """The shard stage (pipelines/jobs/shard.py, docs/shards.md)."""
+
+    profiles: Annotated[list[str], AfterValidator(_known_profiles)] = Field(["audioldm"], min_length=1)
+    audio: bool = True  # put the cached FLAC into each sample (`flac` member)
+    frames: bool = True  # put the clip's video frames into each sample (`frame_NN.jpg`)
+    max_samples: int = Field(1000, ge=1)
+    max_bytes: int = Field(1_000_000_000, ge=1_000_000)  # a shard never exceeds this
+    default_split: Literal["train", "valid", "test"] = "train"  # for clips whose manifest names none
+
+
 class CorpusConfig(StrictModel):
     output: OutputDir
     sources: list[SourceConfig] = Field(min_length=1)
     media: MediaConfig = MediaConfig()
+    shards: ShardConfig = ShardConfig()
     # Clips whose clip id or source id appears here are kept out (AudioCaps/Clotho evaluation
     # sets out of a training corpus). A manifest excludes whole source ids: every segment of a
     # YouTube video whose one segment is an evaluation clip.

@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # ARCHITECTURE.md "Contracts": keys are [A-Za-z0-9_-]+ with no dots (WebDataset splits keys at the
-# first dot). 160 characters keeps a key well inside tar's 255-byte member-name limit with a suffix.
-CLIP_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,160}")  # always used with fullmatch
+# first dot). At most 64 characters: a shard member `<key>.mel.<profile>.npy` must fit the 100-byte
+# name field of a plain ustar header, the only one wids reads (pipelines/shards/contract.py).
+CLIP_ID_MAX = 64
+CLIP_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,%d}" % CLIP_ID_MAX)  # always used with fullmatch
 YOUTUBE_ID_RE = re.compile(r"[A-Za-z0-9_-]{11}")
 _SLUG_RE = re.compile(r"[^A-Za-z0-9]+")
 
@@ -138,7 +140,7 @@ def freesound_clip_id(sound_id: str | int) -> str:
 def name_clip_id(namespace: str, name: str) -> str:
     """A readable id for a catalogue file name: slug of the name plus a short hash for uniqueness."""
     check_file_name(name)
-    slug = _SLUG_RE.sub("-", name.rsplit(".", 1)[0]).strip("-")[:48] or "x"
+    slug = _SLUG_RE.sub("-", name.rsplit(".", 1)[0]).strip("-")[:40] or "x"
     return f"{namespace}_{slug}_{short_hash(name, 10)}"
 
 
@@ -148,8 +150,11 @@ def url_clip_id(url: str, start: float | None = None, end: float | None = None) 
 
 
 def keyed_clip_id(namespace: str, key: str) -> str:
-    """`<namespace>_<key>` for catalogues whose own ids are already safe keys."""
+    """`<namespace>_<key>` for catalogues whose own ids are already safe keys; hashed when that
+    would be longer than a key may be."""
     clip_id = f"{namespace}_{key}"
+    if len(clip_id) > CLIP_ID_MAX:
+        clip_id = f"{namespace[:20]}_{short_hash(key, 24)}"
     check_clip_id(clip_id)
     return clip_id
 
@@ -160,7 +165,7 @@ def short_hash(text: str, n: int) -> str:
 
 def check_clip_id(clip_id: str) -> str:
     if not CLIP_ID_RE.fullmatch(clip_id):
-        raise InvalidId(f"bad clip id {clip_id!r} (expected 1-160 characters of [A-Za-z0-9_-])")
+        raise InvalidId(f"bad clip id {clip_id!r} (expected 1-{CLIP_ID_MAX} characters of [A-Za-z0-9_-])")
     return clip_id
 
 

@@ -48,3 +48,18 @@ def server(tmp_path: Path):
     root.mkdir()
     with LoopbackServer(root) as srv:
         yield srv
+
+
+@pytest.fixture()
+def hf_offline(tmp_path, monkeypatch):
+    """Hugging Face `datasets`, offline, with its caches under tmp_path."""
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    import datasets
+
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.setattr(datasets.config, name, True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf" / "datasets")
+    datasets.disable_progress_bars()
+    return datasets

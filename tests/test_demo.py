@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -15,7 +16,8 @@ from pipelines.datasets import load_corpus
 from pipelines.demo.corpus import build_demo_corpus
 from pipelines.demo.freesound_api import DEMO_API_KEY, reloading_route
 from pipelines.demo.server import LoopbackServer
-from pipelines.jobs import ingest
+from pipelines.jobs import ingest, shard
+from pipelines.shards.reader import hf_features, inspect_shard
 from pipelines.status import status_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,9 +43,15 @@ def test_shipped_config_names_every_format_and_backend(demo):
     assert {s.fetch.backend for s in corpus.config.sources} == {"youtube", "http", "local"}
 
 
-def test_demo_ingest_runs_every_code_path(demo, monkeypatch):
-    monkeypatch.setenv("FREESOUND_API_KEY", DEMO_API_KEY)
-    summary = ingest.run(["--config", str(demo / "datasets.yaml")])
+@pytest.fixture(scope="module")
+def ingested(demo):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FREESOUND_API_KEY", DEMO_API_KEY)
+        return ingest.run(["--config", str(demo / "datasets.yaml")])
+
+
+def test_demo_ingest_runs_every_code_path(demo, ingested):
+    summary = ingested
     totals, by_source = summary["totals"], summary["by_source"]
     assert all(counts["ok"] > 0 for name, counts in by_source.items() if name != "demo_audioset_strong"), by_source
     assert totals["rejected_row"] > 0 and totals["failed_permanent"] > 0 and totals["excluded"] > 0
@@ -54,6 +62,22 @@ def test_demo_ingest_runs_every_code_path(demo, monkeypatch):
     output = demo / "data" / "demo"
     ok_clips = [r for r in pq.read_table(status_path(output, summary["run_id"])).to_pylist() if r["status"] == "ok"]
     assert sorted(ClipCache(output).entries()) == sorted(r["clip_id"] for r in ok_clips)
+
+
+def test_demo_shards_validate_and_load_in_hugging_face_datasets(demo, ingested, hf_offline, tmp_path):
+    index = shard.run(["--config", str(demo / "datasets.yaml")])
+    root = demo / "data" / "demo" / "shards"
+    assert index["totals"]["nsamples"] == len(list(ClipCache(demo / "data" / "demo").entries()))
+    assert set(index["splits"]) == {"train", "valid", "test"} and index["totals"]["failures"] == 0
+    for tar in sorted(root.glob("*/*.tar")):
+        assert inspect_shard(tar)["problems"] == [], tar
+    profiles = load_corpus(demo / "datasets.yaml").config.shards.profiles
+    features = hf_features(profiles, audio=True, frames=4)
+    files = {"train": [str(p) for p in sorted((root / "train").glob("*.tar"))]}
+    rows = hf_offline.load_dataset("webdataset", data_files=files, split="train", cache_dir=str(tmp_path / "hf"), features=features)
+    assert len(rows) == index["splits"]["train"]["nsamples"]
+    first = rows[0]
+    assert np.asarray(first["mel.make-an-audio.npy"]).shape == (80, 624) and first["json"]["split"] == "train"
 
 
 def _serve(folder: Path, *command: str) -> subprocess.CompletedProcess:

@@ -95,12 +95,13 @@ def _corpus(output: str, url: str) -> dict:
     return {
         "output": output,
         "media": {"frames": 2, "frame_size": 64},
+        "shards": {"profiles": ["audioldm"], "max_samples": 3},
         "sources": [
             {"name": "as", "format": "audioset", "manifest": "manifests/segments.csv",
              "fetch": {"backend": "youtube", "url_template": f"{url}/yt/{{id}}.mp4", "retry": fast}},
             {"name": "ac", "format": "audiocaps", "manifest": "manifests/audiocaps_train.csv",
              "fetch": {"backend": "youtube", "url_template": f"{url}/yt/{{id}}.mp4", "retry": fast}},
-            {"name": "tb", "format": "table", "manifest": "manifests/table.csv",
+            {"name": "tb", "format": "table", "manifest": "manifests/table.csv", "split": "valid",
              "fetch": {"backend": "http", "retry": fast, "timeout": 5}},
             {"name": "fsd", "format": "fsd50k", "manifest": "manifests/fsd/dev.csv",
              "vocabulary": "manifests/fsd/vocabulary.csv",

@@ -1,0 +1,46 @@
+"""Run a job as its own process and measure it: wall time, and the peak RSS of the job's Python
+process and of its whole process tree (children such as ffmpeg or Beam's worker processes),
+sampled every 0.1 s."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_measured(cmd: list[str]) -> dict:
+    started = time.perf_counter()
+    job = psutil.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    peak = {"tree": 0, "job": 0}
+    sampler = threading.Thread(target=_sample, args=(job, peak), daemon=True)
+    sampler.start()
+    stdout, _ = job.communicate()
+    seconds = time.perf_counter() - started
+    sampler.join()
+    if job.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed with exit code {job.returncode}")
+    return {"stdout": stdout, "wall_s": round(seconds, 2), "peak_rss_job_mb": round(peak["job"] / 2**20, 1),
+            "peak_rss_tree_mb": round(peak["tree"] / 2**20, 1)}  # fmt: skip
+
+
+def _sample(job: psutil.Popen, peak: dict) -> None:
+    while job.poll() is None:
+        try:
+            own = job.memory_info().rss
+            tree = own + sum(child.memory_info().rss for child in job.children(recursive=True))
+        except psutil.Error:
+            continue
+        peak["job"], peak["tree"] = max(peak["job"], own), max(peak["tree"], tree)
+        time.sleep(0.1)
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores, {round(psutil.virtual_memory().total / 2**30)} GiB"
