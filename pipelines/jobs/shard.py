@@ -127,9 +127,10 @@ class WriteShards(beam.DoFn):
 
     def process(self, plan: ShardPlan) -> Iterator[dict[str, Any]]:
         path = self.output / "shards" / plan.split / f"{plan.name}.tar"
-        if is_complete(path) and read_stats(path).get("plan_digest") == plan.digest:
+        done = read_stats(path) if is_complete(path) else {}
+        if done.get("plan_digest") == plan.digest:
             Metrics.counter(NAMESPACE, "shards_skipped").inc()
-            yield read_stats(path)
+            yield done
             return
         failures: list[dict[str, str]] = []
         info = write_shard(path, self._samples(plan, failures))
@@ -155,17 +156,16 @@ class WriteShards(beam.DoFn):
             entry = self.cache.read_entry(clip_id)
             flac = _verified(folder / "audio.flac", entry["files"]["audio.flac"]["sha256"])
             audio, rate = sf.read(io.BytesIO(flac), dtype="float32", always_2d=False)
-            frames = [_verified(folder / f["file"], entry["files"][f["file"]]["sha256"]) for f in entry["frames"]]
+            listed = entry["frames"] if self.config.frames else []
+            frames = [_verified(folder / f["file"], entry["files"][f["file"]]["sha256"]) for f in listed]
             mels = self._mels(audio, rate)
             events = event_count(entry["labels"], self.ontology)
-            frames = frames if self.config.frames else []
             kept = flac if self.config.audio else None
             meta = sample_meta(entry, split, mels, self.extractors, kept, len(frames), events, self.tools)
             arrays = {name: mel.astype(np.float16) for name, (mel, _) in mels.items()}
             return contract.build_sample(meta, mels=arrays, audio=kept, frames=frames)
         except (OSError, KeyError, TypeError, ValueError, RuntimeError, sf.LibsndfileError) as error:
             raise SampleError(f"{type(error).__name__}: {error}") from None
-
 
     def _mels(self, audio: np.ndarray, rate: int) -> dict[str, tuple[np.ndarray, int]]:
         """Every configured profile's mel; profiles sharing a sample rate share one resampling."""
