@@ -70,6 +70,29 @@ def ingest(
 
 
 @app.command(context_settings=PASSTHROUGH)
+def annotate(
+    ctx: typer.Context,
+    config: Path = typer.Option(Path("datasets.yaml"), help="The datasets.yaml to read."),
+    corpus: str = typer.Option(DEFAULT_CORPUS, help="Which corpus of the config."),
+    device: str = typer.Option(None, help="cpu or cuda; overrides `annotate.device` of the config."),
+) -> None:
+    """Clip cache → CLAP/CLIP embeddings, caption candidates and CLAP-selected captions (docs/annotate.md).
+
+    Beam options go after `--`, as for `t2a ingest`.
+    """
+    from pipelines.jobs import annotate as job
+
+    if device not in (None, "cpu", "cuda"):
+        _fail(f"--device must be cpu or cuda, not {device!r}")
+    argv = ["--config", str(config), "--corpus", corpus, *(["--device", device] if device else []), *ctx.args]
+    try:
+        summary = job.run(argv)
+    except (ConfigError, UnknownName) as error:
+        _fail(str(error))
+    _print_annotations(summary)
+
+
+@app.command(context_settings=PASSTHROUGH)
 def shard(
     ctx: typer.Context,
     config: Path = typer.Option(Path("datasets.yaml"), help="The datasets.yaml to read."),
@@ -147,6 +170,24 @@ def demo_corpus(
     )
 
 
+@app.command("demo-models")
+def demo_models(
+    directory: Path = typer.Argument(..., help="Where to write the models."),
+    seed: int = typer.Option(0, help="The models' random initialisation derives from this seed."),
+) -> None:
+    """Build the demo's tiny, randomly initialised models (CLAP, CLIP, captioner) from real configs.
+
+    They make the demo pipeline run offline end to end; their captions and scores mean nothing.
+    Point `annotate:` in datasets.yaml at real checkpoints for a real corpus (docs/annotate.md).
+    """
+    from pipelines.demo.captioner import build_captioner
+    from pipelines.demo.models import build_demo_models
+
+    built = build_demo_models(directory, seed=seed)
+    built["captioner"] = build_captioner(directory / "captioner", seed=seed)
+    console.print(f"demo models in {directory}: {', '.join(sorted(built))}", highlight=False)
+
+
 @app.command(context_settings=PASSTHROUGH)
 def serve(
     ctx: typer.Context,
@@ -193,6 +234,20 @@ def _print_index(index: dict[str, Any]) -> None:
     _console().print(table)
     if totals.get("failures"):
         console.print(f"{totals['failures']} clip(s) left out (corrupt or missing cache entries): see the shards' stats.json", highlight=False)
+
+
+def _print_annotations(summary: dict[str, Any]) -> None:
+    output = _console()
+    table = Table(title=f"annotations — {summary['clips']} clips")
+    for column in ("status", "clips"):
+        table.add_column(column, justify="right" if column == "clips" else "left")
+    for status, count in summary["statuses"].items():
+        table.add_row(status, str(count))
+    for expert, count in summary["selected_experts"].items():
+        table.add_row(f"selected from {expert}", str(count))
+    output.print(table)
+    for reason, count in list(summary["reasons"].items())[:8]:
+        console.print(f"{count:5d} × {reason}", highlight=False)
 
 
 def _print_summary(summary: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@
         sources: [<source>, ...]       # each: name, format (+ its files), fetch: {backend, ...}
         media: {sample_rate, frames, frame_size, max_duration, timeout}
         exclude: [<source without fetch> | {ids: file}, ...]
+        annotate: {device, clap, clip, prompts, captioning, retrieval, selection, silence_db}
         shards: {profiles, audio, frames, max_samples, max_bytes, default_split}
 
 Validation happens at start-up and fails with one message listing every problem by key path
@@ -26,8 +27,11 @@ from pydantic import AfterValidator, Discriminator, Field, Tag, ValidationError,
 
 from pipelines.cache import write_json_atomic
 from pipelines.config import ConfigError, InputFile, MediaConfig, Name, OutputDir, StrictModel, format_validation_error
+from pipelines.encoders.config import ClapConfig, ClipConfig
 from pipelines.fetch import BACKENDS
 from pipelines.manifests import FORMATS, SourceConfig
+from pipelines.prompts.config import CaptioningConfig, PromptConfig, SelectionConfig
+from pipelines.prompts.retrieval import RetrievalConfig
 
 DEFAULT_CORPUS = "demo"
 
@@ -70,10 +74,24 @@ class ShardConfig(StrictModel):
     default_split: Literal["train", "valid", "test"] = "train"  # for clips whose manifest names none
 
 
+class AnnotateConfig(StrictModel):
+    """The annotate stage (pipelines/jobs/annotate.py, docs/annotate.md)."""
+
+    device: Literal["cpu", "cuda"] = "cpu"  # explicit, never guessed; `t2a annotate --device` overrides it
+    clap: ClapConfig  # audio embeddings, and the scores that select captions
+    clip: ClipConfig | None = None  # CLIP frame embeddings; left out: no `clip_image` embedding
+    prompts: PromptConfig = PromptConfig()
+    captioning: CaptioningConfig | None = None  # the captioning expert; left out: no generated candidates
+    retrieval: RetrievalConfig | None = RetrievalConfig()  # the retrieval expert; null turns it off
+    selection: SelectionConfig = SelectionConfig()
+    silence_db: float = Field(-60.0, le=0)  # a clip whose peak is below this (dBFS) is a failure, not an embedding
+
+
 class CorpusConfig(StrictModel):
     output: OutputDir
     sources: list[SourceConfig] = Field(min_length=1)
     media: MediaConfig = MediaConfig()
+    annotate: AnnotateConfig | None = None  # no block: `t2a annotate` refuses, shards carry no annotations
     shards: ShardConfig = ShardConfig()
     # Clips whose clip id or source id appears here are kept out (AudioCaps/Clotho evaluation
     # sets out of a training corpus). A manifest excludes whole source ids: every segment of a

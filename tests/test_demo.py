@@ -1,5 +1,6 @@
 """`make demo`, reduced: the shipped datasets.yaml on a scaled-down demo corpus, served as `t2a
-serve` serves it, through the ingest job; and the `serve -- command` wrapper itself."""
+serve` serves it, with the demo's tiny models, through ingest, annotate and shard; and the
+`serve -- command` wrapper itself."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from pipelines.datasets import load_corpus
 from pipelines.demo.corpus import build_demo_corpus
 from pipelines.demo.freesound_api import DEMO_API_KEY, reloading_route
 from pipelines.demo.server import LoopbackServer
-from pipelines.jobs import ingest, shard
+from pipelines.annotations import read_table
+from pipelines.jobs import annotate, ingest, shard
 from pipelines.shards.reader import hf_features, inspect_shard
 from pipelines.status import status_path
 
@@ -33,7 +35,17 @@ def demo(tmp_path_factory):
         build_demo_corpus(corpus, seed=0, base_url=server.url, scale=0.2)
         server.routes["/apiv2/"] = reloading_route(corpus / "freesound" / "sounds.json")
         (work / "datasets.yaml").write_text((ROOT / "datasets.yaml").read_text().replace(DEMO_URL, server.url))
+        _build_models(work / "data" / "demo-models")
         yield work
+
+
+def _build_models(folder: Path) -> None:
+    """What `t2a demo-models data/demo-models` builds (the dvc stage `demo_models`)."""
+    from pipelines.demo.captioner import build_captioner
+    from pipelines.demo.models import build_demo_models
+
+    build_demo_models(folder)
+    build_captioner(folder / "captioner")
 
 
 def test_shipped_config_names_every_format_and_backend(demo):
@@ -64,20 +76,35 @@ def test_demo_ingest_runs_every_code_path(demo, ingested):
     assert sorted(ClipCache(output).entries()) == sorted(r["clip_id"] for r in ok_clips)
 
 
-def test_demo_shards_validate_and_load_in_hugging_face_datasets(demo, ingested, hf_offline, tmp_path):
+@pytest.fixture(scope="module")
+def annotated(demo, ingested):
+    return annotate.run(["--config", str(demo / "datasets.yaml")])
+
+
+def test_demo_annotate_gives_every_clip_a_selected_caption(demo, annotated):
+    clips = len(list(ClipCache(demo / "data" / "demo").entries()))
+    assert annotated["clips"] == clips and annotated["statuses"] == {"ok": clips, "dropped": 0, "failed": 0}
+    rows = read_table(demo / "data" / "demo").to_pylist()
+    experts = {c["expert"] for row in rows for c in row["candidates"]}
+    assert experts == {"human", "captioning", "retrieval", "source_text", "label_text"}
+    assert all(row["selected_caption"] for row in rows)
+
+
+def test_demo_shards_validate_and_load_in_hugging_face_datasets(demo, annotated, hf_offline, tmp_path):
     index = shard.run(["--config", str(demo / "datasets.yaml")])
     root = demo / "data" / "demo" / "shards"
-    assert index["totals"]["nsamples"] == len(list(ClipCache(demo / "data" / "demo").entries()))
+    assert index["totals"]["nsamples"] == annotated["statuses"]["ok"]
     assert set(index["splits"]) == {"train", "valid", "test"} and index["totals"]["failures"] == 0
     for tar in sorted(root.glob("*/*.tar")):
         assert inspect_shard(tar)["problems"] == [], tar
     profiles = load_corpus(demo / "datasets.yaml").config.shards.profiles
-    features = hf_features(profiles, audio=True, frames=4)
+    features = hf_features(profiles, audio=True, frames=4, embeddings=["clap_audio", "clip_image"])
     files = {"train": [str(p) for p in sorted((root / "train").glob("*.tar"))]}
     rows = hf_offline.load_dataset("webdataset", data_files=files, split="train", cache_dir=str(tmp_path / "hf"), features=features)
     assert len(rows) == index["splits"]["train"]["nsamples"]
     first = rows[0]
     assert np.asarray(first["mel.make-an-audio.npy"]).shape == (80, 624) and first["json"]["split"] == "train"
+    assert first["json"]["selected_caption"] and np.asarray(first["clap_audio.npy"]).ndim == 1
 
 
 def _serve(folder: Path, *command: str) -> subprocess.CompletedProcess:

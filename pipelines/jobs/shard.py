@@ -28,8 +28,10 @@ import numpy as np
 import soundfile as sf
 from apache_beam.metrics import Metrics
 
+from pipelines.annotations import ROW, AnnotationStore
 from pipelines.cache import ClipCache
 from pipelines.datasets import DEFAULT_CORPUS, Corpus, ShardConfig, load_corpus
+from pipelines.jobs.common import ListCachedClips
 from pipelines.jobs.ingest import pipeline_options
 from pipelines.labels import event_count
 from pipelines.manifests.ontology import load_ontology
@@ -57,29 +59,19 @@ def shards_root(corpus: Corpus) -> Path:
     return corpus.output / "shards"
 
 
-class ListClips(beam.DoFn):
-    """A bucket of the clip cache → the ids of its complete entries."""
-
-    def __init__(self, output: Path):
-        self.output = output
-
-    def process(self, name: str) -> Iterator[str]:
-        folder = ClipCache(self.output).clips / name
-        if folder.is_dir():
-            yield from sorted(entry.name for entry in folder.iterdir() if (entry / "clip.json").is_file())
-
-
 class PlanEntries(beam.DoFn):
     """A clip id → (split, PlanItem), or its failure on the `failed` output."""
 
     def __init__(self, corpus: Corpus):
         self.output = corpus.output
         self.config = corpus.config.shards
+        self.annotated = corpus.config.annotate is not None
 
     def setup(self) -> None:
         from pipelines.features import get_profile
 
         self.cache = ClipCache(self.output)
+        self.store = AnnotationStore(self.output)
         profiles = [get_profile(name) for name in self.config.profiles]
         self.mel_bytes = sum(contract.npy_size((p.n_mels, p.frames), np.float16) for p in profiles)
 
@@ -91,7 +83,27 @@ class PlanEntries(beam.DoFn):
             return
         split = entry.get("split") or self.config.default_split
         cfg = self.config
-        yield split, plan_item(entry, split, self.mel_bytes, len(cfg.profiles), cfg.audio, cfg.frames)
+        annotation = self.annotation(clip_id)
+        if isinstance(annotation, str):
+            Metrics.counter(NAMESPACE, "clips_not_annotated").inc()
+            yield beam.pvalue.TaggedOutput("failed", {"clip_id": clip_id, "reason": annotation})
+            return
+        item = plan_item(entry, split, self.mel_bytes, len(cfg.profiles), cfg.audio, cfg.frames, annotation)
+        yield split, item
+
+    def annotation(self, clip_id: str) -> tuple[str, int] | str | None:
+        """(sha256, bytes) of the clip's annotation row; a reason when the corpus is annotated and
+        this clip is not usable (failed, dropped, missing); None for a corpus without annotations."""
+        if not self.annotated:
+            return None
+        path = self.store.entry_dir(clip_id) / ROW
+        row = self.store.read(clip_id)
+        if row is None:
+            return "not annotated (run `t2a annotate` first)"
+        if row["status"] != "ok":
+            return f"annotation {row['status']}: {row.get('reason')}"
+        data = path.read_bytes()
+        return hashlib.sha256(data).hexdigest(), len(data) + sum(8 * 1024 for _ in row.get("embeddings", {}))
 
 
 @dataclass(frozen=True)
@@ -113,6 +125,7 @@ class WriteShards(beam.DoFn):
         self.config = corpus.config.shards
         self.settings = settings
         self.corpus_hash = corpus.config_hash
+        self.annotated = corpus.config.annotate is not None
 
     def setup(self) -> None:
         import torch
@@ -121,6 +134,7 @@ class WriteShards(beam.DoFn):
 
         torch.set_num_threads(1)  # one core per worker process: bytes never depend on threading
         self.cache = ClipCache(self.output)
+        self.store = AnnotationStore(self.output)
         self.extractors = {name: MelExtractor(get_profile(name)) for name in self.config.profiles}
         self.ontology = load_ontology()
         self.tools = {"t2a": package_version("t2a"), "numpy": np.__version__, "torch": torch.__version__}
@@ -162,8 +176,12 @@ class WriteShards(beam.DoFn):
             events = event_count(entry["labels"], self.ontology)
             kept = flac if self.config.audio else None
             meta = sample_meta(entry, split, mels, self.extractors, kept, len(frames), events, self.tools)
+            row = self.store.read(clip_id) if self.annotated else None
+            embeddings = self.store.arrays(clip_id, row) if row else {}
+            if row:
+                meta = with_annotation(meta, row, embeddings)
             arrays = {name: mel.astype(np.float16) for name, (mel, _) in mels.items()}
-            return contract.build_sample(meta, mels=arrays, audio=kept, frames=frames)
+            return contract.build_sample(meta, mels=arrays, audio=kept, frames=frames, arrays=embeddings)
         except (OSError, KeyError, TypeError, ValueError, RuntimeError, sf.LibsndfileError) as error:
             raise SampleError(f"{type(error).__name__}: {error}") from None
 
@@ -210,6 +228,23 @@ def sample_meta(entry: dict[str, Any], split: str, mels: dict[str, tuple[np.ndar
     )  # fmt: skip
 
 
+def with_annotation(meta: contract.SampleMeta, row: dict[str, Any], embeddings: dict[str, np.ndarray]) -> contract.SampleMeta:
+    """The sample JSON with the clip's annotation row: candidates, selected caption, texts, embeddings."""
+    provenance = row.get("provenance", {})
+    models = {"clap_audio": provenance.get("clap", {}), "clip_image": provenance.get("clip", {})}
+    arrays = {
+        name: contract.ArrayMeta(member=contract.embedding_member(name), shape=list(array.shape), dtype=str(array.dtype),
+                                 model=f"{models[name].get('model', '?')}@{str(models[name].get('sha256', ''))[:12]}")
+        for name, array in embeddings.items()
+    }  # fmt: skip
+    return meta.model_copy(update={
+        "candidates": [contract.CandidateMeta(**candidate) for candidate in row["candidates"]],
+        "selected_caption": row["selected_caption"], "selected_expert": row["selected_expert"],
+        "label_text": row["label_text"], "mbtg_text": row["mbtg_text"], "event_count": row["event_count"],
+        "embeddings": arrays,
+    })  # fmt: skip
+
+
 def write_index(stats: list[dict[str, Any]], corpus: Corpus, settings: str) -> dict[str, Any]:
     """Remove shards the plan no longer has, then write the split and corpus indexes."""
     root = shards_root(corpus)
@@ -220,6 +255,12 @@ def write_index(stats: list[dict[str, Any]], corpus: Corpus, settings: str) -> d
             stats_path(tar).unlink(missing_ok=True)
             tar.unlink()
     return write_indexes(root, stats, corpus.config_hash, list(corpus.config.shards.profiles))
+
+
+def _left_out(failure: dict[str, str]) -> None:
+    """A clip the plan leaves out (unreadable clip.json, failed or dropped annotation): counted and logged."""
+    Metrics.counter(NAMESPACE, "clips_left_out").inc()
+    log.info("clip %s left out of the shards: %s", failure["clip_id"], failure["reason"])
 
 
 class Shard(beam.PTransform):
@@ -234,11 +275,10 @@ class Shard(beam.PTransform):
         settings = settings_hash(config)
         planned = (
             pbegin
-            | "ListBuckets" >> beam.Create([f"{i:02x}" for i in range(256)])
-            | "ListClips" >> beam.ParDo(ListClips(self.corpus.output))
+            | "ListCachedClips" >> ListCachedClips(self.corpus.output)
             | "PlanEntries" >> beam.ParDo(PlanEntries(self.corpus)).with_outputs("failed", main="items")
         )
-        _ = planned.failed | "CountUnreadable" >> beam.Map(lambda f: Metrics.counter(NAMESPACE, "unreadable_entries").inc())
+        _ = planned.failed | "ReportLeftOut" >> beam.Map(_left_out)
         return (
             planned.items
             | "GroupBySplit" >> beam.GroupByKey()

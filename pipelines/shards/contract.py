@@ -259,8 +259,11 @@ class SampleMeta(_Strict):
     sample_rate: PositiveInt
     labels: list[LabelMeta] = []
     captions: list[CaptionMeta] = []
-    candidates: list[CandidateMeta] = []
-    selected_caption: str | None = None
+    candidates: list[CandidateMeta] = []  # best CLAP score first (pipelines/jobs/annotate.py)
+    selected_caption: str | None = None  # the caption to train on: CLAP-selected, or the configured fallback
+    selected_expert: str | None = None  # the expert that proposed it (or the fallback's kind: label_text, mbtg)
+    label_text: str | None = None  # AudioLDM §5 concatenation of the labels (pipelines.prompts.labels)
+    mbtg_text: str | None = None  # Diffsound §IV-C mask-based text (pipelines.prompts.mbtg)
     event_count: Count  # distinct events (pipelines.labels): single- before multi-event curriculum
     split: Literal["train", "valid", "test"]
     licence: str | None = None

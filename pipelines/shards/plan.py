@@ -43,8 +43,10 @@ class ShardPlan:
         return f"shard-{self.index:06d}"
 
 
-def plan_item(entry: dict[str, Any], split: str, mel_bytes: int, n_mels: int, audio: bool, frames: bool) -> PlanItem:
-    """The planning record of one cache entry; `mel_bytes` is the size of all configured mels."""
+def plan_item(entry: dict[str, Any], split: str, mel_bytes: int, n_mels: int, audio: bool, frames: bool,
+              annotation: tuple[str, int] | None = None) -> PlanItem:  # fmt: skip
+    """The planning record of one cache entry; `mel_bytes` is the size of all configured mels;
+    `annotation` is the (sha256, estimated bytes) of the clip's annotation row, when it has one."""
     files = entry.get("files", {})
     content = {key: value for key, value in entry.items() if key not in RUN_FIELDS}
     text = json.dumps(content, sort_keys=True)
@@ -53,6 +55,9 @@ def plan_item(entry: dict[str, Any], split: str, mel_bytes: int, n_mels: int, au
         members.append(files["audio.flac"]["bytes"])
     if frames:
         members += [item["bytes"] for name, item in files.items() if name.startswith("frame_")]
+    if annotation:
+        members.append(annotation[1])
+        text += annotation[0]
     size = sum(member_size(n) for n in members) + (len(members) + n_mels) * 2 * TAR_BLOCK  # + PAX headers
     digest = hashlib.sha256(text.encode()).hexdigest()
     order = hashlib.sha256(entry["clip_id"].encode()).hexdigest()

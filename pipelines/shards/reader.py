@@ -9,7 +9,7 @@ from __future__ import annotations
 import tarfile
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 from urllib.parse import urlparse
 
 from pipelines.cache import sha256_file
@@ -130,13 +130,14 @@ def _in_place(url: str) -> str:
 # --- Hugging Face datasets ------------------------------------------------------------------------
 
 
-def hf_features(profiles: list[str], *, audio: bool = False, frames: int = 0):
+def hf_features(profiles: list[str], *, audio: bool = False, frames: int = 0, embeddings: Sequence[str] = ()):
     """`datasets.Features` for `load_dataset("webdataset", ..., features=...)`.
 
     Without them, datasets infers the JSON's structure from the first 5 samples and fails on a later
     sample whose `meta` or `labels` look different (`Json()` keeps the JSON whole), and it types
     `flac` as `Audio`, which needs torchcodec even to store bytes: here the FLAC stays bytes
-    (`Value("binary")`; decode with soundfile). Frames decode with Pillow.
+    (`Value("binary")`; decode with soundfile). Frames decode with Pillow. A sample without a
+    member (no video: no frames, no `clip_image`) gets None in that column.
     """
     from datasets import Features, Image, Json, List, Value
 
@@ -145,6 +146,8 @@ def hf_features(profiles: list[str], *, audio: bool = False, frames: int = 0):
     if audio:
         features[contract.AUDIO] = Value("binary")
     features.update({contract.frame_member(i): Image() for i in range(frames)})
+    shapes = {"clap_audio": List(Value("float32")), "clip_image": List(List(Value("float32")))}  # [dim], [frames, dim]
+    features.update({contract.embedding_member(name): shapes[name] for name in embeddings})
     return Features({**features, "__key__": Value("string"), "__url__": Value("string")})
 
 
