@@ -13,7 +13,7 @@ from pipelines.cli import app
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("command", [[], ["ingest"], ["status"], ["demo-corpus"], ["serve"]])
+@pytest.mark.parametrize("command", [[], ["ingest"], ["annotate"], ["shard"], ["status"], ["demo-corpus"], ["demo-models"], ["serve"]])
 def test_every_command_has_help(command):
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0 and "Usage" in result.output
@@ -26,6 +26,20 @@ def test_config_errors_are_one_message_without_traceback(tmp_path):
     assert result.exit_code == 2
     assert "corpora.demo.sources: List should have at least 1 item" in result.output
     assert "Traceback" not in result.output
+
+
+def test_annotate_errors_are_one_message(tmp_path):
+    config = tmp_path / "d.yaml"
+    source = "sources: [{name: t, format: table, manifest: t.csv, fetch: {backend: http}}]"
+    (tmp_path / "t.csv").write_text("url\nhttp://127.0.0.1:1/a.wav\n")
+    config.write_text(f"corpora:\n  demo:\n    output: o\n    {source}\n")
+    result = runner.invoke(app, ["annotate", "--config", str(config)])
+    assert result.exit_code == 2 and "no `annotate:` block" in result.output and "Traceback" not in result.output
+    config.write_text(f"corpora:\n  demo:\n    output: o\n    {source}\n    annotate: {{clap: {{model: ./nowhere, backend: clapp}}}}\n")
+    result = runner.invoke(app, ["annotate", "--config", str(config)])
+    assert result.exit_code == 2 and "corpora.demo.annotate.clap.backend" in result.output and "laion_clap" in result.output
+    result = runner.invoke(app, ["annotate", "--config", str(config), "--device", "tpu"])
+    assert result.exit_code == 2 and "--device" in result.output
 
 
 def test_ingest_passes_beam_options_through(mini):
