@@ -67,6 +67,18 @@ def model_provenance(config: AnnotateConfig) -> dict[str, Any]:
     return provenance
 
 
+def run_provenance(config: AnnotateConfig) -> dict[str, Any]:
+    """What every row records beside the models: the selection rule, the seeds, the tool versions."""
+    captioning = config.captioning
+    return {
+        "selection": config.selection.model_dump(mode="json"),
+        "prompts": config.prompts.model_dump(mode="json"),
+        "seeds": {"mbtg": "sha256(clip_id)", "captioning": captioning.seed if captioning and captioning.do_sample else None},
+        "retrieval": config.retrieval.model_dump(mode="json") if config.retrieval else None,
+        "tools": {name: package_version(name) for name in ("t2a", "torch", "transformers", "laion-clap", "apache-beam")},
+    }  # fmt: skip
+
+
 class SkipAnnotated(beam.DoFn):
     """A clip id → itself when it needs annotating; on `done`, (id, status) of a current row."""
 
@@ -328,8 +340,9 @@ class Annotate(beam.PTransform):
         self.corpus = corpus
         self.config = config
         self.device = device
-        self.provenance = model_provenance(config)
-        self.settings = settings_hash(config, self.provenance)
+        models = model_provenance(config)
+        self.settings = settings_hash(config, models)
+        self.provenance = {**models, **run_provenance(config)}
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         output, config = self.corpus.output, self.config

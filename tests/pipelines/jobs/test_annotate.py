@@ -125,6 +125,7 @@ def test_every_clip_gets_a_row_with_embeddings_scored_candidates_and_a_selection
     assert arrays["clip_image"].shape[0] == 2  # the corpus keeps 2 frames per video clip
     assert "clip_image" not in store.arrays("fs_64760", store.read("fs_64760"))  # audio only: no frames
     assert stored["provenance"]["clap"]["sha256"] and stored["provenance"]["captioning"]["sha256"]
+    assert stored["provenance"]["selection"]["threshold"] == -1.0 and stored["provenance"]["tools"]["transformers"]
     # CLAP's cosine, recomputed from the stored audio embedding and a fresh text embedding, is the stored score
     from pipelines.encoders import load_clap
     from pipelines.datasets import load_corpus
