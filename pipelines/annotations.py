@@ -43,6 +43,7 @@ TABLE_SCHEMA = pa.schema([
     ("clip_id", pa.string()), ("status", pa.string()), ("reason", pa.string()),
     ("selected_caption", pa.string()), ("selected_expert", pa.string()), ("selected_score", pa.float64()),
     ("label_text", pa.string()), ("label_score", pa.float64()), ("mbtg_text", pa.string()),
+    ("chance_score", pa.float64()),  # another clip's caption scored against this clip's audio: the chance baseline
     ("candidates", pa.list_(pa.struct([("text", pa.string()), ("expert", pa.string()), ("clap_score", pa.float64())]))),
     ("event_count", pa.int64()), ("windows", pa.int64()), ("frames", pa.int64()),
     ("clip_digest", pa.string()), ("settings_hash", pa.string()), ("provenance", pa.string()),

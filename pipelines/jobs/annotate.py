@@ -256,14 +256,16 @@ class ProposeCandidates(beam.DoFn):
 
     def _propose(self, clip_id: str, joined: dict[str, list[Any]], bank: Any) -> Any:
         from pipelines.prompts.candidates import propose
-        from pipelines.prompts.retrieval import retrieve
+        from pipelines.prompts.retrieval import chance_caption, retrieve
 
-        info = joined["info"][0]
+        info, audio = joined["info"][0], joined["audio"][0]
         generated = [text for texts in joined["captions"] for text in _value(texts)]
-        retrieved = []
+        retrieved, chance = [], None
         if bank is not None and self.config.retrieval:
-            retrieved = retrieve(bank, joined["audio"][0], self.config.retrieval.top_k, exclude=set(info.captions))
-        proposal = propose(info, generated, retrieved, self.config.prompts, getattr(bank, "checksum", None))
+            retrieved = retrieve(bank, audio, self.config.retrieval.top_k, exclude=set(info.captions))
+            chance = chance_caption(bank, clip_id, audio, exclude=set(info.captions))
+        checksum = getattr(bank, "checksum", None)
+        proposal = propose(info, generated, retrieved, self.config.prompts, checksum, chance[1] if chance else None)
         Metrics.counter(NAMESPACE, "candidates").inc(len(proposal.candidates))
         return proposal
 

@@ -43,6 +43,7 @@ class Proposal:
     mbtg_text: str | None
     texts: tuple[str, ...]  # distinct texts that still need a CLAP text embedding, in order
     bank_checksum: str | None = None
+    chance_score: float | None = None  # CLAP score of another clip's caption: the chance baseline
 
 
 def clip_info(entry: Mapping[str, Any], digest: str, events: int, windows: int, frames: int, config: PromptConfig) -> ClipInfo:
@@ -60,7 +61,7 @@ def clip_info(entry: Mapping[str, Any], digest: str, events: int, windows: int, 
 
 
 def propose(info: ClipInfo, generated: Sequence[str], retrieved: Sequence[tuple[str, float]], config: PromptConfig,
-            bank_checksum: str | None = None) -> Proposal:  # fmt: skip
+            bank_checksum: str | None = None, chance_score: float | None = None) -> Proposal:  # fmt: skip
     """Every candidate with its expert; retrieved ones come scored (their retrieval score is the CLAP cosine)."""
     label = label_text(info.labels)
     candidates: list[tuple[str, str, float | None]] = [(text, "human", None) for text in info.captions]
@@ -73,7 +74,7 @@ def propose(info: ClipInfo, generated: Sequence[str], retrieved: Sequence[tuple[
     candidates = list(dict.fromkeys(candidates))  # one entry per (text, expert, score), first kept
     texts = tuple(dict.fromkeys(text for text, _, score in candidates if score is None))
     masked = mbtg_text(info.labels, info.clip_id, config.mask_token, config.mask_counts)
-    return Proposal(info.clip_id, tuple(candidates), label, masked, texts, bank_checksum)
+    return Proposal(info.clip_id, tuple(candidates), label, masked, texts, bank_checksum, chance_score)
 
 
 def select(proposal: Proposal, text_embeddings: Mapping[int, np.ndarray], audio: np.ndarray, config: SelectionConfig) -> dict[str, Any]:
@@ -89,5 +90,6 @@ def select(proposal: Proposal, text_embeddings: Mapping[int, np.ndarray], audio:
         "status": "ok" if selection.text else "dropped", "reason": selection.reason,
         "selected_caption": selection.text, "selected_expert": selection.expert, "selected_score": selection.score,
         "label_text": proposal.label_text, "label_score": label_score, "mbtg_text": proposal.mbtg_text,
+        "chance_score": proposal.chance_score,
         "candidates": [{"text": c.text, "expert": c.expert, "clap_score": c.score} for c in ranked],
     }  # fmt: skip

@@ -220,3 +220,16 @@ def _indices(texts: tuple[str, ...], wanted: Collection[str]) -> list[int]:
         if i < len(texts) and texts[i] == text:
             found.add(i)
     return sorted(found)
+
+
+def chance_caption(bank: CaptionBank, key: str, audio_embedding: np.ndarray, exclude: Collection[str] = ()) -> tuple[str, float] | None:
+    """A bank caption picked at random (seeded by `key`, never one of `exclude`) and its cosine with
+    the audio: the chance baseline a selected caption's score is compared with (report)."""
+    excluded = set(_indices(bank.texts, exclude))
+    allowed = [i for i in range(len(bank.texts)) if i not in excluded]
+    if not allowed:
+        return None
+    seed = int.from_bytes(hashlib.sha256(f"chance/{key}".encode()).digest()[:8], "big")
+    index = allowed[seed % len(allowed)]
+    query = np.asarray(audio_embedding, dtype=np.float32).reshape(-1)
+    return bank.texts[index], float(bank.embeddings[index] @ (query / np.linalg.norm(query)))

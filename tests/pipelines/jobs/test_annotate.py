@@ -118,6 +118,7 @@ def test_every_clip_gets_a_row_with_embeddings_scored_candidates_and_a_selection
     scores = [c["clap_score"] for c in row["candidates"]]
     assert all(-1.0 <= s <= 1.0 for s in scores) and scores == sorted(scores, reverse=True)
     assert row["selected_caption"] == row["candidates"][0]["text"] and row["selected_score"] == scores[0]
+    assert all(-1.0 <= r["chance_score"] <= 1.0 for r in table.values() if r["status"] == "ok")
     store = AnnotationStore(output)
     stored = store.read(SPEECH_AND_SIREN)
     arrays = store.arrays(SPEECH_AND_SIREN, stored)

@@ -17,6 +17,7 @@ from pipelines.prompts.retrieval import (
     RetrievalConfig,
     bank_checksum,
     bank_texts,
+    chance_caption,
     load_or_build_bank,
     retrieve,
 )
@@ -105,6 +106,16 @@ def test_exclusion_matches_normalised_text(bank):
     everything = retrieve(bank, np.array([1.0, 0.0, 0.0]), k=10, exclude=["echo"])
     assert [t for t, _ in everything] == ["bravo", "foxtrot", "charlie", "delta", "alpha"]
     assert retrieve(bank, np.array([1.0, 0.0, 0.0]), k=2, exclude=list(ANGLES)) == []
+
+
+def test_chance_caption_is_seeded_by_key_scored_and_never_excluded(bank):
+    query = np.array([1.0, 0.0, 0.0])
+    picks = {key: chance_caption(bank, key, query) for key in (f"clip{i}" for i in range(40))}
+    assert picks["clip3"] == chance_caption(bank, "clip3", query) and len({t for t, _ in picks.values()}) > 2
+    for text, score in picks.values():
+        assert score == pytest.approx(math.cos(math.radians(ANGLES[text])), abs=1e-6)
+    assert all(chance_caption(bank, f"k{i}", query, exclude=["alpha", "bravo"])[0] not in ("alpha", "bravo") for i in range(40))
+    assert chance_caption(bank, "k", query, exclude=list(ANGLES)) is None
 
 
 def test_empty_bank_and_bad_queries(bank):
