@@ -136,7 +136,7 @@ class AnnotationStore:
         table = pa.Table.from_pylist([_table_row(row) for row in rows], schema=TABLE_SCHEMA)
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.root / f".{TABLE}.{uuid.uuid4().hex}"
-        pq.write_table(table, tmp)
+        pq.write_table(table, tmp, row_group_size=8192)  # readers stream it batch by batch (t2a report)
         os.replace(tmp, self.root / TABLE)
         summary = summarize(rows)
         write_json_atomic(self.root / SUMMARY, summary)

@@ -112,6 +112,23 @@ def shard(
 
 
 @app.command()
+def report(
+    config: Path = typer.Option(Path("datasets.yaml"), help="The datasets.yaml to read."),
+    corpus: str = typer.Option(DEFAULT_CORPUS, help="Which corpus of the config."),
+    listening: int = typer.Option(2, min=1, help="Clips per stratum (source × score quantile) in the listening table."),
+) -> None:
+    """Caption-quality report: <output>/report/index.html (opens from disk, offline) and report.json."""
+    from pipelines.datasets import load_corpus
+    from pipelines.report.build import build_report
+
+    try:
+        index = build_report(load_corpus(config, corpus), listening_per_stratum=listening)
+    except ConfigError as error:
+        _fail(str(error))
+    console.print(f"report: {index}  (figures: {index.parent / 'report.json'})", highlight=False)
+
+
+@app.command()
 def inspect(shard_path: Path = typer.Argument(..., help="A shard (.tar) to summarize and validate.")) -> None:
     """Summarize one shard and check it against the shard contract; exit 1 if it has problems."""
     from pipelines.shards.reader import inspect_shard

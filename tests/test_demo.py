@@ -127,3 +127,19 @@ def test_serve_on_a_busy_port_is_one_clear_error(tmp_path):
         done = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 2 and f"cannot serve on 127.0.0.1:{busy.port}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_demo_report_covers_every_source_and_matches_the_annotations(demo, annotated):
+    import json
+
+    from pipelines.report.build import build_report
+    from pipelines.report.page import SECTIONS
+
+    index = build_report(load_corpus(demo / "datasets.yaml"))
+    report = json.loads((index.parent / "report.json").read_text())
+    assert report["totals"]["annotations"]["clips"] == annotated["clips"]
+    assert report["totals"]["annotations"]["by_status"] == annotated["statuses"]
+    sources = {s.name for s in load_corpus(demo / "datasets.yaml").config.sources}
+    assert set(report["sources"]) <= sources and report["listening"]
+    page = index.read_text()
+    assert all(f'id="{section}"' in page for section in SECTIONS)

@@ -48,6 +48,10 @@ class Ontology:
     def __len__(self) -> int:
         return len(self._concepts)
 
+    def mids(self) -> list[str]:
+        """Every class's mid, sorted."""
+        return sorted(self._concepts)
+
     def concept(self, mid: str) -> Concept:
         try:
             return self._concepts[mid]

@@ -13,7 +13,7 @@ from pipelines.cli import app
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("command", [[], ["ingest"], ["annotate"], ["shard"], ["status"], ["demo-corpus"], ["demo-models"], ["serve"]])
+@pytest.mark.parametrize("command", [[], ["ingest"], ["annotate"], ["shard"], ["report"], ["status"], ["demo-corpus"], ["demo-models"], ["serve"]])
 def test_every_command_has_help(command):
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0 and "Usage" in result.output
@@ -40,6 +40,9 @@ def test_annotate_errors_are_one_message(tmp_path):
     assert result.exit_code == 2 and "corpora.demo.annotate.clap.backend" in result.output and "laion_clap" in result.output
     result = runner.invoke(app, ["annotate", "--config", str(config), "--device", "tpu"])
     assert result.exit_code == 2 and "--device" in result.output
+    config.write_text(f"corpora:\n  demo:\n    output: o\n    {source}\n")
+    result = runner.invoke(app, ["report", "--config", str(config)])
+    assert result.exit_code == 2 and "run `t2a annotate` first" in result.output
 
 
 def test_ingest_passes_beam_options_through(mini):
