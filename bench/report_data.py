@@ -82,7 +82,8 @@ def build(output: Path, n: int, seed: int = 0) -> None:
         (folder / "clip.json").write_text(dumps(entry), encoding="utf-8")
     (output / "annotations").mkdir(parents=True, exist_ok=True)
     schema = TABLE_SCHEMA if "chance_score" in TABLE_SCHEMA.names else TABLE_SCHEMA.append(pa.field("chance_score", pa.float64()))
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), output / "annotations" / "annotations.parquet")
+    table = pa.Table.from_pylist(rows, schema=schema)
+    pq.write_table(table, output / "annotations" / "annotations.parquet", row_group_size=8192)  # as AnnotationStore writes it
 
 
 def _caption(rng: np.random.Generator, vocabulary: list[str]) -> str:
