@@ -141,5 +141,6 @@ def test_demo_report_covers_every_source_and_matches_the_annotations(demo, annot
     assert report["totals"]["annotations"]["by_status"] == annotated["statuses"]
     sources = {s.name for s in load_corpus(demo / "datasets.yaml").config.sources}
     assert set(report["sources"]) <= sources and report["listening"]
+    assert report["provenance"]["augmentation"]["reprogramming"]["templates"] == 12
     page = index.read_text()
     assert all(f'id="{section}"' in page for section in SECTIONS)

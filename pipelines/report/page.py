@@ -218,7 +218,9 @@ def _artefacts(report, scopes: list[Scope], _figures) -> str:
 def _composition(report, scopes: list[Scope], _figures) -> str:
     keys = ("single_event", "multi_event", "no_labels")
     rows = [(s.slug, [s.name, *(s.data["composition"].get(k) for k in keys)]) for s in scopes]
-    return _table(["scope", "single-event", "multi-event", "no labels"], rows, "clips by number of labelled events")
+    caption = ("clips by number of labelled events; the single-event clips are dynamic reprogramming's event "
+               "database (its settings: provenance, augmentation)")
+    return _table(["scope", "single-event", "multi-event", "no labels"], rows, caption)
 
 
 def _listening(report, scopes: list[Scope], clips: list[Mapping[str, Any]]) -> str:

@@ -60,7 +60,22 @@ def provenance(output: Path, config_hash: str, run_id: str | None, manifests: li
             "bank_checksum": annotate.get("bank_checksum"),
         },
         "shards": {"profiles": shards.get("profiles", []), "config_hash": shards.get("config_hash")} if shards else None,
+        "augmentation": augmentation(),
     }
+
+
+def augmentation() -> dict[str, Any]:
+    """The online augmentations the trainer's loader applies to this corpus (pipelines/prompts):
+    dynamic reprogramming (Make-An-Audio App. F), mixup (AudioLDM §3.3), curriculum (Diffsound Alg. 3)."""
+    from pipelines.prompts.reprogram import ADJECTIVES, NOUNS, QUANTIFIERS, TEMPLATES, VERBS
+
+    return {
+        "reprogramming": {"templates": len(TEMPLATES), "events_per_clip": [0, 1, 2], "verbs": list(VERBS),
+                          "adjectives": list(ADJECTIVES), "nouns": list(NOUNS), "quantifiers": list(QUANTIFIERS),
+                          "event_database": "clips with event_count == 1 (composition.single_event)"},
+        "mixup": {"lambda": "Beta(5, 5)"},
+        "curriculum": {"single_event_epochs": "n", "multi_event_epochs": "2n"},
+    }  # fmt: skip
 
 
 def clean(value: Any) -> Any:
