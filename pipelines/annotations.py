@@ -3,6 +3,7 @@
     <output>/annotations/clips/<bb>/<clip_id>/annotation.json    the row (schema t2a.annotation/1), written last
     <output>/annotations/clips/<bb>/<clip_id>/clap_audio.npy     float32 [D]: CLAP audio embedding (windows pooled)
     <output>/annotations/clips/<bb>/<clip_id>/clip_image.npy     float32 [frames, D]: CLIP embedding of each frame
+    <output>/annotations/clips/<bb>/<clip_id>/clip_image_mean.npy  float32 [D]: their mean, L2-normalised
     <output>/annotations/banks/<checksum>.npy|.json               the retrieval expert's caption bank, by checksum
     <output>/annotations/annotations.parquet                      every row of the last run, one per clip
     <output>/annotations/summary.json                             counts by status and selected expert
@@ -28,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.cache import CLIP_JSON, bucket, write_json_atomic
+from pipelines.cache import CLIP_JSON, bucket, remove_leftovers, write_json_atomic
 from pipelines.records import check_clip_id
 from pipelines.shards.contract import decode_npy, encode_npy
 
@@ -37,7 +38,7 @@ ROW = "annotation.json"
 TABLE = "annotations.parquet"
 SUMMARY = "summary.json"
 STATUSES = ("ok", "dropped", "failed")  # dropped: no caption qualified and the fallback is "drop"
-ARRAYS = ("clap_audio", "clip_image")
+ARRAYS = ("clap_audio", "clip_image", "clip_image_mean")
 
 TABLE_SCHEMA = pa.schema([
     ("clip_id", pa.string()), ("status", pa.string()), ("reason", pa.string()),
@@ -123,12 +124,7 @@ class AnnotationStore:
             shutil.rmtree(staging, ignore_errors=True)
 
     def clean_staging(self) -> int:
-        if not self.staging_root.exists():
-            return 0
-        leftovers = list(self.staging_root.iterdir())
-        for path in leftovers:
-            shutil.rmtree(path, ignore_errors=True)
-        return len(leftovers)
+        return remove_leftovers(self.staging_root)
 
     def write_table(self, clip_ids: Iterable[str]) -> dict[str, Any]:
         """annotations.parquet with the current row of each clip (sorted by id), and summary.json."""

@@ -68,12 +68,7 @@ class ClipCache:
 
     def clean_staging(self) -> int:
         """Remove entries a killed run left half-written; call before workers start."""
-        if not self.staging_root.exists():
-            return 0
-        leftovers = list(self.staging_root.iterdir())
-        for path in leftovers:
-            shutil.rmtree(path, ignore_errors=True)
-        return len(leftovers)
+        return remove_leftovers(self.staging_root)
 
     def failure_path(self, clip_id: str) -> Path:
         check_clip_id(clip_id)
@@ -97,6 +92,16 @@ class ClipCache:
             for entry in sorted(bucket_dir.iterdir()):
                 if (entry / CLIP_JSON).is_file():
                     yield entry.name
+
+
+def remove_leftovers(staging_root: Path) -> int:
+    """Delete every folder under a staging root (what a killed run left half-written); how many."""
+    if not staging_root.exists():
+        return 0
+    leftovers = list(staging_root.iterdir())
+    for path in leftovers:
+        shutil.rmtree(path, ignore_errors=True)
+    return len(leftovers)
 
 
 def bucket(clip_id: str) -> str:

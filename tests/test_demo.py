@@ -98,7 +98,7 @@ def test_demo_shards_validate_and_load_in_hugging_face_datasets(demo, annotated,
     for tar in sorted(root.glob("*/*.tar")):
         assert inspect_shard(tar)["problems"] == [], tar
     profiles = load_corpus(demo / "datasets.yaml").config.shards.profiles
-    features = hf_features(profiles, audio=True, frames=4, embeddings=["clap_audio", "clip_image"])
+    features = hf_features(profiles, audio=True, frames=4, embeddings=["clap_audio", "clip_image", "clip_image_mean"])
     files = {"train": [str(p) for p in sorted((root / "train").glob("*.tar"))]}
     rows = hf_offline.load_dataset("webdataset", data_files=files, split="train", cache_dir=str(tmp_path / "hf"), features=features)
     assert len(rows) == index["splits"]["train"]["nsamples"]

@@ -299,7 +299,11 @@ class SelectCaptions(beam.DoFn):
                "provenance": {**self.provenance, "bank_checksum": proposal.bank_checksum}}  # fmt: skip
         arrays = {"clap_audio": audio}
         if joined["frames"]:
+            from pipelines.encoders import pool_windows
+
+            # per frame (CLIPSonic §2 conditions on one) and pooled (Make-An-Audio §4.3 pools 4)
             arrays["clip_image"] = joined["frames"][0]
+            arrays["clip_image_mean"] = pool_windows(joined["frames"][0])
         return row, arrays
 
 

@@ -231,7 +231,8 @@ def sample_meta(entry: dict[str, Any], split: str, mels: dict[str, tuple[np.ndar
 def with_annotation(meta: contract.SampleMeta, row: dict[str, Any], embeddings: dict[str, np.ndarray]) -> contract.SampleMeta:
     """The sample JSON with the clip's annotation row: candidates, selected caption, texts, embeddings."""
     provenance = row.get("provenance", {})
-    models = {"clap_audio": provenance.get("clap", {}), "clip_image": provenance.get("clip", {})}
+    clip = provenance.get("clip", {})
+    models = {"clap_audio": provenance.get("clap", {}), "clip_image": clip, "clip_image_mean": clip}
     arrays = {
         name: contract.ArrayMeta(member=contract.embedding_member(name), shape=list(array.shape), dtype=str(array.dtype),
                                  model=f"{models[name].get('model', '?')}@{str(models[name].get('sha256', ''))[:12]}")

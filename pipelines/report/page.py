@@ -15,12 +15,11 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
+from pipelines.annotations import STATUSES as ANNOTATION_STATUSES
+from pipelines.records import STATUSES as AVAILABILITY_STATUSES
+from pipelines.report.text import ARTEFACT_KINDS
+
 SECTIONS = ("provenance", "availability", "scores", "labels", "text", "artefacts", "composition", "listening")
-AVAILABILITY_STATUSES = (
-    "ok", "cached", "duplicate", "excluded", "rejected_row", "failed_permanent", "failed_retryable",
-)  # fmt: skip
-ANNOTATION_STATUSES = ("ok", "dropped", "failed")
-ARTEFACT_KINDS = ("digits", "probability", "label_word", "apology", "mask_token", "template_placeholder", "empty")
 STATS_COLUMNS = ("n", "mean", "std", "min", "p10", "p50", "p90", "max")
 # Make-An-Audio App. A, Table 5 (seeds/001_05772c2ca69c59dc.txt): the columns, in the paper's order.
 TABLE5 = (("label_text", "original label text"), ("captioning", "captioning"), ("retrieval", "retrieval"),

@@ -7,7 +7,8 @@ A shard is a plain ustar archive of samples; a sample is the members sharing a k
     <key>.flac                  the clip cache's audio bytes as they are (optional)
     <key>.frame_NN.jpg          video frames, NN = 00, 01, ... (optional)
     <key>.clap_audio.npy        CLAP audio embedding (annotate stage; optional)
-    <key>.clip_image.npy        CLIP frame embedding(s) (annotate stage; optional)
+    <key>.clip_image.npy        CLIP embedding of each frame, [frames, dim] (annotate stage; optional)
+    <key>.clip_image_mean.npy   their mean, L2-normalised, [dim] (Make-An-Audio §4.3 pools 4 frames)
 
 The writer, the readers, the training loader and the tests import these names; nothing else spells a
 member name or the schema string (STYLE.md rule 5). docs/shards.md is the reader-facing description.
@@ -45,7 +46,7 @@ NAME_MAX = 100
 
 JSON = "json"
 AUDIO = "flac"
-EMBEDDINGS = ("clap_audio", "clip_image")
+EMBEDDINGS = ("clap_audio", "clip_image", "clip_image_mean")
 MAX_FRAMES = 100  # frame_00 .. frame_99
 MEL_DTYPE = "float16"
 KINDS = ("json", "mel", "audio", "frame", "embedding")

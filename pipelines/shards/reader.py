@@ -146,7 +146,8 @@ def hf_features(profiles: list[str], *, audio: bool = False, frames: int = 0, em
     if audio:
         features[contract.AUDIO] = Value("binary")
     features.update({contract.frame_member(i): Image() for i in range(frames)})
-    shapes = {"clap_audio": List(Value("float32")), "clip_image": List(List(Value("float32")))}  # [dim], [frames, dim]
+    vector, matrix = List(Value("float32")), List(List(Value("float32")))
+    shapes = {"clap_audio": vector, "clip_image": matrix, "clip_image_mean": vector}  # [dim], [frames, dim], [dim]
     features.update({contract.embedding_member(name): shapes[name] for name in embeddings})
     return Features({**features, "__key__": Value("string"), "__url__": Value("string")})
 

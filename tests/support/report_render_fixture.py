@@ -13,6 +13,8 @@ import numpy as np
 import soundfile as sf
 from PIL import Image
 
+from pipelines.report.text import ARTEFACT_KINDS
+
 XSS = "<script>alert(1)</script>"
 SOURCES = ("alpha", 'beta <&> "q"')  # a source name with markup: escaped, and a safe slug
 SCORE_EDGES = [round(-1 + i * 0.05, 6) for i in range(41)]
@@ -63,7 +65,7 @@ def section(seed: int, clips: int) -> dict:
                  "most_repeated": [{"text": "a man speaks", "count": 3}]},
         "artefacts": {k: {"count": 1 if k == "mask_token" else 0, "rate": round(1 / clips, 6) if k == "mask_token" else 0.0,
                           "examples": [{"clip_id": "fs_123", "caption": "a [MASK] rings"}] if k == "mask_token" else []}
-                      for k in ("digits", "probability", "label_word", "apology", "mask_token", "template_placeholder", "empty")},
+                      for k in ARTEFACT_KINDS},
         "composition": {"single_event": clips - 4, "multi_event": 3, "no_labels": 1},
     }  # fmt: skip
 

@@ -124,6 +124,8 @@ def test_every_clip_gets_a_row_with_embeddings_scored_candidates_and_a_selection
     arrays = store.arrays(SPEECH_AND_SIREN, stored)
     assert arrays["clap_audio"].dtype == np.float32 and abs(np.linalg.norm(arrays["clap_audio"]) - 1) < 1e-5
     assert arrays["clip_image"].shape[0] == 2  # the corpus keeps 2 frames per video clip
+    pooled = arrays["clip_image"].mean(axis=0)
+    assert np.allclose(arrays["clip_image_mean"], pooled / np.linalg.norm(pooled), atol=1e-6)
     assert "clip_image" not in store.arrays("fs_64760", store.read("fs_64760"))  # audio only: no frames
     assert stored["provenance"]["clap"]["sha256"] and stored["provenance"]["captioning"]["sha256"]
     assert stored["provenance"]["selection"]["threshold"] == -1.0 and stored["provenance"]["tools"]["transformers"]
@@ -188,6 +190,7 @@ def test_shards_carry_the_annotations_and_leave_out_failed_clips(corpus):
     assert [c.text for c in sample.meta.candidates] == [c["text"] for c in row["candidates"]]
     assert list(sample.arrays["clap_audio"].shape) == sample.meta.embeddings["clap_audio"].shape
     assert list(sample.arrays["clip_image"].shape) == sample.meta.embeddings["clip_image"].shape
+    assert list(sample.arrays["clip_image_mean"].shape) == sample.meta.embeddings["clip_image_mean"].shape == [sample.arrays["clip_image"].shape[1]]
     store = AnnotationStore(output)
     assert np.array_equal(sample.arrays["clap_audio"], store.arrays(SPEECH_AND_SIREN, store.read(SPEECH_AND_SIREN))["clap_audio"])
 
