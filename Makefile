@@ -17,6 +17,12 @@ $(STAMP): pyproject.toml
 # Build the demo corpus, serve it on 127.0.0.1:8765, and run the DVC pipeline against it.
 demo: $(STAMP)
 	PATH="$(BIN):$$PATH" t2a serve data/demo-corpus --port 8765 -- dvc repro
+	@echo
+	@echo "Samples: runs/demo/samples/ (WAV + spectrogram PNG per prompt; samples.json). What they show:"
+	@echo "the tiny VAE and LDM trained for minutes on 131 clips, conditioned on a random tiny CLAP, so the"
+	@echo "audio is mel-shaped noise that does not follow its prompt. The demo shows the path working end to"
+	@echo "end (streaming, VAE, latents, CLAP conditioning, guidance, Griffin-Lim), not audio quality."
+	@echo "TensorBoard logs: runs/demo/vae/logs, runs/demo/ldm/logs."
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
@@ -25,4 +31,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest_throughput.py
 
 clean:
-	rm -rf data/demo data/demo-corpus bench/out
+	rm -rf data/demo data/demo-corpus runs/demo bench/out

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -287,6 +288,23 @@ def _print_summary(summary: dict[str, Any]) -> None:
             detail.add_row(item["source"], item["status"], str(item["rows"]), item["reason"])
         output.print(detail)
 
+
+def _add_plugins() -> None:
+    """Commands other installed packages declare under the `t2a.commands` entry-point group.
+
+    The trainer's commands (`t2a train`, `t2a encode-latents`, `t2a sample`) come in this way:
+    `pipelines` never imports `training` (ARCHITECTURE.md), and the plugin modules import torch
+    only when their command runs.
+    """
+    for entry in sorted(entry_points(group="t2a.commands"), key=lambda e: e.name):
+        command = entry.load()
+        if isinstance(command, typer.Typer):
+            app.add_typer(command, name=entry.name)
+        else:
+            app.command(entry.name)(command)
+
+
+_add_plugins()
 
 if __name__ == "__main__":
     sys.exit(app())

@@ -84,11 +84,11 @@ class MelExtractor:
         real = min(p.frames_for(audio.size), p.frames)
         out = np.empty((p.n_mels, p.frames), np.float32)
         if real:
-            out[:, :real] = self._log_mel(self._condition(audio[: p.samples_needed]))[:, :real]
+            out[:, :real] = self._log_mel(self.condition(audio[: p.samples_needed]))[:, :real]
         out[:, real:] = self.silence[:, None]
         return out, real
 
-    def _condition(self, audio: np.ndarray) -> np.ndarray:
+    def condition(self, audio: np.ndarray) -> np.ndarray:
         """The waveform steps of the profile's family, on the stored part of the clip (never in place)."""
         p = self.profile
         if p.remove_dc:

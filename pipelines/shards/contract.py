@@ -10,6 +10,10 @@ A shard is a plain ustar archive of samples; a sample is the members sharing a k
     <key>.clip_image.npy        CLIP embedding of each frame, [frames, dim] (annotate stage; optional)
     <key>.clip_image_mean.npy   their mean, L2-normalised, [dim] (Make-An-Audio §4.3 pools 4 frames)
 
+Latent shards (`t2a encode-latents`, training/encode_latents.py) hold the same `<key>.json` and
+embeddings, and instead of mels and media one `<key>.latent.npy`: the mel VAE's posterior, float16
+[2·C, time/r, n_mels/r] (mean, then log-variance), keyed by the VAE checkpoint in their folder name.
+
 The writer, the readers, the training loader and the tests import these names; nothing else spells a
 member name or the schema string (STYLE.md rule 5). docs/shards.md is the reader-facing description.
 """
@@ -47,9 +51,10 @@ NAME_MAX = 100
 JSON = "json"
 AUDIO = "flac"
 EMBEDDINGS = ("clap_audio", "clip_image", "clip_image_mean")
+LATENT = "latent.npy"  # latent shards only
 MAX_FRAMES = 100  # frame_00 .. frame_99
 MEL_DTYPE = "float16"
-KINDS = ("json", "mel", "audio", "frame", "embedding")
+KINDS = ("json", "mel", "audio", "frame", "embedding", "latent")
 
 # Lower case: webdataset lower-cases member suffixes when it groups a sample.
 # ≤ 26 characters: with a 64-character key, `<key>.mel.<profile>.npy` stays within NAME_MAX.
@@ -103,6 +108,8 @@ def member_kind(member: str) -> str | None:
         return "frame"
     if member.endswith(".npy") and member[:-4] in EMBEDDINGS:
         return "embedding"
+    if member == LATENT:
+        return "latent"
     return None
 
 
@@ -402,6 +409,33 @@ def _array(data: dict[str, bytes], member: str, shape: list[int], dtype: str, pr
     if list(array.shape) != shape or array.dtype != np.dtype(dtype):
         problems.append(f"{member} is {array.dtype}{list(array.shape)}, the json declares {dtype}{shape}")
     return array
+
+
+def check_latent_sample(members: Mapping[str, Any]) -> list[str]:
+    """Every way a latent-shard sample breaks the contract: the source's JSON (valid SampleMeta), its
+    declared embeddings, and one float16 `latent.npy` [2·C, H, W]; no mels, media or anything else."""
+    data = {name: _bytes(value) for name, value in members.items() if not name.startswith("__")}
+    if JSON not in data or LATENT not in data:
+        return [f"a latent sample needs {JSON} and {LATENT}, has {sorted(data)}"]
+    try:
+        meta = SampleMeta.from_json(data[JSON])
+    except ContractError as error:
+        return [str(error)]
+    problems = []
+    if members.get("__key__", meta.key) != meta.key:
+        problems.append(f"json key {meta.key!r} differs from the tar key {members['__key__']!r}")
+    allowed = {JSON, LATENT, *(a.member for a in meta.embeddings.values())}
+    problems += [f"member {m} does not belong in a latent shard" for m in sorted(set(data) - allowed)]
+    problems += [f"declared member {m} is missing" for m in sorted(allowed - set(data))]
+    for array in meta.embeddings.values():
+        _array(data, array.member, array.shape, array.dtype, problems)
+    try:
+        latent = decode_npy(data[LATENT])
+        if latent.ndim != 3 or latent.dtype != np.float16 or latent.shape[0] % 2:
+            problems.append(f"{LATENT} is {latent.dtype}{list(latent.shape)}, expected float16 [2·C, H, W]")
+    except ContractError as error:
+        problems.append(f"{LATENT}: {error}")
+    return problems
 
 
 def _bytes(value: Any) -> bytes:

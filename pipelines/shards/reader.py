@@ -49,7 +49,7 @@ def decode_member(extension: str, data: bytes) -> Any:
         raise ContractError(f"unknown member {member!r}: not decoded")
     if kind == "json":
         return contract.decode_json(data)
-    if kind in ("mel", "embedding"):
+    if kind in ("mel", "embedding", "latent"):
         return contract.decode_npy(data)
     return data  # flac, jpg: bytes as stored
 

@@ -28,7 +28,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Iterable, Mapping
+from typing import IO, Any, Callable, Iterable, Mapping
 
 from pipelines.cache import sha256_file, write_json_atomic
 from pipelines.shards import contract
@@ -61,10 +61,11 @@ def tar_info(name: str, size: int) -> tarfile.TarInfo:
     return info
 
 
-def write_shard(path: Path, samples: Iterable[tuple[str, Mapping[str, bytes]]]) -> ShardInfo:
+def write_shard(path: Path, samples: Iterable[tuple[str, Mapping[str, bytes]]], check: Callable[[Mapping[str, Any]], list[str]] = contract.check_sample) -> ShardInfo:
     """Write `(key, {member: bytes})` samples as one shard; nothing appears at `path` unless it all worked.
 
-    Every sample is checked against the contract (contract.check_sample); a duplicate key, a bad key,
+    Every sample is checked against the contract (`check`: contract.check_sample, or
+    contract.check_latent_sample for latent shards); a duplicate key, a bad key,
     an unknown member, a JSON not matching the schema, or a second split in one shard is an error.
     """
     path = Path(path)
@@ -74,7 +75,7 @@ def write_shard(path: Path, samples: Iterable[tuple[str, Mapping[str, bytes]]]) 
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
     try:
         with tempfile.TemporaryFile(dir=path.parent, prefix=f".{path.stem}.spool-") as spool:
-            index, tally = _spool(samples, spool)
+            index, tally = _spool(samples, spool, check)
             with tmp.open("xb") as out:
                 hashing = _HashingWriter(out)
                 members = _write_tar(hashing, spool, index)
@@ -92,14 +93,14 @@ def write_shard(path: Path, samples: Iterable[tuple[str, Mapping[str, bytes]]]) 
 _Index = dict[str, list[tuple[str, int, int]]]  # key → [(member, offset in spool, size)]
 
 
-def _spool(samples: Iterable[tuple[str, Mapping[str, bytes]]], spool: IO[bytes]) -> tuple[_Index, "_Tally"]:
+def _spool(samples: Iterable[tuple[str, Mapping[str, bytes]]], spool: IO[bytes], check: Callable[[Mapping[str, Any]], list[str]]) -> tuple[_Index, "_Tally"]:
     index: _Index = {}
     tally = _Tally()
     for key, members in samples:
         contract.check_key(key)
         if key in index:
             raise ContractError(f"duplicate sample key {key!r} in one shard")
-        problems = contract.check_sample({**members, "__key__": key})
+        problems = check({**members, "__key__": key})
         if problems:
             raise ContractError(f"sample {key}: {'; '.join(problems)}")
         tally.add(contract.SampleMeta.from_json(members[contract.JSON]))

@@ -1,0 +1,67 @@
+"""A tiny shard corpus for trainer tests: train/valid splits, audioldm mels, CLAP embeddings, captions.
+
+The mels are smooth (a few random low-frequency patterns per clip, like a real log-mel's structure)
+so that a tiny VAE and LDM can learn them in tens of steps.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from pipelines.shards import contract, index, writer
+from shard_samples import make_meta
+
+CAPTIONS = ("a dog barks", "rain falls on a roof", "a car passes by", "a bell rings twice", "people talk in a room")
+N_MELS = 64
+
+
+def smooth_mel(rng: np.random.Generator, frames: int) -> np.ndarray:
+    """[64, frames] log-mel-like: a sum of a few separable low-frequency waves around -5 (ln units)."""
+    t = np.linspace(0, 1, frames)[None, :]
+    f = np.linspace(0, 1, N_MELS)[:, None]
+    mel = np.full((N_MELS, frames), -5.0)
+    for _ in range(3):
+        a, b, phase = rng.uniform(0.5, 3, 3)
+        mel += rng.uniform(0.5, 1.5) * np.sin(2 * np.pi * (a * f + b * t) + phase)
+    return mel.astype(np.float16)
+
+
+def build_train_corpus(root: Path, *, splits: dict[str, tuple[int, int]] | None = None, frames: int = 32, dim: int = 32, seed: int = 0) -> Path:
+    """root/index.json + root/<split>/shard-NNNNNN.tar; splits: name → (shards, samples per shard)."""
+    splits = splits or {"train": (4, 6), "valid": (1, 4)}
+    rng = np.random.default_rng(seed)
+    stats = []
+    for split, (shards, per_shard) in splits.items():
+        for s in range(shards):
+            samples = [_sample(f"{split}-{s:02d}-{i:03d}", split, rng, frames, dim, s * per_shard + i) for i in range(per_shard)]
+            path = Path(root) / split / f"shard-{s:06d}.tar"
+            info = writer.write_shard(path, samples)
+            stats.append(writer.write_stats(path, info, {"split": split}))
+    index.write_indexes(Path(root), stats, "0" * 64, ["audioldm"])
+    return Path(root)
+
+
+def tone_flac(rng: np.random.Generator, seconds: float = 0.5, rate: int = 48000) -> bytes:
+    """Two steady sines (a vocoder can learn them in a few steps), 16-bit FLAC."""
+    t = np.arange(int(seconds * rate)) / rate
+    wave = sum(0.2 * np.sin(2 * np.pi * f * t) for f in rng.uniform(200, 2000, 2))
+    buffer = io.BytesIO()
+    sf.write(buffer, wave.astype(np.float32), rate, format="FLAC", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def _sample(key: str, split: str, rng: np.random.Generator, frames: int, dim: int, n: int) -> tuple[str, dict[str, bytes]]:
+    mel = smooth_mel(rng, frames)
+    flac = tone_flac(rng)
+    embedding = rng.standard_normal(dim).astype(np.float32)
+    embedding /= np.linalg.norm(embedding)
+    caption = CAPTIONS[n % len(CAPTIONS)]
+    meta = make_meta(
+        key, mels={"audioldm": mel}, audio=flac, split=split, selected_caption=caption, selected_expert="human",
+        event_count=1 + n % 2, embeddings={"clap_audio": {"member": "clap_audio.npy", "shape": [dim], "dtype": "float32", "model": "test"}},
+    )  # fmt: skip
+    return key, contract.build_sample(meta, {"audioldm": mel}, audio=flac, arrays={"clap_audio": embedding})

@@ -1,0 +1,152 @@
+"""The trainer's `t2a` commands: `t2a train vae|ldm|vocoder`, `t2a encode-latents`, `t2a sample`.
+
+They reach the `t2a` command through the `t2a.commands` entry points (pyproject.toml), so the
+corpus side never imports the trainer; torch and diffusers load only when a command runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+console = Console(stderr=True)
+train_app = typer.Typer(no_args_is_help=True, help="Train the mel VAE, the latent diffusion model or a HiFi-GAN vocoder.")
+CONFIG = typer.Option(..., "--config", "-c", help="Training config (training/configs/demo.yaml).")
+
+
+def _config(path: Path):
+    from pipelines.config import ConfigError
+    from training.config import load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as error:
+        _fail(str(error))
+
+
+def _fail(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(2)
+
+
+def _guard(action):
+    """User-fixable problems (missing stages, bad settings) as one line, not a traceback."""
+    from pipelines.config import ConfigError
+    from pipelines.registry import UnknownName
+
+    try:
+        return action()
+    except (ConfigError, UnknownName, FileNotFoundError, ValueError) as error:
+        _fail(str(error))
+
+
+@train_app.command("vae")
+def train_vae(config: Path = CONFIG) -> None:
+    """Train (or resume) the mel VAE; writes <run>/vae/model."""
+    from training import train_vae as job
+
+    cfg = _config(config)
+    out = _guard(lambda: job.train(cfg))
+    console.print(f"VAE: {out}")
+
+
+@train_app.command("ldm")
+def train_ldm(config: Path = CONFIG) -> None:
+    """Train (or resume) the latent diffusion model; writes <run>/ldm/model."""
+    from training import train_ldm as job
+
+    cfg = _config(config)
+    out = _guard(lambda: job.train(cfg))
+    console.print(f"LDM: {out}")
+
+
+@train_app.command("vocoder")
+def train_vocoder(config: Path = CONFIG) -> None:
+    """Train (or resume) a HiFi-GAN vocoder on the corpus audio; writes <run>/vocoder/model."""
+    from training import train_vocoder as job
+
+    cfg = _config(config)
+    out = _guard(lambda: job.train(cfg))
+    console.print(f"vocoder: {out} (set vocoder.model to it to use it)")
+
+
+def encode_latents(config: Path = CONFIG) -> None:
+    """Encode the corpus mels with the trained VAE into latent shards keyed by the VAE's hash."""
+    from training import encode_latents as job
+
+    cfg = _config(config)
+    out = _guard(lambda: job.encode(cfg))
+    console.print(f"latents: {out}")
+
+
+def sample(
+    prompts: list[str] = typer.Argument(None, help="Text prompts (or use --prompts-file)."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="A model folder or a run's ldm folder (default: <run>/ldm of --config)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Training config: its sample: block gives the defaults."),
+    prompts_file: Optional[Path] = typer.Option(None, "--prompts-file", help="One prompt per line; # comments."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: <run>/samples or ./samples)."),
+    steps: Optional[int] = typer.Option(None, help="Sampler steps."),
+    guidance: Optional[float] = typer.Option(None, help="Classifier-free guidance scale (0: unconditional, 1: no guidance)."),
+    sampler: Optional[str] = typer.Option(None, help="ddim, dpm-solver++ or ddpm."),
+    seed: Optional[int] = typer.Option(None, help="Seed of the first sample; item i uses seed + i."),
+    seconds: Optional[float] = typer.Option(None, help="Length of each sample (default: the training window)."),
+    per_prompt: Optional[int] = typer.Option(None, "--per-prompt", help="Samples per prompt."),
+    style_source: Optional[Path] = typer.Option(None, "--style-transfer", help="Audio to transform (AudioLDM §4 style transfer)."),
+    strength: float = typer.Option(0.5, help="Style transfer: start at n0 = strength·N."),
+    inpaint_source: Optional[Path] = typer.Option(None, "--inpaint", help="Audio whose kept region stays (AudioLDM eq. 11)."),
+    keep: Optional[str] = typer.Option(None, help="Inpainting: seconds kept, START:END (the rest is generated)."),
+    vocoder: Optional[Path] = typer.Option(None, "--vocoder", help="A SpeechT5HifiGan folder (default: the config's vocoder.model, else the model's trained one, else Griffin-Lim)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+) -> None:
+    """Generate audio (WAV) and mel spectrograms (PNG) for prompts."""
+    from training.sample import Request, read_prompts, run
+
+    cfg = _config(config) if config else None
+    defaults = cfg.sample if cfg else None
+    checkpoint = checkpoint or (cfg.ldm_dir if cfg else None)
+    if checkpoint is None:
+        _fail("give --checkpoint (a model folder) or --config")
+    texts = _guard(lambda: read_prompts(list(prompts or []), prompts_file)) or (list(defaults.prompts) if defaults else [])
+    if not texts:
+        _fail("no prompts: pass them as arguments, with --prompts-file, or in the config's sample.prompts")
+    pick = lambda value, name, fallback: value if value is not None else (getattr(defaults, name) if defaults else fallback)  # noqa: E731
+    request = Request(
+        prompts=texts, steps=pick(steps, "steps", 50), guidance=pick(guidance, "guidance", 2.0), sampler=pick(sampler, "sampler", "ddim"),
+        seed=pick(seed, "seed", 0), seconds=pick(seconds, "seconds", None), per_prompt=pick(per_prompt, "per_prompt", 1),
+        style_source=style_source, style_strength=strength, inpaint_source=inpaint_source, inpaint_keep=_span(keep) if keep else None,
+        griffin_lim_iters=cfg.vocoder.griffin_lim_iters if cfg else 32,
+    )  # fmt: skip
+    vocoder = vocoder or (cfg.vocoder.model if cfg else None)
+    out = out or (cfg.samples_dir if cfg else Path("samples"))
+    logging.getLogger("training").setLevel(logging.INFO)
+    written = _guard(lambda: run(model_folder(checkpoint), request, out, device=_device(device), vocoder=vocoder))
+    console.print(f"{len(written)} files in {out}")
+
+
+def model_folder(path: Path) -> Path:
+    """A model folder itself (t2a.json or model_index.json), or a run folder's model/ inside it."""
+    path = Path(path)
+    for candidate in (path, path / "model"):
+        if (candidate / "t2a.json").is_file() or (candidate / "model_index.json").is_file():
+            return candidate
+    raise FileNotFoundError(f"{path} holds no trained model (t2a.json / model_index.json): train one with `t2a train ldm`")
+
+
+def _span(text: str) -> tuple[float, float]:
+    try:
+        start, end = (float(part) for part in text.split(":"))
+    except ValueError:
+        _fail(f"--keep must be START:END in seconds, got {text!r}")
+    return start, end
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name

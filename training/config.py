@@ -1,0 +1,257 @@
+"""The training configuration (training/configs/*.yaml): typed, strict, paths resolved against the file.
+
+One file drives every training command of a run — `t2a train vae`, `t2a encode-latents`,
+`t2a train ldm`, `t2a sample` — so their outputs agree (`run/vae`, `run/latents`, `run/ldm`,
+`run/samples`). YAML holds values only; an unknown key is an error naming its key path
+(pipelines.config.StrictModel). docs/training.md is the reader-facing reference.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError
+
+from pipelines.config import ConfigError, OutputDir, StrictModel, format_validation_error
+
+PositiveInt = Annotated[int, Field(gt=0)]
+Count = Annotated[int, Field(ge=0)]
+Probability = Annotated[float, Field(ge=0, le=1)]
+Device = Literal["auto", "cpu", "cuda"]
+
+
+class ReprogramConfig(StrictModel):
+    """Make-An-Audio App. F dynamic reprogramming (pipelines.prompts.reprogram), on the fly."""
+
+    probability: Probability = 0.0  # share of training samples reprogrammed
+    counts: list[Count] = [0, 1, 2]  # N ~ U(counts) extra events per reprogrammed sample
+
+
+class MixupConfig(StrictModel):
+    """AudioLDM §3.3 eq. 8 mixup of two samples' mels (or latents) and conditions, λ ~ Beta(α, α)."""
+
+    probability: Probability = 0.0
+    alpha: Annotated[float, Field(gt=0)] = 5.0
+
+
+class CurriculumConfig(StrictModel):
+    """Diffsound Algorithm 3: `n` epochs on single-event clips, then 2n on multi-event ones."""
+
+    n: PositiveInt
+
+
+class AugmentConfig(StrictModel):
+    reprogram: ReprogramConfig = ReprogramConfig()
+    mixup: MixupConfig = MixupConfig()
+    curriculum: CurriculumConfig | None = None
+
+
+class DataConfig(StrictModel):
+    """Where the shards are and how the streaming loader (training/data.py) reads them."""
+
+    shards: str  # corpus folder or URL holding index.json: a local path, http(s)://, s3://, gs://
+    train_split: str = "train"
+    valid_split: str = "valid"
+    profile: str = "audioldm"  # mel profile (pipelines.features); the VAE's input
+    crop_frames: PositiveInt | None = None  # training window in mel frames (None: the whole mel)
+    batch_size: PositiveInt = 8
+    workers: Count = 0  # DataLoader worker processes per rank
+    shuffle_buffer: Count = 256  # samples
+    shard_shuffle: bool = True  # a seeded permutation of the shards every epoch
+    max_error_rate: Probability = 0.05  # skipped / read samples above this stops training
+    min_samples_for_rate: PositiveInt = 50  # the rate is checked once this many samples were read
+    retries: Count = 3  # per shard open, for remote storage
+    storage_options: dict[str, Any] = {}  # passed to fsspec (credentials, endpoint_url, ...)
+    augment: AugmentConfig = AugmentConfig()
+
+
+class OptimConfig(StrictModel):
+    """AdamW, linear warm-up then constant (AudioLDM and Make-An-Audio train at a constant rate)."""
+
+    lr: Annotated[float, Field(gt=0)] = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    warmup_steps: Count = 0
+    grad_accum: PositiveInt = 1
+    grad_clip: Annotated[float, Field(ge=0)] = 1.0  # 0: no clipping
+
+
+class LoopConfig(StrictModel):
+    """The schedule of one training command."""
+
+    steps: PositiveInt = 1000  # optimizer steps
+    optim: OptimConfig = OptimConfig()
+    ema_decay: Annotated[float, Field(ge=0, lt=1)] = 0.999  # 0: no EMA
+    checkpoint_every: PositiveInt = 500
+    log_every: PositiveInt = 10
+    validate_every: Count = 0  # 0: only at the end
+    compile: bool = False  # torch.compile the model
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU
+
+
+class VaeLossConfig(StrictModel):
+    """AudioLDM App. C: reconstruction + KL (Gaussian constraint) + PatchGAN adversarial loss."""
+
+    kl_weight: Annotated[float, Field(ge=0)] = 1e-6
+    adversarial_weight: Annotated[float, Field(ge=0)] = 0.5
+    adversarial_start: Count = 50_000  # steps of warm-up before the discriminator joins
+    discriminator_channels: PositiveInt = 64
+    discriminator_layers: PositiveInt = 3
+
+
+class VaeConfig(StrictModel):
+    """A diffusers AutoencoderKL over one-channel mels: r = 2^(len(block_out_channels) - 1)."""
+
+    init: str | None = None  # an AutoencoderKL folder to fine-tune (e.g. an AudioLDM checkpoint's vae/)
+    block_out_channels: list[PositiveInt] = [128, 256, 512]  # AudioLDM App. C: r = 4
+    layers_per_block: PositiveInt = 2
+    latent_channels: PositiveInt = 8  # AudioLDM App. C: C = 8
+    norm_num_groups: PositiveInt = 32
+    loss: VaeLossConfig = VaeLossConfig()
+    train: LoopConfig = LoopConfig()
+
+
+class SchedulerConfig(StrictModel):
+    """DDPM forward process; AudioLDM's defaults (seed 003 §4.1: β 0.0015 → 0.0195, N = 1000).
+
+    The paper calls its schedule linear; its released code (latent-diffusion's make_beta_schedule
+    "linear") spaces √β linearly, which diffusers names "scaled_linear" and uses when it converts
+    AudioLDM checkpoints. That is the default here, so a fine-tuned AudioLDM keeps its schedule.
+    """
+
+    num_train_timesteps: PositiveInt = 1000
+    beta_start: Annotated[float, Field(gt=0)] = 0.0015
+    beta_end: Annotated[float, Field(gt=0)] = 0.0195
+    beta_schedule: Literal["linear", "scaled_linear"] = "scaled_linear"
+    prediction_type: Literal["epsilon", "v_prediction"] = "epsilon"
+
+
+class EncodersConfig(StrictModel):
+    """Frozen encoders the conditioning needs (local folders, never downloaded)."""
+
+    clap: str | None = None  # a transformers ClapModel folder
+    clip: str | None = None  # a transformers CLIPModel folder
+
+
+class UnetConfig(StrictModel):
+    """A diffusers UNet2DConditionModel; AudioLDM-S: block_out_channels [128, 256, 384, 640]."""
+
+    block_out_channels: list[PositiveInt] = [128, 256, 384, 640]
+    layers_per_block: PositiveInt = 2
+    attention_head_dim: PositiveInt = 8
+    norm_num_groups: PositiveInt = 32
+    cross_attention_dim: PositiveInt | None = None  # None: the conditioning's width
+
+
+class LdmConfig(StrictModel):
+    init: str | None = None  # a UNet2DConditionModel folder (or a pipeline's unet/) to fine-tune
+    conditioning: str = "clap-audio"  # training.models.conditioning registry: clap-audio, clap-text, clip-image
+    encoders: EncodersConfig = EncodersConfig()
+    unet: UnetConfig = UnetConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
+    cfg_dropout: Probability = 0.1  # condition dropped (→ the null condition) in training, for CFG
+    latents: bool = True  # read pre-encoded latent shards (`t2a encode-latents`); False: encode on the fly
+    train: LoopConfig = LoopConfig()
+
+
+class VocoderLossConfig(StrictModel):
+    """HiFi-GAN (Kong et al. 2020): LSGAN adversarial + feature matching + 45·mel L1."""
+
+    mel_weight: Annotated[float, Field(gt=0)] = 45.0
+    feature_weight: Annotated[float, Field(ge=0)] = 2.0
+    discriminator_channels: PositiveInt = 16
+
+
+class VocoderConfig(StrictModel):
+    model: str | None = None  # a transformers SpeechT5HifiGan folder for sampling; None: Griffin-Lim
+    griffin_lim_iters: PositiveInt = 32
+    # `t2a train vocoder` (training/train_vocoder.py) → <run>/vocoder/model; point `model` there to use it.
+    init: str | None = None  # a SpeechT5HifiGan folder to fine-tune (e.g. an AudioLDM pipeline's vocoder/)
+    channels: PositiveInt = 128  # upsample_initial_channel (AudioLDM's HiFi-GAN: 1024)
+    segment_frames: PositiveInt = 32  # mel frames per training segment (HiFi-GAN V1: 8192 samples / hop 256)
+    loss: VocoderLossConfig = VocoderLossConfig()
+    train: LoopConfig = LoopConfig()
+
+
+class SampleConfig(StrictModel):
+    prompts: list[str] = []
+    steps: PositiveInt = 50
+    guidance: Annotated[float, Field(ge=0)] = 2.0
+    sampler: Literal["ddim", "dpm-solver++", "ddpm"] = "ddim"
+    seconds: Annotated[float, Field(gt=0)] | None = None  # None: the training window's length
+    seed: Count = 0
+    per_prompt: PositiveInt = 1
+
+
+class TrainConfig(StrictModel):
+    run: OutputDir  # run/vae, run/latents, run/ldm, run/samples
+    seed: Count = 0
+    device: Device = "auto"
+    data: DataConfig
+    vae: VaeConfig = VaeConfig()
+    ldm: LdmConfig = LdmConfig()
+    vocoder: VocoderConfig = VocoderConfig()
+    sample: SampleConfig = SampleConfig()
+
+    @property
+    def vae_dir(self) -> Path:
+        return self.run / "vae"
+
+    @property
+    def ldm_dir(self) -> Path:
+        return self.run / "ldm"
+
+    @property
+    def latents_dir(self) -> Path:
+        return self.run / "latents"
+
+    @property
+    def vocoder_dir(self) -> Path:
+        return self.run / "vocoder"
+
+    @property
+    def samples_dir(self) -> Path:
+        return self.run / "samples"
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read and validate a training config; relative paths resolve against the file's folder."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"{path}: cannot read the training config: {error}") from None
+    base = path.resolve().parent
+    try:
+        config = TrainConfig.model_validate(raw, context={"base_dir": base})
+    except ValidationError as error:
+        raise ConfigError(format_validation_error(error, raw, str(path))) from None
+    return config.model_copy(update={"run": Path(os.path.normpath(config.run)), "data": _local(config.data, base), "vae": _init(config.vae, base), "ldm": _ldm(config.ldm, base), "vocoder": _vocoder(config.vocoder, base)})
+
+
+def resolve(location: str | None, base: Path) -> str | None:
+    """A local path made absolute against `base`; a URL (s3://, gs://, http(s)://) as it is."""
+    if location is None or "://" in location:
+        return location
+    path = Path(location).expanduser()
+    return os.path.normpath(path if path.is_absolute() else (base / path).absolute())
+
+
+def _local(data: DataConfig, base: Path) -> DataConfig:
+    return data.model_copy(update={"shards": resolve(data.shards, base)})
+
+
+def _init(vae: VaeConfig, base: Path) -> VaeConfig:
+    return vae.model_copy(update={"init": resolve(vae.init, base)})
+
+
+def _ldm(ldm: LdmConfig, base: Path) -> LdmConfig:
+    encoders = ldm.encoders.model_copy(update={"clap": resolve(ldm.encoders.clap, base), "clip": resolve(ldm.encoders.clip, base)})
+    return ldm.model_copy(update={"init": resolve(ldm.init, base), "encoders": encoders})
+
+
+def _vocoder(vocoder: VocoderConfig, base: Path) -> VocoderConfig:
+    return vocoder.model_copy(update={"model": resolve(vocoder.model, base), "init": resolve(vocoder.init, base)})

@@ -1,0 +1,248 @@
+"""Conditioning modes by name (`ldm.conditioning`): what the UNet is trained on and sampled with.
+
+    clap-audio   AudioLDM §3.2 (seed 003): train on the clip's CLAP audio embedding E^x (eq. 3), sample with
+                 the prompt's CLAP text embedding E^y; one L2-normalised vector through the UNet's class
+                 embedding (App. B: FiLM, no cross-attention). Null: the embedding of "", which is what
+                 diffusers' AudioLDMPipeline uses as its negative prompt, so guidance agrees with it.
+    clap-text    Make-An-Audio §3.3 / App. E.2 (seed 001): the frozen CLAP text encoder's token states of the
+                 caption, padded to 77 tokens (App. B Table 6), by cross-attention. Null: the states of "".
+    clip-image   CLIPSonic §2 (seed 004) / Make-An-Audio §4.3: the clip's pooled CLIP frame embedding as one
+                 token by cross-attention; prompts through CLIP's text tower (CLIPSonic-ZS zero-shot modality
+                 transfer). L2-normalised (Make-An-Audio App. E.3: the normalised condition trains better).
+                 Null: a zero token.
+
+Encoders are frozen, in eval mode, read from local folders only. A conditioner keeps the text tower it
+samples with, so training/models/pipeline.py can save it beside the UNet (text_encoder/, tokenizer/).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import transformers
+from torch import Tensor
+
+from pipelines.config import ConfigError
+from pipelines.registry import Registry
+from training.config import EncodersConfig, LdmConfig
+
+CONDITIONERS: Registry[type] = Registry("conditioning mode")
+MAX_TOKENS = 77  # Make-An-Audio App. B Table 6: CLAP text encoder token length
+TEXT_ENCODER, TOKENIZER = "text_encoder", "tokenizer"  # the diffusers pipeline's component folders
+
+
+def build_conditioner(cfg: LdmConfig, device: str | torch.device = "cpu"):
+    """The `cfg.conditioning` mode with its frozen encoders from `cfg.encoders`, on `device`."""
+    return CONDITIONERS.get(cfg.conditioning).from_encoders(cfg.encoders, device)
+
+
+def drop_condition(condition: Tensor, null: Tensor, probability: float, generator: torch.Generator) -> Tensor:
+    """Classifier-free guidance training (AudioLDM §3.4, Make-An-Audio §3.6 eq. 2): each row becomes the null
+    row with `probability`. B uniform draws from `generator` (whatever the probability), on its device."""
+    rows = condition.shape[0]
+    drop = torch.rand(rows, generator=generator, device=generator.device) < probability
+    drop = drop.to(condition.device).view(rows, *([1] * (condition.dim() - 1)))
+    return torch.where(drop, null.to(condition.device, condition.dtype), condition)
+
+
+class _TextTower:
+    """A frozen text encoder + tokenizer on a device; the modes below say what they take from it."""
+
+    name: str
+    kind: str
+    tokens: int | None
+
+    def __init__(self, encoder: transformers.PreTrainedModel, tokenizer, source: str | None = None):
+        self.encoder = encoder.eval().requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.source = source  # the folder it was read from (recorded in t2a.json)
+        self._null: Tensor | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.encoder.parameters()).device
+
+    def to(self, device: torch.device | str):
+        self.encoder.to(device)
+        self._null = None if self._null is None else self._null.to(device)
+        return self
+
+    def null(self, batch_size: int) -> Tensor:
+        if self._null is None:
+            self._null = self._null_row()
+        return self._null.expand(batch_size, *self._null.shape[1:]).clone()
+
+    def save(self, folder: Path) -> None:
+        """text_encoder/ and tokenizer/ in `folder` (a diffusers pipeline's layout)."""
+        self.encoder.save_pretrained(Path(folder) / TEXT_ENCODER)
+        self.tokenizer.save_pretrained(Path(folder) / TOKENIZER)
+
+    def _tokenize(self, texts: list[str], length: int | None) -> dict[str, Tensor]:
+        padding = "max_length" if length else "longest"
+        tokens = self.tokenizer(list(texts), padding=padding, truncation=True, max_length=length or self.tokenizer.model_max_length, return_tensors="pt")
+        return {"input_ids": tokens["input_ids"].to(self.device), "attention_mask": tokens["attention_mask"].to(self.device)}
+
+    def _null_row(self) -> Tensor:
+        return self.from_prompts([""])
+
+
+@CONDITIONERS.register("clap-audio")
+class ClapAudio(_TextTower):
+    name, kind, tokens = "clap-audio", "class", None
+
+    @property
+    def dim(self) -> int:
+        return self.encoder.config.projection_dim
+
+    @classmethod
+    def from_encoders(cls, encoders: EncodersConfig, device: str | torch.device = "cpu") -> "ClapAudio":
+        folder = _folder(encoders.clap, "ldm.encoders.clap", cls.name, "a transformers ClapModel folder")
+        return cls(*load_clap_text(folder), source=str(folder)).to(device)
+
+    @classmethod
+    def from_folder(cls, folder: Path, device: str | torch.device = "cpu") -> "ClapAudio":
+        return cls(*load_clap_text(Path(folder) / TEXT_ENCODER, Path(folder) / TOKENIZER), source=str(folder)).to(device)
+
+    def from_batch(self, batch: dict[str, Any]) -> Tensor:
+        embedding = _batch_tensor(batch, "clap_audio", self.name).to(self.device)
+        if embedding.shape[-1] != self.dim:
+            raise ValueError(f"the batch's clap_audio has width {embedding.shape[-1]} but ldm.encoders.clap projects to {self.dim}: train with the CLAP that annotated the corpus")
+        return F.normalize(embedding, dim=-1)  # mixup (AudioLDM §3.3) blends two unit vectors: back onto the sphere
+
+    @torch.no_grad()
+    def from_prompts(self, prompts: list[str]) -> Tensor:
+        output = self.encoder(**self._tokenize(prompts, None))
+        return F.normalize(output.text_embeds.float(), dim=-1)  # as AudioLDMPipeline._encode_prompt
+
+    def unet_kwargs(self, condition: Tensor) -> dict[str, Tensor | None]:
+        return {"encoder_hidden_states": None, "class_labels": condition}
+
+
+@CONDITIONERS.register("clap-text")
+class ClapText(ClapAudio):
+    name, kind = "clap-text", "cross"
+
+    def __init__(self, encoder, tokenizer, source: str | None = None):
+        super().__init__(encoder, tokenizer, source)
+        self.tokens = min(MAX_TOKENS, tokenizer.model_max_length)
+
+    @property
+    def dim(self) -> int:
+        return self.encoder.config.hidden_size
+
+    def from_batch(self, batch: dict[str, Any]) -> Tensor:
+        if "caption" not in batch:
+            raise ValueError("the batch has no caption: clap-text conditioning trains on the samples' captions")
+        return self.from_prompts(list(batch["caption"]))
+
+    @torch.no_grad()
+    def from_prompts(self, prompts: list[str]) -> Tensor:
+        """[B, tokens, hidden] token states; padded positions are exact zeros (unet_kwargs masks them)."""
+        tokens = self._tokenize(prompts, self.tokens)
+        states = self.encoder(**tokens).last_hidden_state.float()
+        return states * tokens["attention_mask"][..., None]
+
+    def unet_kwargs(self, condition: Tensor) -> dict[str, Tensor | None]:
+        # The mask travels inside the condition (zero rows = padding), so the condition stays one tensor that
+        # drop_condition and guidance batch like any other; a real token state is never exactly zero.
+        mask = (condition != 0).any(dim=-1).to(condition.dtype)
+        return {"encoder_hidden_states": condition, "encoder_attention_mask": mask}
+
+
+@CONDITIONERS.register("clip-image")
+class ClipImage(_TextTower):
+    name, kind, tokens = "clip-image", "cross", 1
+
+    @property
+    def dim(self) -> int:
+        return self.encoder.config.projection_dim
+
+    @classmethod
+    def from_encoders(cls, encoders: EncodersConfig, device: str | torch.device = "cpu") -> "ClipImage":
+        folder = _folder(encoders.clip, "ldm.encoders.clip", cls.name, "a transformers CLIPModel folder")
+        return cls(*load_clip_text(folder), source=str(folder)).to(device)
+
+    @classmethod
+    def from_folder(cls, folder: Path, device: str | torch.device = "cpu") -> "ClipImage":
+        return cls(*load_clip_text(Path(folder) / TEXT_ENCODER, Path(folder) / TOKENIZER), source=str(folder)).to(device)
+
+    def from_batch(self, batch: dict[str, Any]) -> Tensor:
+        if "clip_image_mean" in batch:
+            embedding = _batch_tensor(batch, "clip_image_mean", self.name)
+        else:  # Make-An-Audio §4.3: the frames' pooled embedding
+            embedding = _batch_tensor(batch, "clip_image", self.name).mean(dim=1)
+        if embedding.shape[-1] != self.dim:
+            raise ValueError(f"the batch's CLIP embeddings have width {embedding.shape[-1]} but ldm.encoders.clip projects to {self.dim}: use the CLIP that annotated the corpus")
+        return F.normalize(embedding.to(self.device), dim=-1)[:, None]  # [B, 1, D]
+
+    @torch.no_grad()
+    def from_prompts(self, prompts: list[str]) -> Tensor:
+        output = self.encoder(**self._tokenize(prompts, None))
+        return F.normalize(output.text_embeds.float(), dim=-1)[:, None]  # CLIPSonic-ZS: q_text for q_img
+
+    def unet_kwargs(self, condition: Tensor) -> dict[str, Tensor | None]:
+        return {"encoder_hidden_states": condition}
+
+    def _null_row(self) -> Tensor:
+        return torch.zeros(1, 1, self.dim, device=self.device)
+
+
+def load_clap_text(folder: Path, tokenizer_folder: Path | None = None) -> tuple[transformers.ClapTextModelWithProjection, Any]:
+    """CLAP's text tower with its projection (text_embeds = ClapModel.get_text_features before its L2 norm),
+    from a ClapModel folder or a saved ClapTextModelWithProjection; the tokenizer capped to the positions."""
+    folder = Path(folder)
+    if _model_type(folder) == "clap":
+        clap = transformers.ClapModel.from_pretrained(folder, local_files_only=True)
+        encoder = transformers.ClapTextModelWithProjection(clap.config.text_config)
+        encoder.text_model.load_state_dict(clap.text_model.state_dict())
+        encoder.text_projection.load_state_dict(clap.text_projection.state_dict())
+    else:
+        encoder = transformers.ClapTextModelWithProjection.from_pretrained(folder, local_files_only=True)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tokenizer_folder or folder, local_files_only=True)
+    text = encoder.config
+    # RoBERTa numbers positions after the padding index: max_position_embeddings - (pad + 1) tokens fit.
+    tokenizer.model_max_length = min(tokenizer.model_max_length, text.max_position_embeddings - text.pad_token_id - 1)
+    return encoder, tokenizer
+
+
+def load_clip_text(folder: Path, tokenizer_folder: Path | None = None) -> tuple[transformers.CLIPTextModelWithProjection, Any]:
+    """CLIP's text tower with its projection, from a CLIPModel folder or a saved CLIPTextModelWithProjection."""
+    folder = Path(folder)
+    if _model_type(folder) == "clip":
+        clip = transformers.CLIPModel.from_pretrained(folder, local_files_only=True)
+        config = clip.config.text_config
+        config.projection_dim = clip.config.projection_dim  # CLIPConfig keeps it outside text_config
+        encoder = transformers.CLIPTextModelWithProjection(config)
+        encoder.text_model.load_state_dict(clip.text_model.state_dict())
+        encoder.text_projection.load_state_dict(clip.text_projection.state_dict())
+    else:
+        encoder = transformers.CLIPTextModelWithProjection.from_pretrained(folder, local_files_only=True)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tokenizer_folder or folder, local_files_only=True)
+    tokenizer.model_max_length = min(tokenizer.model_max_length, encoder.config.max_position_embeddings)
+    return encoder, tokenizer
+
+
+def _model_type(folder: Path) -> str:
+    try:
+        return json.loads((folder / "config.json").read_text()).get("model_type", "")
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"{folder}: cannot read the encoder's config.json: {error}") from None
+
+
+def _folder(path: str | None, key: str, mode: str, what: str) -> Path:
+    if path is None:
+        raise ConfigError(f"{key} is not set: conditioning {mode!r} needs {what} (a local path; `t2a demo-models` builds tiny ones)")
+    folder = Path(path)
+    if not (folder / "config.json").is_file():
+        raise ConfigError(f"{key}: no model at {folder} (config.json not found); point it at {what}")
+    return folder
+
+
+def _batch_tensor(batch: dict[str, Any], key: str, mode: str) -> Tensor:
+    if key not in batch:
+        raise ValueError(f"the batch has no {key!r}: conditioning {mode!r} needs it in the corpus shards (or latent shards)")
+    return torch.as_tensor(batch[key]).float()
