@@ -55,7 +55,7 @@ def step_fn(unet, scheduler, opt, batch: int, device: torch.device, dtype: str):
 
     def step() -> None:
         with torch.autocast(device.type, dtype=DTYPES[dtype], enabled=dtype != "fp32"):
-            loss = diffusion_loss(unet, scheduler, latents, {"class_labels": condition}, generator)
+            loss = diffusion_loss(unet, scheduler, latents, {"encoder_hidden_states": None, "class_labels": condition}, generator)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -68,7 +68,7 @@ def flops_per_sample(unet, scheduler, device: torch.device) -> float:
     latents = torch.randn(1, *LATENT, device=device)
     condition = torch.randn(1, CLAP_DIM, device=device)
     with counter:
-        diffusion_loss(unet, scheduler, latents, {"class_labels": condition}, torch.Generator().manual_seed(0)).backward()
+        diffusion_loss(unet, scheduler, latents, {"encoder_hidden_states": None, "class_labels": condition}, torch.Generator().manual_seed(0)).backward()
     unet.zero_grad(set_to_none=True)
     return float(counter.get_total_flops())
 

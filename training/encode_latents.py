@@ -18,7 +18,6 @@ current, and redoes only the rest. Under `accelerate launch` each rank encodes e
 
 from __future__ import annotations
 
-import argparse
 import logging
 import tarfile
 from pathlib import Path
@@ -31,7 +30,8 @@ import torch
 from pipelines.cache import write_json_atomic
 from pipelines.features import get_profile
 from pipelines.shards import contract, index as shard_index, writer
-from training.config import TrainConfig, load_config
+from training.config import TrainConfig
+from training.loop import command
 
 log = logging.getLogger(__name__)
 BATCH = 16
@@ -153,11 +153,7 @@ def _write_indexes(out: Path, splits: dict[str, list[dict[str, Any]]], profile: 
 
 
 def main(argv: list[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True, type=Path)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return encode(load_config(args.config))
+    return command(__doc__, encode, argv)
 
 
 if __name__ == "__main__":

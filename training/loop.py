@@ -258,6 +258,25 @@ class Logs:
             self._writer.close()
 
 
+def add_mean(logs: dict[str, float], parts: dict[str, Any], n: int) -> None:
+    """Accumulate one micro-batch's logged values into the step's means (gradient accumulation)."""
+    for key, value in parts.items():
+        logs[key] = logs.get(key, 0.0) + float(value) / n
+
+
+def command(doc: str, action: Callable[[TrainConfig], Path], argv: list[str] | None = None) -> Path:
+    """`python -m training.<module> --config …` (what `accelerate launch` / `torchrun` start)."""
+    import argparse
+
+    from training.config import load_config
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--config", required=True, type=Path)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return action(load_config(args.config))
+
+
 def save_model_atomic(model, target: Path) -> None:
     """`save_pretrained` into a temporary folder, then swapped in: a reader never sees half a model."""
     import shutil

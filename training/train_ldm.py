@@ -18,7 +18,6 @@ Several GPUs: `accelerate launch --multi_gpu -m training.train_ldm --config …`
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from pathlib import Path
@@ -27,9 +26,9 @@ from typing import Any
 import torch
 
 from pipelines.features import get_profile
-from training.config import TrainConfig, load_config
+from training.config import TrainConfig
 from training.data import curriculum_filter, iter_batches, latent_example, make_loader, mel_example, mixup_transform
-from training.loop import Session, run
+from training.loop import Session, command, run
 from training.state import TrainState
 
 log = logging.getLogger(__name__)
@@ -186,11 +185,7 @@ def _export(config: TrainConfig, vae, unet, ema, scheduler, conditioner, frames:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True, type=Path)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return train(load_config(args.config))
+    return command(__doc__, train, argv)
 
 
 if __name__ == "__main__":

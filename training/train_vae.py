@@ -12,7 +12,6 @@ AutoencoderKL folder with `scaling_factor` calibrated on training latents (1/std
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 from typing import Any
@@ -20,9 +19,9 @@ from typing import Any
 import torch
 
 from pipelines.features import get_profile
-from training.config import TrainConfig, load_config
+from training.config import TrainConfig
 from training.data import iter_batches, make_loader, mel_example
-from training.loop import Session, run, save_model_atomic
+from training.loop import Session, add_mean, command, run, save_model_atomic
 from training.state import TrainState
 
 log = logging.getLogger(__name__)
@@ -89,7 +88,7 @@ def train(config: TrainConfig) -> Path:
                 total, parts = loss.generator_loss(mel, reconstruction.float(), posterior, state.step, last_layer=last_layer)
             session.accelerator.backward(total / len(batches))
             fakes.append((mel, reconstruction.detach().float()))
-            _accumulate(logs, parts, len(batches))
+            add_mean(logs, parts, len(batches))
         logs["grad_norm"] = session.clip_and_step(forward, opt, schedule)
         if ema is not None:
             ema.step(vae.parameters())
@@ -97,7 +96,7 @@ def train(config: TrainConfig) -> Path:
             d_total, d_parts = loss.discriminator_loss(mel, fake, state.step)
             if d_total.requires_grad:
                 (d_total / len(fakes)).backward()
-            _accumulate(logs, {f"disc_{k}": v for k, v in d_parts.items()}, len(fakes))
+            add_mean(logs, {f"disc_{k}": v for k, v in d_parts.items()}, len(fakes))
         session.average_grads(loss)
         d_opt.step()
         d_schedule.step()
@@ -113,11 +112,6 @@ def train(config: TrainConfig) -> Path:
     session.accelerator.wait_for_everyone()
     session.logs.close()
     return config.vae_dir / "model"
-
-
-def _accumulate(logs: dict[str, float], parts: dict[str, float], n: int) -> None:
-    for key, value in parts.items():
-        logs[key] = logs.get(key, 0.0) + float(value) / n
 
 
 @torch.no_grad()
@@ -163,11 +157,7 @@ def _export(vae, ema, config: TrainConfig, profile: str, session: Session) -> No
 
 
 def main(argv: list[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True, type=Path)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return train(load_config(args.config))
+    return command(__doc__, train, argv)
 
 
 if __name__ == "__main__":

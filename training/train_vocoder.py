@@ -12,7 +12,6 @@ set `vocoder.model` to it so `t2a train ldm` packs it and `t2a sample` uses it i
 
 from __future__ import annotations
 
-import argparse
 import io
 import logging
 from pathlib import Path
@@ -24,9 +23,9 @@ import torch
 
 from pipelines.features import MelExtractor, get_profile
 from pipelines.shards import contract
-from training.config import TrainConfig, load_config
+from training.config import TrainConfig
 from training.data import make_loader
-from training.loop import Session, run, save_model_atomic
+from training.loop import Session, add_mean, command, run, save_model_atomic
 from training.state import TrainState
 
 log = logging.getLogger(__name__)
@@ -86,13 +85,13 @@ def train(config: TrainConfig) -> Path:
             total, parts = loss.generator_loss(wave, fake.float())
             session.accelerator.backward(total / len(batches))
             pairs.append((wave, fake.detach().float()))
-            _add(logs, parts, len(batches))
+            add_mean(logs, parts, len(batches))
         logs["grad_norm"] = session.clip_and_step(model, opt, schedule)
         d_opt.zero_grad(set_to_none=True)  # the generator loss left gradients in the discriminators
         for wave, fake in pairs:
             d_total, parts = loss.discriminator_loss(wave, fake)
             (d_total / len(pairs)).backward()
-            _add(logs, parts, len(pairs))
+            add_mean(logs, parts, len(pairs))
         session.average_grads(loss)
         d_opt.step()
         d_schedule.step()
@@ -109,17 +108,8 @@ def train(config: TrainConfig) -> Path:
     return config.vocoder_dir / "model"
 
 
-def _add(logs: dict[str, float], parts: dict[str, Any], n: int) -> None:
-    for key, value in parts.items():
-        logs[key] = logs.get(key, 0.0) + float(value) / n
-
-
 def main(argv: list[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True, type=Path)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return train(load_config(args.config))
+    return command(__doc__, train, argv)
 
 
 if __name__ == "__main__":

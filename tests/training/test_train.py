@@ -173,3 +173,39 @@ def test_a_vocoder_trains_on_the_corpus_audio_and_is_used_for_sampling(corpus, t
     assert vocoder(torch.zeros(1, 10, 64)).shape == (1, 10 * 160)  # AudioLDM's hop: upsampling 5·4·2·2·2
     written = run(model_folder(load_config(trained).ldm_dir), Request(prompts=["a dog barks"], steps=2), tmp_path / "out", vocoder=saved)
     assert any(p.suffix == ".wav" for p in written)
+
+
+def test_two_ranks_train_with_ddp_and_resume(corpus, trained, tmp_path):
+    """torchrun, 2 CPU processes (gloo): each rank streams its own shards; a checkpoint holds both ranks' states."""
+    import subprocess
+    import sys
+
+    config = load_config(tiny_config(tmp_path, *corpus, **{"ldm.train.steps": 4, "ldm.train.checkpoint_every": 2}))
+    config.run.mkdir(parents=True)
+    for name in ("vae", "latents"):
+        os.symlink(load_config(trained).run / name, config.run / name)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "training.train_ldm", "--config", str(tmp_path / "config.yaml")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    state = torch.load(config.ldm_dir / "checkpoints" / "step-000004.pt", weights_only=True)
+    assert state["step"] == 4 and len(state["rank_states"]) == 2
+    assert [s for s, _ in losses(config.ldm_dir)] == [1, 2, 3, 4]
+    more = tiny_config(tmp_path, *corpus, **{"ldm.train.steps": 6, "ldm.train.checkpoint_every": 2})
+    again = subprocess.run(command[:-1] + [str(more)], capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert again.returncode == 0 and "resumed from" in again.stderr
+    assert [s for s, _ in losses(config.ldm_dir)] == [1, 2, 3, 4, 5, 6]
+
+
+def test_cli_commands(trained, tmp_path):
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    runner = CliRunner()
+    listed = runner.invoke(app, ["train", "--help"])
+    assert listed.exit_code == 0 and all(name in listed.output for name in ("vae", "ldm", "vocoder"))
+    done = runner.invoke(app, ["sample", "--config", str(trained), "--steps", "2", "--out", str(tmp_path / "s"), "--device", "cpu", "a bell rings"])
+    assert done.exit_code == 0, done.output
+    assert len(list((tmp_path / "s").glob("*.wav"))) == 1 and (tmp_path / "s" / "samples.json").is_file()
+    missing = runner.invoke(app, ["train", "ldm", "--config", str(tmp_path / "nope.yaml")])
+    assert missing.exit_code == 2 and "cannot read" in missing.output and "nope.yaml" in missing.output
