@@ -44,34 +44,46 @@ def _guard(action):
         _fail(str(error))
 
 
-@train_app.command("vae")
-def train_vae(config: Path = CONFIG) -> None:
-    """Train (or resume) the mel VAE; writes <run>/vae/model."""
-    from training import train_vae as job
-
-    cfg = _config(config)
-    out = _guard(lambda: job.train(cfg))
-    console.print(f"VAE: {out}")
-
-
-@train_app.command("ldm")
-def train_ldm(config: Path = CONFIG) -> None:
-    """Train (or resume) the latent diffusion model; writes <run>/ldm/model."""
-    from training import train_ldm as job
-
-    cfg = _config(config)
-    out = _guard(lambda: job.train(cfg))
-    console.print(f"LDM: {out}")
+# name → (module, what it writes, a hint printed after it); each trainer module has `train(config) -> Path`.
+TRAINERS = {
+    "vae": ("train_vae", "the mel VAE; writes <run>/vae/model.", ""),
+    "ldm": ("train_ldm", "the latent diffusion model; writes <run>/ldm/model.", ""),
+    "vocoder": ("train_vocoder", "a HiFi-GAN vocoder on the corpus audio; writes <run>/vocoder/model.", " (set vocoder.model to it to use it)"),
+    "clap": ("train_clap", "a CLAP (ClapModel) contrastively on the corpus pairs; writes <run>/clap/model and recall.json.",
+             " (annotate.clap.model, or ldm.encoders.clap)"),
+}  # fmt: skip
 
 
-@train_app.command("vocoder")
-def train_vocoder(config: Path = CONFIG) -> None:
-    """Train (or resume) a HiFi-GAN vocoder on the corpus audio; writes <run>/vocoder/model."""
-    from training import train_vocoder as job
+def _trainer(name: str, module: str, what: str, hint: str) -> None:
+    def command(config: Path = CONFIG) -> None:
+        import importlib
 
-    cfg = _config(config)
-    out = _guard(lambda: job.train(cfg))
-    console.print(f"vocoder: {out} (set vocoder.model to it to use it)")
+        cfg = _config(config)
+        out = _guard(lambda: importlib.import_module(f"training.{module}").train(cfg))
+        console.print(f"{name}: {out}{hint}")
+
+    command.__doc__ = f"Train (or resume) {what}"
+    train_app.command(name)(command)
+
+
+for _name, (_module, _what, _hint) in TRAINERS.items():
+    _trainer(_name, _module, _what, _hint)
+
+
+@train_app.command("classifier")
+def train_classifier(
+    shards: Path = typer.Argument(..., help="A shard corpus folder: its train split's labels and audio."),
+    clap: Path = typer.Option(..., "--clap", help="The ClapModel folder whose audio embeddings the classifier reads."),
+    out: Path = typer.Option(..., "--out", help="Output folder."),
+    epochs: int = typer.Option(200, help="Full-batch epochs."),
+    seed: int = typer.Option(0, help="Seed."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Keep CLAP embeddings here for the next run."),
+) -> None:
+    """Train the multi-label classifier `t2a evaluate` uses for KL and IS (seed 000 §3.1: sigmoid over the corpus labels)."""
+    from training.evaluate import train_classifier_command
+
+    train_classifier_command(shards, clap=clap, out=out, epochs=epochs, seed=seed, device=device, cache_dir=cache_dir)
 
 
 def encode_latents(config: Path = CONFIG) -> None:

@@ -176,6 +176,17 @@ class VocoderConfig(StrictModel):
     train: LoopConfig = LoopConfig()
 
 
+class ClapTrainConfig(StrictModel):
+    """Contrastive language–audio training of a transformers ClapModel (AudioLDM App. A eq. 12–14)."""
+
+    init: str | None = None  # a ClapModel + ClapProcessor folder to fine-tune (local files only)
+    config: dict[str, Any] | None = None  # without init: transformers.ClapConfig arguments over the tiny demo size (text_config, audio_config merged)
+    window_seconds: Annotated[float, Field(gt=0, le=60)] | None = None  # audio per example; None: the extractor's max_length_s (10 s)
+    features: Literal["loader", "step"] = "loader"  # where the CLAP mel features are computed: example (workers) or train_step
+    max_logit_scale: Annotated[float, Field(gt=0)] = 100.0  # LAION-CLAP clamps exp(logit scale) to 100
+    train: LoopConfig = LoopConfig()
+
+
 class SampleConfig(StrictModel):
     prompts: list[str] = []
     steps: PositiveInt = 50
@@ -195,6 +206,7 @@ class TrainConfig(StrictModel):
     ldm: LdmConfig = LdmConfig()
     vocoder: VocoderConfig = VocoderConfig()
     sample: SampleConfig = SampleConfig()
+    clap: ClapTrainConfig = ClapTrainConfig()
 
     @property
     def vae_dir(self) -> Path:
@@ -213,6 +225,10 @@ class TrainConfig(StrictModel):
         return self.run / "vocoder"
 
     @property
+    def clap_dir(self) -> Path:
+        return self.run / "clap"
+
+    @property
     def samples_dir(self) -> Path:
         return self.run / "samples"
 
@@ -229,7 +245,8 @@ def load_config(path: str | Path) -> TrainConfig:
         config = TrainConfig.model_validate(raw, context={"base_dir": base})
     except ValidationError as error:
         raise ConfigError(format_validation_error(error, raw, str(path))) from None
-    return config.model_copy(update={"run": Path(os.path.normpath(config.run)), "data": _local(config.data, base), "vae": _init(config.vae, base), "ldm": _ldm(config.ldm, base), "vocoder": _vocoder(config.vocoder, base)})
+    return config.model_copy(update={"run": Path(os.path.normpath(config.run)), "data": _local(config.data, base), "vae": _init(config.vae, base), "ldm": _ldm(config.ldm, base), "vocoder": _vocoder(config.vocoder, base),
+                              "clap": config.clap.model_copy(update={"init": resolve(config.clap.init, base)})})
 
 
 def resolve(location: str | None, base: Path) -> str | None:

@@ -1,0 +1,99 @@
+"""The numbers of `t2a evaluate`, on plain arrays: Fréchet distance, KL, IS and CLAP score.
+
+AudioLDM (seeds/003 §4.2, Table 1) reports FD, IS and KL; Make-An-Audio (seeds/001 §5.3) the CLAP
+score. Nothing here loads a model: training/evaluate_models.py turns audio into the embeddings and
+posteriors these functions take.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+EPS = 1e-6  # probabilities are clipped to [EPS, 1 - EPS]: a saturated sigmoid must not give inf
+
+
+def gaussian_stats(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[N, D] embeddings → (mean [D], covariance [D, D]) in float64; N ≥ 2 (a covariance needs two)."""
+    x = np.asarray(embeddings, dtype=np.float64)
+    if x.ndim != 2 or len(x) < 2:
+        raise ValueError(f"a Fréchet distance needs at least 2 embeddings of shape [N, D], got {x.shape}")
+    return x.mean(axis=0), np.cov(x, rowvar=False)
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    """FD = |μ1 − μ2|² + Tr(Σ1 + Σ2 − 2(Σ1Σ2)^½).
+
+    Tr((Σ1Σ2)^½) is taken in the symmetric form Tr((A Σ2 A)^½) with A = Σ1^½ (both products have the
+    same eigenvalues): the matrix is symmetric PSD, so an eigendecomposition suffices, tiny negative
+    eigenvalues of singular estimates (N ≤ D) are clipped to 0, and no complex sqrtm result appears
+    — the failure the usual eps-offset retry of scipy.linalg.sqrtm works around.
+    """
+    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
+    sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
+    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (len(mu1), len(mu1)):
+        raise ValueError(f"mismatched statistics: means {mu1.shape} / {mu2.shape}, covariances {sigma1.shape} / {sigma2.shape}")
+    root1 = _psd_sqrt(sigma1)
+    middle = root1 @ sigma2 @ root1
+    eigenvalues = np.linalg.eigvalsh((middle + middle.T) / 2)
+    trace_root = np.sqrt(np.clip(eigenvalues, 0, None)).sum()
+    diff = mu1 - mu2
+    value = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_root
+    return float(max(value, 0.0))  # ≥ 0 in exact arithmetic; rounding can leave -1e-12
+
+
+def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
+    values, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
+    return (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+
+
+def embedding_fd(generated: np.ndarray, reference: np.ndarray) -> float:
+    """FD between the Gaussians fitted to two embedding sets ([N, D] and [M, D])."""
+    return frechet_distance(*gaussian_stats(generated), *gaussian_stats(reference))
+
+
+def bernoulli_kl(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Mean over classes of KL(Bernoulli(p) || Bernoulli(q)), per row: [N, C], [N, C] → [N] (nats).
+
+    AudioLDM's KL (seeds/003 §4.2) compares PANNs posteriors; for the multi-label sigmoid
+    classifier here each class is an independent Bernoulli, so the per-class KLs are averaged
+    (a mean, not a sum, keeps the value comparable across vocabulary sizes).
+    """
+    p = np.clip(np.asarray(p, np.float64), EPS, 1 - EPS)
+    q = np.clip(np.asarray(q, np.float64), EPS, 1 - EPS)
+    kl = p * np.log(p / q) + (1 - p) * np.log((1 - p) / (1 - q))
+    return kl.mean(axis=-1)
+
+
+def paired_kl(reference: np.ndarray, generated: np.ndarray) -> float:
+    """Mean over pairs of KL(reference posterior || generated posterior), the direction of
+    AudioLDM's evaluation code (the reference clip's posterior is the target distribution)."""
+    reference, generated = np.asarray(reference), np.asarray(generated)
+    if reference.shape != generated.shape or reference.ndim != 2 or not len(reference):
+        raise ValueError(f"KL needs paired posteriors of one shape [N ≥ 1, C], got {reference.shape} and {generated.shape}")
+    return float(bernoulli_kl(reference, generated).mean())
+
+
+def inception_score(posteriors: np.ndarray) -> float:
+    """IS = exp(E_x KL(p(y|x) || p(y))) (seeds/003 §4.2, after Salimans et al.).
+
+    Sigmoid outputs do not sum to 1: each clip's posteriors are divided by their sum to make the
+    categorical p(y|x) the formula needs; p(y) is the mean of those over the clips.
+    """
+    p = np.clip(np.asarray(posteriors, np.float64), EPS, None)
+    if p.ndim != 2 or not len(p):
+        raise ValueError(f"IS needs posteriors of shape [N ≥ 1, C], got {p.shape}")
+    conditional = p / p.sum(axis=1, keepdims=True)
+    marginal = conditional.mean(axis=0, keepdims=True)
+    kl = (conditional * np.log(conditional / marginal)).sum(axis=1)
+    return float(np.exp(kl.mean()))
+
+
+def clap_score(audio: np.ndarray, text: np.ndarray) -> float:
+    """Make-An-Audio's CLAP score (seeds/001 §5.3): the mean cosine of each clip's audio embedding
+    with its own text's embedding; rows are re-normalised, so raw embeddings also work."""
+    a, t = np.asarray(audio, np.float64), np.asarray(text, np.float64)
+    if a.shape != t.shape or a.ndim != 2 or not len(a):
+        raise ValueError(f"CLAP score needs paired embeddings of one shape [N ≥ 1, D], got {a.shape} and {t.shape}")
+    a /= np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+    t /= np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)
+    return float((a * t).sum(axis=1).mean())
