@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	PATH="$(BIN):$$PATH" t2a serve data/demo-corpus --port 8765 -- dvc repro
 	@echo
+	@PATH="$(BIN):$$PATH" t2a evaluate runs/demo/samples --reference data/demo/shards --split test --clap data/demo-models/clap \
+		--baseline runs/demo/samples_unconditional --out runs/demo/evaluation.json --cache-dir runs/demo/embeddings
+	@echo
 	@echo "Samples: runs/demo/samples/ (WAV + spectrogram PNG per prompt; samples.json). What they show:"
 	@echo "the tiny VAE and LDM trained for minutes on 131 clips, conditioned on a random tiny CLAP, so the"
 	@echo "audio is mel-shaped noise that does not follow its prompt. The demo shows the path working end to"

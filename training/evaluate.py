@@ -25,7 +25,7 @@ import numpy as np
 import typer
 
 from training.evaluate_data import Clip, generated_clips, pair_indices, reference_clips
-from training.evaluate_metrics import clap_score, embedding_fd, inception_score, paired_kl
+from training.evaluate_metrics import clap_score, embedding_fd, inception_score, paired_kl, prompt_ranking
 from training.evaluate_models import EMBEDDERS, LabelClassifier, embed_cached
 
 SCHEMA = "t2a.evaluation/1"
@@ -35,10 +35,12 @@ log = logging.getLogger(__name__)
 
 
 def evaluate(generated_dir: Path, reference: str | Path, prompts: Path | None, *, clap_folder: Path, classifier: Path | None = None,
-             device: str = "cpu", cache_dir: Path | None = None, split: str = "test", panns: Path | None = None) -> dict[str, Any]:  # fmt: skip
+             device: str = "cpu", cache_dir: Path | None = None, split: str = "test", panns: Path | None = None,
+             baseline: Path | None = None) -> dict[str, Any]:  # fmt: skip
     """Every metric for the clips in `generated_dir` against `reference` (a shard corpus folder and
     `split`, or a folder of sound files); the result is JSON-ready (schema t2a.evaluation/1).
-    `panns`: a Cnn14 checkpoint file, adding fd_panns (FAD over PANNs embeddings)."""
+    `panns`: a Cnn14 checkpoint file, adding fd_panns (FAD over PANNs embeddings). `baseline`: the
+    same prompts sampled without guidance (`t2a sample --guidance 0`): its FD is the bar to beat."""
     generated, references = generated_clips(Path(generated_dir), prompts), reference_clips(reference, split)
     if not generated or not references:
         raise ValueError(f"nothing to compare: {len(generated)} generated clips in {generated_dir}, {len(references)} reference clips in {reference} ({split})")
@@ -49,7 +51,10 @@ def evaluate(generated_dir: Path, reference: str | Path, prompts: Path | None, *
     models: dict[str, Any] = {"clap": embedder.provenance}
     if panns is not None:
         metrics["fd_panns"], models["panns"] = _extra_fd("panns", Path(panns), device, generated, references, cache_dir)
+    if baseline is not None:
+        metrics[f"fd_{embedder.name}_baseline"] = _fd(embed_cached(embedder, generated_clips(Path(baseline), None), cache_dir), ref_emb)
     metrics["clap_score"] = _clap_score(embedder, generated, gen_emb)
+    metrics.update(_prompt_following(embedder, generated, gen_emb))
     metrics["clap_score_reference"] = _clap_score(embedder, references, ref_emb)
     pairs = pair_indices(generated, references)
     if classifier is not None:
@@ -87,6 +92,33 @@ def _clap_score(embedder: Any, clips: list[Clip], audio: np.ndarray) -> float | 
     return clap_score(audio[rows], text)
 
 
+def _prompt_following(embedder: Any, clips: list[Clip], audio: np.ndarray) -> dict[str, float | None]:
+    """Each sample's CLAP audio embedding ranked against all the run's prompts (evaluate_metrics.prompt_ranking)."""
+    texts = sorted({clip.text for clip in clips if clip.text})
+    rows = [i for i, clip in enumerate(clips) if clip.text]
+    if len(texts) < 2:
+        return {"prompt_top1": None, "prompt_top1_chance": None, "prompt_margin": None}
+    ranking = prompt_ranking(audio[rows], np.asarray([texts.index(clips[i].text) for i in rows]), embedder.embed_text(texts))
+    return {f"prompt_{name}": value for name, value in ranking.items()}
+
+
+def verdict(result: dict[str, Any]) -> list[str]:
+    """Plain sentences, with the figures, on whether the samples follow their prompts."""
+    m = result["metrics"]
+    lines = []
+    if m.get("prompt_top1") is not None:
+        follows = m["prompt_top1"] > m["prompt_top1_chance"] and m["prompt_margin"] > 0
+        lines.append(f"Prompt following: {m['prompt_top1']:.0%} of samples score highest (CLAP) with their own prompt, chance is "
+                     f"{m['prompt_top1_chance']:.0%}; own-prompt margin {m['prompt_margin']:+.4f}. "
+                     + ("Above chance." if follows else "Not above chance: the samples do not follow their prompts."))  # fmt: skip
+    base = next((k for k in m if k.endswith("_baseline")), None)
+    if base and m.get(base) is not None and m.get(base.removesuffix("_baseline")) is not None:
+        guided, plain = m[base.removesuffix("_baseline")], m[base]
+        lines.append(f"FD with guidance {guided:.4f} vs {plain:.4f} without (guidance 0): "
+                     + ("guidance brings the samples closer to the reference." if guided < plain else "guidance does not help."))  # fmt: skip
+    return lines
+
+
 def _load_classifier(folder: Path, clap_sha256: str, device: str) -> LabelClassifier:
     probe = LabelClassifier.load(folder, device)
     if probe.clap_sha256 and probe.clap_sha256 != clap_sha256:
@@ -118,7 +150,8 @@ def _sha256(path: Path) -> str:
 
 LABELS = {
     "fd_clap": "FD (CLAP) ↓", "fd_panns": "FD (PANNs) ↓", "kl": "KL ↓", "is": "IS ↑", "is_reference": "IS, reference",
-    "clap_score": "CLAP score ↑", "clap_score_reference": "CLAP score, reference",
+    "clap_score": "CLAP score ↑", "clap_score_reference": "CLAP score, reference", "fd_clap_baseline": "FD (CLAP), guidance 0",
+    "prompt_top1": "own prompt ranks first ↑", "prompt_top1_chance": "  chance", "prompt_margin": "own-prompt margin ↑",
 }  # fmt: skip
 
 
@@ -155,6 +188,7 @@ def evaluate_command(
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Keep embeddings here (one .npy per file sha256) for the next run."),
     panns: Optional[Path] = typer.Option(None, "--panns", help="A PANNs Cnn14 checkpoint (.pth): adds fd_panns."),
+    baseline: Optional[Path] = typer.Option(None, "--baseline", help="The same prompts sampled with --guidance 0: FD to beat."),
 ) -> None:
     """Score generated audio against a reference set: FD, KL, IS and CLAP score."""
     from rich.console import Console
@@ -163,12 +197,14 @@ def evaluate_command(
     from training.cli import _device
 
     result = _guard(lambda: evaluate(generated, reference, prompts, clap_folder=clap, classifier=classifier,
-                                     device=_device(device), cache_dir=cache_dir, split=split, panns=panns))  # fmt: skip
+                                     device=_device(device), cache_dir=cache_dir, split=split, panns=panns, baseline=baseline))  # fmt: skip
     target = write_evaluation(result, out or Path(generated) / EVALUATION_JSON)
     table = Table("metric", "value", title=f"evaluation of {generated}")
     for label, value in rows(result):
         table.add_row(label, value)
     Console().print(table)
+    for line in verdict(result):
+        Console().print(line, highlight=False)
     Console(stderr=True).print(f"written: {target}")
 
 

@@ -97,3 +97,20 @@ def clap_score(audio: np.ndarray, text: np.ndarray) -> float:
     a /= np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
     t /= np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)
     return float((a * t).sum(axis=1).mean())
+
+
+def prompt_ranking(audio: np.ndarray, prompt_of: np.ndarray, prompts: np.ndarray) -> dict[str, float]:
+    """Whether samples follow their prompts (issue "CLAP + evaluation"): each clip's CLAP audio embedding
+    against every distinct prompt's text embedding. `top1`: the share of clips whose own prompt scores
+    highest (chance: 1 / prompts); `margin`: the mean of own-prompt cosine minus the mean cosine to the
+    other prompts (0 when the audio ignores its prompt)."""
+    a, t = np.asarray(audio, np.float64), np.asarray(prompts, np.float64)
+    own = np.asarray(prompt_of, np.int64)
+    if a.ndim != 2 or t.ndim != 2 or len(t) < 2 or own.shape != (len(a),) or not len(a):
+        raise ValueError(f"prompt ranking needs clips [N ≥ 1, D], ≥ 2 prompts [P, D] and one prompt index per clip; got {a.shape}, {t.shape}, {own.shape}")
+    a /= np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+    t /= np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)
+    cosine = a @ t.T  # [N, P]
+    mine = cosine[np.arange(len(a)), own]
+    others = (cosine.sum(axis=1) - mine) / (len(t) - 1)
+    return {"top1": float((cosine.argmax(axis=1) == own).mean()), "top1_chance": 1.0 / len(t), "margin": float((mine - others).mean())}

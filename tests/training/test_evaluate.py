@@ -279,3 +279,29 @@ def test_panns_refuses_a_checkpoint_of_another_model(tmp_path):
     torch.save({"model": {"fc.weight": torch.zeros(2, 2)}}, tmp_path / "other.pth")
     with pytest.raises(ModelLoadError, match="not a Cnn14 checkpoint"):
         PannsEmbedder(tmp_path / "other.pth", "cpu")
+
+
+def test_prompt_ranking_on_constructed_embeddings():
+    from training.evaluate_metrics import prompt_ranking
+
+    prompts = np.eye(3)  # three orthogonal prompt embeddings
+    audio = np.array([[1.0, 0.1, 0.0], [0.0, 1.0, 0.2], [0.9, 0.0, 0.1], [0.0, 0.0, 1.0]])
+    ranking = prompt_ranking(audio, np.array([0, 1, 2, 2]), prompts)
+    assert ranking["top1"] == 0.75 and ranking["top1_chance"] == pytest.approx(1 / 3)
+    unit = audio / np.linalg.norm(audio, axis=1, keepdims=True)
+    own = unit[[0, 1, 2, 3], [0, 1, 2, 2]]
+    others = (unit.sum(axis=1) - own) / 2
+    assert ranking["margin"] == pytest.approx(float((own - others).mean()))
+    with pytest.raises(ValueError):
+        prompt_ranking(audio, np.array([0, 0, 0, 0]), prompts[:1])
+
+
+def test_verdict_states_the_figures():
+    from training.evaluate import verdict
+
+    above = {"metrics": {"prompt_top1": 0.9, "prompt_top1_chance": 0.25, "prompt_margin": 0.1, "fd_clap": 1.0, "fd_clap_baseline": 2.0}}
+    lines = verdict(above)
+    assert "90%" in lines[0] and "Above chance" in lines[0] and "guidance brings" in lines[1]
+    chance = {"metrics": {"prompt_top1": 0.25, "prompt_top1_chance": 0.25, "prompt_margin": -0.01, "fd_clap": 2.0, "fd_clap_baseline": 1.0}}
+    lines = verdict(chance)
+    assert "Not above chance" in lines[0] and "does not help" in lines[1]
