@@ -123,6 +123,8 @@ def run(
 ) -> TrainState:
     """The loop: from the state's step to loop.steps; see the module docstring."""
     loop, batch = session.loop, session.config.data.batch_size
+    if state.scaler is None:  # fp16 mixed precision: accelerate's loss scaler, checkpointed with the rest
+        state.scaler = session.accelerator.scaler
     session.resume(state, loader)
     batches = iter(loader)
     timer = Timer()

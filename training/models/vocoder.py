@@ -199,13 +199,7 @@ class PeriodDiscriminator(nn.Module):
         if x.shape[-1] % self.period:
             x = F.pad(x, (0, self.period - x.shape[-1] % self.period), mode="reflect")
         x = x.view(x.shape[0], 1, -1, self.period)  # [B, 1, S/p, p]
-        features = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), 0.1)
-            features.append(x)
-        x = self.post(x)
-        features.append(x)
-        return x.flatten(1), features
+        return _judge_stack(x, self.convs, self.post)
 
 
 class ScaleDiscriminator(nn.Module):
@@ -223,13 +217,18 @@ class ScaleDiscriminator(nn.Module):
         self.post = _weight_norm(nn.Conv1d(4 * c, 1, 3, 1, padding=1))
 
     def forward(self, wave: Tensor) -> tuple[Tensor, list[Tensor]]:
-        x, features = wave.unsqueeze(1), []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), 0.1)
-            features.append(x)
-        x = self.post(x)
+        return _judge_stack(wave.unsqueeze(1), self.convs, self.post)
+
+
+def _judge_stack(x: Tensor, convs: nn.ModuleList, post: nn.Module) -> tuple[Tensor, list[Tensor]]:
+    """A sub-discriminator's conv stack (leaky ReLU 0.1): (flattened logits, every layer's features)."""
+    features = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), 0.1)
         features.append(x)
-        return x.flatten(1), features
+    x = post(x)
+    features.append(x)
+    return x.flatten(1), features
 
 
 class VocoderLoss(nn.Module):
