@@ -18,14 +18,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	PATH="$(BIN):$$PATH" t2a serve data/demo-corpus --port 8765 -- dvc repro
 	@echo
-	@PATH="$(BIN):$$PATH" t2a evaluate runs/demo/samples --reference data/demo/shards --split test --clap data/demo-models/clap \
-		--baseline runs/demo/samples_unconditional --out runs/demo/evaluation.json --cache-dir runs/demo/embeddings
+	@PATH="$(BIN):$$PATH" t2a evaluate --generated runs/demo/samples --reference data/demo/shards --split test \
+		--prompts runs/demo/prompts.txt --clap runs/demo/clap/model --baseline runs/demo/samples_unconditional \
+		--out runs/demo/evaluation.json --cache-dir runs/demo/embeddings
 	@echo
-	@echo "Samples: runs/demo/samples/ (WAV + spectrogram PNG per prompt; samples.json). What they show:"
-	@echo "the tiny VAE and LDM trained for minutes on 131 clips, conditioned on a random tiny CLAP, so the"
-	@echo "audio is mel-shaped noise that does not follow its prompt. The demo shows the path working end to"
-	@echo "end (streaming, VAE, latents, CLAP conditioning, guidance, Griffin-Lim), not audio quality."
-	@echo "TensorBoard logs: runs/demo/vae/logs, runs/demo/ldm/logs."
+	@echo "Samples: runs/demo/samples/ (WAV + spectrogram PNG per held-out prompt; samples.json); prompts: runs/demo/prompts.txt."
+	@echo "The CLAP that annotated the corpus, conditioned the LDM and scored the samples is runs/demo/clap/model"
+	@echo "(recall on the valid split: runs/demo/clap/recall.json). Models trained for minutes on a CPU on ~130"
+	@echo "synthetic clips: the figures say whether samples follow their prompts, not that they sound good."
+	@echo "TensorBoard logs: runs/demo/clap/logs, runs/demo/vae/logs, runs/demo/ldm/logs."
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -98,6 +98,8 @@ def shard(
     ctx: typer.Context,
     config: Path = typer.Option(Path("datasets.yaml"), help="The datasets.yaml to read."),
     corpus: str = typer.Option(DEFAULT_CORPUS, help="Which corpus of the config."),
+    audio_only: bool = typer.Option(False, help="Shards without annotations (human captions and label text only) "
+                                    "in <output>/shards-audio: what a CLAP trains on before annotate runs."),
 ) -> None:
     """Clip cache → deterministic WebDataset shards with stats and index.json (docs/shards.md).
 
@@ -105,8 +107,9 @@ def shard(
     """
     from pipelines.jobs import shard as job
 
+    flags = ["--audio-only"] if audio_only else []
     try:
-        index = job.run(["--config", str(config), "--corpus", corpus, *ctx.args])
+        index = job.run(["--config", str(config), "--corpus", corpus, *flags, *ctx.args])
     except (ConfigError, UnknownName) as error:
         _fail(str(error))
     _print_index(index)

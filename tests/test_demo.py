@@ -1,9 +1,11 @@
-"""`make demo`, reduced: the shipped datasets.yaml on a scaled-down demo corpus, served as `t2a
-serve` serves it, with the demo's tiny models, through ingest, annotate and shard; and the
-`serve -- command` wrapper itself."""
+"""`make demo`, reduced: the shipped datasets.yaml and training config on a scaled-down demo corpus,
+served as `t2a serve` serves it, through every dvc.yaml stage in order — ingest, audio-only shards,
+CLAP training, annotate with that CLAP, shard, report, VAE, latents, LDM, held-out prompts, samples
+and the evaluation verdict (training steps cut to a few); and the `serve -- command` wrapper itself."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from pipelines.cache import ClipCache
 from pipelines.datasets import load_corpus
@@ -77,17 +80,69 @@ def test_demo_ingest_runs_every_code_path(demo, ingested):
 
 
 @pytest.fixture(scope="module")
-def annotated(demo, ingested):
+def training_config(demo):
+    """The shipped training/configs/demo.yaml at the same place relative to the copy of the data, with
+    every schedule cut to a few steps (the dvc stages read it the same way)."""
+    config = yaml.safe_load((ROOT / "training" / "configs" / "demo.yaml").read_text())
+    for block in ("clap", "vae", "ldm"):
+        config[block]["train"].update(steps=2, checkpoint_every=2, log_every=1, validate_every=0)
+    config["data"]["batch_size"] = config["clap"]["batch_size"] = config["ldm"]["batch_size"] = 4
+    config["sample"].update(steps=2, per_prompt=1)
+    path = demo / "training" / "configs" / "demo.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def clap_trained(demo, ingested, training_config):
+    """dvc stages shard_audio and train_clap: the CLAP that datasets.yaml's annotate block names."""
+    from training import train_clap
+    from training.config import load_config
+
+    index = shard.run(["--config", str(demo / "datasets.yaml"), "--audio-only"])
+    config = load_config(training_config)
+    assert config.clap.shards == str(demo / "data" / "demo" / "shards-audio")
+    return index, train_clap.train(config)
+
+
+def test_audio_only_shards_give_every_clip_a_caption_before_annotation(demo, clap_trained):
+    from training.data_examples import caption_of
+
+    index, model = clap_trained
+    clips = len(list(ClipCache(demo / "data" / "demo").entries()))
+    assert index["totals"]["nsamples"] == clips and not (demo / "data" / "demo" / "shards").exists()
+    metas = [s["json"] for tar in sorted((demo / "data" / "demo" / "shards-audio").glob("*/*.tar")) for s in _samples(tar)]
+    assert len(metas) == clips and all(caption_of(meta) for meta in metas)
+    assert not any(meta.get("selected_caption") or meta.get("embeddings") for meta in metas)
+    assert Path(load_corpus(demo / "datasets.yaml").config.annotate.clap.model).resolve() == Path(model).resolve()
+
+
+def _samples(tar: Path) -> list[dict]:
+    import webdataset as wds
+
+    from pipelines.shards import contract
+
+    return [{"json": contract.decode_json(s["json"])} for s in wds.WebDataset(str(tar), shardshuffle=False)]
+
+
+@pytest.fixture(scope="module")
+def annotated(demo, ingested, clap_trained):
     return annotate.run(["--config", str(demo / "datasets.yaml")])
 
 
-def test_demo_annotate_gives_every_clip_a_selected_caption(demo, annotated):
+def test_demo_annotate_gives_every_clip_a_selected_caption_or_a_reason(demo, annotated):
+    """With a CLAP trained for two steps a few clips may score below the threshold; a clip without
+    labels then has no label-text fallback and is dropped with its reason (the full demo drops none)."""
     clips = len(list(ClipCache(demo / "data" / "demo").entries()))
-    assert annotated["clips"] == clips and annotated["statuses"] == {"ok": clips, "dropped": 0, "failed": 0}
+    statuses = annotated["statuses"]
+    assert annotated["clips"] == clips and statuses["failed"] == 0 and statuses["ok"] + statuses["dropped"] == clips
+    assert statuses["ok"] >= 0.8 * clips
     rows = read_table(demo / "data" / "demo").to_pylist()
     experts = {c["expert"] for row in rows for c in row["candidates"]}
     assert experts == {"human", "captioning", "retrieval", "source_text", "label_text"}
-    assert all(row["selected_caption"] for row in rows)
+    assert all(row["selected_caption"] for row in rows if row["status"] == "ok")
+    assert all("threshold" in row["reason"] for row in rows if row["status"] == "dropped")
 
 
 def test_demo_shards_validate_and_load_in_hugging_face_datasets(demo, annotated, hf_offline, tmp_path):
@@ -144,3 +199,36 @@ def test_demo_report_covers_every_source_and_matches_the_annotations(demo, annot
     assert report["provenance"]["augmentation"]["reprogramming"]["templates"] == 12
     page = index.read_text()
     assert all(f'id="{section}"' in page for section in SECTIONS)
+
+
+def test_demo_trains_on_its_shards_and_ends_with_a_verdict(demo, annotated, training_config, tmp_path):
+    """dvc stages train_vae → encode_latents → train_ldm → prompts → sample → evaluate, as their commands."""
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    shard.run(["--config", str(demo / "datasets.yaml")])
+    runner, run = CliRunner(), demo / "runs" / "demo"
+    for args in (["train", "vae"], ["encode-latents"], ["train", "ldm"]):
+        done = runner.invoke(app, [*args, "--config", str(training_config)])
+        assert done.exit_code == 0, done.output
+    prompts = run / "prompts.txt"
+    done = runner.invoke(app, ["prompts", str(demo / "data" / "demo" / "shards"), "--split", "test", "--out", str(prompts)])
+    assert done.exit_code == 0, done.output
+    texts = [line for line in prompts.read_text().splitlines() if not line.startswith("#")]
+    assert len(texts) >= 2 and len(set(texts)) == len(texts)
+    for extra in ([], ["--guidance", "0", "--out", str(run / "samples_unconditional")]):
+        done = runner.invoke(app, ["sample", "--config", str(training_config), "--prompts-file", str(prompts), "--device", "cpu", *extra])
+        assert done.exit_code == 0, done.output
+    out = run / "evaluation.json"
+    done = runner.invoke(app, ["evaluate", "--generated", str(run / "samples"), "--reference", str(demo / "data" / "demo" / "shards"),
+                               "--prompts", str(prompts), "--clap", str(run / "clap" / "model"), "--baseline",
+                               str(run / "samples_unconditional"), "--out", str(out), "--device", "cpu"])  # fmt: skip
+    assert done.exit_code == 0, done.output
+    result = json.loads(out.read_text())
+    metrics = result["metrics"]
+    assert metrics["prompt_top1_chance"] == pytest.approx(1 / len(texts)) and metrics["prompt_rank_chance"] == pytest.approx((len(texts) + 1) / 2)
+    assert 1 <= metrics["prompt_rank"] <= len(texts) and metrics["fd_clap"] is not None and metrics["fd_clap_baseline"] is not None
+    assert {row["prompt"] for row in result["prompts"]} == set(texts)
+    assert metrics["prompt_top1_reference"] is not None  # the test clips the prompts came from
+    assert "Prompt following:" in done.output and "FD with guidance" in done.output and "per prompt" in done.output

@@ -139,6 +139,23 @@ def sample(
     console.print(f"{len(written)} files in {out}")
 
 
+def prompts(
+    shards: Path = typer.Argument(..., help="A shard corpus folder (root with <split>/shard-*.tar)."),
+    split: str = typer.Option("test", help="The held-out split whose texts become prompts."),
+    limit: Optional[int] = typer.Option(None, min=1, help="At most this many prompts (the first, in shard order)."),
+    out: Path = typer.Option(..., "--out", help="The prompts file to write (one per line), for sample --prompts-file."),
+) -> None:
+    """Held-out prompts: a split's ground-truth texts (human captions, else label text), each once."""
+    from training.evaluate_data import heldout_prompts
+    from training.sample_io import atomic_path
+
+    texts = _guard(lambda: heldout_prompts(shards, split, limit))
+    header = f"# held-out prompts: split {split!r} of {shards} (human caption, else label text)\n"
+    with atomic_path(out) as temp:
+        temp.write_text(header + "".join(f"{text}\n" for text in texts), encoding="utf-8")
+    console.print(f"{len(texts)} prompts in {out}")
+
+
 def model_folder(path: Path) -> Path:
     """A model folder itself (t2a.json or model_index.json), or a run folder's model/ inside it."""
     path = Path(path)

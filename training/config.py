@@ -153,6 +153,10 @@ class LdmConfig(StrictModel):
     unet: UnetConfig = UnetConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
     cfg_dropout: Probability = 0.1  # condition dropped (→ the null condition) in training, for CFG
+    crop_frames: PositiveInt | None = None  # None: data.crop_frames (the VAE's); the LDM may train on shorter windows
+    batch_size: PositiveInt | None = None  # None: data.batch_size
+    posterior: Literal["sample", "mean"] = "sample"  # z = μ + σ·ε (AudioLDM, Stable Diffusion), or μ: for a VAE whose σ is still large
+    snr_gamma: Annotated[float, Field(gt=0)] | None = None  # Min-SNR-γ loss weights (Hang et al. 2023; diffusers' --snr_gamma, 5.0)
     latents: bool = True  # read pre-encoded latent shards (`t2a encode-latents`); False: encode on the fly
     train: LoopConfig = LoopConfig()
 
@@ -180,6 +184,8 @@ class ClapTrainConfig(StrictModel):
     """Contrastive language–audio training of a transformers ClapModel (AudioLDM App. A eq. 12–14)."""
 
     init: str | None = None  # a ClapModel + ClapProcessor folder to fine-tune (local files only)
+    shards: str | None = None  # None: data.shards; e.g. `t2a shard --audio-only` output, for a CLAP that annotate then uses
+    batch_size: PositiveInt | None = None  # None: data.batch_size; contrastive training wants more negatives per batch
     config: dict[str, Any] | None = None  # without init: transformers.ClapConfig arguments over the tiny demo size (text_config, audio_config merged)
     window_seconds: Annotated[float, Field(gt=0, le=60)] | None = None  # audio per example; None: the extractor's max_length_s (10 s)
     features: Literal["loader", "step"] = "loader"  # where the CLAP mel features are computed: example (workers) or train_step
@@ -207,6 +213,18 @@ class TrainConfig(StrictModel):
     vocoder: VocoderConfig = VocoderConfig()
     sample: SampleConfig = SampleConfig()
     clap: ClapTrainConfig = ClapTrainConfig()
+
+    @property
+    def clap_data(self) -> DataConfig:
+        """The data the CLAP trains and is validated on: data with clap.shards and clap.batch_size, when given."""
+        update = {"shards": self.clap.shards, "batch_size": self.clap.batch_size}
+        return self.data.model_copy(update={key: value for key, value in update.items() if value is not None})
+
+    @property
+    def ldm_data(self) -> DataConfig:
+        """The data the LDM trains on: data with ldm.crop_frames and ldm.batch_size, when given."""
+        update = {"crop_frames": self.ldm.crop_frames, "batch_size": self.ldm.batch_size}
+        return self.data.model_copy(update={key: value for key, value in update.items() if value is not None})
 
     @property
     def vae_dir(self) -> Path:
@@ -246,7 +264,7 @@ def load_config(path: str | Path) -> TrainConfig:
     except ValidationError as error:
         raise ConfigError(format_validation_error(error, raw, str(path))) from None
     return config.model_copy(update={"run": Path(os.path.normpath(config.run)), "data": _local(config.data, base), "vae": _init(config.vae, base), "ldm": _ldm(config.ldm, base), "vocoder": _vocoder(config.vocoder, base),
-                              "clap": config.clap.model_copy(update={"init": resolve(config.clap.init, base)})})
+                              "clap": config.clap.model_copy(update={"init": resolve(config.clap.init, base), "shards": resolve(config.clap.shards, base)})})
 
 
 def resolve(location: str | None, base: Path) -> str | None:

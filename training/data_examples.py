@@ -26,6 +26,7 @@ import torch
 from pipelines.features import MelExtractor, get_profile, load_audio
 from pipelines.prompts.mixup import mixup
 from pipelines.prompts.reprogram import Event, reprogram
+from pipelines.prompts.source_text import clean_source_text
 from pipelines.shards import contract
 from pipelines.shards.contract import ContractError
 from pipelines.shards.reader import decode_member
@@ -35,11 +36,16 @@ NORMALISED = ("clap_audio", "clip_image_mean", "clip_image")  # L2-normalised em
 
 
 def caption_of(meta: dict) -> str:
-    """The caption to train on: the selected one, else the first human caption, else the label text."""
+    """The caption to train on: the selected one, else the first human caption, else the label text,
+    else the uploader's text cleaned as annotate cleans it (Freesound descriptions, before annotation)."""
     if meta.get("selected_caption"):
         return meta["selected_caption"]
     human = [c["text"] for c in meta.get("captions", []) if c.get("kind") == "human"]
-    return human[0] if human else meta.get("label_text") or ""
+    if human or meta.get("label_text"):
+        return human[0] if human else meta["label_text"]
+    uploaded = next((c["text"] for c in meta.get("captions", []) if c.get("kind") == "source_text"), None)
+    title = (meta.get("meta") or {}).get("title") or (meta.get("meta") or {}).get("name")
+    return (clean_source_text(title, uploaded) or "") if uploaded or title else ""
 
 
 def _conditions(sample: dict, caption: str) -> dict:

@@ -25,7 +25,7 @@ import numpy as np
 import typer
 
 from training.evaluate_data import Clip, generated_clips, pair_indices, reference_clips
-from training.evaluate_metrics import clap_score, embedding_fd, inception_score, paired_kl, prompt_ranking
+from training.evaluate_metrics import clap_score, embedding_fd, inception_score, paired_kl, per_prompt_ranking, prompt_ranking
 from training.evaluate_models import EMBEDDERS, LabelClassifier, embed_cached
 
 SCHEMA = "t2a.evaluation/1"
@@ -54,7 +54,8 @@ def evaluate(generated_dir: Path, reference: str | Path, prompts: Path | None, *
     if baseline is not None:
         metrics[f"fd_{embedder.name}_baseline"] = _fd(embed_cached(embedder, generated_clips(Path(baseline), None), cache_dir), ref_emb)
     metrics["clap_score"] = _clap_score(embedder, generated, gen_emb)
-    metrics.update(_prompt_following(embedder, generated, gen_emb))
+    following, per_prompt = _prompt_following(embedder, generated, gen_emb, references, ref_emb)
+    metrics.update(following)
     metrics["clap_score_reference"] = _clap_score(embedder, references, ref_emb)
     pairs = pair_indices(generated, references)
     if classifier is not None:
@@ -69,7 +70,7 @@ def evaluate(generated_dir: Path, reference: str | Path, prompts: Path | None, *
         "reference_with_text": sum(c.text is not None for c in references),
     }  # fmt: skip
     inputs = {"generated": str(generated_dir), "reference": str(reference), "split": split, "prompts": str(prompts) if prompts else None}
-    return {"schema": SCHEMA, "metrics": metrics, "counts": counts, "models": models, "inputs": inputs}
+    return {"schema": SCHEMA, "metrics": metrics, "counts": counts, "models": models, "inputs": inputs, "prompts": per_prompt}
 
 
 def _fd(generated: np.ndarray, reference: np.ndarray) -> float | None:
@@ -92,14 +93,27 @@ def _clap_score(embedder: Any, clips: list[Clip], audio: np.ndarray) -> float | 
     return clap_score(audio[rows], text)
 
 
-def _prompt_following(embedder: Any, clips: list[Clip], audio: np.ndarray) -> dict[str, float | None]:
-    """Each sample's CLAP audio embedding ranked against all the run's prompts (evaluate_metrics.prompt_ranking)."""
+PROMPT_METRICS = ("top1", "top1_chance", "rank", "rank_chance", "rank_p", "margin")
+SIGNIFICANCE = 0.05  # the verdict's bar for "follows its prompts": rank_p below it
+
+
+def _prompt_following(embedder: Any, clips: list[Clip], audio: np.ndarray, references: list[Clip],
+                      ref_audio: np.ndarray) -> tuple[dict[str, float | None], list[dict[str, Any]]]:  # fmt: skip
+    """Each sample's CLAP audio embedding ranked against all the run's prompts (evaluate_metrics.prompt_ranking),
+    overall and per prompt; and, for calibration, the reference clips whose own text is one of the prompts
+    ranked the same way (`prompt_*_reference`: how well this CLAP can tell the prompts apart on real audio)."""
     texts = sorted({clip.text for clip in clips if clip.text})
     rows = [i for i, clip in enumerate(clips) if clip.text]
     if len(texts) < 2:
-        return {"prompt_top1": None, "prompt_top1_chance": None, "prompt_margin": None}
-    ranking = prompt_ranking(audio[rows], np.asarray([texts.index(clips[i].text) for i in rows]), embedder.embed_text(texts))
-    return {f"prompt_{name}": value for name, value in ranking.items()}
+        return {f"prompt_{name}": None for name in PROMPT_METRICS}, []
+    text_emb = embedder.embed_text(texts)
+    own = np.asarray([texts.index(clips[i].text) for i in rows])
+    metrics: dict[str, float | None] = {f"prompt_{name}": value for name, value in prompt_ranking(audio[rows], own, text_emb).items()}
+    known = [j for j, clip in enumerate(references) if clip.truth in texts]
+    calibration = prompt_ranking(ref_audio[known], np.asarray([texts.index(references[j].truth) for j in known]), text_emb) if known else {}
+    metrics |= {f"prompt_{name}_reference": calibration.get(name) for name in ("top1", "rank")}
+    per_prompt = [{**row, "prompt": texts[row["prompt"]]} for row in per_prompt_ranking(audio[rows], own, text_emb)]
+    return metrics, per_prompt
 
 
 def verdict(result: dict[str, Any]) -> list[str]:
@@ -107,10 +121,24 @@ def verdict(result: dict[str, Any]) -> list[str]:
     m = result["metrics"]
     lines = []
     if m.get("prompt_top1") is not None:
-        follows = m["prompt_top1"] > m["prompt_top1_chance"] and m["prompt_margin"] > 0
-        lines.append(f"Prompt following: {m['prompt_top1']:.0%} of samples score highest (CLAP) with their own prompt, chance is "
-                     f"{m['prompt_top1_chance']:.0%}; own-prompt margin {m['prompt_margin']:+.4f}. "
-                     + ("Above chance." if follows else "Not above chance: the samples do not follow their prompts."))  # fmt: skip
+        if m.get("prompt_rank_p") is not None:  # the mean rank, with its p-value: top-1 alone is too noisy on a few samples
+            follows = m["prompt_rank_p"] < SIGNIFICANCE and m["prompt_margin"] > 0
+        else:
+            follows = m["prompt_top1"] > m["prompt_top1_chance"] and m["prompt_margin"] > 0
+        line = (f"Prompt following: {m['prompt_top1']:.0%} of samples score highest (CLAP) with their own prompt, chance is "
+                f"{m['prompt_top1_chance']:.0%}")  # fmt: skip
+        if m.get("prompt_rank") is not None:
+            line += (f"; their own prompt ranks {m['prompt_rank']:.1f} of {round(2 * m['prompt_rank_chance'] - 1)} on average, "
+                     f"chance is {m['prompt_rank_chance']:.1f}")  # fmt: skip
+            if m.get("prompt_rank_p") is not None:
+                line += f" (p = {m['prompt_rank_p']:.2g} that prompt-blind samples rank this well)"
+        line += f"; own-prompt margin {m['prompt_margin']:+.4f}. "
+        line += ("Above chance: the samples follow their prompts." if follows
+                 else "Not above chance: the samples do not follow their prompts.")  # fmt: skip
+        lines.append(line)
+        if m.get("prompt_top1_reference") is not None:
+            lines.append(f"For calibration, the held-out clips these prompts describe: {m['prompt_top1_reference']:.0%} rank their own text "
+                         f"first, mean rank {m['prompt_rank_reference']:.1f}.")  # fmt: skip
     base = next((k for k in m if k.endswith("_baseline")), None)
     if base and m.get(base) is not None and m.get(base.removesuffix("_baseline")) is not None:
         guided, plain = m[base.removesuffix("_baseline")], m[base]
@@ -152,6 +180,8 @@ LABELS = {
     "fd_clap": "FD (CLAP) ↓", "fd_panns": "FD (PANNs) ↓", "kl": "KL ↓", "is": "IS ↑", "is_reference": "IS, reference",
     "clap_score": "CLAP score ↑", "clap_score_reference": "CLAP score, reference", "fd_clap_baseline": "FD (CLAP), guidance 0",
     "prompt_top1": "own prompt ranks first ↑", "prompt_top1_chance": "  chance", "prompt_margin": "own-prompt margin ↑",
+    "prompt_rank": "own prompt's mean rank ↓", "prompt_rank_chance": "  chance", "prompt_rank_p": "  p (prompt-blind samples)",
+    "prompt_top1_reference": "own text ranks first, reference", "prompt_rank_reference": "own text's mean rank, reference",
 }  # fmt: skip
 
 
@@ -178,9 +208,10 @@ def write_evaluation(result: dict[str, Any], path: Path) -> Path:
 
 
 def evaluate_command(
-    generated: Path = typer.Argument(..., help="A `t2a sample` output folder, or a folder of WAVs (with --prompts)."),
+    generated_arg: Optional[Path] = typer.Argument(None, metavar="GENERATED", help="A `t2a sample` output folder, or a folder of WAVs (with --prompts)."),
+    generated_opt: Optional[Path] = typer.Option(None, "--generated", help="GENERATED, given as an option."),
     reference: str = typer.Option(..., "--reference", "-r", help="A shard corpus folder (with --split) or a folder of reference WAVs."),
-    prompts: Optional[Path] = typer.Option(None, "--prompts", help="One prompt per line, for the WAVs in file-name order."),
+    prompts: Optional[Path] = typer.Option(None, "--prompts", help="One prompt per line: for WAVs, in file-name order; for a `t2a sample` folder, the prompts it must hold."),
     clap: Path = typer.Option(..., "--clap", help="A transformers ClapModel folder (embeddings for FD and the CLAP score)."),
     classifier: Optional[Path] = typer.Option(None, "--classifier", help="A label classifier folder (KL and IS); without it they are n/a."),
     split: str = typer.Option("test", "--split", help="The corpus split to compare against."),
@@ -194,8 +225,13 @@ def evaluate_command(
     from rich.console import Console
     from rich.table import Table
 
-    from training.cli import _device
+    from training.cli import _device, _fail
 
+    if generated_arg is not None and generated_opt is not None and generated_arg != generated_opt:
+        _fail(f"two generated folders: {generated_arg} and --generated {generated_opt}; give one")
+    generated = generated_arg or generated_opt
+    if generated is None:
+        _fail("give the generated audio folder (GENERATED or --generated)")
     result = _guard(lambda: evaluate(generated, reference, prompts, clap_folder=clap, classifier=classifier,
                                      device=_device(device), cache_dir=cache_dir, split=split, panns=panns, baseline=baseline))  # fmt: skip
     target = write_evaluation(result, out or Path(generated) / EVALUATION_JSON)
@@ -203,6 +239,11 @@ def evaluate_command(
     for label, value in rows(result):
         table.add_row(label, value)
     Console().print(table)
+    if result.get("prompts"):
+        table = Table("prompt", "samples", "CLAP: own", "CLAP: others", "rank", title="per prompt")
+        for row in result["prompts"]:
+            table.add_row(row["prompt"], str(row["clips"]), f"{row['own']:.3f}", f"{row['others']:.3f}", f"{row['rank']:.1f}")
+        Console().print(table)
     for line in verdict(result):
         Console().print(line, highlight=False)
     Console(stderr=True).print(f"written: {target}")

@@ -33,6 +33,7 @@ class Clip:
     path: Path | None = None  # a sound file ...
     data: bytes | None = field(default=None, repr=False)  # ... or encoded bytes (a shard's flac member)
     labels: tuple[str, ...] = ()
+    truth: str | None = None  # a shard clip's ground-truth text (human caption, else label text): what held-out prompts are made of
 
     def audio(self) -> tuple[np.ndarray, int]:
         """(float32 mono samples, sample rate)."""
@@ -48,14 +49,20 @@ def read_prompts_file(path: Path) -> list[str]:
 
 
 def generated_clips(folder: Path, prompts: Path | None = None) -> list[Clip]:
-    """A `t2a sample` folder (its samples.json names each WAV and prompt), or any folder of sound
-    files; a prompts file, when given, supplies the texts in file-name order."""
+    """A `t2a sample` folder (its samples.json names each WAV and prompt; a prompts file, when given,
+    must list the same prompts), or any folder of sound files, whose texts a prompts file supplies in
+    file-name order."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"generated audio folder not found: {folder}")
     summary = folder / SAMPLES_JSON
-    if summary.is_file() and prompts is None:
+    if summary.is_file():
         items = json.loads(summary.read_text())["items"]
+        if prompts is not None:  # the file names what was asked for: samples.json must hold exactly those prompts
+            asked, made = set(read_prompts_file(prompts)), {item["prompt"] for item in items}
+            if asked != made:
+                missing, extra = sorted(asked - made)[:3], sorted(made - asked)[:3]
+                raise ValueError(f"{summary} does not hold the prompts of {prompts}: not sampled {missing}, not in the file {extra}")
         return [_file_clip(folder / item["wav"], item["prompt"]) for item in items]
     files = audio_files(folder)
     texts: list[str | None] = [None] * len(files)
@@ -108,7 +115,7 @@ def shard_clips(path: Path) -> list[Clip]:
         meta = contract.decode_json(members[contract.JSON])
         data = members[contract.AUDIO]
         labels = tuple(label["name"] for label in meta.get("labels", []))
-        clips.append(Clip(key=key, text=caption(meta), sha256=hashlib.sha256(data).hexdigest(), data=data, labels=labels))
+        clips.append(Clip(key=key, text=caption(meta), sha256=hashlib.sha256(data).hexdigest(), data=data, labels=labels, truth=ground_truth(meta)))
     return clips
 
 
@@ -118,6 +125,32 @@ def caption(meta: dict) -> str | None:
         return meta["selected_caption"]
     human = [c["text"] for c in meta.get("captions", []) if c.get("kind") == "human"]
     return human[0] if human else None
+
+
+def ground_truth(meta: dict) -> str | None:
+    """A sample's own text, never a pseudo-prompt: its first human caption, else its label text (AudioLDM §5)."""
+    human = [c["text"] for c in meta.get("captions", []) if c.get("kind") == "human"]
+    text = " ".join((human[0] if human else meta.get("label_text") or "").split())
+    return text or None
+
+
+def heldout_prompts(reference: str | Path, split: str = "test", limit: int | None = None) -> list[str]:
+    """Prompts no model trained on: each clip of a held-out split's ground-truth text (its first human
+    caption, else its label text, AudioLDM §5), never the pseudo-prompt annotate selected for it;
+    each text once, in shard and key order; at most `limit`."""
+    shards = shard_paths(Path(reference), split)
+    if not shards:
+        raise FileNotFoundError(f"{reference}: no shard of split {split!r} (root/<split>/shard-*.tar)")
+    found: dict[str, str] = {}
+    for shard in shards:
+        for _, members in iter_members(shard):
+            text = ground_truth(contract.decode_json(members[contract.JSON]))
+            if text and text.casefold() not in found:
+                found[text.casefold()] = text
+    prompts = list(found.values())[:limit]
+    if not prompts:
+        raise ValueError(f"{reference}: split {split!r} has no human caption or label text to prompt with")
+    return prompts
 
 
 def pair_indices(generated: list[Clip], reference: list[Clip]) -> list[tuple[int, int]]:

@@ -7,6 +7,8 @@ posteriors these functions take.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 EPS = 1e-6  # probabilities are clipped to [EPS, 1 - EPS]: a saturated sigmoid must not give inf
@@ -102,8 +104,9 @@ def clap_score(audio: np.ndarray, text: np.ndarray) -> float:
 def prompt_ranking(audio: np.ndarray, prompt_of: np.ndarray, prompts: np.ndarray) -> dict[str, float]:
     """Whether samples follow their prompts (issue "CLAP + evaluation"): each clip's CLAP audio embedding
     against every distinct prompt's text embedding. `top1`: the share of clips whose own prompt scores
-    highest (chance: 1 / prompts); `margin`: the mean of own-prompt cosine minus the mean cosine to the
-    other prompts (0 when the audio ignores its prompt)."""
+    highest (chance: 1 / prompts); `rank`: the own prompt's mean rank, 1 the best (chance: (P + 1) / 2);
+    `margin`: the mean of own-prompt cosine minus the mean cosine to the other prompts (0 when the audio
+    ignores its prompt)."""
     a, t = np.asarray(audio, np.float64), np.asarray(prompts, np.float64)
     own = np.asarray(prompt_of, np.int64)
     if a.ndim != 2 or t.ndim != 2 or len(t) < 2 or own.shape != (len(a),) or not len(a):
@@ -113,4 +116,41 @@ def prompt_ranking(audio: np.ndarray, prompt_of: np.ndarray, prompts: np.ndarray
     cosine = a @ t.T  # [N, P]
     mine = cosine[np.arange(len(a)), own]
     others = (cosine.sum(axis=1) - mine) / (len(t) - 1)
-    return {"top1": float((cosine.argmax(axis=1) == own).mean()), "top1_chance": 1.0 / len(t), "margin": float((mine - others).mean())}
+    rank = 1 + (cosine > mine[:, None]).sum(axis=1)  # ties count in the clip's favour
+    return {"top1": float((cosine.argmax(axis=1) == own).mean()), "top1_chance": 1.0 / len(t),
+            "rank": float(rank.mean()), "rank_chance": (len(t) + 1) / 2, "rank_p": rank_p_value(int(rank.sum()), len(a), len(t)),
+            "margin": float((mine - others).mean())}  # fmt: skip
+
+
+def rank_p_value(rank_sum: int, clips: int, prompts: int) -> float:
+    """One-sided p-value of a rank sum this low when samples ignore their prompts: under that null
+    each clip's own-prompt rank is uniform on 1..P and independent, so the sum is the sum of `clips`
+    discrete uniforms. Exact (repeated convolution) up to 200 000 support points, else the normal
+    approximation with a continuity correction."""
+    n, p = clips, prompts
+    if n * (p - 1) <= 200_000:
+        dist = np.ones(1)
+        for _ in range(n):
+            dist = np.convolve(dist, np.full(p, 1.0 / p))
+        return float(min(1.0, dist[: rank_sum - n + 1].sum()))  # P(sum ≤ rank_sum); the support starts at n
+    mean, sd = n * (p + 1) / 2, math.sqrt(n * (p * p - 1) / 12)
+    return float(0.5 * math.erfc(-(rank_sum + 0.5 - mean) / (sd * math.sqrt(2))))
+
+
+def per_prompt_ranking(audio: np.ndarray, prompt_of: np.ndarray, prompts: np.ndarray) -> list[dict[str, float]]:
+    """prompt_ranking's figures for each prompt's own clips: [{clips, own, others, rank}] in prompt order
+    (`own`/`others`: mean cosine to the prompt / to the other prompts; prompts without clips are left out)."""
+    a, t = np.asarray(audio, np.float64), np.asarray(prompts, np.float64)
+    a /= np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+    t /= np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)
+    own = np.asarray(prompt_of, np.int64)
+    out = []
+    for p in range(len(t)):
+        cosine = a[own == p] @ t.T  # [n_p, P]
+        if not len(cosine):
+            continue
+        mine = cosine[:, p]
+        others = (cosine.sum(axis=1) - mine) / max(len(t) - 1, 1)
+        rank = 1 + (cosine > mine[:, None]).sum(axis=1)
+        out.append({"prompt": p, "clips": len(cosine), "own": float(mine.mean()), "others": float(others.mean()), "rank": float(rank.mean())})
+    return out

@@ -26,12 +26,24 @@ CLASSIFIER_JSON = "classifier.json"
 CLASSIFIER_WEIGHTS = "model.safetensors"
 
 
+def trained_window(folder: Path) -> float:
+    """The window a transformers CLAP folder was trained on (its feature extractor's max_length_s),
+    so evaluation embeds clips as the model saw them in training (`t2a train clap` saves it)."""
+    import transformers
+
+    try:
+        extractor = transformers.ClapFeatureExtractor.from_pretrained(str(folder), local_files_only=True)
+    except (OSError, ValueError):
+        return 10.0  # load_clap then names what is missing
+    return extractor.nb_max_samples / extractor.sampling_rate
+
+
 class ClapEmbedder:
     """A CLAP model as an embedder: clips → pooled audio embeddings [N, D]; texts → [N, D]."""
 
     def __init__(self, folder: Path, device: str, window_batch: int = 16):
         self.name = "clap"
-        self.encoder = load_clap(ClapConfig(model=str(Path(folder).absolute())), device)
+        self.encoder = load_clap(ClapConfig(model=str(Path(folder).absolute()), window_seconds=trained_window(folder)), device)
         self.provenance = {"model": str(folder), "sha256": self.encoder.provenance["sha256"]}
         self.window_batch = window_batch
 

@@ -122,7 +122,7 @@ def run(
     validate: Callable[[int], dict[str, float]] | None = None,
 ) -> TrainState:
     """The loop: from the state's step to loop.steps; see the module docstring."""
-    loop, batch = session.loop, session.config.data.batch_size
+    loop, batch = session.loop, loader.stream_args["batch_size"]  # the loader's: CLAP may batch differently from data
     if state.scaler is None:  # fp16 mixed precision: accelerate's loss scaler, checkpointed with the rest
         state.scaler = session.accelerator.scaler
     session.resume(state, loader)

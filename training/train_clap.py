@@ -99,6 +99,33 @@ def contrastive_loss(logits_per_audio: torch.Tensor, logits_per_text: torch.Tens
     return (l1 + l2) / 2
 
 
+def gather_rows(x: torch.Tensor) -> torch.Tensor:
+    """Every rank's rows of `x`, in rank order (LAION-CLAP's gather_features): under DDP the softmax
+    of eq. 13–14 then runs over the global batch, world × B negatives, as in one process.
+
+    Only this rank's rows carry a gradient, and it is scaled by the world size: summed over ranks
+    (DDP averages, hence the scale) the embeddings' gradients are the one-process gradient, while
+    whatever else the loss uses (the temperatures) sees every row and needs no scaling. One
+    process: `x` itself."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    world = dist.get_world_size()
+    parts = [torch.empty_like(x) for _ in range(world)]
+    dist.all_gather(parts, x.detach().contiguous())
+    parts[dist.get_rank()] = x * world - x.detach() * (world - 1)  # the value of x, its gradient × world
+    return torch.cat(parts)
+
+
+def global_contrastive_loss(audio: torch.Tensor, text: torch.Tensor, scale_a: torch.Tensor, scale_t: torch.Tensor) -> torch.Tensor:
+    """contrastive_loss over the global batch of L2-normalised embeddings [B, D] (ClapModel's
+    audio_embeds and text_embeds) with the log temperatures logit_scale_a / logit_scale_t; after
+    DDP's gradient averaging every parameter gets the one-process gradient (gather_rows)."""
+    audio, text = gather_rows(audio), gather_rows(text)
+    return contrastive_loss(audio @ text.T * scale_a.exp(), text @ audio.T * scale_t.exp())
+
+
 def recall_at_k(audio_emb, text_emb, ks: Sequence[int] = KS, *, groups: Sequence[Any] | None = None) -> dict[str, float]:
     """Recall@k both ways for N (audio i, text i) pairs: {"t2a@k", "a2t@k"} in [0, 1].
 
@@ -184,7 +211,7 @@ def train(config: TrainConfig) -> Path:
     if ema is not None:
         ema.to(session.device)
     example = ClapExample(window, extractor if clap.features == "loader" else None)
-    loader = make_loader(config.data, config.data.train_split, example, rank=session.rank, world_size=session.world_size, seed=config.seed)
+    loader = make_loader(config.clap_data, config.data.train_split, example, rank=session.rank, world_size=session.world_size, seed=config.seed)
     state = TrainState(models={"model": clap_model}, optimizers={"model": opt}, schedulers={"model": schedule}, ema=ema,
                        config=config.model_dump(mode="json"))  # fmt: skip
     max_scale = math.log(clap.max_logit_scale)
@@ -198,7 +225,7 @@ def train(config: TrainConfig) -> Path:
             with session.accelerator.autocast():
                 out = model(input_ids=text["input_ids"], attention_mask=text["attention_mask"], input_features=features,
                             is_longer=torch.zeros(len(features), 1, dtype=torch.bool, device=session.device))  # fmt: skip
-            loss = contrastive_loss(out.logits_per_audio.float(), out.logits_per_text.float())
+            loss = global_contrastive_loss(out.audio_embeds.float(), out.text_embeds.float(), clap_model.logit_scale_a, clap_model.logit_scale_t)
             session.accelerator.backward(loss / len(batches))
             add_mean(logs, {"loss": loss.detach()}, len(batches))
         logs["grad_norm"] = session.clip_and_step(model, opt, schedule)
@@ -232,7 +259,7 @@ def _validate(session: Session, model, ema, processor, window: int, config: Trai
     if ema is not None:
         ema.store(model.parameters())
         ema.copy_to(model.parameters())
-    recall = split_recall(model, processor, window, config.data, config.data.valid_split, session.device)
+    recall = split_recall(model, processor, window, config.clap_data, config.data.valid_split, session.device)
     if ema is not None:
         ema.restore(model.parameters())
     record = {"step": step, "split": config.data.valid_split, **recall}

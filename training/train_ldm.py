@@ -50,7 +50,7 @@ def train(config: TrainConfig) -> Path:
     profile = get_profile(config.data.profile)
     vae = AutoencoderKL.from_pretrained(vae_model_dir(config)).to(session.device).eval().requires_grad_(False)
     r, scaling = compression(vae), float(vae.config.scaling_factor)
-    frames = config.data.crop_frames or profile.frames
+    frames = config.ldm_data.crop_frames or profile.frames
     data, example = _data(config, r, frames, latents_location if ldm.latents else None)
     conditioner = build_conditioner(ldm, device=session.device)
     unet = build_unet(ldm, conditioner, vae.config.latent_channels, (frames // r, profile.n_mels // r))
@@ -74,6 +74,8 @@ def train(config: TrainConfig) -> Path:
         else:
             with torch.no_grad():
                 moments = encode_moments(vae, batch["mel"].to(session.device))
+        if ldm.posterior == "mean":
+            return moments.float().chunk(2, dim=1)[0].to(session.device) * scaling
         return sample_latent(moments, session.generator).to(session.device) * scaling
 
     def train_step(batches: list[dict[str, Any]]) -> dict[str, float]:
@@ -83,7 +85,7 @@ def train(config: TrainConfig) -> Path:
             condition = conditioner.from_batch(batch)
             condition = drop_condition(condition, conditioner.null(len(condition)), ldm.cfg_dropout, session.generator)
             with session.accelerator.autocast():
-                loss = diffusion_loss(model, scheduler, latents, conditioner.unet_kwargs(condition), session.generator)
+                loss = diffusion_loss(model, scheduler, latents, conditioner.unet_kwargs(condition), session.generator, ldm.snr_gamma)
             session.accelerator.backward(loss / len(batches))
             total += float(loss.detach()) / len(batches)
         grad_norm = session.clip_and_step(model, opt, schedule)
@@ -104,9 +106,9 @@ def train(config: TrainConfig) -> Path:
 
 def _data(config: TrainConfig, r: int, frames: int, latents_location) -> tuple[Any, Any]:
     """The data config and example function: latent shards when pre-encoded, else the corpus mels."""
-    data = config.data
+    data = config.ldm_data
     if frames % r:
-        raise ValueError(f"data.crop_frames {frames} must be a multiple of the VAE's compression r = {r}")
+        raise ValueError(f"ldm.crop_frames / data.crop_frames {frames} must be a multiple of the VAE's compression r = {r}")
     if latents_location is None:
         return data, mel_example(data.profile, frames, random_crop=True, reprogram=data.augment.reprogram if data.augment.reprogram.probability else None)
     location = latents_location(config)
@@ -114,7 +116,8 @@ def _data(config: TrainConfig, r: int, frames: int, latents_location) -> tuple[A
         raise FileNotFoundError(f"no latent shards for the current VAE at {location}: run `t2a encode-latents --config …` first (or set ldm.latents: false)")
     if data.augment.reprogram.probability:
         log.warning("data.augment.reprogram needs audio: it is not applied to pre-encoded latents (set ldm.latents: false)")
-    return data.model_copy(update={"shards": str(location)}), latent_example(frames // r, random_crop=True)
+    # profile: crops stay within the rows of real audio, as mel_example's do (a short clip's padding is silence)
+    return data.model_copy(update={"shards": str(location)}), latent_example(frames // r, random_crop=True, profile=data.profile)
 
 
 @torch.no_grad()

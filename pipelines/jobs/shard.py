@@ -39,6 +39,7 @@ from pipelines.shards import contract
 from pipelines.shards.index import read_index, write_indexes
 from pipelines.shards.plan import ShardPlan, plan_item, plan_shards
 from pipelines.shards.writer import is_complete, read_stats, remove_stale_temps, stats_path, write_shard, write_stats
+from pipelines.prompts.labels import label_text
 from pipelines.tools import package_version
 
 log = logging.getLogger(__name__)
@@ -49,23 +50,33 @@ class SampleError(Exception):
     """A cache entry that cannot become a sample (missing, corrupt, hash mismatch)."""
 
 
-def settings_hash(config: ShardConfig) -> str:
+def settings_hash(config: ShardConfig, audio_only: bool = False) -> str:
     """What, besides the clips, decides a shard's bytes: the shard settings and the code's version."""
     payload = {"shards": config.model_dump(mode="json"), "schema": contract.SCHEMA, "t2a": package_version("t2a")}
+    if audio_only:
+        payload["annotations"] = False
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def shards_root(corpus: Corpus) -> Path:
-    return corpus.output / "shards"
+AUDIO_ONLY_DIR = "shards-audio"
+
+
+def shards_root(corpus: Corpus, audio_only: bool = False) -> Path:
+    """`<output>/shards`, or `<output>/shards-audio` for the set written before annotation."""
+    return corpus.output / (AUDIO_ONLY_DIR if audio_only else "shards")
+
+
+def annotated(corpus: Corpus, audio_only: bool) -> bool:
+    return corpus.config.annotate is not None and not audio_only
 
 
 class PlanEntries(beam.DoFn):
     """A clip id → (split, PlanItem), or its failure on the `failed` output."""
 
-    def __init__(self, corpus: Corpus):
+    def __init__(self, corpus: Corpus, audio_only: bool = False):
         self.output = corpus.output
         self.config = corpus.config.shards
-        self.annotated = corpus.config.annotate is not None
+        self.annotated = annotated(corpus, audio_only)
 
     def setup(self) -> None:
         from pipelines.features import get_profile
@@ -120,12 +131,13 @@ class _Split:
 class WriteShards(beam.DoFn):
     """A ShardPlan → the shard on disk and its stats (skipped when already complete)."""
 
-    def __init__(self, corpus: Corpus, settings: str):
+    def __init__(self, corpus: Corpus, settings: str, audio_only: bool = False):
         self.output = corpus.output
+        self.root = shards_root(corpus, audio_only)
         self.config = corpus.config.shards
         self.settings = settings
         self.corpus_hash = corpus.config_hash
-        self.annotated = corpus.config.annotate is not None
+        self.annotated = annotated(corpus, audio_only)
 
     def setup(self) -> None:
         import torch
@@ -140,7 +152,7 @@ class WriteShards(beam.DoFn):
         self.tools = {"t2a": package_version("t2a"), "numpy": np.__version__, "torch": torch.__version__}
 
     def process(self, plan: ShardPlan) -> Iterator[dict[str, Any]]:
-        path = self.output / "shards" / plan.split / f"{plan.name}.tar"
+        path = self.root / plan.split / f"{plan.name}.tar"
         done = read_stats(path) if is_complete(path) else {}
         if done.get("plan_digest") == plan.digest:
             Metrics.counter(NAMESPACE, "shards_skipped").inc()
@@ -180,6 +192,8 @@ class WriteShards(beam.DoFn):
             embeddings = self.store.arrays(clip_id, row) if row else {}
             if row:
                 meta = with_annotation(meta, row, embeddings)
+            else:  # no pseudo-prompts yet: the label text (AudioLDM §5) still gives label-only clips a caption
+                meta = meta.model_copy(update={"label_text": label_text([label["name"] for label in entry["labels"]])})
             arrays = {name: mel.astype(np.float16) for name, (mel, _) in mels.items()}
             return contract.build_sample(meta, mels=arrays, audio=kept, frames=frames, arrays=embeddings)
         except (OSError, KeyError, TypeError, ValueError, RuntimeError, sf.LibsndfileError) as error:
@@ -246,9 +260,9 @@ def with_annotation(meta: contract.SampleMeta, row: dict[str, Any], embeddings: 
     })  # fmt: skip
 
 
-def write_index(stats: list[dict[str, Any]], corpus: Corpus, settings: str) -> dict[str, Any]:
+def write_index(stats: list[dict[str, Any]], corpus: Corpus, settings: str, audio_only: bool = False) -> dict[str, Any]:
     """Remove shards the plan no longer has, then write the split and corpus indexes."""
-    root = shards_root(corpus)
+    root = shards_root(corpus, audio_only)
     planned = {(s["split"], s["shard"]) for s in stats}
     for tar in sorted(root.glob("*/shard-*.tar")):
         if (tar.parent.name, tar.name) not in planned:
@@ -265,19 +279,24 @@ def _left_out(failure: dict[str, str]) -> None:
 
 
 class Shard(beam.PTransform):
-    """A corpus's clip cache → shards on disk; emits the index it wrote."""
+    """A corpus's clip cache → shards on disk; emits the index it wrote.
 
-    def __init__(self, corpus: Corpus):
+    `audio_only`: shards without the annotation (no pseudo-prompts or embeddings; captions are the
+    human ones and the label text) in `<output>/shards-audio`, for what must train before
+    annotate runs: the demo's CLAP (`t2a train clap`), which annotate then scores captions with.
+    """
+
+    def __init__(self, corpus: Corpus, audio_only: bool = False):
         super().__init__()
-        self.corpus = corpus
+        self.corpus, self.audio_only = corpus, audio_only
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         config = self.corpus.config.shards
-        settings = settings_hash(config)
+        settings = settings_hash(config, self.audio_only)
         planned = (
             pbegin
             | "ListCachedClips" >> ListCachedClips(self.corpus.output)
-            | "PlanEntries" >> beam.ParDo(PlanEntries(self.corpus)).with_outputs("failed", main="items")
+            | "PlanEntries" >> beam.ParDo(PlanEntries(self.corpus, self.audio_only)).with_outputs("failed", main="items")
         )
         _ = planned.failed | "ReportLeftOut" >> beam.Map(_left_out)
         return (
@@ -285,9 +304,9 @@ class Shard(beam.PTransform):
             | "GroupBySplit" >> beam.GroupByKey()
             | "PlanShards" >> beam.FlatMap(_Split(config.max_samples, config.max_bytes, settings))
             | "SpreadShards" >> beam.Reshuffle()
-            | "WriteShards" >> beam.ParDo(WriteShards(self.corpus, settings))
+            | "WriteShards" >> beam.ParDo(WriteShards(self.corpus, settings, self.audio_only))
             | "CollectStats" >> beam.combiners.ToList()
-            | "WriteIndex" >> beam.Map(write_index, self.corpus, settings)
+            | "WriteIndex" >> beam.Map(write_index, self.corpus, settings, self.audio_only)
         )
 
 
@@ -295,6 +314,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(prog="shard", description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="datasets.yaml", help="the datasets.yaml to read")
     parser.add_argument("--corpus", default=DEFAULT_CORPUS, help="which corpus of the config")
+    parser.add_argument("--audio-only", action="store_true", help=f"shards without annotations, in <output>/{AUDIO_ONLY_DIR}")
     return parser.parse_known_args(argv)
 
 
@@ -302,13 +322,13 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the shard job; returns the corpus index it wrote."""
     args, beam_args = parse_args(argv)
     corpus = load_corpus(args.config, args.corpus)
-    root = shards_root(corpus)
+    root = shards_root(corpus, args.audio_only)
     for folder in (root, *root.glob("*/")):
         if folder.is_dir():
             remove_stale_temps(folder)  # what a killed run left half-written
-    corpus.save_resolved("shard")
+    corpus.save_resolved("shard-audio" if args.audio_only else "shard")
     with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
-        _ = pipeline | "Shard" >> Shard(corpus)
+        _ = pipeline | "Shard" >> Shard(corpus, args.audio_only)
     return read_index(root / contract.INDEX_NAME)
 
 

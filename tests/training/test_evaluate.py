@@ -292,8 +292,22 @@ def test_prompt_ranking_on_constructed_embeddings():
     own = unit[[0, 1, 2, 3], [0, 1, 2, 2]]
     others = (unit.sum(axis=1) - own) / 2
     assert ranking["margin"] == pytest.approx(float((own - others).mean()))
+    # ranks: clip 0 → 1; clip 1 → 1; clip 2 (own 2, cosine 0.1 < 0.9 to prompt 0) → 2; clip 3 → 1
+    assert ranking["rank"] == pytest.approx(5 / 4) and ranking["rank_chance"] == 2.0
     with pytest.raises(ValueError):
         prompt_ranking(audio, np.array([0, 0, 0, 0]), prompts[:1])
+
+
+def test_per_prompt_ranking_splits_the_figures_by_prompt():
+    from training.evaluate_metrics import per_prompt_ranking
+
+    prompts = np.eye(3)
+    audio = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    rows = per_prompt_ranking(audio, np.array([0, 2, 2]), prompts)
+    assert [row["prompt"] for row in rows] == [0, 2]  # prompt 1 has no clips
+    assert rows[0] == {"prompt": 0, "clips": 1, "own": 1.0, "others": 0.0, "rank": 1.0}
+    assert rows[1]["clips"] == 2 and rows[1]["own"] == pytest.approx(0.5) and rows[1]["rank"] == pytest.approx(1.5)
+    assert rows[1]["others"] == pytest.approx(0.25)  # clip 2 scores 1 with prompt 0: (0 + 0.5) / 2 over both clips
 
 
 def test_verdict_states_the_figures():
@@ -305,3 +319,62 @@ def test_verdict_states_the_figures():
     chance = {"metrics": {"prompt_top1": 0.25, "prompt_top1_chance": 0.25, "prompt_margin": -0.01, "fd_clap": 2.0, "fd_clap_baseline": 1.0}}
     lines = verdict(chance)
     assert "Not above chance" in lines[0] and "does not help" in lines[1]
+    ranked = {"metrics": {"prompt_top1": 0.5, "prompt_top1_chance": 0.1, "prompt_margin": 0.05, "prompt_rank": 5.0,
+                          "prompt_rank_chance": 5.5, "prompt_rank_p": 0.3, "prompt_top1_reference": 0.8, "prompt_rank_reference": 1.2}}  # fmt: skip
+    lines = verdict(ranked)
+    assert "ranks 5.0 of 10" in lines[0] and "p = 0.3" in lines[0] and "Not above chance" in lines[0]  # top-1 alone is not enough
+    assert "calibration" in lines[1] and "80%" in lines[1]
+    ranked["metrics"]["prompt_rank_p"] = 0.001
+    assert "Above chance" in verdict(ranked)[0]
+
+
+def test_rank_p_value_is_exact_on_small_cases_and_normal_on_large_ones():
+    from itertools import product
+
+    from training.evaluate_metrics import rank_p_value
+
+    # 3 clips, 4 prompts: count the 64 equally likely rank triples whose sum is at most s
+    for s in range(3, 13):
+        exact = sum(sum(r) <= s for r in product(range(1, 5), repeat=3)) / 64
+        assert rank_p_value(s, 3, 4) == pytest.approx(exact)
+    assert rank_p_value(3, 3, 4) == pytest.approx(1 / 64) and rank_p_value(12, 3, 4) == pytest.approx(1.0)
+    # beyond the exact range: the normal approximation, centred on the chance rank sum
+    assert rank_p_value(5000 * 501 // 2, 5000, 500) == pytest.approx(0.5, abs=0.01)
+    assert 1e-3 < rank_p_value(int(5000 * 501 / 2 * 0.98), 5000, 500) < 0.01 < 0.5 < rank_p_value(int(5000 * 501 / 2 * 1.02), 5000, 500)  # z = ∓2.45
+
+
+def test_heldout_prompts_are_the_split_texts_never_the_pseudo_prompts(tmp_path):
+    from shard_samples import make_sample
+
+    from training.evaluate_data import heldout_prompts
+
+    human = lambda text: [{"text": text, "origin": "audiocaps", "kind": "human"}]  # noqa: E731
+    samples = [
+        make_sample("a", 0, captions=human("A bell  tolls"), selected_caption="pseudo one", label_text="Bell"),
+        make_sample("b", 1, captions=[], label_text="Rain and water", selected_caption="pseudo two"),
+        make_sample("c", 2, captions=human("a bell tolls")),  # the same text, another case: once
+        make_sample("d", 3, captions=[], label_text=None),  # nothing of its own: no prompt
+        make_sample("e", 4, captions=human("Birds chirp")),
+    ]
+    writer.write_shard(tmp_path / "test" / "shard-000000.tar", samples)
+    assert heldout_prompts(tmp_path, "test") == ["A bell tolls", "Rain and water", "Birds chirp"]
+    assert heldout_prompts(tmp_path, "test", limit=2) == ["A bell tolls", "Rain and water"]
+    with pytest.raises(FileNotFoundError, match="split 'valid'"):
+        heldout_prompts(tmp_path, "valid")
+
+
+def test_evaluate_takes_generated_as_an_option_and_checks_the_prompts_file(generated, corpus, clap, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("# held-out\n" + "".join(f"{text}\n" for text in sorted(CAPTIONS.values())))
+    args = ["evaluate", "--generated", str(generated), "--reference", str(corpus), "--prompts", str(prompts),
+            "--clap", str(clap), "--out", str(tmp_path / "e.json"), "--device", "cpu"]  # fmt: skip
+    result = CliRunner().invoke(_app(), args)
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "e.json").read_text())
+    assert saved["counts"]["generated"] == 4 and {row["prompt"] for row in saved["prompts"]} == set(CAPTIONS.values())
+    assert saved["metrics"]["prompt_rank_chance"] == 1.5 and "per prompt" in result.output
+    prompts.write_text("a low hum\na dog barks\n")
+    wrong = CliRunner().invoke(_app(), args)
+    assert wrong.exit_code == 2 and "does not hold the prompts" in wrong.output and "a dog barks" in wrong.output
+    neither = CliRunner().invoke(_app(), ["evaluate", "--reference", str(corpus), "--clap", str(clap)])
+    assert neither.exit_code == 2 and "GENERATED or --generated" in neither.output

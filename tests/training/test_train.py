@@ -209,3 +209,13 @@ def test_cli_commands(trained, tmp_path):
     assert len(list((tmp_path / "s").glob("*.wav"))) == 1 and (tmp_path / "s" / "samples.json").is_file()
     missing = runner.invoke(app, ["train", "ldm", "--config", str(tmp_path / "nope.yaml")])
     assert missing.exit_code == 2 and "cannot read" in missing.output and "nope.yaml" in missing.output
+
+
+def test_ldm_latent_crops_stay_in_real_audio(trained):
+    """The latent example gets the mel profile, so its crops never start in a short clip's padding
+    (crop bounds themselves: tests/training/test_data.py)."""
+    from training.train_ldm import _data
+
+    config = load_config(trained)
+    data, example = _data(config, 4, config.data.crop_frames, encode_latents.latents_location)
+    assert example.profile == config.data.profile and data.shards == str(encode_latents.latents_location(config))

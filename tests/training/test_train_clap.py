@@ -213,3 +213,48 @@ def test_fine_tunes_from_an_init_folder(trained, tmp_path):
     assert saved["spec_size"] == 128  # the init folder's architecture, not the demo default
     assert json.loads((out / "processor_config.json").read_text())["feature_extractor"]["max_length_s"] == WINDOW_S
     assert load_clap(ClapConfig(backend="transformers", model=str(out), window_seconds=WINDOW_S), "cpu").dim == 32
+
+
+def test_global_loss_equals_clap_models_own_logits_in_one_process(tmp_path):
+    from pipelines.demo.models import build_clap
+    import transformers
+
+    from training.train_clap import global_contrastive_loss
+
+    folder = build_clap(tmp_path / "clap")
+    model = transformers.ClapModel.from_pretrained(folder)
+    processor = transformers.ClapProcessor.from_pretrained(folder)
+    waves = [np.sin(np.linspace(0, f, CLAP_RATE)).astype(np.float32) for f in (300, 900, 2000)]
+    audio = processor.feature_extractor(waves, sampling_rate=CLAP_RATE, return_tensors="pt")
+    text = processor.tokenizer(list(CAPTIONS[:3]), padding=True, return_tensors="pt")
+    out = model(input_ids=text["input_ids"], attention_mask=text["attention_mask"], input_features=audio["input_features"])
+    ours = global_contrastive_loss(out.audio_embeds, out.text_embeds, model.logit_scale_a, model.logit_scale_t)
+    torch.testing.assert_close(ours, contrastive_loss(out.logits_per_audio, out.logits_per_text))
+
+
+def test_two_ranks_contrast_over_the_global_batch_and_get_the_one_process_gradient(tmp_path):
+    """LAION-CLAP's gather: 2 gloo ranks with 3 pairs each give the loss and (DDP-averaged) gradient
+    of one process on all 6 pairs; without the gather each rank would only see 3 negatives."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    from training.train_clap import global_contrastive_loss
+
+    generator = torch.Generator().manual_seed(1)
+    audio, text = torch.randn(6, 4, generator=generator), torch.randn(6, 4, generator=generator)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    from clap_ranks import ranks_gradient
+
+    mp.spawn(ranks_gradient, args=(2, port, audio, text, tmp_path / "rank0.pt"), nprocs=2, join=True)
+    ranks = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    torch.manual_seed(0)
+    proj, scale = torch.nn.Linear(4, 3), torch.nn.Parameter(torch.tensor(1.5))
+    norm = lambda x: torch.nn.functional.normalize(proj(x), dim=-1)  # noqa: E731
+    loss = global_contrastive_loss(norm(audio), norm(text), scale, scale)
+    loss.backward()
+    torch.testing.assert_close(ranks["loss"], loss.detach())
+    torch.testing.assert_close(ranks["grads"][0], proj.weight.grad)
+    torch.testing.assert_close(ranks["grads"][1], scale.grad)

@@ -102,9 +102,15 @@ def build_scheduler(cfg: SchedulerConfig) -> DDPMScheduler:
     )  # fmt: skip
 
 
-def diffusion_loss(unet, scheduler: DDPMScheduler, latents: Tensor, unet_kwargs: dict, generator: torch.Generator) -> Tensor:
+def diffusion_loss(unet, scheduler: DDPMScheduler, latents: Tensor, unet_kwargs: dict, generator: torch.Generator,
+                   snr_gamma: float | None = None) -> Tensor:  # fmt: skip
     """AudioLDM eq. 3: n ~ U{0..N-1}, ε ~ N(0, I), z_n = √ᾱ_n·z_0 + √(1-ᾱ_n)·ε (eq. 2); MSE to ε, or to
-    v = √ᾱ_n·ε − √(1-ᾱ_n)·z_0 for prediction_type v_prediction. The loss is float32 under autocast too."""
+    v = √ᾱ_n·ε − √(1-ᾱ_n)·z_0 for prediction_type v_prediction. The loss is float32 under autocast too.
+
+    `snr_gamma`: Min-SNR-γ weighting (Hang et al. 2023, eq. 7 for ε): each sample's MSE times
+    min(SNR_n, γ) / SNR_n (/ (SNR_n + 1) for v), so the nearly noise-free steps, whose fine detail the
+    plain loss is dominated by, stop crowding out the mid-noise steps where coarse structure and
+    the condition are learned; diffusers' training scripts' `--snr_gamma`."""
     rows, device = latents.shape[0], latents.device
     latents = latents.float()
     t = torch.randint(0, scheduler.config.num_train_timesteps, (rows,), generator=generator, device=generator.device).to(device)
@@ -117,7 +123,13 @@ def diffusion_loss(unet, scheduler: DDPMScheduler, latents: Tensor, unet_kwargs:
     else:
         raise ValueError(f"unsupported prediction_type {scheduler.config.prediction_type!r}; use epsilon or v_prediction")
     prediction = unet(noisy, t, **unet_kwargs).sample
-    return F.mse_loss(prediction.float(), target)
+    if snr_gamma is None:
+        return F.mse_loss(prediction.float(), target)
+    from diffusers.training_utils import compute_snr
+
+    snr = compute_snr(scheduler, t).float()
+    weight = torch.clamp(snr, max=snr_gamma) / (snr if scheduler.config.prediction_type == "epsilon" else snr + 1)
+    return (F.mse_loss(prediction.float(), target, reduction="none").mean(dim=tuple(range(1, target.ndim))) * weight).mean()
 
 
 def make_sampler(name: str, scheduler_config: dict[str, Any]):

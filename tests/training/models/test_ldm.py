@@ -117,6 +117,24 @@ def test_loss_matches_the_closed_form(prediction):
     assert float(loss) == pytest.approx(float(target.square().mean()), rel=1e-5)
 
 
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
+def test_min_snr_weights_each_sample_by_min_snr_gamma_over_snr(prediction):
+    scheduler = build_scheduler(SchedulerConfig(prediction_type=prediction))
+    latents = torch.randn(64, 2, 4, 4, generator=torch.Generator().manual_seed(0))
+    weighted = diffusion_loss(Recorder(), scheduler, latents, {}, torch.Generator().manual_seed(5), snr_gamma=5.0)
+    generator = torch.Generator().manual_seed(5)
+    t = torch.randint(0, 1000, (64,), generator=generator)
+    noise = torch.randn(latents.shape, generator=generator)
+    alpha_bar = torch.cumprod(1 - scheduler.betas, 0)[t]
+    snr = alpha_bar / (1 - alpha_bar)  # Hang et al. 2023: SNR_t = ᾱ_t / (1 − ᾱ_t)
+    a = alpha_bar.view(64, 1, 1, 1)
+    target = noise if prediction == "epsilon" else a.sqrt() * noise - (1 - a).sqrt() * latents
+    weight = snr.clamp(max=5.0) / (snr if prediction == "epsilon" else snr + 1)
+    expected = (target.square().mean(dim=(1, 2, 3)) * weight).mean()
+    assert float(weighted) == pytest.approx(float(expected), rel=1e-5)
+    assert (weight <= 1.0 + 1e-6).all() and (weight < 1.0).any()  # down-weights the nearly noise-free steps only
+
+
 def test_loss_is_float32_under_autocast(encoders, conditioners):
     unet, conditioner = _unet("clap-audio", encoders, conditioners), conditioners["clap-audio"]
     with torch.autocast("cpu", dtype=torch.bfloat16):
