@@ -187,7 +187,8 @@ LABELS = {
 
 def rows(result: dict[str, Any]) -> list[tuple[str, str]]:
     """(label, value) per metric, then per count: what the table writers print."""
-    out = [(LABELS.get(name, name), "n/a" if value is None else f"{value:.4f}") for name, value in result["metrics"].items()]
+    out = [(LABELS.get(name, name), "n/a" if value is None else f"{value:.2g}" if name.endswith("_p") else f"{value:.4f}")
+           for name, value in result["metrics"].items()]  # fmt: skip
     return out + [(f"clips: {name.replace('_', ' ')}", str(value)) for name, value in result["counts"].items()]
 
 
