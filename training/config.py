@@ -217,14 +217,16 @@ class TrainConfig(StrictModel):
     @property
     def clap_data(self) -> DataConfig:
         """The data the CLAP trains and is validated on: data with clap.shards and clap.batch_size, when given."""
-        update = {"shards": self.clap.shards, "batch_size": self.clap.batch_size}
-        return self.data.model_copy(update={key: value for key, value in update.items() if value is not None})
+        return self._data_with(shards=self.clap.shards, batch_size=self.clap.batch_size)
 
     @property
     def ldm_data(self) -> DataConfig:
         """The data the LDM trains on: data with ldm.crop_frames and ldm.batch_size, when given."""
-        update = {"crop_frames": self.ldm.crop_frames, "batch_size": self.ldm.batch_size}
-        return self.data.model_copy(update={key: value for key, value in update.items() if value is not None})
+        return self._data_with(crop_frames=self.ldm.crop_frames, batch_size=self.ldm.batch_size)
+
+    def _data_with(self, **overrides: Any) -> DataConfig:
+        """`data` with a model's own settings where it gives them (None: the shared one)."""
+        return self.data.model_copy(update={key: value for key, value in overrides.items() if value is not None})
 
     @property
     def vae_dir(self) -> Path:
