@@ -3,16 +3,40 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(CURDIR)/$(VENV)/bin
 STAMP  := $(VENV)/.installed
+LOCK   := requirements.lock
 
-.PHONY: install demo test bench clean
+# The lock pins every package, extras (s3, gs, test) included, with hashes. torch and torchvision
+# are held at the releases pip takes from this machine kind's local files (a CUDA build that runs on
+# CPU); a newer PyPI release is a ~3 GB download. `make lock` keeps every other pin as it is; to move
+# one package: `make lock UPGRADE="-P transformers"` (or `-P transformers==5.26.0`), everything:
+# `make lock UPGRADE=--upgrade`.
+TORCH       ?= 2.14.1
+TORCHVISION ?= 0.29.1
+PIP_TOOLS   := pip-tools==7.7.0
+UPGRADE     ?=
+
+.PHONY: install lock check-lock demo test lint bench clean
 
 install: $(STAMP)
 
-# The standard PyPI torch build (CUDA-enabled; it runs on CPU) comes in through pyproject.toml.
-$(STAMP): pyproject.toml
+# Everything comes from the lock (--require-hashes), then the project itself without dependencies.
+$(STAMP): pyproject.toml $(LOCK)
+	$(PYTHON) .ci/lock.py check
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+check-lock:
+	$(PYTHON) .ci/lock.py check
+
+lock:
+	$(PYTHON) -m venv $(VENV)-lock
+	$(VENV)-lock/bin/python -m pip install --quiet $(PIP_TOOLS)
+	CUSTOM_COMPILE_COMMAND="make lock" $(VENV)-lock/bin/pip-compile --quiet --allow-unsafe --generate-hashes \
+		--no-emit-index-url --no-emit-find-links --extra gs --extra s3 --extra test \
+		-P torch==$(TORCH) -P torchvision==$(TORCHVISION) $(UPGRADE) --output-file $(LOCK) pyproject.toml
+	$(PYTHON) .ci/lock.py stamp
 
 # Build the demo corpus, serve it on 127.0.0.1:8765, and run the DVC pipeline against it.
 demo: $(STAMP)
@@ -29,10 +53,11 @@ demo: $(STAMP)
 	@echo "TensorBoard logs: runs/demo/clap/logs, runs/demo/vae/logs, runs/demo/ldm/logs."
 
 test: $(STAMP)
+	$(PYTHON) .ci/lock.py check
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest_throughput.py
 
 clean:
-	rm -rf data/demo data/demo-corpus runs/demo bench/out
+	rm -rf data/demo data/demo-corpus runs/demo bench/out $(VENV)-lock

@@ -21,7 +21,8 @@ from pipelines.datasets import DEFAULT_CORPUS
 from pipelines.registry import UnknownName
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Build text-audio corpora and train text-to-audio models.")
-console = Console(stderr=True)
+# Messages are never wrapped at the terminal width: a path or command a user copies stays on one line.
+console = Console(stderr=True, soft_wrap=True)
 PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 

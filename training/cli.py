@@ -13,7 +13,8 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-console = Console(stderr=True)
+# Messages are never wrapped at the terminal width: a path or command a user copies stays on one line.
+console = Console(stderr=True, soft_wrap=True)
 train_app = typer.Typer(no_args_is_help=True, help="Train the mel VAE, the latent diffusion model or a HiFi-GAN vocoder.")
 CONFIG = typer.Option(..., "--config", "-c", help="Training config (training/configs/demo.yaml).")
 

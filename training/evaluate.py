@@ -247,7 +247,7 @@ def evaluate_command(
         Console().print(table)
     for line in verdict(result):
         Console().print(line, highlight=False)
-    Console(stderr=True).print(f"written: {target}")
+    Console(stderr=True, soft_wrap=True).print(f"written: {target}")
 
 
 def train_classifier_command(
@@ -266,7 +266,7 @@ def train_classifier_command(
     from training.evaluate_models import train_label_classifier
 
     folder = _guard(lambda: train_label_classifier(shards, clap, out, epochs, seed, device=_device(device), cache_dir=cache_dir))
-    Console(stderr=True).print(f"label classifier: {folder}")
+    Console(stderr=True, soft_wrap=True).print(f"label classifier: {folder}")
 
 
 def _guard(action):

@@ -1,9 +1,21 @@
 """Mel spectrograms of a profile, in-process: soxr to resample, torch.stft on CPU, float32 out.
 
 Shared by the shard writer and the trainer, so nothing here knows about Beam or shards. One
-`MelExtractor` per (profile, process) keeps the window, the mel basis and the silence column.
-The same input gives bitwise the same output, whatever the torch thread count (tested with 1 and
-2; 1 to 16 gave the same bytes on a 2-core machine); the shard job runs workers with one thread.
+`MelExtractor` per (profile, process) keeps the window, the mel filter bank and the silence column.
+
+The same input gives bitwise the same output whatever the torch thread count (tested at 1, 2 and
+4), by construction rather than by luck:
+
+- the STFT transforms each frame on its own (the threads split the frames, never one transform),
+  so the thread count cannot change a frame's bytes;
+- everything after it runs in NumPy, which uses one thread: power, magnitude, compression are
+  elementwise and correctly rounded, and the mel projection is `FilterBank.project`, a sum over
+  each band's non-zero weights in a fixed order, not a BLAS GEMM. A GEMM's blocking, and so the
+  order in which it sums, follows the thread count (torch 2.14's MKL sgemm gave different bits at
+  1 and 2 threads for the clipsonic and vqgan-32k shapes).
+
+Bitwise equality across CPU models is not claimed: MKL's FFT chooses its code by the instruction
+set.
 """
 
 from __future__ import annotations
@@ -43,6 +55,39 @@ def to_mono(audio: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(audio, dtype=np.float32)
 
 
+class FilterBank:
+    """A mel basis [n_mels, n_freq] as each band's non-zero weights, applied in a fixed order.
+
+    A triangular filter covers a few bins (a bin lies in at most two bands), so the projection
+    touches ~2·n_freq weights instead of n_mels·n_freq, and each output is
+    ((w₀·x₀ + w₁·x₁) + w₂·x₂) + … in ascending bin order: correctly rounded products and sums
+    in one sequence, whatever the thread count or the BLAS.
+    """
+
+    def __init__(self, basis: np.ndarray):
+        basis = np.asarray(basis, dtype=np.float32)
+        bands, bins = np.nonzero(basis)  # row-major: bands ascending, bins ascending within a band
+        counts = np.bincount(bands, minlength=basis.shape[0])
+        # A band with no bins (librosa's "empty filters" at a small n_fft) gets one zero weight, so
+        # that every band has a segment and sums to 0.
+        empty = np.flatnonzero(counts == 0)
+        bands = np.concatenate([bands, empty])
+        bins = np.concatenate([bins, np.zeros(empty.size, dtype=bins.dtype)])
+        order = np.lexsort((np.arange(bands.size), bands))  # stable: bins keep their order in a band
+        self.bins = bins[order]
+        self.weights = basis[bands, bins][order][:, None]  # [nnz, 1] float32
+        self.starts = np.concatenate([[0], np.cumsum(np.maximum(counts, 1))[:-1]])
+        self.shape = basis.shape
+
+    def project(self, magnitude: np.ndarray) -> np.ndarray:
+        """float32 [n_freq, frames] → float32 [n_mels, frames]."""
+        if magnitude.shape[0] != self.shape[1]:
+            raise ValueError(f"expected [{self.shape[1]}, frames], got {magnitude.shape}")
+        products = magnitude[self.bins] * self.weights  # [nnz, frames]
+        # reduceat along axis 0 adds a segment's rows one after another into its output row.
+        return np.add.reduceat(products, self.starts, axis=0)
+
+
 class MelExtractor:
     """profile → mel(audio) = (float32 [n_mels, frames], real_frames)."""
 
@@ -50,6 +95,7 @@ class MelExtractor:
         p = self.profile = profile
         basis = librosa.filters.mel(sr=p.sample_rate, n_fft=p.n_fft, n_mels=p.n_mels, fmin=p.fmin, fmax=p.fmax)
         self.basis = torch.from_numpy(basis)  # [n_mels, n_fft // 2 + 1], Slaney scale and norm
+        self.filters = FilterBank(basis)
         # Periodic Hann of win_length centred in n_fft, as torch.stft and librosa.stft pad it.
         left = (p.n_fft - p.win_length) // 2
         self.window = torch.zeros(p.n_fft)
@@ -104,21 +150,29 @@ class MelExtractor:
         p = self.profile
         padded = torch.from_numpy(np.pad(audio, p.pad, mode="reflect"))
         spec = torch.stft(padded, p.n_fft, p.hop_length, window=self.window, center=False, return_complex=True)
-        ri = torch.view_as_real(spec.mT)  # [frames, n_freq, 2], contiguous: the layout stft fills
-        power = ri[..., 0].square().addcmul_(ri[..., 1], ri[..., 1])  # |X|², [frames, n_freq]
+        ri = torch.view_as_real(spec).numpy()  # [n_freq, frames, 2]; NumPy from here on (module docstring)
+        real, imag = ri[..., 0], ri[..., 1]
+        power = real * real
+        power += imag * imag  # |X|², [n_freq, frames]
         if p.magnitude_eps:
-            power.add_(p.magnitude_eps)
-        mel = self.basis @ power.sqrt_().mT  # [n_mels, frames]
-        return _compress(mel, p).numpy()
+            power += np.float32(p.magnitude_eps)
+        mel = self.filters.project(np.sqrt(power, out=power))  # [n_mels, frames]
+        return _compress(mel, p)
 
 
-def _compress(mel: torch.Tensor, p: MelProfile) -> torch.Tensor:
-    """In place, in the operation order of the family's code (see profiles.Compression)."""
-    mel.clamp_(min=p.floor)
-    if p.compression == "ln":
-        return mel.log_()
-    if p.compression == "log10":
-        return mel.log10_()
+def _compress(mel: np.ndarray, p: MelProfile) -> np.ndarray:
+    """In the operation order of the family's code (see profiles.Compression). The log is taken in
+    float64 and rounded once to float32: NumPy's float32 log10 is 1 ulp off at the floor itself
+    (log10(1e-5) came out -5.0000005), float64 rounds to the nearest float32."""
+    np.maximum(mel, np.float32(p.floor), out=mel)
+    if p.compression not in ("ln", "log10", "specvqgan"):
+        raise ValueError(f"mel profile {p.name!r}: unknown compression {p.compression!r}")
+    log = np.log if p.compression == "ln" else np.log10
+    mel = log(mel.astype(np.float64)).astype(np.float32)
     if p.compression == "specvqgan":
-        return mel.log10_().mul_(20).sub_(20).add_(100).div_(100).clamp_(0.0, 1.0)
-    raise ValueError(f"mel profile {p.name!r}: unknown compression {p.compression!r}")
+        mel *= np.float32(20)
+        mel -= np.float32(20)
+        mel += np.float32(100)
+        mel /= np.float32(100)
+        np.clip(mel, np.float32(0.0), np.float32(1.0), out=mel)
+    return mel

@@ -40,9 +40,13 @@ def test_annotate_errors_are_one_message(tmp_path):
     assert result.exit_code == 2 and "corpora.demo.annotate.clap.backend" in result.output and "laion_clap" in result.output
     result = runner.invoke(app, ["annotate", "--config", str(config), "--device", "tpu"])
     assert result.exit_code == 2 and "--device" in result.output
-    config.write_text(f"corpora:\n  demo:\n    output: o\n    {source}\n")
-    result = runner.invoke(app, ["report", "--config", str(config)])
-    assert result.exit_code == 2 and "run `t2a annotate` first" in result.output
+    # Never wrapped at the terminal width, however long the path: the line can be copied whole.
+    output = tmp_path / ("a-long-output-folder-" * 8) / "o"
+    config.write_text(f"corpora:\n  demo:\n    output: {output}\n    {source}\n")
+    result = runner.invoke(app, ["report", "--config", str(config)], terminal_width=60)
+    assert result.exit_code == 2
+    assert f"under {output / 'annotations'}: run `t2a annotate` first\n" in result.output
+    assert result.output.count("\n") == 1
 
 
 def test_ingest_passes_beam_options_through(mini):

@@ -219,3 +219,14 @@ def test_ldm_latent_crops_stay_in_real_audio(trained):
     config = load_config(trained)
     data, example = _data(config, 4, config.data.crop_frames, encode_latents.latents_location)
     assert example.profile == config.data.profile and data.shards == str(encode_latents.latents_location(config))
+
+
+def test_the_same_config_and_seed_give_the_same_ldm_losses(corpus, trained, tmp_path):
+    """Two LDM runs from the same VAE, latents, config and seed: every logged loss is bitwise equal."""
+    reference = losses(load_config(trained).ldm_dir)
+    config = load_config(tiny_config(tmp_path, *corpus))
+    config.run.mkdir(parents=True)
+    for name in ("vae", "latents"):
+        os.symlink(load_config(trained).run / name, config.run / name)
+    train_ldm.train(config)
+    assert len(reference) == 12 and losses(config.ldm_dir) == reference

@@ -9,6 +9,9 @@ AudioLDMPipeline holds it as a transformers `SpeechT5HifiGan`, which takes [B, T
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -80,18 +83,42 @@ def decompress(mel: Tensor, profile: MelProfile) -> Tensor:
     raise ValueError(f"mel profile {profile.name!r}: unknown compression {profile.compression!r}")
 
 
+_ONE_THREAD = threading.Lock()
+
+
+@contextlib.contextmanager
+def one_intra_op_thread() -> Iterator[None]:
+    """Run torch's CPU ops on one intra-op thread, then restore the count. The thread count is
+    process-wide, so callers take turns (a lock): two Griffin-Lims in two threads cannot restore
+    each other's count mid-run."""
+    with _ONE_THREAD:
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+
 class GriffinLim:
     """Log-mel [B, T, n_mels] → waveform [B, T·hop], through a non-negative inverse of the mel basis and fast
-    Griffin-Lim (Perraudin et al. 2013, momentum 0.99 as torchaudio). Deterministic: the initial phase
-    comes from a fixed-seed generator. Frames are centred on t·hop (torch `center=True`): for the
-    HiFi-GAN-framed profiles (make-an-audio, clipsonic) half a hop earlier than the extractor's."""
+    Griffin-Lim (Perraudin et al. 2013, momentum 0.99 as torchaudio). Frames are centred on t·hop (torch
+    `center=True`): for the HiFi-GAN-framed profiles (make-an-audio, clipsonic) half a hop earlier than
+    the extractor's.
+
+    Bitwise deterministic: an item's waveform depends on its mel alone — not on the batch it came in,
+    its place there, or the torch thread count. Each item is inverted on its own, with the initial phase
+    from a generator seeded 0, on one intra-op thread (`one_intra_op_thread`): the matmuls, FFTs and
+    overlap-adds of a 1-thread run have one summation order, where a multi-threaded GEMM's depends on
+    the thread count and a batched one's on the batch size. Cost: docs/BENCHMARKS.md (Griffin-Lim)."""
 
     def __init__(self, profile: str, iters: int = 32, *, momentum: float = 0.99, refine: int = 50):
         self.profile = get_profile(profile)
         extractor = MelExtractor(self.profile)
         self.window = extractor.window  # the extractor's Hann of win_length inside n_fft
         self.basis = extractor.basis  # [n_mels, n_freq]
-        self.inverse = torch.linalg.pinv(self.basis.double()).float()  # [n_freq, n_mels]
+        with one_intra_op_thread():
+            self.inverse = torch.linalg.pinv(self.basis.double()).float()  # [n_freq, n_mels]
         self.iters, self.momentum, self.refine = iters, momentum, refine
 
     @torch.no_grad()
@@ -100,10 +127,18 @@ class GriffinLim:
         mel = mel.detach().float().cpu()
         if mel.dim() != 3 or mel.shape[-1] != p.n_mels:
             raise ValueError(f"Griffin-Lim ({p.name}) expects a mel [B, T, {p.n_mels}], got {tuple(mel.shape)}")
-        magnitude = self._magnitude(decompress(mel, p).mT)  # [B, n_freq, T]
+        with one_intra_op_thread():
+            if not len(mel):
+                return mel.new_zeros(0, mel.shape[1] * p.hop_length)
+            return torch.stack([self._invert(item) for item in mel])
+
+    def _invert(self, mel: Tensor) -> Tensor:
+        """One log-mel [T, n_mels] → waveform [T·hop]."""
+        p = self.profile
+        magnitude = self._magnitude(decompress(mel, p).T.contiguous())  # [n_freq, T]
         # A T·hop-sample signal has T + 1 centred frames: the last one repeats frame T - 1.
-        magnitude = torch.cat([magnitude, magnitude[..., -1:]], dim=-1)
-        length = mel.shape[1] * p.hop_length
+        magnitude = torch.cat([magnitude, magnitude[:, -1:]], dim=-1)
+        length = mel.shape[0] * p.hop_length
         generator = torch.Generator().manual_seed(0)
         angles = torch.polar(torch.ones_like(magnitude), 2 * torch.pi * torch.rand(magnitude.shape, generator=generator))
         previous = torch.zeros_like(angles)

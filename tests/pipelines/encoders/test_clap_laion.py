@@ -87,11 +87,29 @@ def test_unknown_audio_model_lists_the_valid_ones(laion_config):
         load_clap(laion_config.model_copy(update={"amodel": "HTSAT-huge"}), "cpu")
 
 
+def _plant(marker: str) -> str:
+    """What a hostile checkpoint would run on unpickling: here, it leaves a file behind."""
+    with open(marker, "w") as out:
+        out.write("code ran")
+    return marker
+
+
+class _Payload:
+    """Unpickles by calling `_plant`: a global that no weights-only loader allows."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (_plant, (self.marker,))
+
+
 def test_pickled_objects_are_not_loaded(tmp_path):
-    path = tmp_path / "clap.pt"
-    torch.save({"state_dict": {"w": torch.zeros(1)}, "args": ValueError("a pickled object")}, path)
-    with pytest.raises(ModelLoadError, match="holds pickled Python objects besides tensors.*Unsupported global: GLOBAL exceptions.ValueError\\)"):
+    path, marker = tmp_path / "clap.pt", tmp_path / "code-ran"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "args": _Payload(str(marker))}, path)
+    with pytest.raises(ModelLoadError, match=r"holds pickled Python objects besides tensors.*Unsupported global: GLOBAL [\w.]*_plant"):
         read_checkpoint(path)
+    assert not marker.exists()  # nothing in the file ran
     torch.save({"state_dict": {"module.w": torch.zeros(1), "module.text_branch.embeddings.position_ids": torch.arange(3)}}, path)
     assert list(read_checkpoint(path)) == ["w"]
     path.write_bytes(b"not a checkpoint")

@@ -225,7 +225,7 @@ def test_audio_already_at_the_profile_rate_is_not_resampled(extractors):
 def test_the_same_clip_gives_bitwise_the_same_mel_across_calls_and_thread_counts(name):
     audio = signal("noise", 48_000, seed=7) + signal("chirp", 48_000)
     results = []
-    for threads in (1, 2, 1, 2):
+    for threads in (1, 2, 4, 1, 2, 4):
         with torch_threads(threads):
             results.append(MelExtractor(get_profile(name))(audio, 48_000))
     for mel, real in results[1:]:

@@ -76,7 +76,18 @@ def test_griffin_lim_is_deterministic_and_checks_its_input():
     batch = torch.from_numpy(np.stack([mel.T, mel.T[::-1].copy()]))
     first = GriffinLim("audioldm", iters=8)(batch)
     assert torch.equal(first, GriffinLim("audioldm", iters=8)(batch))
-    assert torch.equal(first[0], GriffinLim("audioldm", iters=8)(batch[:1])[0])
+    # An item's waveform does not depend on its batch, its place in it, or the torch thread count.
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2, 4):
+            torch.set_num_threads(threads)
+            assert torch.equal(first[0], GriffinLim("audioldm", iters=8)(batch[:1])[0])
+            assert torch.equal(first[1], GriffinLim("audioldm", iters=8)(batch[1:])[0])
+            assert torch.equal(first, GriffinLim("audioldm", iters=8)(batch))
+            assert torch.get_num_threads() == threads  # restored
+    finally:
+        torch.set_num_threads(before)
+    assert GriffinLim("audioldm", iters=8)(batch[:0]).shape == (0, 40 * 160)
     with pytest.raises(ValueError, match=r"\[B, T, 64\]"):
         GriffinLim("audioldm")(batch[0])
 
