@@ -38,9 +38,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from _measure import machine  # noqa: E402
-from pipelines.demo.models import roberta_tokenizer, tiny_clap_config  # noqa: E402
-from pipelines.encoders.base import torch_device  # noqa: E402
-from pipelines.encoders.clap_transformers import TransformersClap  # noqa: E402
+from training.models.clap import roberta_tokenizer, tiny_clap_config  # noqa: E402
+from pipelines.annotate.encoders.base import torch_device  # noqa: E402
+from pipelines.annotate.encoders.clap_transformers import TransformersClap  # noqa: E402
 
 WINDOW = 480000
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}

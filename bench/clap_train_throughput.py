@@ -2,7 +2,7 @@
 CLAP log-mel features computed in the loader's example ("loader") or in train_step ("step").
 
 The corpus is tests/support/train_corpus.py's (0.5-s two-tone FLACs, repeat-padded to the window);
-the model is the tiny demo CLAP (pipelines.demo.models.tiny_clap_config) unless --init names a
+the model is the tiny demo CLAP (training.models.clap.tiny_clap_config) unless --init names a
 ClapModel folder. Rates come from the trainer's logged step times (data wait + compute) after the
 first step (warm-up): batch · steps / Σ step time, and batch / median step time (robust to load from
 other processes). They include decoding, windowing, features, tokenisation, forward, backward, AdamW.
@@ -28,7 +28,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "support")]
 
 from _measure import machine  # noqa: E402
 from train_corpus import build_train_corpus  # noqa: E402
-from training import train_clap  # noqa: E402
+from training.tasks import clap as train_clap  # noqa: E402
 from training.loop import read_metrics  # noqa: E402
 
 

@@ -2,7 +2,7 @@
 embedded) and warm (every embedding from the cache), on synthetic 10-s, 16 kHz WAVs.
 
 The CLAP is randomly initialised from a config and saved to a temporary folder: `--size tiny` is
-pipelines.demo.models.tiny_clap_config (~0.4 M parameters), `--size real` transformers'
+training.models.clap.tiny_clap_config (~0.4 M parameters), `--size real` transformers'
 ClapConfig() audio branch (HTSAT-tiny, as laion/clap-htsat-unfused) with a RoBERTa-base-sized text
 branch over the demo tokenizer's small vocabulary; or pass `--clap FOLDER`. A random label
 classifier (10 labels) is included, so KL and IS are part of the timing; `--panns` adds a random
@@ -31,9 +31,9 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from _measure import machine  # noqa: E402
-from training.evaluate import evaluate  # noqa: E402
-from training.evaluate_models import LabelClassifier  # noqa: E402
-from training.sample_io import write_json, write_wav  # noqa: E402
+from training.evaluate.run import evaluate  # noqa: E402
+from training.evaluate.embedders import LabelClassifier  # noqa: E402
+from training.sample.io import write_json, write_wav  # noqa: E402
 
 RATE = 16000
 
@@ -73,8 +73,8 @@ def main() -> None:
 def build_clap(folder: Path, size: str) -> Path:
     import transformers
 
-    from pipelines.demo.models import build_clap as build_tiny
-    from pipelines.demo.models import roberta_tokenizer, save_tokenizer
+    from demo.models import build_clap as build_tiny
+    from training.models.clap import roberta_tokenizer, save_tokenizer
 
     if size == "tiny":
         return build_tiny(folder)
@@ -88,7 +88,7 @@ def build_clap(folder: Path, size: str) -> Path:
 
 
 def build_cnn14(path: Path) -> Path:
-    from training.evaluate_panns import new_cnn14
+    from training.evaluate.panns import new_cnn14
 
     torch.save({"model": new_cnn14().state_dict()}, path)
     return path

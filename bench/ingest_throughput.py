@@ -27,10 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from _measure import machine, run_measured  # noqa: E402
-from pipelines.demo.corpus import build_video_corpus  # noqa: E402
-from pipelines.demo.server import LoopbackServer  # noqa: E402
-from pipelines.manifests.ontology import load_ontology  # noqa: E402
-from pipelines.status import status_path  # noqa: E402
+from demo.corpus import build_video_corpus  # noqa: E402
+from demo.server import LoopbackServer  # noqa: E402
+from pipelines.core.ontology import load_ontology  # noqa: E402
+from pipelines.ingest.status import status_path  # noqa: E402
 
 
 def main() -> None:
@@ -89,7 +89,7 @@ def youtube_manifest(corpus: Path) -> Path:
 
 
 def run_job(config: Path, output: Path, beam_args: list[str]) -> dict:
-    cmd = [sys.executable, "-m", "pipelines.jobs.ingest", "--config", str(config), "--corpus", "bench", *beam_args]
+    cmd = [sys.executable, "-m", "pipelines.ingest.job", "--config", str(config), "--corpus", "bench", *beam_args]
     measured = run_measured(cmd)
     summary = json.loads(measured.pop("stdout"))
     ok = summary["totals"]["ok"]

@@ -1,4 +1,4 @@
-"""Training-loader throughput: the streaming shard loader (training/data.py) against the research
+"""Training-loader throughput: the streaming shard loader (training/data/loader.py) against the research
 trainers' approach, a torch Dataset that decodes one clip per sample and computes its mel in
 `__getitem__`, on the same clips.
 
@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from _measure import machine  # noqa: E402
-from pipelines.features import MelExtractor, get_profile, load_audio  # noqa: E402
-from training.data import StreamLoader, list_shards, mel_example  # noqa: E402
+from pipelines.core.features import MelExtractor, get_profile, load_audio  # noqa: E402
+from training.data.loader import StreamLoader, list_shards, mel_example  # noqa: E402
 
 PROFILE, BATCH = "audioldm", 16
 

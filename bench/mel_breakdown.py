@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.features import PROFILES, RESAMPLE_QUALITY, MelExtractor, get_profile  # noqa: E402
+from pipelines.core.features import PROFILES, RESAMPLE_QUALITY, MelExtractor, get_profile  # noqa: E402
 
 RATE = 48_000
 

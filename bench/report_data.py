@@ -26,10 +26,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from _measure import machine, run_measured  # noqa: E402
-from pipelines.annotations import TABLE_SCHEMA  # noqa: E402
-from pipelines.cache import ClipCache, dumps  # noqa: E402
-from pipelines.manifests.ontology import load_ontology  # noqa: E402
-from pipelines.status import SCHEMA as STATUS_SCHEMA  # noqa: E402
+from pipelines.annotate.store import TABLE_SCHEMA  # noqa: E402
+from pipelines.ingest.cache import ClipCache  # noqa: E402
+from pipelines.core.io import dumps  # noqa: E402
+from pipelines.core.ontology import load_ontology  # noqa: E402
+from pipelines.ingest.status import SCHEMA as STATUS_SCHEMA  # noqa: E402
 
 SOURCES = ("audioset", "fsd50k", "freesound", "vggsound")
 EXPERTS = ("captioning", "captioning", "retrieval", "label_text", "human")

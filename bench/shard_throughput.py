@@ -30,7 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from _measure import machine, run_measured  # noqa: E402
-from pipelines.cache import CLIP_SCHEMA, ClipCache, write_json_atomic  # noqa: E402
+from pipelines.ingest.cache import CLIP_SCHEMA, ClipCache  # noqa: E402
+from pipelines.core.io import write_json_atomic  # noqa: E402
 
 RATE, SECONDS = 48000, 10.0
 
@@ -99,7 +100,7 @@ def run_job(cache: Path, beam_args: list[str], max_samples: int) -> dict:
     corpus = {"output": str(cache), "shards": {"profiles": ["audioldm"], "max_samples": max_samples},
               "sources": [{"name": "bench", "format": "table", "manifest": str(config), "fetch": {"backend": "http"}}]}  # fmt: skip
     config.write_text(yaml.safe_dump({"corpora": {"bench": corpus}}))
-    measured = run_measured([sys.executable, "-m", "pipelines.jobs.shard", "--config", str(config), "--corpus", "bench", *beam_args])
+    measured = run_measured([sys.executable, "-m", "pipelines.shard.job", "--config", str(config), "--corpus", "bench", *beam_args])
     index = json.loads(measured.pop("stdout"))
     measured["shards"], measured["samples"] = index["totals"]["shards"], index["totals"]["nsamples"]
     return measured
@@ -112,9 +113,9 @@ def breakdown(cache: Path, n: int) -> dict[str, float]:
     import torch
 
     from pipelines.datasets import load_corpus
-    from pipelines.features import MelExtractor, get_profile
-    from pipelines.jobs.shard import WriteShards, settings_hash
-    from pipelines.shards.writer import write_shard
+    from pipelines.core.features import MelExtractor, get_profile
+    from pipelines.shard.job import WriteShards, settings_hash
+    from pipelines.shard.writer import write_shard
 
     torch.set_num_threads(1)
     extractor = MelExtractor(get_profile("audioldm"))

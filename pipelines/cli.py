@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import subprocess
 import sys
-import threading
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -16,9 +13,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pipelines.config import ConfigError
+from pipelines.core.config import ConfigError
 from pipelines.datasets import DEFAULT_CORPUS
-from pipelines.registry import UnknownName
+from pipelines.core.registry import UnknownName
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Build text-audio corpora and train text-to-audio models.")
 # Messages are never wrapped at the terminal width: a path or command a user copies stays on one line.
@@ -61,7 +58,7 @@ def ingest(
     Beam options go after `--`, e.g. `-- --runner=PortableRunner --job_endpoint=embed
     --environment_type=LOOPBACK`; the default runner is the FnApiRunner.
     """
-    from pipelines.jobs import ingest as job
+    from pipelines.ingest import job
 
     argv = ["--config", str(config), "--corpus", corpus, *(["--retry-failed"] if retry_failed else []), *ctx.args]
     try:
@@ -82,7 +79,7 @@ def annotate(
 
     Beam options go after `--`, as for `t2a ingest`.
     """
-    from pipelines.jobs import annotate as job
+    from pipelines.annotate import job
 
     if device not in (None, "cpu", "cuda"):
         _fail(f"--device must be cpu or cuda, not {device!r}")
@@ -106,7 +103,7 @@ def shard(
 
     Beam options go after `--`, as for `t2a ingest`.
     """
-    from pipelines.jobs import shard as job
+    from pipelines.shard import job
 
     flags = ["--audio-only"] if audio_only else []
     try:
@@ -124,7 +121,7 @@ def report(
 ) -> None:
     """Caption-quality report: <output>/report/index.html (opens from disk, offline) and report.json."""
     from pipelines.datasets import load_corpus
-    from pipelines.report.build import build_report
+    from pipelines.report.job import build_report
 
     try:
         index = build_report(load_corpus(config, corpus), listening_per_stratum=listening)
@@ -136,7 +133,7 @@ def report(
 @app.command()
 def inspect(shard_path: Path = typer.Argument(..., help="A shard (.tar) to summarize and validate.")) -> None:
     """Summarize one shard and check it against the shard contract; exit 1 if it has problems."""
-    from pipelines.shards.reader import inspect_shard
+    from pipelines.shard.reader import inspect_shard
 
     if not shard_path.is_file():
         _fail(f"no such shard: {shard_path}")
@@ -160,7 +157,7 @@ def status(
 ) -> None:
     """Show the status summary of a corpus's latest ingest run."""
     from pipelines.datasets import load_corpus
-    from pipelines.jobs.ingest import read_summary
+    from pipelines.ingest.job import read_summary
 
     try:
         loaded = load_corpus(config, corpus)
@@ -170,75 +167,6 @@ def status(
     if not summary:
         _fail(f"no ingest run yet under {loaded.output / 'status'}")
     _print_summary(summary)
-
-
-@app.command("demo-corpus")
-def demo_corpus(
-    directory: Path = typer.Argument(..., help="Where to write the corpus."),
-    seed: int = typer.Option(0, help="Everything in the corpus derives from this seed."),
-    base_url: str = typer.Option("http://127.0.0.1:8765", help="Where `t2a serve` will serve it."),
-    overwrite: bool = typer.Option(False, help="Replace a corpus already in DIRECTORY."),
-) -> None:
-    """Generate the embedded demo corpus: synthesized events in every manifest format."""
-    from pipelines.demo.corpus import build_demo_corpus
-
-    summary = build_demo_corpus(directory, seed=seed, base_url=base_url, overwrite=overwrite)
-    rows = ", ".join(f"{name} {item['rows']}" for name, item in summary["formats"].items())
-    console.print(
-        f"demo corpus in {directory}: {summary['files']} files, {summary['bytes'] / 1e6:.1f} MB; manifest rows: {rows}; "
-        f"{len(summary['broken'])} broken and {len(summary['missing'])} missing media, "
-        f"{len(summary['malformed'])} malformed rows (see {directory / 'README.md'})",
-        highlight=False,
-    )
-
-
-@app.command("demo-models")
-def demo_models(
-    directory: Path = typer.Argument(..., help="Where to write the models."),
-    seed: int = typer.Option(0, help="The models' random initialisation derives from this seed."),
-) -> None:
-    """Build the demo's tiny, randomly initialised models (CLAP, CLIP, captioner) from real configs.
-
-    They make the demo pipeline run offline end to end; their captions and scores mean nothing.
-    Point `annotate:` in datasets.yaml at real checkpoints for a real corpus (docs/annotate.md).
-    """
-    from pipelines.demo.captioner import build_captioner
-    from pipelines.demo.models import build_demo_models
-
-    built = build_demo_models(directory, seed=seed)
-    built["captioner"] = build_captioner(directory / "captioner", seed=seed)
-    console.print(f"demo models in {directory}: {', '.join(sorted(built))}", highlight=False)
-
-
-@app.command(context_settings=PASSTHROUGH)
-def serve(
-    ctx: typer.Context,
-    directory: Path = typer.Argument(..., help="The folder to serve (the demo corpus)."),
-    port: int = typer.Option(8765, help="Port on 127.0.0.1."),
-) -> None:
-    """Serve a folder on loopback (with range requests and a Freesound API emulator).
-
-    With a command after `--`, serve while it runs and exit with its status:
-    `t2a serve data/demo-corpus -- dvc repro`.
-    """
-    from pipelines.demo.freesound_api import DEMO_API_KEY, reloading_route
-    from pipelines.demo.server import LoopbackServer
-
-    directory.mkdir(parents=True, exist_ok=True)
-    routes = {"/apiv2/": reloading_route(directory / "freesound" / "sounds.json")}
-    try:
-        server = LoopbackServer(directory, port=port, routes=routes)
-    except OSError as error:
-        _fail(f"cannot serve on 127.0.0.1:{port}: {error.strerror or error}; pick another --port")
-    with server:
-        console.print(f"serving {directory} at {server.url}", highlight=False)
-        if ctx.args:
-            env = {**os.environ, "FREESOUND_API_KEY": os.environ.get("FREESOUND_API_KEY", DEMO_API_KEY)}
-            raise typer.Exit(subprocess.call(ctx.args, env=env))
-        try:
-            threading.Event().wait()  # until Ctrl-C
-        except KeyboardInterrupt:
-            console.print("stopped")
 
 
 def _console() -> Console:
@@ -296,16 +224,17 @@ def _print_summary(summary: dict[str, Any]) -> None:
 def _add_plugins() -> None:
     """Commands other installed packages declare under the `t2a.commands` entry-point group.
 
-    The trainer's commands (`t2a train`, `t2a encode-latents`, `t2a sample`) come in this way:
-    `pipelines` never imports `training` (ARCHITECTURE.md), and the plugin modules import torch
-    only when their command runs.
+    The trainer's commands (`t2a train`, `t2a encode-latents`, `t2a sample`, …) and the demo's
+    (`t2a demo-corpus`, `t2a demo-models`, `t2a serve`) come in this way: `pipelines` never imports
+    `training` or `demo` (docs/ARCHITECTURE.md; import-linter checks it), and the plugin modules
+    import torch only when their command runs.
     """
     for entry in sorted(entry_points(group="t2a.commands"), key=lambda e: e.name):
         command = entry.load()
         if isinstance(command, typer.Typer):
             app.add_typer(command, name=entry.name)
-        else:
-            app.command(entry.name)(command)
+        else:  # a command may carry typer/click context settings (the demo's `serve` passes `-- cmd` on)
+            app.command(entry.name, context_settings=getattr(command, "context_settings", None))(command)
 
 
 _add_plugins()

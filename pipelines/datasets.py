@@ -25,13 +25,13 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import AfterValidator, Discriminator, Field, Tag, ValidationError, model_validator
 
-from pipelines.cache import write_json_atomic
-from pipelines.config import ConfigError, InputFile, MediaConfig, Name, OutputDir, StrictModel, format_validation_error
-from pipelines.encoders.config import ClapConfig, ClipConfig
-from pipelines.fetch import BACKENDS
-from pipelines.manifests import FORMATS, SourceConfig
-from pipelines.prompts.config import CaptioningConfig, PromptConfig, SelectionConfig
-from pipelines.prompts.retrieval import RetrievalConfig
+from pipelines.core.io import write_json_atomic
+from pipelines.core.config import ConfigError, InputFile, MediaConfig, Name, OutputDir, StrictModel, format_validation_error
+from pipelines.annotate.encoders.config import ClapConfig, ClipConfig
+from pipelines.ingest.fetch import BACKENDS
+from pipelines.ingest.manifests import FORMATS, SourceConfig
+from pipelines.annotate.prompts.config import CaptioningConfig, PromptConfig, SelectionConfig
+from pipelines.annotate.prompts.retrieval import RetrievalConfig
 
 DEFAULT_CORPUS = "demo"
 
@@ -54,7 +54,7 @@ Exclusion = Annotated[
 
 
 def _known_profiles(names: list[str]) -> list[str]:
-    from pipelines.features import PROFILES  # imported here: it brings torch, which ingest never needs
+    from pipelines.core.features import PROFILES  # imported here: it brings torch, which ingest never needs
 
     for name in names:
         PROFILES.get(name)  # unknown name → an error listing the valid ones
@@ -64,7 +64,7 @@ def _known_profiles(names: list[str]) -> list[str]:
 
 
 class ShardConfig(StrictModel):
-    """The shard stage (pipelines/jobs/shard.py, docs/shards.md)."""
+    """The shard stage (pipelines/shard/job.py, docs/shards.md)."""
 
     profiles: Annotated[list[str], AfterValidator(_known_profiles)] = Field(["audioldm"], min_length=1)
     audio: bool = True  # put the cached FLAC into each sample (`flac` member)
@@ -75,7 +75,7 @@ class ShardConfig(StrictModel):
 
 
 class AnnotateConfig(StrictModel):
-    """The annotate stage (pipelines/jobs/annotate.py, docs/annotate.md)."""
+    """The annotate stage (pipelines/annotate/job.py, docs/annotate.md)."""
 
     device: Literal["cpu", "cuda"] = "cpu"  # explicit, never guessed; `t2a annotate --device` overrides it
     clap: ClapConfig  # audio embeddings, and the scores that select captions

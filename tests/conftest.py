@@ -1,4 +1,4 @@
-"""Shared fixtures: real media made with ffmpeg, and a loopback HTTP server per test."""
+"""Shared fixtures: real media made with ffmpeg, a loopback HTTP server per test, the demo's tiny models."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.demo.server import LoopbackServer
-from pipelines.tools import run_ffmpeg as _ffmpeg
+from demo.models import build_demo_models
+from demo.server import LoopbackServer
+from pipelines.core.tools import run_ffmpeg as _ffmpeg
 
 
 @dataclass(frozen=True)
@@ -63,3 +64,11 @@ def hf_offline(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf" / "datasets")
     datasets.disable_progress_bars()
     return datasets
+
+
+@pytest.fixture(scope="session")
+def demo_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny random CLAP and CLIP (demo.models), built once per session; nothing is downloaded."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        return build_demo_models(tmp_path_factory.mktemp("models"), seed=0)

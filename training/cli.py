@@ -20,7 +20,7 @@ CONFIG = typer.Option(..., "--config", "-c", help="Training config (training/con
 
 
 def _config(path: Path):
-    from pipelines.config import ConfigError
+    from pipelines.core.config import ConfigError
     from training.config import load_config
 
     try:
@@ -36,8 +36,8 @@ def _fail(message: str) -> None:
 
 def _guard(action):
     """User-fixable problems (missing stages, bad settings) as one line, not a traceback."""
-    from pipelines.config import ConfigError
-    from pipelines.registry import UnknownName
+    from pipelines.core.config import ConfigError
+    from pipelines.core.registry import UnknownName
 
     try:
         return action()
@@ -45,12 +45,12 @@ def _guard(action):
         _fail(str(error))
 
 
-# name → (module, what it writes, a hint printed after it); each trainer module has `train(config) -> Path`.
+# name → (module of training.tasks, what it writes, a hint printed after it); each trainer module has `train(config) -> Path`.
 TRAINERS = {
-    "vae": ("train_vae", "the mel VAE; writes <run>/vae/model.", ""),
-    "ldm": ("train_ldm", "the latent diffusion model; writes <run>/ldm/model.", ""),
-    "vocoder": ("train_vocoder", "a HiFi-GAN vocoder on the corpus audio; writes <run>/vocoder/model.", " (set vocoder.model to it to use it)"),
-    "clap": ("train_clap", "a CLAP (ClapModel) contrastively on the corpus pairs; writes <run>/clap/model and recall.json.",
+    "vae": ("vae", "the mel VAE; writes <run>/vae/model.", ""),
+    "ldm": ("ldm", "the latent diffusion model; writes <run>/ldm/model.", ""),
+    "vocoder": ("vocoder", "a HiFi-GAN vocoder on the corpus audio; writes <run>/vocoder/model.", " (set vocoder.model to it to use it)"),
+    "clap": ("clap", "a CLAP (ClapModel) contrastively on the corpus pairs; writes <run>/clap/model and recall.json.",
              " (annotate.clap.model, or ldm.encoders.clap)"),
 }  # fmt: skip
 
@@ -60,7 +60,7 @@ def _trainer(name: str, module: str, what: str, hint: str) -> None:
         import importlib
 
         cfg = _config(config)
-        out = _guard(lambda: importlib.import_module(f"training.{module}").train(cfg))
+        out = _guard(lambda: importlib.import_module(f"training.tasks.{module}").train(cfg))
         console.print(f"{name}: {out}{hint}")
 
     command.__doc__ = f"Train (or resume) {what}"
@@ -82,14 +82,14 @@ def train_classifier(
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Keep CLAP embeddings here for the next run."),
 ) -> None:
     """Train the multi-label classifier `t2a evaluate` uses for KL and IS (seed 000 §3.1: sigmoid over the corpus labels)."""
-    from training.evaluate import train_classifier_command
+    from training.evaluate.run import train_classifier_command
 
     train_classifier_command(shards, clap=clap, out=out, epochs=epochs, seed=seed, device=device, cache_dir=cache_dir)
 
 
 def encode_latents(config: Path = CONFIG) -> None:
     """Encode the corpus mels with the trained VAE into latent shards keyed by the VAE's hash."""
-    from training import encode_latents as job
+    from training.tasks import encode_latents as job
 
     cfg = _config(config)
     out = _guard(lambda: job.encode(cfg))
@@ -116,7 +116,7 @@ def sample(
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
 ) -> None:
     """Generate audio (WAV) and mel spectrograms (PNG) for prompts."""
-    from training.sample import Request, read_prompts, run
+    from training.sample.generate import Request, read_prompts, run
 
     cfg = _config(config) if config else None
     defaults = cfg.sample if cfg else None
@@ -147,8 +147,8 @@ def prompts(
     out: Path = typer.Option(..., "--out", help="The prompts file to write (one per line), for sample --prompts-file."),
 ) -> None:
     """Held-out prompts: a split's ground-truth texts (human captions, else label text), each once."""
-    from training.evaluate_data import heldout_prompts
-    from training.sample_io import atomic_path
+    from training.evaluate.data import heldout_prompts
+    from training.sample.io import atomic_path
 
     texts = _guard(lambda: heldout_prompts(shards, split, limit))
     header = f"# held-out prompts: split {split!r} of {shards} (human caption, else label text)\n"

@@ -3,7 +3,7 @@
 One file drives every training command of a run — `t2a train vae`, `t2a encode-latents`,
 `t2a train ldm`, `t2a sample` — so their outputs agree (`run/vae`, `run/latents`, `run/ldm`,
 `run/samples`). YAML holds values only; an unknown key is an error naming its key path
-(pipelines.config.StrictModel). docs/training.md is the reader-facing reference.
+(pipelines.core.config.StrictModel). docs/training.md is the reader-facing reference.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import Field, ValidationError
 
-from pipelines.config import ConfigError, OutputDir, StrictModel, format_validation_error
+from pipelines.core.config import ConfigError, OutputDir, StrictModel, format_validation_error
 
 PositiveInt = Annotated[int, Field(gt=0)]
 Count = Annotated[int, Field(ge=0)]
@@ -24,7 +24,7 @@ Device = Literal["auto", "cpu", "cuda"]
 
 
 class ReprogramConfig(StrictModel):
-    """Make-An-Audio App. F dynamic reprogramming (pipelines.prompts.reprogram), on the fly."""
+    """Make-An-Audio App. F dynamic reprogramming (pipelines.annotate.prompts.reprogram), on the fly."""
 
     probability: Probability = 0.0  # share of training samples reprogrammed
     counts: list[Count] = [0, 1, 2]  # N ~ U(counts) extra events per reprogrammed sample
@@ -50,12 +50,12 @@ class AugmentConfig(StrictModel):
 
 
 class DataConfig(StrictModel):
-    """Where the shards are and how the streaming loader (training/data.py) reads them."""
+    """Where the shards are and how the streaming loader (training/data/loader.py) reads them."""
 
     shards: str  # corpus folder or URL holding index.json: a local path, http(s)://, s3://, gs://
     train_split: str = "train"
     valid_split: str = "valid"
-    profile: str = "audioldm"  # mel profile (pipelines.features); the VAE's input
+    profile: str = "audioldm"  # mel profile (pipelines.core.features); the VAE's input
     crop_frames: PositiveInt | None = None  # training window in mel frames (None: the whole mel)
     batch_size: PositiveInt = 8
     workers: Count = 0  # DataLoader worker processes per rank
@@ -172,7 +172,7 @@ class VocoderLossConfig(StrictModel):
 class VocoderConfig(StrictModel):
     model: str | None = None  # a transformers SpeechT5HifiGan folder for sampling; None: Griffin-Lim
     griffin_lim_iters: PositiveInt = 32
-    # `t2a train vocoder` (training/train_vocoder.py) → <run>/vocoder/model; point `model` there to use it.
+    # `t2a train vocoder` (training/tasks/vocoder.py) → <run>/vocoder/model; point `model` there to use it.
     init: str | None = None  # a SpeechT5HifiGan folder to fine-tune (e.g. an AudioLDM pipeline's vocoder/)
     channels: PositiveInt = 128  # upsample_initial_channel (AudioLDM's HiFi-GAN: 1024)
     segment_frames: PositiveInt = 32  # mel frames per training segment (HiFi-GAN V1: 8192 samples / hop 256)

@@ -11,7 +11,7 @@ pieces around it and `run` is the loop:
 
 Precision: bf16 autocast on CUDA, fp32 on CPU (`mixed_precision: auto`). DDP comes from accelerate
 (`accelerate launch` or `torchrun`); no `find_unused_parameters`. Every rank streams its own share
-of the shards (training/data.py splits them), so the DataLoader is not given to accelerate.
+of the shards (training/data/loader.py splits them), so the DataLoader is not given to accelerate.
 """
 
 from __future__ import annotations
@@ -267,7 +267,7 @@ def add_mean(logs: dict[str, float], parts: dict[str, Any], n: int) -> None:
 
 
 def command(doc: str, action: Callable[[TrainConfig], Path], argv: list[str] | None = None) -> Path:
-    """`python -m training.<module> --config …` (what `accelerate launch` / `torchrun` start)."""
+    """`python -m training.tasks.<module> --config …` (what `accelerate launch` / `torchrun` start)."""
     import argparse
 
     from training.config import load_config
@@ -281,16 +281,10 @@ def command(doc: str, action: Callable[[TrainConfig], Path], argv: list[str] | N
 
 def save_model_atomic(model, target: Path) -> None:
     """`save_pretrained` into a temporary folder, then swapped in: a reader never sees half a model."""
-    import shutil
-    import uuid
+    from pipelines.core.io import staged_folder
 
-    temp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
-    model.save_pretrained(temp, safe_serialization=True)
-    old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-    if target.exists():
-        target.rename(old)
-    temp.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
+    with staged_folder(target) as temp:
+        model.save_pretrained(temp, safe_serialization=True)
 
 
 def read_metrics(out_dir: Path) -> Iterator[dict[str, Any]]:

@@ -9,7 +9,7 @@ recent are kept. It is loaded with `torch.load(weights_only=True)`: nothing in i
 
 The state holds the models, the EMA, the optimizers, the LR schedulers, the grad scaler, the step,
 and per rank the RNG states (Python, NumPy, torch, CUDA, the training noise generator) and the
-loader state (training/data.py), so that a resumed run continues with the same batches and the
+loader state (training/data/loader.py), so that a resumed run continues with the same batches and the
 same noise: on CPU its losses equal an uninterrupted run's (tests/training/test_resume.py).
 """
 
@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from pipelines.core.io import atomic_path, write_text_atomic
 
 log = logging.getLogger(__name__)
 SCHEMA = "t2a.train-state/1"
@@ -124,9 +123,8 @@ def save_checkpoint(folder: Path, state: TrainState, keep: int = KEEP) -> Path:
     """Write `step-NNNNNN.pt` atomically, point `latest.json` at it, keep the newest `keep`."""
     folder.mkdir(parents=True, exist_ok=True)
     name = f"step-{state.step:06d}.pt"
-    temp = folder / f".{name}.tmp-{uuid.uuid4().hex[:8]}"
-    torch.save(state.state_dict(), temp)
-    os.replace(temp, folder / name)
+    with atomic_path(folder / name) as temp:
+        torch.save(state.state_dict(), temp)
     _write_json(folder / LATEST, {"step": state.step, "file": name})
     for old in sorted(folder.glob("step-*.pt"))[:-keep]:
         old.unlink(missing_ok=True)
@@ -150,6 +148,4 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    temp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    temp.write_text(json.dumps(payload, sort_keys=True) + "\n")
-    os.replace(temp, path)
+    write_text_atomic(path, json.dumps(payload, sort_keys=True) + "\n")

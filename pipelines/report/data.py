@@ -21,17 +21,17 @@ from typing import Any, Iterator
 import numpy as np
 import pyarrow.parquet as pq
 
-from pipelines.annotations import TABLE, AnnotationStore
-from pipelines.cache import ClipCache
-from pipelines.manifests.ontology import load_ontology
+from pipelines.annotate.store import TABLE, AnnotationStore
+from pipelines.ingest.cache import ClipCache
+from pipelines.core.ontology import load_ontology
 from pipelines.report.listening import Listening
 from pipelines.report.provenance import annotate_provenance, clean, provenance, shards_index
 from pipelines.report.section import ClipFacts, Section
 from pipelines.report.text import ClassNames, artefacts, hash8, mentions, near_key, ngram_hashes, sort_key, word_hash, words
-from pipelines.status import latest_run, reason_key, status_path
+from pipelines.ingest.status import latest_run, reason_key, status_path
 
 SCHEMA = "t2a.report/1"
-DEFAULT_MASK = "[MASK]"  # pipelines.prompts.config.PromptConfig's default, when no row records its prompts
+DEFAULT_MASK = "[MASK]"  # pipelines.annotate.prompts.config.PromptConfig's default, when no row records its prompts
 _STATUS_COLUMNS = ["source", "manifest", "clip_id", "source_id", "status", "reason", "rows"]
 
 

@@ -15,8 +15,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from pipelines.annotations import STATUSES as ANNOTATION_STATUSES
-from pipelines.records import STATUSES as AVAILABILITY_STATUSES
+from pipelines.annotate.store import STATUSES as ANNOTATION_STATUSES
+from pipelines.core.records import STATUSES as AVAILABILITY_STATUSES
 from pipelines.report.text import ARTEFACT_KINDS
 
 SECTIONS = ("provenance", "availability", "scores", "labels", "text", "artefacts", "composition", "listening")

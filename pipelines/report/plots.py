@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from pipelines.features import MelExtractor, get_profile, load_audio
+from pipelines.core.features import MelExtractor, get_profile, load_audio
 
 _STYLE = {
     "svg.hashsalt": "t2a-report",

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from pipelines.jobs.ingest import read_summary
+from pipelines.ingest.job import read_summary
 
 MODELS = ("clap", "clip", "captioning")
 SELECTION = ("threshold", "above_label_text", "fallback")
@@ -67,7 +67,7 @@ def provenance(output: Path, config_hash: str, run_id: str | None, manifests: li
 def augmentation() -> dict[str, Any]:
     """The online augmentations the trainer's loader applies to this corpus (pipelines/prompts):
     dynamic reprogramming (Make-An-Audio App. F), mixup (AudioLDM §3.3), curriculum (Diffsound Alg. 3)."""
-    from pipelines.prompts.reprogram import ADJECTIVES, NOUNS, QUANTIFIERS, TEMPLATES, VERBS
+    from pipelines.annotate.prompts.reprogram import ADJECTIVES, NOUNS, QUANTIFIERS, TEMPLATES, VERBS
 
     return {
         "reprogramming": {"templates": len(TEMPLATES), "events_per_clip": [0, 1, 2], "verbs": list(VERBS),

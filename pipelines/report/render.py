@@ -22,8 +22,8 @@ import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
-from pipelines.features import MelExtractor, get_profile
-from pipelines.records import check_clip_id
+from pipelines.core.features import MelExtractor, get_profile
+from pipelines.core.records import check_clip_id
 from pipelines.report import plots
 from pipelines.report.page import SECTIONS, Scope, build_page
 

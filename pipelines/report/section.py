@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.annotations import STATUSES as ANNOTATION_STATUSES
-from pipelines.records import STATUSES as INGEST_STATUSES
+from pipelines.annotate.store import STATUSES as ANNOTATION_STATUSES
+from pipelines.core.records import STATUSES as INGEST_STATUSES
 from pipelines.report.stats import MARGIN_EDGES, Acceptance, IntStats, Stats, empty_stats, ratio
 from pipelines.report.text import ARTEFACT_KINDS
 

@@ -11,8 +11,8 @@ import hashlib
 import re
 from typing import Iterable
 
-from pipelines.manifests.ontology import Ontology
-from pipelines.prompts.labels import clean_name
+from pipelines.core.ontology import Ontology
+from pipelines.annotate.prompts.labels import clean_name
 
 ARTEFACT_KINDS = ("digits", "probability", "label_word", "apology", "mask_token", "template_placeholder", "empty")
 _ARTEFACTS = {

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from mini_corpus import MiniCorpus, build_mini_corpus
 
-from pipelines.demo.freesound_api import freesound_route
-from pipelines.demo.server import LoopbackServer
+from demo.freesound_api import freesound_route
+from demo.server import LoopbackServer
 
 
 @pytest.fixture()

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.config import ConfigError
+from pipelines.core.config import ConfigError
 from pipelines.datasets import load_corpus
 
 

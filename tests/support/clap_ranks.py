@@ -1,4 +1,4 @@
-"""A worker for torch.multiprocessing.spawn in tests/training/test_train_clap.py (spawned children
+"""A worker for torch.multiprocessing.spawn in tests/training/tasks/test_clap.py (spawned children
 import it by name, which a test module under --import-mode=importlib cannot offer)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ def ranks_gradient(rank: int, world: int, port: int, audio: torch.Tensor, text: 
     over ranks (what DDP does) is saved by rank 0."""
     import torch.distributed as dist
 
-    from training.train_clap import global_contrastive_loss
+    from training.tasks.clap import global_contrastive_loss
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:

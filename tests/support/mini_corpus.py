@@ -10,9 +10,9 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.demo.freesound_api import db_record
-from pipelines.demo.server import LoopbackServer
-from pipelines.tools import run_ffmpeg as _ffmpeg
+from demo.freesound_api import db_record
+from demo.server import LoopbackServer
+from pipelines.core.tools import run_ffmpeg as _ffmpeg
 
 SEGMENTS = """\
 # Segments csv created Sun Mar  5 10:54:31 2017

@@ -19,9 +19,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.annotations import TABLE_SCHEMA
-from pipelines.cache import ClipCache, write_json_atomic
-from pipelines.status import SCHEMA as STATUS_SCHEMA
+from pipelines.annotate.store import TABLE_SCHEMA
+from pipelines.ingest.cache import ClipCache
+from pipelines.core.io import write_json_atomic
+from pipelines.ingest.status import SCHEMA as STATUS_SCHEMA
 from shard_samples import flac_bytes, jpeg_bytes
 
 RUN_ID = "20260101T000000000000Z"

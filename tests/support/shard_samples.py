@@ -10,8 +10,8 @@ import numpy as np
 import soundfile as sf
 from PIL import Image
 
-from pipelines.shards import contract
-from pipelines.shards.contract import SampleMeta
+from pipelines.shard import contract
+from pipelines.shard.contract import SampleMeta
 
 # profile → (n_mels, frames, sample_rate, hop_length): small stand-ins for the real presets
 PROFILES = {"audioldm": (64, 20, 16000, 160), "make-an-audio": (80, 12, 16000, 256)}

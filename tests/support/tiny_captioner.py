@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines.demo.captioner import build_captioner
+from demo.captioner import build_captioner
 
 _BUILT: dict[Path, Path] = {}
 

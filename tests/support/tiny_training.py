@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from pipelines.demo.models import build_clap, build_clip
+from demo.models import build_clap, build_clip
 from training.config import EncodersConfig, LdmConfig, SchedulerConfig, UnetConfig, VaeConfig, VaeLossConfig
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

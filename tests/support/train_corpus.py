@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from pipelines.shards import contract, index, writer
+from pipelines.shard import contract, index, writer
 from shard_samples import make_meta
 
 CAPTIONS = ("a dog barks", "rain falls on a roof", "a car passes by", "a bell rings twice", "people talk in a room")

@@ -19,8 +19,8 @@ from typing import Mapping
 import numpy as np
 from shard_samples import PROFILES, flac_bytes, make_meta
 
-from pipelines.shards import contract, index, writer
-from pipelines.shards.contract import ContractError
+from pipelines.shard import contract, index, writer
+from pipelines.shard.contract import ContractError
 
 EVENTS = (1, 2, 0, 1, 3, 1, 2)
 LABELS = ("Dog", "Speech", "Siren", "Rain")

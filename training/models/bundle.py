@@ -1,6 +1,6 @@
 """What sampling needs of a trained model, in one object: `Bundle`, and the `Conditioner` protocol.
 
-training/models/pipeline.py saves and loads bundles (a diffusers pipeline folder); training/sample.py
+training/models/pipeline.py saves and loads bundles (a diffusers pipeline folder); training/sample/generate.py
 generates from one. A conditioner turns the training batch or the user's prompts into the UNet's
 conditioning, so the three modes (training/models/conditioning.py) share one sampler.
 """
@@ -38,7 +38,7 @@ class Bundle:
     unet: Any  # diffusers.UNet2DConditionModel
     scheduler_config: dict[str, Any]  # the DDPMScheduler config the UNet was trained with
     conditioner: Conditioner
-    profile: str  # mel profile name (pipelines.features), e.g. "audioldm"
+    profile: str  # mel profile name (pipelines.core.features), e.g. "audioldm"
     vocoder: Any | None = None  # transformers.SpeechT5HifiGan, None: Griffin-Lim
     frames: int | None = None  # the training window in mel frames (the default sample length)
     info: dict[str, Any] = field(default_factory=dict)  # training provenance (t2a.json)

@@ -26,8 +26,8 @@ import torch.nn.functional as F
 import transformers
 from torch import Tensor
 
-from pipelines.config import ConfigError
-from pipelines.registry import Registry
+from pipelines.core.config import ConfigError
+from pipelines.core.registry import Registry
 from training.config import EncodersConfig, LdmConfig
 
 CONDITIONERS: Registry[type] = Registry("conditioning mode")

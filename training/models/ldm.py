@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel
 from torch import Tensor
 
-from pipelines.config import ConfigError
-from pipelines.registry import Registry
+from pipelines.core.config import ConfigError
+from pipelines.core.registry import Registry
 from training.config import LdmConfig, SchedulerConfig
 
 SAMPLERS: Registry[Any] = Registry("sampler")

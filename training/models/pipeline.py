@@ -1,7 +1,7 @@
 """Saving and loading a trained model: a diffusers pipeline folder plus t2a.json.
 
     save_pipeline(out, bundle, clap_dir=...)    # <out>/vae, unet, scheduler, text_encoder, tokenizer, [vocoder], t2a.json
-    bundle = load_bundle(out)                    # what training/sample.py generates from
+    bundle = load_bundle(out)                    # what training/sample/generate.py generates from
 
 clap-audio folders are complete diffusers AudioLDM pipelines (model_index.json, the CLAP text tower as
 ClapTextModelWithProjection, a SpeechT5HifiGan vocoder), so `diffusers.AudioLDMPipeline.from_pretrained(out)`
@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +24,14 @@ import torch
 import transformers
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
-from pipelines.features import get_profile
+from pipelines.core.features import get_profile
 from training.config import EncodersConfig
 from training.models.bundle import Bundle
 from training.models.conditioning import CONDITIONERS, TEXT_ENCODER
 from training.models.ldm import make_sampler
 from training.models.vae import compression
 from training.models.vocoder import build_vocoder, load_vocoder
+from pipelines.core.io import staged_folder
 
 SCHEMA = "t2a.model/1"
 META = "t2a.json"
@@ -43,13 +42,8 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 def save_pipeline(out_dir: Path, bundle: Bundle, *, clap_dir: str | None) -> Path:
     """Write `bundle` to `out_dir` atomically: built in a sibling temp folder, then swapped in."""
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    temp = out_dir.with_name(f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
+    with staged_folder(out_dir) as temp:
         _write(temp, bundle, clap_dir)
-        _swap(temp, out_dir)
-    finally:
-        shutil.rmtree(temp, ignore_errors=True)
     return out_dir
 
 
@@ -105,15 +99,6 @@ def _meta(bundle: Bundle, clap_dir: str | None) -> dict[str, Any]:
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2, default=str) + "\n")
-
-
-def _swap(temp: Path, target: Path) -> None:
-    """Replace `target` by `temp`: the old folder is renamed aside first, so a crash leaves one of the two."""
-    old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-    if target.exists():
-        target.rename(old)
-    temp.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def load_bundle(path: Path, device: str | torch.device = "cpu") -> Bundle:

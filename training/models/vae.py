@@ -21,7 +21,7 @@ from diffusers import AutoencoderKL
 from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 from torch import Tensor, nn
 
-from pipelines.config import ConfigError
+from pipelines.core.config import ConfigError
 from training.config import VaeConfig, VaeLossConfig
 from training.models.discriminator import NLayerDiscriminator
 

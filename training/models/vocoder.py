@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
 
-from pipelines.features import MelExtractor, MelProfile, get_profile
+from pipelines.core.features import MelExtractor, MelProfile, get_profile
 
 # AudioLDM's released HiFi-GAN for hop 160 (audioldm/hifigan config): keep its rate order.
 _KNOWN_RATES = {160: [5, 4, 2, 2, 2]}
@@ -73,7 +73,7 @@ def load_vocoder(path: str | Path) -> SpeechT5HifiGan:
 
 
 def decompress(mel: Tensor, profile: MelProfile) -> Tensor:
-    """The profile's compressed mel → mel magnitude (inverse of pipelines.features.mel._compress)."""
+    """The profile's compressed mel → mel magnitude (inverse of pipelines.core.features.mel._compress)."""
     if profile.compression == "ln":
         return mel.exp()
     if profile.compression == "log10":
@@ -185,7 +185,7 @@ def mel_to_audio(mel: Tensor, vocoder: SpeechT5HifiGan | None, profile: str, gri
 
 
 class TorchMel(nn.Module):
-    """Differentiable pipelines.features mel: waveform [B, S] → [B, frames_for(S), n_mels] in the profile's
+    """Differentiable pipelines.core.features mel: waveform [B, S] → [B, frames_for(S), n_mels] in the profile's
     framing, basis, window and compression (MelExtractor's `_log_mel`, without the waveform level steps)."""
 
     def __init__(self, profile: str):

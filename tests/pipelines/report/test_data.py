@@ -10,7 +10,7 @@ import pytest
 from report_fixture import CONFIG_HASH, RUN_ID, THRESHOLD, build_report_fixture
 
 from pipelines.report.data import ReportError, collect
-from pipelines.manifests.ontology import load_ontology
+from pipelines.core.ontology import load_ontology
 from pipelines.report.text import ClassNames, artefacts, mentions, near_key
 
 OK_SCORES = [0.5, 0.6, 0.05, 0.45, 0.35, 0.31, 0.32, 0.33, 0.34]  # a1 a2 a3 b1 b2 b3 b7 b8 b9

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 import transformers
 
-from pipelines.config import ConfigError
-from pipelines.registry import UnknownName
+from pipelines.core.config import ConfigError
+from pipelines.core.registry import UnknownName
 from tiny_training import build_tiny_clap, build_tiny_clip, tiny_ldm_config
 from training.models.conditioning import CONDITIONERS, MAX_TOKENS, build_conditioner
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
-from pipelines.config import ConfigError
-from pipelines.registry import UnknownName
+from pipelines.core.config import ConfigError
+from pipelines.core.registry import UnknownName
 from tiny_training import LATENT_CHANNELS, build_tiny_clap, build_tiny_clip, tiny_ldm_config
 from training.config import SchedulerConfig, UnetConfig
 from training.models.conditioning import build_conditioner, drop_condition

@@ -8,7 +8,7 @@ import torch
 from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 from torch import nn
 
-from pipelines.config import ConfigError
+from pipelines.core.config import ConfigError
 from tiny_training import LATENT_CHANNELS, smooth_mels, tiny_vae_config
 from training.models.discriminator import NLayerDiscriminator
 from training.models.vae import VaeLoss, build_vae, calibrate_scaling, compression, encode_moments, sample_latent

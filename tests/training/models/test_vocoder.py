@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines.features import MelExtractor, get_profile
+from pipelines.core.features import MelExtractor, get_profile
 from training.models.vocoder import GriffinLim, TorchMel, VocoderLoss, build_vocoder, load_vocoder, mel_to_audio, upsample_rates
 
 

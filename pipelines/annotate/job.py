@@ -1,0 +1,489 @@
+"""The annotate job: clip cache → CLAP/CLIP embeddings, caption candidates, CLAP-selected captions.
+
+    ListCachedClips → SkipAnnotated → ReadClips ─┬─ windows ─→ RunInference(CLAP audio) → PoolWindows ─┐
+                                                 ├─ frames ──→ RunInference(CLIP image) → StackFrames ─┤
+                                                 ├─ audio ───→ RunInference(captioner) ────────────────┤
+                                                 └─ info ──────────────────────────────────────────────┤
+    ListCachedClips → ReadBankCaptions → BuildCaptionBank (side input) ─→ ProposeCandidates ◄──────────┘
+        → RunInference(CLAP text) → SelectCaptions → WriteAnnotations → WriteTable
+
+Pseudo-prompts follow Make-An-Audio (seed 001 §3.2.1, App. E.2): candidates from experts — the
+captioning model, CLAP retrieval from a caption bank, the clip's human captions, its cleaned source
+text and its label text — each scored by CLAP text-audio cosine; the best one above the threshold is
+selected, else a fallback (label text, MBTG text (Diffsound, seed 002 §IV-C) or drop). Audio never
+crosses a shuffle: every RunInference that takes media is fused with the step that decoded it, and
+only embeddings and texts are grouped. Each clip ends as one row in `pipelines.annotate.store`; a re-run
+skips clips whose row is current and retries failures. Run with `t2a annotate` or
+`python -m pipelines.annotate.job --config … --corpus … [--device cuda] [Beam options]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import apache_beam as beam
+import numpy as np
+import soundfile as sf
+from apache_beam.metrics import Metrics
+from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
+
+from pipelines.annotate.store import SCHEMA, AnnotationStore, clip_digest
+from pipelines.ingest.cache import ClipCache
+from pipelines.core.config import ConfigError
+from pipelines.datasets import DEFAULT_CORPUS, AnnotateConfig, Corpus, load_corpus
+from pipelines.ingest.listing import ListCachedClips
+from pipelines.ingest.job import pipeline_options
+from pipelines.core.tools import package_version
+
+log = logging.getLogger(__name__)
+NAMESPACE = "annotate"
+CLAP_RATE = 48000  # both CLAP backends take 48 kHz (ARCHITECTURE.md: the clip cache's default rate)
+
+
+def settings_hash(config: AnnotateConfig, provenance: dict[str, Any]) -> str:
+    """What, besides the clip, decides an annotation: the settings, the models' checksums, the code's version."""
+    payload = {"annotate": config.model_dump(mode="json", exclude={"device"}), "models": provenance,
+               "schema": SCHEMA, "t2a": package_version("t2a")}  # fmt: skip
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def model_provenance(config: AnnotateConfig) -> dict[str, Any]:
+    """Paths, checksums and versions of every configured model, without loading one."""
+    from pipelines.annotate.encoders import clap_provenance, clip_provenance
+    from pipelines.annotate.prompts.experts import captioner_provenance
+
+    provenance: dict[str, Any] = {"clap": clap_provenance(config.clap)}
+    if config.clip:
+        provenance["clip"] = clip_provenance(config.clip)
+    if config.captioning:
+        provenance["captioning"] = captioner_provenance(config.captioning)
+    return provenance
+
+
+def run_provenance(config: AnnotateConfig) -> dict[str, Any]:
+    """What every row records beside the models: the selection rule, the seeds, the tool versions."""
+    captioning = config.captioning
+    return {
+        "selection": config.selection.model_dump(mode="json"),
+        "prompts": config.prompts.model_dump(mode="json"),
+        "seeds": {"mbtg": "sha256(clip_id)", "captioning": captioning.seed if captioning and captioning.do_sample else None},
+        "retrieval": config.retrieval.model_dump(mode="json") if config.retrieval else None,
+        "tools": {name: package_version(name) for name in ("t2a", "torch", "transformers", "laion-clap", "apache-beam")},
+    }  # fmt: skip
+
+
+class SkipAnnotated(beam.DoFn):
+    """A clip id → itself when it needs annotating; on `done`, (id, status) of a current row."""
+
+    def __init__(self, output: Path, settings: str):
+        self.output = output
+        self.settings = settings
+
+    def setup(self) -> None:
+        self.cache = ClipCache(self.output)
+        self.store = AnnotationStore(self.output)
+
+    def process(self, clip_id: str) -> Iterator[Any]:
+        row = self.store.is_done(clip_id, self.settings, clip_digest(self.cache.entry_dir(clip_id)))
+        if row:
+            Metrics.counter(NAMESPACE, "clips_skipped").inc()
+            yield beam.pvalue.TaggedOutput("done", (clip_id, row["status"]))
+        else:
+            yield clip_id
+
+
+class ReadClips(beam.DoFn):
+    """A clip id → its info, its CLAP windows, its frames and its audio for the captioner (tagged
+    outputs, fused with the RunInference that consumes each), or a failure on `failed`."""
+
+    def __init__(self, output: Path, config: AnnotateConfig):
+        self.output = output
+        self.config = config
+
+    def setup(self) -> None:
+        from pipelines.core.ontology import load_ontology
+
+        self.cache = ClipCache(self.output)
+        self.ontology = load_ontology()
+        self.window = round(self.config.clap.window_seconds * CLAP_RATE)
+
+    def process(self, clip_id: str) -> Iterator[Any]:
+        try:
+            entry, audio, rate, frames = self._read(clip_id)
+        except ClipError as error:
+            Metrics.counter(NAMESPACE, "clips_failed").inc()
+            yield beam.pvalue.TaggedOutput("failed", (clip_id, str(error)))
+        else:
+            yield from self._parts(clip_id, entry, audio, rate, frames)
+
+    def _parts(self, clip_id: str, entry: dict[str, Any], audio: np.ndarray, rate: int, frames: list[bytes]) -> Iterator[Any]:
+        from pipelines.annotate.encoders import audio_windows
+
+        from pipelines.core.labels import event_count
+        from pipelines.annotate.prompts.candidates import clip_info
+
+        windows = audio_windows(audio, rate, CLAP_RATE, self.window)
+        digest = clip_digest(self.cache.entry_dir(clip_id))
+        events = event_count(entry.get("labels", []), self.ontology)
+        yield clip_info(entry, digest, events, len(windows), len(frames), self.config.prompts)
+        for index, window in enumerate(windows):
+            yield beam.pvalue.TaggedOutput("windows", ((clip_id, index), window))
+        for index, jpeg in enumerate(frames):
+            yield beam.pvalue.TaggedOutput("frames", ((clip_id, index), jpeg))
+        if self.config.captioning:
+            yield beam.pvalue.TaggedOutput("audio", (clip_id, (clip_id, _at_rate(audio, rate))))
+
+    def _read(self, clip_id: str) -> tuple[dict[str, Any], np.ndarray, int, list[bytes]]:
+        folder = self.cache.entry_dir(clip_id)
+        try:
+            entry = self.cache.read_entry(clip_id)
+            flac = _verified(folder / "audio.flac", entry["files"]["audio.flac"]["sha256"])
+            audio, rate = sf.read(io.BytesIO(flac), dtype="float32", always_2d=True)
+            frames = [_verified(folder / f["file"], entry["files"][f["file"]]["sha256"]) for f in entry["frames"]] if self.config.clip else []
+        except (OSError, KeyError, TypeError, ValueError, sf.LibsndfileError) as error:
+            raise ClipError(f"unreadable cache entry: {type(error).__name__}: {error}") from None
+        audio = audio.mean(axis=1, dtype=np.float32)
+        peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+        level = 20 * np.log10(peak) if peak > 0 else -np.inf
+        if not audio.size or level < self.config.silence_db:
+            raise ClipError(f"silent audio: peak {level:.1f} dBFS is below silence_db {self.config.silence_db:g} dBFS")
+        return entry, audio, int(rate), frames
+
+
+class ClipError(Exception):
+    """A clip that cannot be annotated (corrupt, silent); it becomes a failed row."""
+
+
+def _verified(path: Path, sha256: str) -> bytes:
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise ValueError(f"{path.name} does not match the sha256 in clip.json (corrupt cache entry)")
+    return data
+
+
+def _at_rate(audio: np.ndarray, rate: int) -> np.ndarray:
+    """The captioner's input: the clip at CLAP's rate (the handler resamples to its own)."""
+    if rate == CLAP_RATE:
+        return audio
+    import soxr
+
+    from pipelines.core.features import RESAMPLE_QUALITY
+
+    return soxr.resample(audio, rate, CLAP_RATE, quality=RESAMPLE_QUALITY).astype(np.float32)
+
+
+def _value(prediction: Any) -> Any:
+    return prediction.inference if isinstance(prediction, PredictionResult) else prediction
+
+
+def _by_clip(item: tuple[tuple[str, int], Any]) -> tuple[str, tuple[int, Any]]:
+    (clip_id, index), prediction = item
+    return clip_id, (index, np.asarray(_value(prediction), dtype=np.float32))
+
+
+def _stack(item: tuple[str, Iterable[tuple[int, np.ndarray]]]) -> tuple[str, np.ndarray]:
+    clip_id, parts = item
+    return clip_id, np.stack([array for _, array in sorted(parts, key=lambda part: part[0])])
+
+
+def _pool(item: tuple[str, Iterable[tuple[int, np.ndarray]]]) -> tuple[str, np.ndarray]:
+    from pipelines.annotate.encoders import pool_windows
+
+    clip_id, stacked = _stack(item)
+    return clip_id, pool_windows(stacked)
+
+
+def _bank_captions(clip_id: str, output: Path) -> Iterator[str]:
+    entry = ClipCache(output).read_entry(clip_id)
+    yield from (c["text"] for c in entry.get("captions", []) if c.get("kind", "human") == "human")
+
+
+class BuildCaptionBank(beam.DoFn):
+    """Every human caption of the corpus (+ bank files) → the retrieval expert's bank, cached by checksum.
+    The CLAP text model is only loaded when the cache misses."""
+
+    def __init__(self, output: Path, config: AnnotateConfig, device: str):
+        self.output = output
+        self.config = config
+        self.device = device
+
+    def process(self, captions: list[str]) -> Iterator[Any]:
+        from pipelines.annotate.prompts.retrieval import bank_texts, load_or_build_bank
+
+        assert self.config.retrieval is not None
+        texts = bank_texts(captions, self.config.retrieval.bank_files)
+        bank = load_or_build_bank(texts, _LazyClap(self.config, self.device), AnnotationStore(self.output).banks)
+        Metrics.counter(NAMESPACE, "bank_captions").inc(len(bank.texts))
+        yield bank
+
+
+class _LazyClap:
+    """A CLAP text encoder that loads on first use: a bank cache hit never loads the model."""
+
+    def __init__(self, config: AnnotateConfig, device: str):
+        from pipelines.annotate.encoders import clap_provenance
+
+        self.config = config
+        self.device = device
+        self.provenance = clap_provenance(config.clap)
+        self._encoder: Any = None
+
+    def embed_text(self, texts: list[str]) -> np.ndarray:
+        if self._encoder is None:
+            from pipelines.annotate.encoders import load_clap
+
+            self._encoder = load_clap(self.config.clap, self.device)
+        return self._encoder.embed_text(texts)
+
+
+class ProposeCandidates(beam.DoFn):
+    """(clip id, {info, audio, captions}) → the clip's Proposal: every candidate with its expert."""
+
+    def __init__(self, config: AnnotateConfig):
+        self.config = config
+
+    def process(self, item: tuple[str, dict[str, list[Any]]], bank: Any = None) -> Iterator[Any]:
+        clip_id, joined = item
+        if joined["info"] and joined["audio"]:  # else a failed clip: its failure row is written elsewhere
+            yield self._propose(clip_id, joined, bank)
+
+    def _propose(self, clip_id: str, joined: dict[str, list[Any]], bank: Any) -> Any:
+        from pipelines.annotate.prompts.candidates import propose
+        from pipelines.annotate.prompts.retrieval import chance_caption, retrieve
+
+        info, audio = joined["info"][0], joined["audio"][0]
+        generated = [text for texts in joined["captions"] for text in _value(texts)]
+        retrieved, chance = [], None
+        if bank is not None and self.config.retrieval:
+            retrieved = retrieve(bank, audio, self.config.retrieval.top_k, exclude=set(info.captions))
+            chance = chance_caption(bank, clip_id, audio, exclude=set(info.captions))
+        checksum = getattr(bank, "checksum", None)
+        proposal = propose(info, generated, retrieved, self.config.prompts, checksum, chance[1] if chance else None)
+        Metrics.counter(NAMESPACE, "candidates").inc(len(proposal.candidates))
+        return proposal
+
+
+def _texts_to_embed(proposal: Any) -> Iterator[tuple[tuple[str, int], str]]:
+    for index, text in enumerate(proposal.texts):
+        yield (proposal.clip_id, index), text
+
+
+class SelectCaptions(beam.DoFn):
+    """(clip id, {info, proposal, text, audio, frames}) → (annotation row, arrays): CLAP scores, then selection."""
+
+    def __init__(self, config: AnnotateConfig, settings: str, provenance: dict[str, Any]):
+        self.config = config
+        self.settings = settings
+        self.provenance = provenance
+
+    def process(self, item: tuple[str, dict[str, list[Any]]]) -> Iterator[tuple[dict[str, Any], dict[str, np.ndarray]]]:
+        clip_id, joined = item
+        if joined["proposal"]:
+            yield self._select(clip_id, joined)
+
+    def _select(self, clip_id: str, joined: dict[str, list[Any]]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        from pipelines.annotate.prompts.candidates import select
+
+        info, proposal, audio = joined["info"][0], joined["proposal"][0], joined["audio"][0]
+        fields = select(proposal, dict(joined["text"]), audio, self.config.selection)
+        Metrics.counter(NAMESPACE, f"clips_{fields['status']}").inc()
+        row = {"clip_id": clip_id, **fields, "event_count": info.event_count, "windows": info.windows, "frames": info.frames,
+               "clip_digest": info.digest, "settings_hash": self.settings,
+               "provenance": {**self.provenance, "bank_checksum": proposal.bank_checksum}}  # fmt: skip
+        arrays = {"clap_audio": audio}
+        if joined["frames"]:
+            from pipelines.annotate.encoders import pool_windows
+
+            # per frame (CLIPSonic §2 conditions on one) and pooled (Make-An-Audio §4.3 pools 4)
+            arrays["clip_image"] = joined["frames"][0]
+            arrays["clip_image_mean"] = pool_windows(joined["frames"][0])
+        return row, arrays
+
+
+class WriteAnnotations(beam.DoFn):
+    """(row, arrays) or a failure → the clip's folder in the annotation store; emits (clip id, status)."""
+
+    def __init__(self, output: Path, settings: str, provenance: dict[str, Any]):
+        self.output = output
+        self.settings = settings
+        self.provenance = provenance
+
+    def setup(self) -> None:
+        self.store = AnnotationStore(self.output)
+        self.cache = ClipCache(self.output)
+
+    def process(self, item: Any) -> Iterator[tuple[str, str]]:
+        if isinstance(item[0], str):  # (clip id, reason): a failure
+            clip_id, reason = item
+            row, arrays = self._failure(clip_id, reason), {}
+        else:
+            row, arrays = item
+        self.store.write(row, arrays)
+        yield row["clip_id"], row["status"]
+
+    def _failure(self, clip_id: str, reason: str) -> dict[str, Any]:
+        log.warning("clip %s not annotated: %s", clip_id, reason)
+        try:
+            digest = clip_digest(self.cache.entry_dir(clip_id))
+        except OSError:
+            digest = None
+        return {"clip_id": clip_id, "status": "failed", "reason": reason, "candidates": [], "clip_digest": digest,
+                "settings_hash": self.settings, "provenance": self.provenance}  # fmt: skip
+
+
+class Annotate(beam.PTransform):
+    """A corpus's clip cache → the annotation store; emits the run's summary."""
+
+    def __init__(self, corpus: Corpus, config: AnnotateConfig, device: str):
+        super().__init__()
+        self.corpus = corpus
+        self.config = config
+        self.device = device
+        models = model_provenance(config)
+        self.settings = settings_hash(config, models)
+        self.provenance = {**models, **run_provenance(config)}
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        output, config = self.corpus.output, self.config
+        ids = pbegin | "ListCachedClips" >> ListCachedClips(output)
+        todo = ids | "SkipAnnotated" >> beam.ParDo(SkipAnnotated(output, self.settings)).with_outputs("done", main="todo")
+        read = todo.todo | "ReadClips" >> beam.ParDo(ReadClips(output, config)).with_outputs(
+            "windows", "frames", "audio", "failed", main="info"
+        )
+        joined = {"info": read.info | "KeyInfo" >> beam.Map(lambda info: (info.clip_id, info)),
+                  "audio": self._audio_embeddings(read.windows), "captions": self._captions(read.audio)}  # fmt: skip
+        bank = self._bank(ids)
+        proposals = (
+            joined
+            | "JoinClipParts" >> beam.CoGroupByKey()
+            | "ProposeCandidates" >> beam.ParDo(ProposeCandidates(config), bank=bank)
+        )
+        joined.update(
+            proposal=proposals | "KeyProposals" >> beam.Map(lambda p: (p.clip_id, p)),
+            text=self._text_embeddings(proposals),
+            frames=self._frame_embeddings(read.frames),
+        )
+        rows = (
+            joined
+            | "JoinScores" >> beam.CoGroupByKey()
+            | "SelectCaptions" >> beam.ParDo(SelectCaptions(config, self.settings, self.provenance))
+        )
+        written = (
+            (rows, read.failed)
+            | "RowsAndFailures" >> beam.Flatten()
+            | "WriteAnnotations" >> beam.ParDo(WriteAnnotations(output, self.settings, self.provenance))
+        )
+        return (
+            (written, todo.done)
+            | "Outcomes" >> beam.Flatten()
+            | "CollectOutcomes" >> beam.combiners.ToList()
+            | "WriteTable" >> beam.Map(lambda outcomes: AnnotationStore(output).write_table(c for c, _ in outcomes))
+        )
+
+    def _audio_embeddings(self, windows: beam.PCollection) -> beam.PCollection:
+        from pipelines.annotate.encoders.handlers import ClapAudioHandler
+
+        return (
+            windows
+            | "EmbedAudio" >> RunInference(KeyedModelHandler(ClapAudioHandler(self.config.clap, self.device)))
+            | "AudioByClip" >> beam.Map(_by_clip)
+            | "GroupWindows" >> beam.GroupByKey()
+            | "PoolWindows" >> beam.Map(_pool)
+        )
+
+    def _frame_embeddings(self, frames: beam.PCollection) -> beam.PCollection:
+        if not self.config.clip:
+            return frames | "NoFrames" >> beam.Filter(lambda _: False)
+        from pipelines.annotate.encoders.handlers import ClipImageHandler
+
+        return (
+            frames
+            | "EmbedFrames" >> RunInference(KeyedModelHandler(ClipImageHandler(self.config.clip, self.device)))
+            | "FramesByClip" >> beam.Map(_by_clip)
+            | "GroupFrames" >> beam.GroupByKey()
+            | "StackFrames" >> beam.Map(_stack)
+        )
+
+    def _captions(self, audio: beam.PCollection) -> beam.PCollection:
+        if not self.config.captioning:
+            return audio | "NoCaptioner" >> beam.Filter(lambda _: False)
+        from pipelines.annotate.prompts.experts import CaptionerHandler
+
+        handler = KeyedModelHandler(CaptionerHandler(self.config.captioning, self.device))
+        return audio | "GenerateCaptions" >> RunInference(handler)
+
+    def _text_embeddings(self, proposals: beam.PCollection) -> beam.PCollection:
+        from pipelines.annotate.encoders.handlers import ClapTextHandler
+
+        return (
+            proposals
+            | "CandidateTexts" >> beam.FlatMap(_texts_to_embed)
+            | "EmbedTexts" >> RunInference(KeyedModelHandler(ClapTextHandler(self.config.clap, self.device)))
+            | "TextsByClip" >> beam.Map(_by_clip)
+        )
+
+    def _bank(self, ids: beam.PCollection) -> Any:
+        if not self.config.retrieval:
+            return None
+        bank = (
+            ids
+            | "ReadBankCaptions" >> beam.FlatMap(_bank_captions, self.corpus.output)
+            | "CollectBankCaptions" >> beam.combiners.ToList()
+            | "BuildCaptionBank" >> beam.ParDo(BuildCaptionBank(self.corpus.output, self.config, self.device))
+        )
+        return beam.pvalue.AsSingleton(bank)
+
+
+def checked(corpus: Corpus, config: AnnotateConfig, device: str) -> Annotate:
+    """The job's transform, after the checks a user can fail before any worker starts: the device
+    exists, every model path holds files (their checksums go into every row)."""
+    from pipelines.annotate.encoders import ModelLoadError
+    from pipelines.annotate.prompts.experts import ExpertLoadError
+
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("device cuda was asked for (annotate.device or --device) but torch sees no CUDA device")
+    try:
+        return Annotate(corpus, config, device)
+    except (ModelLoadError, ExpertLoadError, OSError) as error:
+        raise ConfigError(f"{corpus.config_path}: corpora.{corpus.name}.annotate: {error}") from None
+
+
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(prog="annotate", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="datasets.yaml", help="the datasets.yaml to read")
+    parser.add_argument("--corpus", default=DEFAULT_CORPUS, help="which corpus of the config")
+    parser.add_argument("--device", choices=["cpu", "cuda"], help="overrides annotate.device of the config")
+    return parser.parse_known_args(argv)
+
+
+def run(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the annotate job; returns the summary of the annotation table it wrote."""
+    args, beam_args = parse_args(argv)
+    corpus = load_corpus(args.config, args.corpus)
+    config = corpus.config.annotate
+    if config is None:
+        raise ConfigError(f"{corpus.config_path}: corpus {corpus.name!r} has no `annotate:` block (see docs/annotate.md)")
+    device = args.device or config.device
+    annotate = checked(corpus, config, device)
+    store = AnnotationStore(corpus.output)
+    if store.clean_staging():
+        log.info("removed half-written annotations left by an earlier run")
+    corpus.save_resolved("annotate")
+    with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
+        _ = pipeline | "Annotate" >> annotate
+    return json.loads((store.root / "summary.json").read_text())
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    json.dump(run(), sys.stdout, indent=1)

@@ -1,0 +1,143 @@
+"""Building blocks of the typed configuration (datasets.yaml); the file's top-level model is
+`pipelines.datasets`.
+
+YAML holds values only. Every model is strict: an unknown key is an error that names the key path,
+the closest valid key and all valid keys. Relative paths resolve against the directory of the config
+file (passed as validation context), so a config works from any working directory.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Annotated, Any, Iterable
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+
+
+class ConfigError(ValueError):
+    """A configuration a user can fix; the message names the file, the key path and what to do."""
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            valid = sorted(cls.model_fields)
+            for key in data:
+                if key not in cls.model_fields:
+                    close = difflib.get_close_matches(str(key), valid, n=1)
+                    hint = f" (did you mean {close[0]!r}?)" if close else ""
+                    raise ValueError(f"unknown key {key!r}{hint}; valid keys: {', '.join(valid)}")
+        return data
+
+
+def _base_dir(info: ValidationInfo) -> Path | None:
+    context = info.context or {}
+    return Path(context["base_dir"]) if "base_dir" in context else None
+
+
+def _resolve(path: Path, info: ValidationInfo) -> Path:
+    path = Path(path).expanduser()
+    base = _base_dir(info)
+    if not path.is_absolute() and base is not None:
+        path = base / path
+    return Path(path.absolute())
+
+
+def _existing_file(path: Path, info: ValidationInfo) -> Path:
+    path = _resolve(path, info)
+    if not path.is_file():
+        raise ValueError(f"file not found: {path}")
+    return path
+
+
+def _existing_dir(path: Path, info: ValidationInfo) -> Path:
+    path = _resolve(path, info)
+    if not path.is_dir():
+        raise ValueError(f"folder not found: {path}")
+    return path
+
+
+InputFile = Annotated[Path, AfterValidator(_existing_file)]
+InputDir = Annotated[Path, AfterValidator(_existing_dir)]
+OutputDir = Annotated[Path, AfterValidator(_resolve)]
+# A path that may contain {placeholders}; resolved against the config folder like any other path.
+PathTemplate = Annotated[str, AfterValidator(lambda value, info: str(_resolve(Path(value), info)))]
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$", max_length=64)]
+
+
+class RetryPolicy(StrictModel):
+    """Retries with exponential backoff for retryable failures (429, 5xx, timeouts, bot checks)."""
+
+    attempts: int = Field(3, ge=1, le=20)  # total tries per clip and run, the first included
+    backoff: float = Field(2.0, ge=0)  # seconds before the second try; doubles each time
+    max_backoff: float = Field(60.0, ge=0)
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed try number `attempt` (1-based)."""
+        return min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
+
+
+class MediaConfig(StrictModel):
+    """Normalization of every clip (pipelines/ingest/media.py)."""
+
+    sample_rate: int = Field(48000, ge=8000, le=192000)  # CLAP's rate (ARCHITECTURE.md)
+    frames: int = Field(4, ge=0, le=64)  # Make-An-Audio §4.3 pools 4 uniformly picked frames
+    frame_size: int = Field(224, ge=16, le=2048)  # CLIP's input size; shorter side + centre crop
+    max_duration: float = Field(600.0, gt=0)  # seconds decoded at most from one input
+    timeout: float = Field(300.0, gt=0)  # wall-clock seconds for one ffmpeg run
+
+
+def format_validation_error(error: ValidationError, data: Any, where: str, choices: dict[str, list[str]] | None = None) -> str:
+    """One line per problem, by key path. `choices` names the valid values of each union tag."""
+    lines = [f"{where}: invalid configuration ({error.error_count()} problem(s))"]
+    for item in error.errors():
+        path = _key_path(item["loc"], data)
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "missing":
+            message = "required key is missing"
+        elif item["type"] == "union_tag_not_found":
+            message = _missing_tag(item["ctx"]["discriminator"].strip("'"), item["input"], choices or {})
+        lines.append(f"  {path or '<top>'}: {message}")
+    return "\n".join(lines)
+
+
+def _missing_tag(tag: str, value: Any, choices: dict[str, list[str]]) -> str:
+    message = f"required key {tag!r} is missing"
+    if tag in choices:
+        message += f" (one of: {', '.join(choices[tag])})"
+    keys = [str(key) for key in value] if isinstance(value, dict) else []
+    close = difflib.get_close_matches(tag, keys, n=1)
+    return message + (f"; found {close[0]!r} — did you mean {tag!r}?" if close else "")
+
+
+def _key_path(loc: Iterable[Any], data: Any) -> str:
+    """Render a pydantic location against the input, dropping the tags unions put into it."""
+    items = list(loc)
+    parts: list[str] = []
+    node = data
+    for i, item in enumerate(items):
+        if isinstance(item, int) and isinstance(node, list):
+            parts.append(f"[{item}]")
+            node = node[item] if item < len(node) else None
+        elif isinstance(node, dict) and item in node:
+            parts.append(f".{item}" if parts else str(item))
+            node = node[item]
+        elif isinstance(node, dict) and (item in node.values() or (i + 1 < len(items) and items[i + 1] in node)):
+            continue  # a union tag (the `format`/`backend` value, or a callable discriminator's tag)
+        else:
+            parts.append(f".{item}" if parts else str(item))
+            node = None
+    return "".join(parts)

@@ -1,0 +1,189 @@
+"""Writing files and folders so that a reader never sees half of one, and digests of what was written.
+
+Every output of t2a (clip cache entries, annotations, shards, checkpoints, exported models, sample
+WAVs) is written through these helpers:
+
+    with atomic_path(path) as temp:      # a temporary name beside `path`; renamed onto it on success,
+        write_something(temp)            # removed on failure: `path` is the old file or the new one
+    write_json_atomic(path, payload)     # deterministic JSON (sorted keys), atomically
+    with staged_folder(target) as temp:  # a folder built beside `target`, then swapped in
+        model.save_pretrained(temp)
+    commit_folder(staging, target, marker="clip.json")   # a staged folder renamed into place; a
+                                                         # retried bundle that lost the race is fine
+
+A killed process leaves only dot-named temporaries (`.<name>.tmp-<random>`), which
+`remove_leftovers` clears for folders a stage owns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+def temp_name(path: Path, kind: str = "tmp") -> Path:
+    """A hidden sibling of `path` that no other writer picks: `.<name>.<kind>-<random>`."""
+    return path.with_name(f".{path.name}.{kind}-{uuid.uuid4().hex[:12]}")
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike, *, fsync: bool = False) -> Iterator[Path]:
+    """A temporary path beside `path`, renamed onto it when the block succeeds, removed when it fails.
+
+    The caller writes the file (or hands the path to a library). With `fsync`, the folder is synced
+    after the rename, so the new name survives a power cut (the caller syncs the file's own bytes).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = temp_name(path)
+    try:
+        yield temp
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+    if fsync:
+        fsync_folder(path.parent)
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as temp:
+        temp.write_bytes(data)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def dumps(payload: Any) -> str:
+    """Deterministic JSON: sorted keys, fixed separators, UTF-8 kept readable."""
+    return json.dumps(payload, sort_keys=True, ensure_ascii=False, indent=1) + "\n"
+
+
+def write_json_atomic(path: str | os.PathLike, payload: Any) -> None:
+    write_text_atomic(path, dumps(payload))
+
+
+def fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def commit_folder(staging: Path, target: Path, *, marker: str | None = None, replace: bool = False) -> bool:
+    """Rename a completely written `staging` folder to `target`.
+
+    replace=False: the first writer wins. If `target` already holds `marker` (a retried bundle's twin
+    committed it), `staging` is dropped and False returned.
+    replace=True: an existing `target` is first renamed aside, so a crash leaves one of the two
+    complete folders, never a mix; the old one is then deleted. A twin that commits between the two
+    renames wins as above.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if replace and target.exists():
+        old = temp_name(target, "old")
+        try:
+            os.rename(target, old)
+        except FileNotFoundError:  # a twin moved it aside first
+            pass
+        else:
+            shutil.rmtree(old, ignore_errors=True)
+    try:
+        os.rename(staging, target)
+    except OSError:
+        if marker is None or not (target / marker).is_file():
+            raise
+        shutil.rmtree(staging, ignore_errors=True)
+        return False
+    return True
+
+
+@contextmanager
+def staged_folder(target: str | os.PathLike) -> Iterator[Path]:
+    """A folder path beside `target` for the block to fill (not created: libraries' `save_pretrained`
+    create their own); swapped in for `target` when the block succeeds, deleted when it fails."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = temp_name(target)
+    try:
+        yield temp
+        commit_folder(temp, target, replace=True)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def remove_leftovers(staging_root: Path) -> int:
+    """Delete every entry under a staging root (what a killed run left half-written); how many."""
+    if not staging_root.exists():
+        return 0
+    leftovers = list(staging_root.iterdir())
+    for path in leftovers:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return len(leftovers)
+
+
+# --- digests ---------------------------------------------------------------------------------------
+
+_SHA_CACHE: dict[tuple[str, int, int], str] = {}
+_SHA_LOCK = threading.Lock()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes, streamed."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:  # follows symlinks: hub cache snapshots link to blobs
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def content_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file; of a folder, sha256 over its files' sorted `relative path \\0 sha256 \\n` lines.
+
+    Names starting with "." are left out at any depth (the `.cache` folder hub downloads leave
+    behind, and this module's temporaries). Each file's digest is memoised per (path, mtime, size):
+    a model folder is hashed once per process, and a file replaced in place is hashed again. Model
+    provenance (CLAP, CLIP, captioners, PANNs) is recorded with this one function, so the same
+    folder always gets the same digest, whoever records it.
+    """
+    path = Path(path)
+    if path.is_file():
+        return _memoised_sha256(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"no such file or folder: {path}")
+    digest = hashlib.sha256()
+    for file in _visible_files(path):
+        digest.update(f"{file.relative_to(path).as_posix()}\0{_memoised_sha256(file)}\n".encode())
+    return digest.hexdigest()
+
+
+def _visible_files(folder: Path) -> list[Path]:
+    found = []
+    for root, dirs, names in os.walk(folder, followlinks=True):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found += [Path(root) / name for name in names if not name.startswith(".")]
+    return sorted(found, key=lambda file: file.relative_to(folder).as_posix())
+
+
+def _memoised_sha256(file: Path) -> str:
+    stat = file.stat()
+    key = (str(file.absolute()), stat.st_mtime_ns, stat.st_size)
+    with _SHA_LOCK:
+        if key in _SHA_CACHE:
+            return _SHA_CACHE[key]
+    value = sha256_file(file)
+    with _SHA_LOCK:
+        _SHA_CACHE[key] = value
+    return value

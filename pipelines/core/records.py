@@ -1,0 +1,183 @@
+"""Records that flow through the ingest job, and the rules for clip ids.
+
+A manifest reader turns each row into a `Clip` (or a `RejectedRow`); the job turns each clip into a
+`StatusRow`. Records are plain dataclasses: cheap to pickle between Beam workers, and they carry
+paths and ids, never media bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+# ARCHITECTURE.md "Contracts": keys are [A-Za-z0-9_-]+ with no dots (WebDataset splits keys at the
+# first dot). At most 64 characters: a shard member `<key>.mel.<profile>.npy` must fit the 100-byte
+# name field of a plain ustar header, the only one wids reads (pipelines/shard/contract.py).
+CLIP_ID_MAX = 64
+CLIP_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,%d}" % CLIP_ID_MAX)  # always used with fullmatch
+YOUTUBE_ID_RE = re.compile(r"[A-Za-z0-9_-]{11}")
+_SLUG_RE = re.compile(r"[^A-Za-z0-9]+")
+
+
+class InvalidId(ValueError):
+    """An upstream id that cannot be used safely (wrong shape, path traversal, control characters)."""
+
+
+@dataclass(frozen=True)
+class Label:
+    name: str
+    mid: str | None = None  # AudioSet machine id ("/m/09x0r") where the source has one
+
+
+@dataclass(frozen=True)
+class Caption:
+    text: str
+    origin: str  # the manifest format it came from: "audiocaps", "clotho", "table", "freesound"
+    kind: str = "human"  # "human" (written for the clip) or "source_text" (uploader title/description)
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One segment of one media item, normalized from any manifest format."""
+
+    clip_id: str
+    source: str  # the config source name
+    format: str  # the manifest format name
+    source_id: str  # identity in the upstream catalogue: YouTube id, Freesound id, file name, URL
+    media: str | None  # location from the manifest (URL or path); None: the backend builds it from source_id
+    start: float | None = None  # seconds; None = from the beginning
+    end: float | None = None  # seconds; None = to the end of the media
+    labels: tuple[Label, ...] = ()
+    captions: tuple[Caption, ...] = ()
+    split: str | None = None
+    licence: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    manifest: str = ""  # file (or API query) the record came from
+    line: int = 0  # first 1-based line of the row(s) in `manifest`
+    rows: int = 1  # manifest rows this record stands for (AudioCaps val/test: 5 rows, one clip)
+
+    @property
+    def duration(self) -> float | None:
+        if self.end is None:
+            return None
+        return self.end - (self.start or 0.0)
+
+
+@dataclass(frozen=True)
+class RejectedRow:
+    """A manifest row that could not become a clip; it becomes a `rejected_row` status."""
+
+    source: str
+    manifest: str
+    line: int
+    reason: str
+
+
+STATUSES = (
+    "ok",
+    "cached",
+    "rejected_row",
+    "duplicate",
+    "excluded",
+    "failed_permanent",
+    "failed_retryable",
+)
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    source: str
+    manifest: str
+    line: int
+    status: str
+    clip_id: str | None = None
+    source_id: str | None = None
+    reason: str = ""
+    attempts: int = 0
+    bytes: int = 0  # bytes of the finished cache entry
+    seconds: float = 0.0  # wall time spent on this clip in this run
+    rows: int = 1
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"unknown status {self.status!r}; valid: {', '.join(STATUSES)}")
+
+
+class ClipFailure(Exception):
+    """A clip that could not be fetched or normalized. `retryable` decides --retry-failed;
+    `retry_after` is the server's own wait hint (HTTP Retry-After), in seconds."""
+
+    def __init__(self, reason: str, *, retryable: bool, retry_after: float | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+# --- clip ids -------------------------------------------------------------------------------------
+
+
+def _ms(seconds: float | None) -> int:
+    return int(round((seconds or 0.0) * 1000))
+
+
+def youtube_clip_id(youtube_id: str, start: float | None) -> str:
+    """`yt_<YouTube id>_<start ms>`, the AudioSet strong-label segment id with a namespace prefix."""
+    if not YOUTUBE_ID_RE.fullmatch(youtube_id):
+        raise InvalidId(f"bad YouTube id {youtube_id!r} (expected 11 characters of [A-Za-z0-9_-])")
+    return f"yt_{youtube_id}_{_ms(start)}"
+
+
+def freesound_clip_id(sound_id: str | int) -> str:
+    text = str(sound_id).strip()
+    if not text.isdigit() or int(text) <= 0:
+        raise InvalidId(f"bad Freesound id {sound_id!r} (expected a positive integer)")
+    return f"fs_{int(text)}"
+
+
+def name_clip_id(namespace: str, name: str) -> str:
+    """A readable id for a catalogue file name: slug of the name plus a short hash for uniqueness."""
+    check_file_name(name)
+    slug = _SLUG_RE.sub("-", name.rsplit(".", 1)[0]).strip("-")[:40] or "x"
+    return f"{namespace}_{slug}_{short_hash(name, 10)}"
+
+
+def url_clip_id(url: str, start: float | None = None, end: float | None = None) -> str:
+    """`url_<hash>`: a hash of the URL and the segment, so two segments of one file differ."""
+    return f"url_{short_hash(f'{url}#{start}-{end}', 20)}"
+
+
+def keyed_clip_id(namespace: str, key: str) -> str:
+    """`<namespace>_<key>` for catalogues whose own ids are already safe keys; hashed when that
+    would be longer than a key may be."""
+    clip_id = f"{namespace}_{key}"
+    if len(clip_id) > CLIP_ID_MAX:
+        clip_id = f"{namespace[:20]}_{short_hash(key, 24)}"
+    check_clip_id(clip_id)
+    return clip_id
+
+
+def short_hash(text: str, n: int) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:n]
+
+
+def check_clip_id(clip_id: str) -> str:
+    if not CLIP_ID_RE.fullmatch(clip_id):
+        raise InvalidId(f"bad clip id {clip_id!r} (expected 1-{CLIP_ID_MAX} characters of [A-Za-z0-9_-])")
+    return clip_id
+
+
+def check_file_name(name: str) -> str:
+    """A catalogue file name that is safe to put into a path template (no traversal, no controls)."""
+    if (
+        not name
+        or len(name) > 255
+        or name.startswith((".", "-"))
+        or "/" in name
+        or "\\" in name
+        or any(ord(ch) < 32 or ord(ch) == 127 for ch in name)
+    ):
+        raise InvalidId(f"bad file name {name!r} (no path separators, leading dots or control characters)")
+    return name

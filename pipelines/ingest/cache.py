@@ -1,0 +1,88 @@
+"""The clip cache: one folder per clip id, written whole or not at all.
+
+    <output>/clips/<bb>/<clip_id>/audio.flac, frame_NN.jpg, clip.json
+    <output>/clips/.staging/<clip_id>.<random>/     entries being written
+    <output>/failures/<bb>/<clip_id>.json           the last failure of a clip that has no entry
+
+`<bb>` is the first two hex digits of sha256(clip_id): 256 buckets keep folders listable at
+millions of clips. An entry is built in the staging folder, `clip.json` is written last, and the
+folder is renamed into place, so a killed job never leaves half an entry, and a bundle retried by
+the runner finds the entry done (or loses the rename race harmlessly).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+from pipelines.core.io import commit_folder, remove_leftovers, write_json_atomic
+from pipelines.core.records import check_clip_id
+
+CLIP_JSON = "clip.json"
+CLIP_SCHEMA = "t2a.clip/1"
+
+
+class ClipCache:
+    def __init__(self, output: str | Path):
+        self.root = Path(output).absolute()
+        self.clips = self.root / "clips"
+        self.failures = self.root / "failures"
+        self.staging_root = self.clips / ".staging"
+
+    def create(self) -> None:
+        for folder in (self.clips, self.failures, self.root / "status"):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def entry_dir(self, clip_id: str) -> Path:
+        check_clip_id(clip_id)  # ids are [A-Za-z0-9_-]+: no separators, no "..", nothing outside the root
+        return self.clips / bucket(clip_id) / clip_id
+
+    def is_complete(self, clip_id: str) -> bool:
+        return (self.entry_dir(clip_id) / CLIP_JSON).is_file()
+
+    def read_entry(self, clip_id: str) -> dict[str, Any]:
+        return json.loads((self.entry_dir(clip_id) / CLIP_JSON).read_text())
+
+    def staging(self, clip_id: str) -> Path:
+        check_clip_id(clip_id)
+        path = self.staging_root / f"{clip_id}.{uuid.uuid4().hex}"
+        path.mkdir(parents=True)
+        return path
+
+    def commit(self, staging: Path, clip_id: str) -> bool:
+        """Move a staged entry into place; False when another worker's entry got there first."""
+        return commit_folder(staging, self.entry_dir(clip_id), marker=CLIP_JSON)
+
+    def clean_staging(self) -> int:
+        """Remove entries a killed run left half-written; call before workers start."""
+        return remove_leftovers(self.staging_root)
+
+    def failure_path(self, clip_id: str) -> Path:
+        check_clip_id(clip_id)
+        return self.failures / bucket(clip_id) / f"{clip_id}.json"
+
+    def read_failure(self, clip_id: str) -> dict[str, Any] | None:
+        path = self.failure_path(clip_id)
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def record_failure(self, clip_id: str, failure: dict[str, Any]) -> None:
+        write_json_atomic(self.failure_path(clip_id), failure)
+
+    def clear_failure(self, clip_id: str) -> None:
+        self.failure_path(clip_id).unlink(missing_ok=True)
+
+    def entries(self) -> Iterator[str]:
+        """Clip ids of the complete entries, in a stable order."""
+        if not self.clips.exists():
+            return
+        for bucket_dir in sorted(p for p in self.clips.iterdir() if len(p.name) == 2):
+            for entry in sorted(bucket_dir.iterdir()):
+                if (entry / CLIP_JSON).is_file():
+                    yield entry.name
+
+
+def bucket(clip_id: str) -> str:
+    return hashlib.sha256(clip_id.encode()).hexdigest()[:2]

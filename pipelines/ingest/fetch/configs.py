@@ -1,0 +1,66 @@
+"""Typed settings of each fetch backend: the `fetch:` block of a source in datasets.yaml."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Literal, Union
+
+from pydantic import Field
+
+from pydantic import AfterValidator
+
+from pipelines.core.config import InputFile, PathTemplate, RetryPolicy, StrictModel
+from pipelines.ingest.fetch.templates import check_template
+
+# "{id}" and no other placeholder: checked when the config loads, not when a worker starts.
+UrlTemplate = Annotated[str, AfterValidator(check_template)]
+
+
+class YoutubeFetch(StrictModel):
+    """yt-dlp, segment only. `url_template` points at a mirror (tests, demo): "http://host/yt/{id}.mp4"."""
+
+    backend: Literal["youtube"]
+    url_template: UrlTemplate | None = None
+    cookies: InputFile | None = None  # a Netscape cookie file, as yt-dlp's --cookies
+    proxy: str | None = None
+    rate_limit: int | None = Field(None, gt=0)  # bytes/s per download
+    sleep_interval: float = Field(0.0, ge=0)  # seconds before each download (yt-dlp --sleep-interval)
+    max_sleep_interval: float | None = Field(None, ge=0)
+    concurrency: int = Field(2, ge=1, le=64)  # downloads at once per worker process
+    socket_timeout: float = Field(30.0, gt=0)
+    max_height: int = Field(360, ge=144)  # video resolution cap when frames are wanted
+    retry: RetryPolicy = RetryPolicy()
+
+
+class HttpFetch(StrictModel):
+    """http(s) URLs, and s3:// or gs:// through fsspec. `url_template` builds URLs from source ids."""
+
+    backend: Literal["http"]
+    url_template: UrlTemplate | None = None
+    timeout: float = Field(30.0, gt=0)  # seconds without progress before a read fails
+    concurrency: int | None = Field(None, ge=1, le=256)  # default: 2 per CPU core (see slots)
+    auth_env: str | None = None  # environment variable holding a token (never written anywhere)
+    auth_scheme: Literal["Bearer", "Token"] = "Bearer"
+    retry: RetryPolicy = RetryPolicy()
+
+
+class LocalFetch(StrictModel):
+    """A mirror folder; `{id}` in the template is the source id (file name, YouTube id, ...)."""
+
+    backend: Literal["local"]
+    path_template: Annotated[PathTemplate, AfterValidator(check_template)]
+    concurrency: int | None = Field(None, ge=1, le=256)  # default: 1 per CPU core
+    retry: RetryPolicy = RetryPolicy(attempts=1)
+
+
+def slots(config: "YoutubeFetch | HttpFetch | LocalFetch") -> int:
+    """Clips a worker process fetches at once. ffmpeg does the decoding, so a local mirror is
+    CPU-bound (one per core); URLs also wait on the network (two per core measured best on the
+    ingest benchmark, docs/BENCHMARKS.md); YouTube's cap is a politeness setting, never derived."""
+    if config.concurrency is not None:
+        return config.concurrency
+    per_core = 2 if config.backend == "http" else 1
+    return per_core * (os.cpu_count() or 1)
+
+
+FetchConfig = Annotated[Union[YoutubeFetch, HttpFetch, LocalFetch], Field(discriminator="backend")]

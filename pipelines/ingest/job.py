@@ -1,0 +1,299 @@
+"""The ingest job: public manifests → segment-only fetch → normalized clip cache, with status.
+
+    ListSources → ReadManifests ─┬─ clips → KeyByClipId → GroupDuplicates → CollapseDuplicates ─→ FetchClips ─┐
+                                 └─ rejected rows ──────────────────────────────┬─ duplicates, excluded ─────┤
+                                                                                 └───────────────────────────┴→ WriteStatus
+
+Every manifest row ends as one status row: `rejected_row`, `duplicate`, `excluded`, or the outcome
+of its fetch (`ok`, `cached`, `failed_permanent`, `failed_retryable`). Elements carry ids and paths,
+never media bytes. Run with `t2a ingest` or `python -m pipelines.ingest.job --config … --corpus …
+[Beam options]`; without `--runner` it runs on the FnApiRunner.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
+from apache_beam.utils.windowed_value import WindowedValue
+from tqdm import tqdm
+
+from pipelines.ingest.cache import ClipCache
+from pipelines.datasets import DEFAULT_CORPUS, Corpus, IdList, load_corpus
+from pipelines.ingest.manifests.base import FORMATS
+from pipelines.core.records import Clip, RejectedRow, StatusRow
+from pipelines.ingest.status import WriteStatus, latest_run, summary_path
+from pipelines.core.tools import tool_versions
+from pipelines.ingest.worker import ClipWorker
+
+log = logging.getLogger(__name__)
+NAMESPACE = "ingest"
+
+
+def _count(name: str, n: int = 1) -> None:
+    Metrics.counter(NAMESPACE, name).inc(n)
+
+
+class ReadManifest(beam.DoFn):
+    """A source config → its Clips, and RejectedRows on the `rejected` output."""
+
+    def process(self, source: Any) -> Iterator[Any]:
+        rows = 0
+        try:
+            for record in FORMATS.get(source.format).read(source):
+                rows += 1
+                if isinstance(record, RejectedRow):
+                    _count("rejected_row")
+                    yield beam.pvalue.TaggedOutput("rejected", record)
+                else:
+                    yield record
+        except Exception as error:  # an unreadable source (API down, bad credentials) is recorded, not fatal
+            log.error("source %s could not be read past row %d: %s", source.name, rows, error)
+            _count("unreadable_source")
+            reason = f"source could not be read past row {rows}: {error}"
+            yield beam.pvalue.TaggedOutput("rejected", RejectedRow(source.name, _manifest_of(source), rows, reason))
+
+
+def _manifest_of(source: Any) -> str:
+    return str(getattr(source, "manifest", None) or f"{source.format}:{source.name}")
+
+
+def read_exclusions(entry: Any) -> Iterator[tuple[str, str]]:
+    """(id, exclusion name) pairs: clip ids and source ids to keep out of the corpus."""
+    if isinstance(entry, IdList):
+        for line in entry.ids.read_text(encoding="utf-8").splitlines():
+            value = line.split("#", 1)[0].strip()
+            if value:
+                yield value, entry.ids.name
+        return
+    for record in FORMATS.get(entry.format).read(entry):
+        if isinstance(record, Clip):
+            yield record.clip_id, entry.name
+            yield record.source_id, entry.name
+
+
+class CollapseDuplicates(beam.DoFn):
+    """All records of one clip id → one clip (labels and captions merged) + duplicate/excluded rows.
+
+    The record kept is the first by (source order in the config, manifest, line), so the choice
+    does not depend on processing order.
+    """
+
+    def __init__(self, source_order: dict[str, int]):
+        self.source_order = source_order
+
+    def process(self, item: tuple[str, Iterable[Clip]], excluded: dict[str, str]) -> Iterator[Any]:
+        clip_id, records = item
+        ordered = sorted(records, key=lambda c: (self.source_order[c.source], c.manifest, c.line))
+        keep, others = ordered[0], ordered[1:]
+        why = excluded.get(clip_id) or excluded.get(keep.source_id)
+        if why:
+            for clip in ordered:
+                _count("excluded", clip.rows)
+                yield beam.pvalue.TaggedOutput("status", _row(clip, "excluded", f"in exclusion list {why}"))
+            return
+        for clip in others:
+            _count("duplicate", clip.rows)
+            reason = f"duplicate of {clip_id} kept from {keep.source} line {keep.line}"
+            yield beam.pvalue.TaggedOutput("status", _row(clip, "duplicate", reason))
+        yield merge_duplicates(keep, others)
+
+
+def merge_duplicates(keep: Clip, others: list[Clip]) -> Clip:
+    """The kept record with what its duplicates add: labels, captions (AudioCaps on AudioSet) and
+    metadata the kept one lacks (strong-label events). The kept record wins where both say."""
+    if not others:
+        return keep
+    labels, captions, meta = list(keep.labels), list(keep.captions), {}
+    for clip in others:
+        labels += [label for label in clip.labels if label not in labels]
+        captions += [caption for caption in clip.captions if caption not in captions]
+        meta = {**clip.meta, **meta}
+    meta = {**meta, **keep.meta, "duplicates": [f"{clip.source}:{clip.line}" for clip in others]}
+    return replace(keep, labels=tuple(labels), captions=tuple(captions), meta=meta)
+
+
+def _row(clip: Clip, status: str, reason: str) -> StatusRow:
+    return StatusRow(
+        source=clip.source, manifest=clip.manifest, line=clip.line, status=status, clip_id=clip.clip_id,
+        source_id=clip.source_id, reason=reason, rows=clip.rows,
+    )  # fmt: skip
+
+
+def rejected_status(row: RejectedRow) -> StatusRow:
+    return StatusRow(source=row.source, manifest=row.manifest, line=row.line, status="rejected_row", reason=row.reason)
+
+
+class FetchClips(beam.DoFn):
+    """Clips → StatusRows, several clips at once per worker (fetching is mostly waiting on I/O).
+
+    Results are emitted as they complete; `finish_bundle` waits for the rest. Metrics are counted
+    here, in the DoFn's own thread, where Beam attributes them.
+    """
+
+    def __init__(self, corpus: Corpus, retry_failed: bool):
+        self.sources = {source.name: source for source in corpus.config.sources}
+        self.media = corpus.config.media
+        self.output = corpus.output
+        self.retry_failed = retry_failed
+
+    def setup(self) -> None:
+        self.worker = ClipWorker(self.sources, self.media, self.output, self.retry_failed)
+        self.pool = ThreadPoolExecutor(self.worker.concurrency, thread_name_prefix="ingest")
+        self.progress: _Progress | None = None
+
+    def start_bundle(self) -> None:
+        self.pending: list[Future] = []
+
+    def process(self, clip: Clip, total: int) -> Iterator[StatusRow]:
+        if self.progress is None:
+            self.progress = _Progress(total)
+        self.pending.append(self.pool.submit(self.worker.ingest, clip))
+        yield from self._collect(block=len(self.pending) >= 2 * self.worker.concurrency)
+
+    def finish_bundle(self) -> Iterator[WindowedValue]:
+        for row in self._collect(everything=True):
+            yield WindowedValue(row, MIN_TIMESTAMP, [GlobalWindow()])
+
+    def teardown(self) -> None:
+        self.pool.shutdown(wait=True)
+        if self.progress:
+            self.progress.close()
+
+    def _collect(self, block: bool = False, everything: bool = False) -> Iterator[StatusRow]:
+        if everything:
+            done, self.pending = self.pending, []
+        else:
+            if block:
+                wait(self.pending, return_when=FIRST_COMPLETED)
+            done = [f for f in self.pending if f.done()]
+            self.pending = [f for f in self.pending if not f.done()]
+        for future in done:
+            row = future.result()
+            _count(row.status, row.rows)
+            _count(f"{row.source}/{row.status}", row.rows)
+            if self.progress:
+                self.progress.update(row)
+            yield row
+
+
+class _Progress:
+    """A live bar on a terminal; elsewhere a log line every 30 s. One per worker process."""
+
+    def __init__(self, total: int):
+        self.bar = tqdm(total=total, desc="ingest", unit="clip", disable=not sys.stderr.isatty(), dynamic_ncols=True)
+        self.counts: Counter = Counter()
+        self.total = total
+        self.last_log = time.monotonic()
+
+    def update(self, row: StatusRow) -> None:
+        self.counts[row.status] += 1
+        self.bar.update(1)
+        self.bar.set_postfix(dict(self.counts), refresh=False)
+        if self.bar.disable and time.monotonic() - self.last_log > 30:
+            self.last_log = time.monotonic()
+            log.info("ingest: %d of %d clips done here: %s", sum(self.counts.values()), self.total, dict(self.counts))
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+class Ingest(beam.PTransform):
+    """A corpus config → the StatusRows of every manifest row (clips land in the cache)."""
+
+    def __init__(self, corpus: Corpus, retry_failed: bool = False):
+        super().__init__()
+        self.corpus = corpus
+        self.retry_failed = retry_failed
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        config = self.corpus.config
+        read = (
+            pbegin
+            | "ListSources" >> beam.Create(config.sources)
+            | "ReadManifests" >> beam.ParDo(ReadManifest()).with_outputs("rejected", main="clips")
+        )
+        excluded = (
+            pbegin
+            | "ListExclusions" >> beam.Create(config.exclude)
+            | "ReadExclusions" >> beam.FlatMap(read_exclusions)
+            | "DistinctExcluded" >> beam.CombinePerKey(min)
+        )
+        order = {source.name: i for i, source in enumerate(config.sources)}
+        collapsed = (
+            read.clips
+            | "KeyByClipId" >> beam.Map(lambda clip: (clip.clip_id, clip))
+            | "GroupDuplicates" >> beam.GroupByKey()
+            | "CollapseDuplicates"
+            >> beam.ParDo(CollapseDuplicates(order), excluded=beam.pvalue.AsDict(excluded)).with_outputs("status", main="clips")
+        )
+        total = collapsed.clips | "CountClips" >> beam.combiners.Count.Globally()
+        fetched = collapsed.clips | "FetchClips" >> beam.ParDo(
+            FetchClips(self.corpus, self.retry_failed), total=beam.pvalue.AsSingleton(total)
+        )
+        rejected = read.rejected | "RejectedToStatus" >> beam.Map(rejected_status)
+        return (rejected, collapsed.status, fetched) | "MergeStatus" >> beam.Flatten()
+
+
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(prog="ingest", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="datasets.yaml", help="the datasets.yaml to read")
+    parser.add_argument("--corpus", default=DEFAULT_CORPUS, help="which corpus of the config")
+    parser.add_argument("--retry-failed", action="store_true", help="retry clips whose last failure was retryable")
+    return parser.parse_known_args(argv)
+
+
+def pipeline_options(beam_args: list[str]) -> PipelineOptions:
+    options = PipelineOptions(beam_args)
+    if not options.view_as(StandardOptions).runner:
+        options.view_as(StandardOptions).runner = "FnApiRunner"  # the DirectRunner would fetch Prism first
+    return options
+
+
+def run(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the ingest job; returns the run's status summary."""
+    args, beam_args = parse_args(argv)
+    corpus = load_corpus(args.config, args.corpus)
+    cache = ClipCache(corpus.output)
+    cache.create()
+    removed = cache.clean_staging()
+    if removed:
+        log.info("removed %d half-written entries left by an earlier run", removed)
+    corpus.save_resolved("ingest")
+    run_info = {
+        "run_id": datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ"),
+        "corpus": corpus.name,
+        "config_file": str(corpus.config_path),
+        "config_hash": corpus.config_hash,
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "retry_failed": args.retry_failed,
+        "tools": tool_versions(),
+    }
+    with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
+        rows = pipeline | "Ingest" >> Ingest(corpus, retry_failed=args.retry_failed)
+        _ = rows | "WriteStatus" >> WriteStatus(corpus.output, run_info)
+    return read_summary(corpus.output, run_info["run_id"])
+
+
+def read_summary(output: Path, run_id: str | None = None) -> dict[str, Any]:
+    run_id = run_id or latest_run(output)
+    return json.loads(summary_path(output, run_id).read_text()) if run_id else {}
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    json.dump(run(), sys.stdout, indent=1)

@@ -1,0 +1,136 @@
+"""The status table: one row per manifest record and outcome, a parquet file and a summary per run.
+
+    <output>/status/<run_id>.parquet         every StatusRow of the run
+    <output>/status/<run_id>.summary.json    counts by source × status × reason, run provenance
+
+Every run covers every manifest row (finished clips appear as `cached`), so the newest run alone
+describes the whole corpus. Failure reasons carry numbers and names; `reason_key` folds those out
+so the summary counts kinds of failure, not individual messages.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Iterable
+
+import apache_beam as beam
+import pyarrow as pa
+
+from pipelines.core.io import write_json_atomic
+from pipelines.core.records import STATUSES, StatusRow
+
+SCHEMA = pa.schema(
+    [
+        ("source", pa.string()),
+        ("manifest", pa.string()),
+        ("line", pa.int64()),
+        ("status", pa.string()),
+        ("clip_id", pa.string()),
+        ("source_id", pa.string()),
+        ("reason", pa.string()),
+        ("attempts", pa.int64()),
+        ("bytes", pa.int64()),
+        ("seconds", pa.float64()),
+        ("rows", pa.int64()),
+    ]
+)
+FAILED = ("rejected_row", "failed_permanent", "failed_retryable")
+
+
+def reason_key(reason: str, *ids: str | None) -> str:
+    """A failure message with its particulars (ids, quoted values, numbers, URLs, paths) folded out."""
+    for value in filter(None, ids):
+        reason = reason.replace(value, "<id>")
+    text = re.sub(r"(?:https?|s3|gs)://\S+", "<url>", reason)
+    text = re.sub(r"(?<![A-Za-z])/[^\s:;,]+", "<path>", text)
+    text = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", text)
+    text = re.sub(r"\d+(?:\.\d+)?", "N", text)
+    text = re.sub(r"0x[0-9a-f]+|@ \S+", "", text)
+    return re.sub(r"\s+", " ", text).strip()[:160]
+
+
+def status_dict(row: StatusRow) -> dict[str, Any]:
+    return asdict(row)
+
+
+def status_path(output: Path, run_id: str) -> Path:
+    return output / "status" / f"{run_id}.parquet"
+
+
+def summary_path(output: Path, run_id: str) -> Path:
+    return output / "status" / f"{run_id}.summary.json"
+
+
+def latest_run(output: Path) -> str | None:
+    runs = sorted(p.name.removesuffix(".summary.json") for p in (output / "status").glob("*.summary.json"))
+    return runs[-1] if runs else None
+
+
+class CountStatuses(beam.CombineFn):
+    """(source, status, reason key) → manifest rows; small however large the corpus."""
+
+    def create_accumulator(self) -> Counter:
+        return Counter()
+
+    def add_input(self, counts: Counter, row: StatusRow) -> Counter:
+        reason = reason_key(row.reason, row.clip_id, row.source_id) if row.status != "ok" else ""
+        counts[(row.source, row.status, reason)] += row.rows
+        return counts
+
+    def merge_accumulators(self, accumulators: Iterable[Counter]) -> Counter:
+        total: Counter = Counter()
+        for counts in accumulators:
+            total.update(counts)
+        return total
+
+    def extract_output(self, counts: Counter) -> list[tuple[str, str, str, int]]:
+        return sorted((source, status, reason, n) for (source, status, reason), n in counts.items())
+
+
+def build_summary(counts: list[tuple[str, str, str, int]], run: dict[str, Any]) -> dict[str, Any]:
+    by_source: dict[str, dict[str, int]] = {}
+    totals = {status: 0 for status in STATUSES}
+    for source, status, _, n in counts:
+        by_source.setdefault(source, {s: 0 for s in STATUSES})[status] += n
+        totals[status] += n
+    reasons = [
+        {"source": source, "status": status, "reason": reason, "rows": n}
+        for source, status, reason, n in counts
+        if status not in ("ok", "cached")
+    ]
+    return {**run, "totals": totals, "rows": sum(totals.values()), "by_source": by_source, "reasons": reasons}
+
+
+class WriteStatus(beam.PTransform):
+    """StatusRows → `<run_id>.parquet` (Beam's parquet sink) and `<run_id>.summary.json`."""
+
+    def __init__(self, output: Path, run: dict[str, Any]):
+        super().__init__()
+        self.output = Path(output)
+        self.run = run
+
+    def expand(self, rows):
+        parquet = status_path(self.output, self.run["run_id"])
+        (
+            rows
+            | "StatusToDicts" >> beam.Map(status_dict)
+            | "WriteStatusParquet"
+            >> beam.io.WriteToParquet(
+                str(parquet.with_suffix("")), SCHEMA, file_name_suffix=".parquet", num_shards=1, shard_name_template=""
+            )
+        )
+        summary = summary_path(self.output, self.run["run_id"])
+        return (
+            rows
+            | "CountStatuses" >> beam.CombineGlobally(CountStatuses())
+            | "WriteSummary" >> beam.Map(_write_summary, summary, self.run)
+        )
+
+
+def _write_summary(counts: list[tuple[str, str, str, int]], path: Path, run: dict[str, Any]) -> dict[str, Any]:
+    summary = build_summary(counts, run)
+    write_json_atomic(path, summary)
+    return summary

@@ -1,0 +1,150 @@
+"""Ingest of one clip: cache check → fetch → one ffmpeg pass → atomic commit → a status row.
+
+`ClipWorker.ingest` never raises: every outcome, good or bad, is a `StatusRow`. Finished clips are
+`cached` on a re-run; a clip's last failure is kept under `failures/` so a re-run does not fetch it
+again unless `retry_failed` is set and the failure was retryable.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pipelines.ingest.cache import CLIP_JSON, CLIP_SCHEMA, ClipCache
+
+from pipelines.core.io import sha256_file, write_json_atomic
+from pipelines.core.config import MediaConfig, RetryPolicy
+from pipelines.ingest.fetch import FetchBackend, make_backend
+from pipelines.ingest.fetch.configs import slots
+from pipelines.ingest.media import MediaInput, MediaResult, normalize
+from pipelines.core.records import Clip, ClipFailure, StatusRow
+from pipelines.core.tools import tool_versions
+
+log = logging.getLogger(__name__)
+
+
+class ClipWorker:
+    """Ingests clips of one corpus; thread-safe, one per worker process (built in DoFn.setup)."""
+
+    def __init__(self, sources: dict[str, Any], media: MediaConfig, output: Path, retry_failed: bool = False):
+        self.cache = ClipCache(output)
+        self.media = media
+        self.retry_failed = retry_failed
+        self.backends: dict[str, FetchBackend] = {name: make_backend(s.fetch) for name, s in sources.items()}
+        self.retry: dict[str, RetryPolicy] = {name: s.fetch.retry for name, s in sources.items()}
+        limits = {name: slots(s.fetch) for name, s in sources.items()}
+        self.slots = {name: threading.BoundedSemaphore(n) for name, n in limits.items()}
+        self.tools = tool_versions()
+        self.concurrency = max(limits.values())
+
+    def ingest(self, clip: Clip) -> StatusRow:
+        started = time.monotonic()
+        try:
+            return self._ingest(clip, started)
+        except Exception as error:  # one broken clip must never kill the bundle (STYLE.md §3)
+            log.exception("internal error on clip %s", clip.clip_id)
+            return self._row(clip, "failed_retryable", started, f"internal error: {type(error).__name__}: {error}")
+
+    def _ingest(self, clip: Clip, started: float) -> StatusRow:
+        if self.cache.is_complete(clip.clip_id):
+            entry = self.cache.read_entry(clip.clip_id)
+            return self._row(clip, "cached", started, attempts=entry.get("attempts", 1), size=entry_bytes(entry))
+        prior = self.cache.read_failure(clip.clip_id)
+        if prior and not (prior["retryable"] and self.retry_failed):
+            status = "failed_retryable" if prior["retryable"] else "failed_permanent"
+            return self._row(clip, status, started, prior["reason"], attempts=prior["attempts"])
+        attempts = prior["attempts"] if prior else 0
+        policy = self.retry[clip.source]
+        for attempt in range(1, policy.attempts + 1):
+            try:
+                with self.slots[clip.source]:
+                    entry = self._fetch(clip, attempts + attempt)
+            except ClipFailure as failure:
+                if failure.retryable and attempt < policy.attempts:
+                    time.sleep(max(policy.delay(attempt), failure.retry_after or 0.0))
+                    continue
+                return self._failed(clip, failure, attempts + attempt, started)
+            self.cache.clear_failure(clip.clip_id)
+            return self._row(clip, "ok", started, attempts=attempts + attempt, size=entry_bytes(entry))
+        raise AssertionError("unreachable: the loop returns on its last attempt")
+
+    def _fetch(self, clip: Clip, attempts: int) -> dict[str, Any]:
+        backend = self.backends[clip.source]
+        staging = self.cache.staging(clip.clip_id)
+        try:
+            with tempfile.TemporaryDirectory(prefix="fetch-", dir=self.cache.staging_root) as work:
+                media = backend.open(clip, Path(work), want_video=self.media.frames > 0)
+                try:
+                    result = normalize(media, staging, self.media)
+                except ClipFailure as failure:
+                    raise backend.explain(media, failure) from None
+            entry = clip_record(clip, media, result, self.media, self.tools, attempts)
+            write_json_atomic(staging / CLIP_JSON, entry)  # last: the entry's completion marker
+            self.cache.commit(staging, clip.clip_id)
+            return entry
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # gone after a commit; removed after a failure
+
+    def _failed(self, clip: Clip, failure: ClipFailure, attempts: int, started: float) -> StatusRow:
+        self.cache.record_failure(
+            clip.clip_id,
+            {"clip_id": clip.clip_id, "source": clip.source, "reason": failure.reason,
+             "retryable": failure.retryable, "attempts": attempts, "time": _now()},
+        )  # fmt: skip
+        status = "failed_retryable" if failure.retryable else "failed_permanent"
+        return self._row(clip, status, started, failure.reason, attempts=attempts)
+
+    def _row(self, clip: Clip, status: str, started: float, reason: str = "", attempts: int = 0, size: int = 0) -> StatusRow:
+        return StatusRow(
+            source=clip.source, manifest=clip.manifest, line=clip.line, status=status, clip_id=clip.clip_id,
+            source_id=clip.source_id, reason=reason, attempts=attempts, bytes=size,
+            seconds=round(time.monotonic() - started, 4), rows=clip.rows,
+        )  # fmt: skip
+
+
+def clip_record(clip: Clip, media: MediaInput, result: MediaResult, cfg: MediaConfig, tools: dict[str, str], attempts: int) -> dict[str, Any]:
+    """The clip.json provenance record (schema `t2a.clip/1`)."""
+    files = [result.audio, *result.frames]
+    return {
+        "schema": CLIP_SCHEMA,
+        "clip_id": clip.clip_id,
+        "source": clip.source,
+        "format": clip.format,
+        "source_id": clip.source_id,
+        "media_url": media.display,
+        "manifest": {"file": clip.manifest, "line": clip.line, "rows": clip.rows},
+        "segment": {"start": clip.start, "end": clip.end},
+        "duration": round(result.duration, 6),  # true seconds of audio before any padding
+        "audio_seconds": round(result.segment, 6),
+        "padded": result.padded,
+        "input_duration": result.input_duration,
+        "sample_rate": cfg.sample_rate,
+        "channels": 1,
+        "frames": [{"file": f.name, "time": round(t, 6)} for f, t in zip(result.frames, result.frame_times)],
+        "labels": [{"mid": label.mid, "name": label.name} for label in clip.labels],
+        "captions": [{"text": c.text, "origin": c.origin, "kind": c.kind} for c in clip.captions],
+        "split": clip.split,
+        "licence": clip.licence,
+        "meta": clip.meta,
+        "files": {f.name: {"sha256": sha256_file(f), "bytes": f.stat().st_size} for f in files},
+        "fetched_bytes": media.fetched_bytes,  # downloaded by the backend (yt-dlp, a token download)
+        "read_bytes": result.read_bytes,  # read by ffmpeg from its input
+        "attempts": attempts,
+        "tools": tools,
+        "created": _now(),
+    }
+
+
+def entry_bytes(entry: dict[str, Any]) -> int:
+    return sum(item["bytes"] for item in entry.get("files", {}).values())
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+

@@ -1,1 +1,0 @@
-"""Beam jobs: one module per job, each a composite PTransform plus run(argv)."""

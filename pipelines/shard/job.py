@@ -1,0 +1,337 @@
+"""The shard job: clip cache → deterministic WebDataset shards, per-shard stats, index.json.
+
+    ListBuckets → ListClips → PlanEntries → KeyBySplit → GroupBySplit → PlanShards → Reshuffle
+        → WriteShards → CollectStats → WriteIndex
+
+Clips are assigned to shards by `pipelines.shard.plan` (same inputs and config → same membership
+and order); each shard is built by one call, samples streamed in key order through mel extraction
+into the deterministic, atomic writer of `pipelines.shard.writer`; `<shard>.stats.json` is written
+last. A re-run skips every complete shard whose stats record the planned digest and rewrites the
+rest; a clip whose cache entry is corrupt or missing is a recorded failure and its shard is written
+without it. Run with `t2a shard` or `python -m pipelines.shard.job --config … --corpus … [Beam options]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import apache_beam as beam
+import numpy as np
+import soundfile as sf
+from apache_beam.metrics import Metrics
+
+from pipelines.annotate.store import ROW, AnnotationStore
+from pipelines.ingest.cache import ClipCache
+from pipelines.datasets import DEFAULT_CORPUS, Corpus, ShardConfig, load_corpus
+from pipelines.ingest.listing import ListCachedClips
+from pipelines.ingest.job import pipeline_options
+from pipelines.core.labels import event_count
+from pipelines.core.ontology import load_ontology
+from pipelines.shard import contract
+from pipelines.shard.index import read_index, write_indexes
+from pipelines.shard.plan import ShardPlan, plan_item, plan_shards
+from pipelines.shard.writer import is_complete, read_stats, remove_stale_temps, stats_path, write_shard, write_stats
+from pipelines.annotate.prompts.labels import label_text
+from pipelines.core.tools import package_version
+
+log = logging.getLogger(__name__)
+NAMESPACE = "shard"
+
+
+class SampleError(Exception):
+    """A cache entry that cannot become a sample (missing, corrupt, hash mismatch)."""
+
+
+def settings_hash(config: ShardConfig, audio_only: bool = False) -> str:
+    """What, besides the clips, decides a shard's bytes: the shard settings and the code's version."""
+    payload = {"shards": config.model_dump(mode="json"), "schema": contract.SCHEMA, "t2a": package_version("t2a")}
+    if audio_only:
+        payload["annotations"] = False
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+AUDIO_ONLY_DIR = "shards-audio"
+
+
+def shards_root(corpus: Corpus, audio_only: bool = False) -> Path:
+    """`<output>/shards`, or `<output>/shards-audio` for the set written before annotation."""
+    return corpus.output / (AUDIO_ONLY_DIR if audio_only else "shards")
+
+
+def annotated(corpus: Corpus, audio_only: bool) -> bool:
+    return corpus.config.annotate is not None and not audio_only
+
+
+class PlanEntries(beam.DoFn):
+    """A clip id → (split, PlanItem), or its failure on the `failed` output."""
+
+    def __init__(self, corpus: Corpus, audio_only: bool = False):
+        self.output = corpus.output
+        self.config = corpus.config.shards
+        self.annotated = annotated(corpus, audio_only)
+
+    def setup(self) -> None:
+        from pipelines.core.features import get_profile
+
+        self.cache = ClipCache(self.output)
+        self.store = AnnotationStore(self.output)
+        profiles = [get_profile(name) for name in self.config.profiles]
+        self.mel_bytes = sum(contract.npy_size((p.n_mels, p.frames), np.float16) for p in profiles)
+
+    def process(self, clip_id: str) -> Iterator[Any]:
+        try:
+            entry = self.cache.read_entry(clip_id)
+        except (OSError, ValueError) as error:
+            yield beam.pvalue.TaggedOutput("failed", {"clip_id": clip_id, "reason": f"unreadable clip.json: {error}"})
+            return
+        split = entry.get("split") or self.config.default_split
+        cfg = self.config
+        annotation = self.annotation(clip_id)
+        if isinstance(annotation, str):
+            Metrics.counter(NAMESPACE, "clips_not_annotated").inc()
+            yield beam.pvalue.TaggedOutput("failed", {"clip_id": clip_id, "reason": annotation})
+            return
+        item = plan_item(entry, split, self.mel_bytes, len(cfg.profiles), cfg.audio, cfg.frames, annotation)
+        yield split, item
+
+    def annotation(self, clip_id: str) -> tuple[str, int] | str | None:
+        """(sha256, bytes) of the clip's annotation row; a reason when the corpus is annotated and
+        this clip is not usable (failed, dropped, missing); None for a corpus without annotations."""
+        if not self.annotated:
+            return None
+        path = self.store.entry_dir(clip_id) / ROW
+        row = self.store.read(clip_id)
+        if row is None:
+            return "not annotated (run `t2a annotate` first)"
+        if row["status"] != "ok":
+            return f"annotation {row['status']}: {row.get('reason')}"
+        data = path.read_bytes()
+        return hashlib.sha256(data).hexdigest(), len(data) + sum(8 * 1024 for _ in row.get("embeddings", {}))
+
+
+@dataclass(frozen=True)
+class _Split:
+    max_samples: int
+    max_bytes: int
+    settings: str
+
+    def __call__(self, item: tuple[str, Any]) -> list[ShardPlan]:
+        split, items = item
+        return plan_shards(split, items, self.max_samples, self.max_bytes, self.settings)
+
+
+class WriteShards(beam.DoFn):
+    """A ShardPlan → the shard on disk and its stats (skipped when already complete)."""
+
+    def __init__(self, corpus: Corpus, settings: str, audio_only: bool = False):
+        self.output = corpus.output
+        self.root = shards_root(corpus, audio_only)
+        self.config = corpus.config.shards
+        self.settings = settings
+        self.corpus_hash = corpus.config_hash
+        self.annotated = annotated(corpus, audio_only)
+
+    def setup(self) -> None:
+        import torch
+
+        from pipelines.core.features import MelExtractor, get_profile
+
+        torch.set_num_threads(1)  # one core per worker process: bytes never depend on threading
+        self.cache = ClipCache(self.output)
+        self.store = AnnotationStore(self.output)
+        self.extractors = {name: MelExtractor(get_profile(name)) for name in self.config.profiles}
+        self.ontology = load_ontology()
+        self.tools = {"t2a": package_version("t2a"), "numpy": np.__version__, "torch": torch.__version__}
+
+    def process(self, plan: ShardPlan) -> Iterator[dict[str, Any]]:
+        path = self.root / plan.split / f"{plan.name}.tar"
+        done = read_stats(path) if is_complete(path) else {}
+        if done.get("plan_digest") == plan.digest:
+            Metrics.counter(NAMESPACE, "shards_skipped").inc()
+            yield done
+            return
+        failures: list[dict[str, str]] = []
+        info = write_shard(path, self._samples(plan, failures))
+        extra = {"split": plan.split, "plan_digest": plan.digest, "settings_hash": self.settings,
+                 "corpus_config_hash": self.corpus_hash, "failures": failures}  # fmt: skip
+        Metrics.counter(NAMESPACE, "shards_written").inc()
+        Metrics.counter(NAMESPACE, "samples").inc(info.samples)
+        yield write_stats(path, info, extra)
+
+    def _samples(self, plan: ShardPlan, failures: list[dict[str, str]]) -> Iterator[tuple[str, dict[str, bytes]]]:
+        for clip_id in sorted(plan.clip_ids):  # the writer streams: samples come in key order
+            try:
+                yield clip_id, self._sample(clip_id, plan.split)
+            except SampleError as error:
+                Metrics.counter(NAMESPACE, "failed_samples").inc()
+                log.warning("clip %s left out of %s/%s: %s", clip_id, plan.split, plan.name, error)
+                failures.append({"clip_id": clip_id, "reason": str(error)})
+
+    def _sample(self, clip_id: str, split: str) -> dict[str, bytes]:
+        """One sample's members; any problem with the cache entry is a SampleError naming it."""
+        folder = self.cache.entry_dir(clip_id)
+        try:
+            entry = self.cache.read_entry(clip_id)
+            flac = _verified(folder / "audio.flac", entry["files"]["audio.flac"]["sha256"])
+            audio, rate = sf.read(io.BytesIO(flac), dtype="float32", always_2d=False)
+            listed = entry["frames"] if self.config.frames else []
+            frames = [_verified(folder / f["file"], entry["files"][f["file"]]["sha256"]) for f in listed]
+            mels = self._mels(audio, rate)
+            events = event_count(entry["labels"], self.ontology)
+            kept = flac if self.config.audio else None
+            meta = sample_meta(entry, split, mels, self.extractors, kept, len(frames), events, self.tools)
+            row = self.store.read(clip_id) if self.annotated else None
+            embeddings = self.store.arrays(clip_id, row) if row else {}
+            if row:
+                meta = with_annotation(meta, row, embeddings)
+            else:  # no pseudo-prompts yet: the label text (AudioLDM §5) still gives label-only clips a caption
+                meta = meta.model_copy(update={"label_text": label_text([label["name"] for label in entry["labels"]])})
+            arrays = {name: mel.astype(np.float16) for name, (mel, _) in mels.items()}
+            return contract.build_sample(meta, mels=arrays, audio=kept, frames=frames, arrays=embeddings)
+        except (OSError, KeyError, TypeError, ValueError, RuntimeError, sf.LibsndfileError) as error:
+            raise SampleError(f"{type(error).__name__}: {error}") from None
+
+    def _mels(self, audio: np.ndarray, rate: int) -> dict[str, tuple[np.ndarray, int]]:
+        """Every configured profile's mel; profiles sharing a sample rate share one resampling."""
+        resampled: dict[int, np.ndarray] = {}
+        mels = {}
+        for name, extractor in self.extractors.items():
+            target = extractor.profile.sample_rate
+            if target not in resampled:
+                resampled[target] = extractor.resample(audio, rate)
+            mels[name] = extractor.mel(resampled[target])
+        return mels
+
+
+def _verified(path: Path, sha256: str) -> bytes:
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise SampleError(f"{path.name} does not match the sha256 in clip.json (corrupt cache entry)")
+    return data
+
+
+def sample_meta(entry: dict[str, Any], split: str, mels: dict[str, tuple[np.ndarray, int]], extractors: dict[str, Any],
+                flac: bytes | None, n_frames: int, events: int, tools: dict[str, str]) -> contract.SampleMeta:  # fmt: skip
+    """The sample's JSON (schema t2a.sample/1) from its clip.json; nothing that varies by run."""
+    profiles = {
+        name: contract.MelMeta(
+            member=contract.mel_member(name), shape=list(mel.shape), dtype=contract.MEL_DTYPE,
+            sample_rate=extractors[name].profile.sample_rate, hop_length=extractors[name].profile.hop_length,
+            n_mels=extractors[name].profile.n_mels, real_frames=real,
+        )  # fmt: skip
+        for name, (mel, real) in mels.items()
+    }
+    audio = None if flac is None else contract.AudioMeta(member=contract.AUDIO, sha256=hashlib.sha256(flac).hexdigest(), bytes=len(flac))
+    return contract.SampleMeta(
+        key=entry["clip_id"], source=entry["source"], format=entry["format"], source_id=entry["source_id"],
+        segment=contract.Segment(**entry["segment"]), duration=entry["duration"], audio_seconds=entry["audio_seconds"],
+        padded=entry["padded"], sample_rate=entry["sample_rate"],
+        labels=[contract.LabelMeta(**label) for label in entry["labels"]],
+        captions=[contract.CaptionMeta(**caption) for caption in entry["captions"]],
+        event_count=events, split=split, licence=entry.get("licence"), meta=entry.get("meta", {}),
+        mels=profiles, frames=[contract.frame_member(i) for i in range(n_frames)], audio=audio,
+        tools={**entry.get("tools", {}), **tools},
+    )  # fmt: skip
+
+
+def with_annotation(meta: contract.SampleMeta, row: dict[str, Any], embeddings: dict[str, np.ndarray]) -> contract.SampleMeta:
+    """The sample JSON with the clip's annotation row: candidates, selected caption, texts, embeddings."""
+    provenance = row.get("provenance", {})
+    clip = provenance.get("clip", {})
+    models = {"clap_audio": provenance.get("clap", {}), "clip_image": clip, "clip_image_mean": clip}
+    arrays = {
+        name: contract.ArrayMeta(member=contract.embedding_member(name), shape=list(array.shape), dtype=str(array.dtype),
+                                 model=f"{models[name].get('model', '?')}@{str(models[name].get('sha256', ''))[:12]}")
+        for name, array in embeddings.items()
+    }  # fmt: skip
+    return meta.model_copy(update={
+        "candidates": [contract.CandidateMeta(**candidate) for candidate in row["candidates"]],
+        "selected_caption": row["selected_caption"], "selected_expert": row["selected_expert"],
+        "label_text": row["label_text"], "mbtg_text": row["mbtg_text"], "event_count": row["event_count"],
+        "embeddings": arrays,
+    })  # fmt: skip
+
+
+def write_index(stats: list[dict[str, Any]], corpus: Corpus, settings: str, audio_only: bool = False) -> dict[str, Any]:
+    """Remove shards the plan no longer has, then write the split and corpus indexes."""
+    root = shards_root(corpus, audio_only)
+    planned = {(s["split"], s["shard"]) for s in stats}
+    for tar in sorted(root.glob("*/shard-*.tar")):
+        if (tar.parent.name, tar.name) not in planned:
+            log.info("removing %s: not in the current plan", tar.relative_to(root))
+            stats_path(tar).unlink(missing_ok=True)
+            tar.unlink()
+    return write_indexes(root, stats, corpus.config_hash, list(corpus.config.shards.profiles))
+
+
+def _left_out(failure: dict[str, str]) -> None:
+    """A clip the plan leaves out (unreadable clip.json, failed or dropped annotation): counted and logged."""
+    Metrics.counter(NAMESPACE, "clips_left_out").inc()
+    log.info("clip %s left out of the shards: %s", failure["clip_id"], failure["reason"])
+
+
+class Shard(beam.PTransform):
+    """A corpus's clip cache → shards on disk; emits the index it wrote.
+
+    `audio_only`: shards without the annotation (no pseudo-prompts or embeddings; captions are the
+    human ones and the label text) in `<output>/shards-audio`, for what must train before
+    annotate runs: the demo's CLAP (`t2a train clap`), which annotate then scores captions with.
+    """
+
+    def __init__(self, corpus: Corpus, audio_only: bool = False):
+        super().__init__()
+        self.corpus, self.audio_only = corpus, audio_only
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        config = self.corpus.config.shards
+        settings = settings_hash(config, self.audio_only)
+        planned = (
+            pbegin
+            | "ListCachedClips" >> ListCachedClips(self.corpus.output)
+            | "PlanEntries" >> beam.ParDo(PlanEntries(self.corpus, self.audio_only)).with_outputs("failed", main="items")
+        )
+        _ = planned.failed | "ReportLeftOut" >> beam.Map(_left_out)
+        return (
+            planned.items
+            | "GroupBySplit" >> beam.GroupByKey()
+            | "PlanShards" >> beam.FlatMap(_Split(config.max_samples, config.max_bytes, settings))
+            | "SpreadShards" >> beam.Reshuffle()
+            | "WriteShards" >> beam.ParDo(WriteShards(self.corpus, settings, self.audio_only))
+            | "CollectStats" >> beam.combiners.ToList()
+            | "WriteIndex" >> beam.Map(write_index, self.corpus, settings, self.audio_only)
+        )
+
+
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(prog="shard", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="datasets.yaml", help="the datasets.yaml to read")
+    parser.add_argument("--corpus", default=DEFAULT_CORPUS, help="which corpus of the config")
+    parser.add_argument("--audio-only", action="store_true", help=f"shards without annotations, in <output>/{AUDIO_ONLY_DIR}")
+    return parser.parse_known_args(argv)
+
+
+def run(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the shard job; returns the corpus index it wrote."""
+    args, beam_args = parse_args(argv)
+    corpus = load_corpus(args.config, args.corpus)
+    root = shards_root(corpus, args.audio_only)
+    for folder in (root, *root.glob("*/")):
+        if folder.is_dir():
+            remove_stale_temps(folder)  # what a killed run left half-written
+    corpus.save_resolved("shard-audio" if args.audio_only else "shard")
+    with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
+        _ = pipeline | "Shard" >> Shard(corpus, args.audio_only)
+    return read_index(root / contract.INDEX_NAME)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    json.dump(run(), sys.stdout, indent=1)

@@ -1,0 +1,255 @@
+"""Example functions, batch transforms and sample filters for the streaming loader (training/data/loader.py).
+
+An example function maps one decoded webdataset sample ({"__key__", "json": dict, "mel.<profile>.npy":
+ndarray, "flac": bytes, ...}) and a seeded generator to an example dict, or None to skip it. It may
+carry two attributes the loader reads:
+
+    wants(member) -> bool   the members it reads; the tar stream skips the others unread
+                            (frames and FLAC are most of a shard's bytes)
+    recent: int             it receives sample["__recent__"], the slot's last `recent` raw (undecoded)
+                            samples of the epoch: Make-An-Audio's event database, rebuilt exactly on resume
+
+Mels and latents come out as float32 tensors (torch casts and transposes float16 three times faster
+than numpy), embeddings as numpy arrays; `data_stream.collate` stacks both. Mels are in the
+AudioLDM/diffusers layout [1, T, n_mels], the transpose of the shard's [n_mels, frames].
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from pipelines.core.features import MelExtractor, get_profile, load_audio
+from pipelines.annotate.prompts.mixup import mixup
+from pipelines.annotate.prompts.reprogram import Event, reprogram
+from pipelines.annotate.prompts.source_text import clean_source_text
+from pipelines.shard import contract
+from pipelines.shard.contract import ContractError
+from pipelines.shard.reader import decode_member
+
+RESERVOIR = 16  # recent samples whose single-event clips reprogramming may draw from
+NORMALISED = ("clap_audio", "clip_image_mean", "clip_image")  # L2-normalised embeddings (per row)
+
+
+def caption_of(meta: dict) -> str:
+    """The caption to train on: the selected one, else the first human caption, else the label text,
+    else the uploader's text cleaned as annotate cleans it (Freesound descriptions, before annotation)."""
+    if meta.get("selected_caption"):
+        return meta["selected_caption"]
+    human = [c["text"] for c in meta.get("captions", []) if c.get("kind") == "human"]
+    if human or meta.get("label_text"):
+        return human[0] if human else meta["label_text"]
+    uploaded = next((c["text"] for c in meta.get("captions", []) if c.get("kind") == "source_text"), None)
+    title = (meta.get("meta") or {}).get("title") or (meta.get("meta") or {}).get("name")
+    return (clean_source_text(title, uploaded) or "") if uploaded or title else ""
+
+
+def _conditions(sample: dict, caption: str) -> dict:
+    """What every example carries besides its mel or latent: caption, embeddings (float32), event count."""
+    found = {name: sample.get(contract.embedding_member(name)) for name in contract.EMBEDDINGS}
+    embeddings = {name: np.array(array, dtype=np.float32) for name, array in found.items() if array is not None}
+    return {"caption": caption, **embeddings, "event_count": int(sample[contract.JSON].get("event_count", 0))}
+
+
+def _crop_start(total: int, length: int, real: int, rng: np.random.Generator, random_crop: bool) -> int:
+    """Start uniform in [0, max(real − length, 0)]: the window never starts in the padding."""
+    if length > total:
+        raise ValueError(f"a crop of {length} is longer than the {total} stored; lower data.crop_frames")
+    return int(rng.integers(0, max(min(real, total) - length, 0) + 1)) if random_crop else 0
+
+
+class MelExample:
+    """mel_example(...): a shard sample → {"key", "mel" [1, T, n_mels], "caption", embeddings, "event_count"}."""
+
+    def __init__(self, profile: str, crop_frames: int | None, random_crop: bool, reprogram_config=None):
+        self.profile, self.member = profile, contract.mel_member(profile)
+        self.crop_frames, self.random_crop = crop_frames, random_crop
+        self.reprogram = reprogram_config if reprogram_config is not None and reprogram_config.probability > 0 else None
+        self.recent = RESERVOIR if self.reprogram else 0
+        self._extractor: MelExtractor | None = None  # built in the worker that needs it
+
+    def wants(self, member: str) -> bool:
+        kind = contract.member_kind(member)
+        return member in (contract.JSON, self.member) or kind == "embedding" or (kind == "audio" and self.recent > 0)
+
+    def __call__(self, sample: dict, rng: np.random.Generator) -> dict:
+        meta, mel = sample[contract.JSON], sample[self.member]
+        if mel.ndim != 2:
+            raise ValueError(f"{self.member} is {list(mel.shape)}, not [n_mels, frames]")
+        real = int(meta["mels"][self.profile]["real_frames"])
+        caption = caption_of(meta)
+        if self.reprogram and rng.random() < self.reprogram.probability and contract.AUDIO in sample:
+            mel, real, caption = self._reprogrammed(sample, mel.shape, caption, rng)
+        length = self.crop_frames or mel.shape[1]
+        start = _crop_start(mel.shape[1], length, real, rng, self.random_crop)
+        window = torch.from_numpy(mel[:, start : start + length]).float().T.contiguous()  # [T, n_mels]
+        return {"key": sample["__key__"], "mel": window[None], **_conditions(sample, caption)}
+
+    def _reprogrammed(self, sample: dict, shape: tuple[int, ...], caption: str, rng: np.random.Generator) -> tuple[np.ndarray, int, str]:
+        """Make-An-Audio §3.2.2 / App. F on the fly: the clip joined with N recent single-event clips,
+        its mel recomputed at the profile's rate and fitted to the stored shape.
+
+        The paper does not say how a joined clip fits its 10-s window. Here the clip and each event
+        keep their first 1/(N + 1) of the window, so that every event the caption names is heard.
+        """
+        extractor = self.extractor()
+        audio = extractor.resample(*load_audio(io.BytesIO(sample[contract.AUDIO])))
+        events = _Events(sample.get("__recent__", ()), sample["__key__"], extractor)
+        n = min(int(rng.choice(np.asarray(self.reprogram.counts))), len(events))
+        if n:
+            events.limit = extractor.profile.samples_needed // (n + 1)
+            audio = audio[: events.limit]
+        audio, caption = reprogram(audio, caption, events, rng, counts=[n])
+        mel, real = extractor.mel(audio)
+        n_mels, frames = shape
+        if mel.shape[0] != n_mels:
+            raise ValueError(f"profile {self.profile!r} computes {mel.shape[0]} mel bins, the shard stores {n_mels}")
+        if mel.shape[1] < frames:
+            mel = np.concatenate([mel, np.repeat(extractor.silence[:, None], frames - mel.shape[1], axis=1)], axis=1)
+        return mel[:, :frames], min(real, frames), caption
+
+    def extractor(self) -> MelExtractor:
+        if self._extractor is None:
+            self._extractor = MelExtractor(get_profile(self.profile))
+        return self._extractor
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_extractor": None}  # rebuilt where it runs (spawned workers)
+
+
+class _Events(Sequence):
+    """The reservoir as `reprogram` reads it: single-event recent clips, audio decoded only when drawn."""
+
+    def __init__(self, recent: Sequence[dict], key: str, extractor: MelExtractor):
+        self.extractor = extractor
+        self.limit: int | None = None  # samples each event keeps
+        self.raw: list[tuple[dict, str]] = []
+        for raw in recent:
+            label = _single_label(raw) if raw.get("__key__") != key and contract.AUDIO in raw else None
+            if label:
+                self.raw.append((raw, label))
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def __getitem__(self, index: int) -> Event:  # type: ignore[override]
+        raw, label = self.raw[index]
+        return Event(self.extractor.resample(*load_audio(io.BytesIO(raw[contract.AUDIO])))[: self.limit], label)
+
+
+def _single_label(raw: dict) -> str | None:
+    """The label of a one-event clip (Make-An-Audio draws events from single-label clips), else None."""
+    try:
+        meta = decode_member(contract.JSON, raw[contract.JSON])
+    except (ContractError, KeyError):
+        return None
+    labels = meta.get("labels") or []
+    return labels[0]["name"] if meta.get("event_count") == 1 and labels else None
+
+
+def mel_example(profile: str, crop_frames: int | None = None, *, random_crop: bool = True, reprogram=None) -> MelExample:
+    """Mel examples of `profile` (T = crop_frames, or every stored frame); `reprogram` is an optional
+    training.config.ReprogramConfig (only samples with a `flac` member are reprogrammed)."""
+    return MelExample(profile, crop_frames, random_crop, reprogram)
+
+
+class LatentExample:
+    """latent_example(...): a latent-shard sample → {"key", "latent" [2C, T, W], "caption", embeddings, "event_count"}."""
+
+    def __init__(self, crop_rows: int | None, random_crop: bool, profile: str | None):
+        self.crop_rows, self.random_crop, self.profile = crop_rows, random_crop, profile
+
+    def wants(self, member: str) -> bool:
+        return member in (contract.JSON, contract.LATENT) or contract.member_kind(member) == "embedding"
+
+    def __call__(self, sample: dict, rng: np.random.Generator) -> dict:
+        meta, latent = sample[contract.JSON], sample[contract.LATENT]
+        if latent.ndim != 3 or latent.shape[0] % 2:
+            raise ValueError(f"{contract.LATENT} is {list(latent.shape)}, not [2·C, H, W]")
+        rows = real = latent.shape[1]
+        if self.profile is not None:  # rows computed from real audio: the same share as the mel's frames
+            mel = meta["mels"][self.profile]
+            real = math.ceil(mel["real_frames"] * rows / mel["shape"][1])
+        length = self.crop_rows or rows
+        start = _crop_start(rows, length, real, rng, self.random_crop)
+        window = torch.from_numpy(latent[:, start : start + length]).float().contiguous()
+        return {"key": sample["__key__"], "latent": window, **_conditions(sample, caption_of(meta))}
+
+
+def latent_example(crop_rows: int | None = None, *, random_crop: bool = True, profile: str | None = None) -> LatentExample:
+    """Latent examples (VAE posterior mean then log-variance, cropped along H = time rows). With
+    `profile`, random crops stay within the rows that cover real audio (the json's real_frames)."""
+    return LatentExample(crop_rows, random_crop, profile)
+
+
+class MixupTransform:
+    """AudioLDM §3.3 eq. 8 within a batch: x = λ·x₁ + (1 − λ)·x₂, λ ~ Beta(α, α), one λ per mixed pair.
+
+    With `probability` an example is mixed with a partner drawn from the same batch (the partner's
+    original values). Every key in `keys` both hold with equal shapes gets the same λ; embeddings are
+    L2-normalised again. The caption and key stay the first example's: AudioLDM trains its LDM on the
+    CLAP audio embedding (mixed here), so the mixed audio needs no mixed text.
+    """
+
+    def __init__(self, probability: float, alpha: float, keys: Sequence[str]):
+        if not 0 <= probability <= 1 or not alpha > 0:
+            raise ValueError(f"mixup: needs 0 ≤ probability ≤ 1 and alpha > 0, got {probability}, {alpha}")
+        self.probability, self.alpha, self.keys = probability, alpha, tuple(keys)
+
+    def __call__(self, examples: list[dict], rng: np.random.Generator) -> list[dict]:
+        if len(examples) < 2:
+            return examples
+        out = []
+        for i, example in enumerate(examples):
+            if rng.random() >= self.probability:
+                out.append(example)
+                continue
+            j = int(rng.integers(len(examples) - 1))
+            out.append(self._mix(example, examples[j + (j >= i)], rng))
+        return out
+
+    def _mix(self, first: dict, second: dict, rng: np.random.Generator) -> dict:
+        shared = [k for k in self.keys if k in first and k in second and np.shape(first[k]) == np.shape(second[k])]
+        if not shared:
+            return first
+        mixed = dict(first)
+        mixed[shared[0]], lam = mixup(first[shared[0]], second[shared[0]], rng, self.alpha)
+        for key in shared[1:]:
+            mixed[key] = (lam * np.asarray(first[key], np.float32) + (1 - lam) * np.asarray(second[key], np.float32)).astype(np.float32)
+        for key in shared:
+            if key in NORMALISED:
+                mixed[key] = mixed[key] / np.maximum(np.linalg.norm(mixed[key], axis=-1, keepdims=True), 1e-12)
+        return mixed
+
+
+def mixup_transform(probability: float, alpha: float = 5.0,
+                    keys: Sequence[str] = ("mel", "latent", "clap_audio", "clip_image_mean")) -> MixupTransform:  # fmt: skip
+    return MixupTransform(probability, alpha, keys)
+
+
+class CurriculumFilter:
+    """Diffsound Algorithm 3 (seed 002 §IV-C; pipelines/annotate/prompts/curriculum.py) by the slot's epoch:
+    epochs < n keep single-event clips (event_count == 1), epochs n .. 3n−1 multi-event ones (≥ 2).
+    Algorithm 3 ends after 3n epochs; training here is step-based and goes on, so later epochs keep
+    every labelled clip (≥ 1). Unlabelled clips (0 events) are never kept, as in the sampler."""
+
+    def __init__(self, n: int):
+        if n < 1:
+            raise ValueError(f"curriculum: n must be ≥ 1, got {n}")
+        self.n = n
+
+    def __call__(self, sample: dict, epoch: int) -> bool:
+        count = int(sample[contract.JSON].get("event_count", 0))
+        if epoch < self.n:
+            return count == 1
+        if epoch < 3 * self.n:
+            return count >= 2
+        return count >= 1
+
+
+def curriculum_filter(n: int) -> CurriculumFilter:
+    return CurriculumFilter(n)

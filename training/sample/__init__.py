@@ -1,0 +1,1 @@
+"""Sampling: `generate` (text → mel → waveform, style transfer, inpainting), `io` (WAV/PNG out)."""

@@ -1,0 +1,308 @@
+"""Sampling from a trained bundle: text → latent diffusion → VAE decoder → mel → vocoder → waveform.
+
+Follows AudioLDM (seed 003): classifier-free guidance §3.4 eq. 9, and the zero-shot manipulations of
+§4 — style transfer (eq. 10: a shallow reverse process from the noised source latent at n0 = ratio·N)
+and inpainting (eq. 11: the observed latent region re-imposed, noised to the current step, after every
+step). `t2a sample` calls `run`:
+
+    paths = run(Path("run/ldm/model"), Request(["a dog barks"], steps=50, guidance=2.0), Path("run/samples"))
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Iterator
+
+import soundfile as sf
+import torch
+from torch import Tensor
+
+from pipelines.core.config import ConfigError
+from pipelines.core.features import MelExtractor, MelProfile, get_profile, load_audio
+from training.models.bundle import Bundle
+from training.models.vocoder import load_vocoder, mel_to_audio
+from training.sample.io import slug, write_json, write_mel_png, write_wav
+
+SAMPLERS = ("ddim", "dpm-solver++", "ddpm")
+
+
+@dataclass
+class Request:
+    prompts: list[str]
+    steps: int = 50
+    guidance: float = 2.0  # w of eq. 9; 1: the conditional model alone, 0: the unconditional one
+    sampler: str = "ddim"  # ddim | dpm-solver++ | ddpm (training.models.ldm.make_sampler)
+    seed: int = 0  # item i starts from the noise of seed + i
+    seconds: float | None = None  # None: the bundle's training window
+    per_prompt: int = 1
+    style_source: Path | None = None  # AudioLDM §4 style transfer: the audio to transform
+    style_strength: float = 0.5  # n0 / N: 0 returns the source, 1 ignores it
+    inpaint_source: Path | None = None  # AudioLDM §4 inpainting: the audio whose part is kept
+    inpaint_keep: tuple[float, float] | None = None  # seconds of the source kept; the rest is regenerated
+    griffin_lim_iters: int = 32  # when the bundle has no vocoder (VocoderConfig.griffin_lim_iters)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.prompts:
+            problems.append("no prompts")
+        if self.steps < 1 or self.per_prompt < 1 or self.griffin_lim_iters < 1:
+            problems.append("steps, per_prompt and griffin_lim_iters must be at least 1")
+        if self.guidance < 0 or self.seed < 0 or (self.seconds is not None and self.seconds <= 0):
+            problems.append("guidance and seed must be >= 0 and seconds > 0")
+        if self.sampler not in SAMPLERS:
+            problems.append(f"unknown sampler {self.sampler!r}; valid names: {', '.join(SAMPLERS)}")
+        if not 0 <= self.style_strength <= 1:
+            problems.append(f"style_strength must be in [0, 1], got {self.style_strength}")
+        if (self.inpaint_source is None) != (self.inpaint_keep is None):
+            problems.append("inpainting needs both inpaint_source and inpaint_keep (start, end seconds)")
+        if self.inpaint_keep is not None and not 0 <= self.inpaint_keep[0] < self.inpaint_keep[1]:
+            problems.append(f"inpaint_keep must be (start, end) seconds with 0 <= start < end, got {self.inpaint_keep}")
+        if problems:
+            raise ConfigError("sample request: " + "; ".join(problems))
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The sample's length and latent shape: T mel frames asked for, padded to what the UNet can halve."""
+
+    frames: int  # mel frames the caller gets back
+    padded: int  # frames generated: a multiple of r · 2^(UNet levels - 1)
+    ratio: int  # r, the VAE's downsampling (AudioLDM App. C)
+    latent: tuple[int, int, int]  # (C, padded / r, n_mels / r)
+
+
+def layout(bundle: Bundle, seconds: float | None) -> Layout:
+    profile = get_profile(bundle.profile)
+    if seconds is None:
+        frames = bundle.frames or profile.train_frames or profile.frames
+    else:  # 1e-9: 10.24 s at hop 160 is 1024 frames, not 1025 through float round-off
+        frames = math.ceil(seconds * profile.sample_rate / profile.hop_length - 1e-9)
+    ratio = 2 ** (len(bundle.vae.config.block_out_channels) - 1)
+    multiple = ratio * 2 ** (len(bundle.unet.config.block_out_channels) - 1)
+    if profile.n_mels % ratio:
+        raise ValueError(f"profile {profile.name}: {profile.n_mels} mel bins do not divide by the VAE's r = {ratio}")
+    padded = -(-frames // multiple) * multiple
+    return Layout(frames, padded, ratio, (bundle.vae.config.latent_channels, padded // ratio, profile.n_mels // ratio))
+
+
+def generate(bundle: Bundle, request: Request, device: str | torch.device = "cpu") -> tuple[Tensor, Tensor]:
+    """→ (mels [N, T, n_mels] float32, waves [N, samples] float32), N = prompts × per_prompt, prompt-major."""
+    shape = layout(bundle, request.seconds)
+    latents = sample_latents(bundle, request, device)
+    with torch.no_grad(), evaluating(bundle.vae):
+        vae = bundle.vae
+        shift = getattr(vae.config, "shift_factor", None) or 0.0
+        latents = (latents / vae.config.scaling_factor + shift).to(vae.dtype)
+        mels = vae.decode(latents).sample[:, 0].float()  # [N, padded, n_mels]
+    waves = mel_to_audio(mels, bundle.vocoder, bundle.profile, request.griffin_lim_iters)
+    profile = get_profile(bundle.profile)
+    samples = shape.frames * profile.hop_length
+    if request.seconds is not None:
+        samples = min(samples, round(request.seconds * profile.sample_rate))
+    return mels[:, : shape.frames].cpu(), waves[:, :samples].cpu()
+
+
+def sample_latents(bundle: Bundle, request: Request, device: str | torch.device = "cpu") -> Tensor:
+    """The denoised latents [N, C, T/r, n_mels/r], scaled as the UNet sees them (× scaling_factor)."""
+    shape = layout(bundle, request.seconds)
+    unet = bundle.unet.to(device)
+    bundle.vae.to(device)
+    conditioner = bundle.conditioner.to(device)
+    n = len(request.prompts) * request.per_prompt
+    # One CPU generator per item, seeded seed + i: item i is the same whatever the batch holds.
+    generators = [torch.Generator().manual_seed(request.seed + i) for i in range(n)]
+    scheduler = _sampler(request.sampler, bundle.scheduler_config)
+    scheduler.set_timesteps(request.steps, device=device)
+    with torch.no_grad(), evaluating(unet, bundle.vae):
+        cond = conditioner.from_prompts(list(request.prompts)).repeat_interleave(request.per_prompt, dim=0)
+        cond = cond.to(device, unet.dtype) if cond.is_floating_point() else cond.to(device)
+        null = conditioner.null(n).to(cond) if request.guidance != 1 else None
+        noise = _noise(generators, shape.latent).to(device, unet.dtype)
+        latents, timesteps = noise * scheduler.init_noise_sigma, scheduler.timesteps
+        if request.style_source is not None:
+            source = encode_source(bundle, request.style_source, shape.padded, device).to(noise).expand(n, -1, -1, -1)
+            latents, timesteps = _shallow_start(scheduler, source, noise, request.style_strength)
+        observed = None
+        if request.inpaint_source is not None:
+            mask = keep_mask(bundle, shape, request.inpaint_keep).to(device, unet.dtype)
+            source = encode_source(bundle, request.inpaint_source, shape.padded, device).to(noise).expand(n, -1, -1, -1)
+            observed = Observed(source, mask)
+        return _denoise(unet, conditioner, scheduler, latents, timesteps, cond, null, request.guidance, generators, observed)
+
+
+@contextmanager
+def evaluating(*modules: torch.nn.Module) -> Iterator[None]:
+    """Eval mode for the block, then each module's mode as it was (validation samples mid-training)."""
+    modes = [module.training for module in modules]
+    for module in modules:
+        module.eval()
+    try:
+        yield
+    finally:
+        for module, mode in zip(modules, modes):
+            module.train(mode)
+
+
+def _sampler(name: str, scheduler_config: dict[str, Any]):
+    from training.models import ldm  # the LDM module owns the sampler registry
+
+    return ldm.make_sampler(name, scheduler_config)
+
+
+def _noise(generators: list[torch.Generator], shape: tuple[int, ...]) -> Tensor:
+    return torch.stack([torch.randn(shape, generator=g) for g in generators])
+
+
+def guided_prediction(unet, conditioner, latents: Tensor, t: Tensor, cond: Tensor, null: Tensor | None, guidance: float) -> Tensor:
+    """Classifier-free guidance, AudioLDM §3.4 eq. 9, in the usual orientation (Ho & Salimans 2021;
+    AudioLDM's released code): ε̂ = ε(z, n) + w·(ε(z, n, E) − ε(z, n)). The paper prints w and 1 − w the
+    other way round, which at its w = 2 would push away from the prompt. w = 1 and w = 0 need one
+    forward; otherwise one batched forward over [null; cond]. Linear, so it holds for v-prediction too."""
+    if guidance == 1 or null is None:
+        return unet(latents, t, **conditioner.unet_kwargs(cond)).sample
+    if guidance == 0:
+        return unet(latents, t, **conditioner.unet_kwargs(null)).sample
+    both = unet(torch.cat([latents, latents]), t, **conditioner.unet_kwargs(torch.cat([null, cond]))).sample
+    unconditional, conditional = both.chunk(2)
+    return unconditional + guidance * (conditional - unconditional)
+
+
+@dataclass
+class Observed:
+    """AudioLDM §4 inpainting: z_ob (the source latent) and the mask m over it (1 = kept)."""
+
+    latent: Tensor  # [N, C, h, w], scaled
+    mask: Tensor  # [1, 1, h, 1]
+
+    def impose(self, scheduler, latents: Tensor, t_next: Tensor | None, generators: list[torch.Generator]) -> Tensor:
+        """Eq. 11: z'_{n-1} = (1 − m) ⊙ z_{n-1} + m ⊙ z^ob_{n-1}, z^ob_{n-1} = z_ob forward-diffused (eq. 2)
+        to the step the sampler just reached; after the last step, z_ob itself."""
+        target = self.latent
+        if t_next is not None:
+            noise = _noise(generators, tuple(latents.shape[1:])).to(latents)
+            target = scheduler.add_noise(self.latent, noise, t_next.reshape(1))
+        return self.mask * target + (1 - self.mask) * latents
+
+
+def _denoise(unet, conditioner, scheduler, latents, timesteps, cond, null, guidance, generators, observed: Observed | None) -> Tensor:
+    for i, t in enumerate(timesteps):
+        model_input = scheduler.scale_model_input(latents, t)
+        prediction = guided_prediction(unet, conditioner, model_input, t, cond, null, guidance)
+        latents = scheduler.step(prediction, t, latents, generator=generators).prev_sample
+        if observed is not None:
+            latents = observed.impose(scheduler, latents, timesteps[i + 1] if i + 1 < len(timesteps) else None, generators)
+    if observed is not None and len(timesteps) == 0:
+        latents = observed.impose(scheduler, latents, None, generators)
+    return latents
+
+
+def _shallow_start(scheduler, source: Tensor, noise: Tensor, strength: float) -> tuple[Tensor, Tensor]:
+    """AudioLDM §4 style transfer (eq. 10): z_{n0} = the source latent forward-diffused to n0 = strength·N,
+    then only the steps after n0. Strength 0 returns the source latent untouched."""
+    steps = len(scheduler.timesteps)
+    start = steps - round(strength * steps)
+    timesteps = scheduler.timesteps[start:]
+    if len(timesteps) == 0:
+        return source.clone(), timesteps
+    if hasattr(scheduler, "set_begin_index"):  # multistep solvers index their state from here
+        scheduler.set_begin_index(start * scheduler.order)
+    return scheduler.add_noise(source, noise, timesteps[:1]), timesteps
+
+
+def source_mel(profile: MelProfile, path: Path, frames: int) -> Tensor:
+    """An audio file → its mel in the training layout [frames, n_mels] (cropped, or padded with silence)."""
+    try:
+        audio, rate = load_audio(path)
+    except (OSError, sf.SoundFileError) as error:
+        raise ConfigError(f"{path}: cannot read the source audio ({error}); give a readable WAV/FLAC file") from None
+    mel, _ = MelExtractor(replace(profile, frames=frames, train_frames=None))(audio, rate)
+    return torch.from_numpy(mel.T.copy())
+
+
+def encode_source(bundle: Bundle, path: Path, frames: int, device) -> Tensor:
+    """The source audio's VAE latent [1, C, frames / r, n_mels / r]: the posterior mean, scaled."""
+    vae = bundle.vae
+    mel = source_mel(get_profile(bundle.profile), Path(path), frames)[None, None]  # [1, 1, T, n_mels]
+    mean = vae.encode(mel.to(device, vae.dtype)).latent_dist.mean
+    shift = getattr(vae.config, "shift_factor", None) or 0.0
+    return (mean - shift) * vae.config.scaling_factor
+
+
+def keep_mask(bundle: Bundle, shape: Layout, keep: tuple[float, float]) -> Tensor:
+    """m [1, 1, T/r, 1]: a latent row is observed when a mel frame it covers is (AudioLDM §4)."""
+    profile = get_profile(bundle.profile)
+    rate = profile.sample_rate / profile.hop_length
+    first = max(0, math.floor(keep[0] * rate))
+    end = min(shape.frames, math.ceil(keep[1] * rate))
+    if end <= first:
+        raise ConfigError(f"inpaint_keep {keep} covers no frame of the {shape.frames / rate:.2f}-s sample")
+    mask = torch.zeros(1, 1, shape.latent[1], 1)
+    mask[:, :, first // shape.ratio : (end - 1) // shape.ratio + 1] = 1
+    return mask
+
+
+def write_outputs(out_dir: Path, prompts: list[str], mels: Tensor, waves: Tensor, sample_rate: int, request: Request, *, info: dict[str, Any] | None = None) -> list[Path]:
+    """Per item NNN-<slug>.wav (16-bit PCM) and NNN-<slug>.png (the mel), then samples.json; returns the paths.
+
+    `prompts`: one per item, or the request's prompts (repeated per_prompt times, prompt-major)."""
+    out_dir, n = Path(out_dir), mels.shape[0]
+    items = list(prompts) if len(prompts) == n else [p for p in prompts for _ in range(request.per_prompt)]
+    if len(items) != n or waves.shape[0] != n:
+        raise ValueError(f"{len(prompts)} prompts, {n} mels and {waves.shape[0]} waves do not match")
+    width = max(3, len(str(n - 1)))
+    seconds_per_frame = waves.shape[-1] / sample_rate / max(mels.shape[1], 1)
+    paths, records = [], []
+    for i, prompt in enumerate(items):
+        stem = f"{i:0{width}d}-{slug(prompt)}"
+        wav, png = out_dir / f"{stem}.wav", out_dir / f"{stem}.png"
+        write_wav(wav, waves[i].numpy(), sample_rate)
+        write_mel_png(png, mels[i].numpy(), seconds_per_frame, prompt)
+        paths += [wav, png]
+        records.append({"index": i, "prompt": prompt, "seed": request.seed + i, "wav": wav.name, "png": png.name})
+    summary = {
+        "request": _jsonable(asdict(request)),
+        "sample_rate": sample_rate,
+        "seconds": waves.shape[-1] / sample_rate,
+        "model": _jsonable(info or {}),
+        "items": records,
+    }
+    write_json(out_dir / "samples.json", summary)
+    return [*paths, out_dir / "samples.json"]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)  # paths, dtypes: as text
+
+
+def read_prompts(prompts: list[str], prompts_file: Path | None) -> list[str]:
+    """The prompts given directly, then the file's lines; blank lines and `#` comments are skipped."""
+    lines = list(prompts)
+    if prompts_file is not None:
+        try:
+            lines += Path(prompts_file).read_text(encoding="utf-8").splitlines()
+        except OSError as error:
+            raise ConfigError(f"{prompts_file}: cannot read the prompts file ({error.strerror or error})") from None
+    # Empty when nothing was given: the caller falls back (the CLI to the config's sample.prompts),
+    # and Request refuses an empty list.
+    return [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+
+
+def run(checkpoint: Path, request: Request, out_dir: Path, device: str | torch.device = "cpu", *, vocoder: str | Path | None = None) -> list[Path]:
+    """load_bundle → generate → write_outputs; `vocoder` (a SpeechT5HifiGan folder) overrides the bundle's."""
+    from training.models.pipeline import load_bundle
+
+    bundle = load_bundle(checkpoint, device)
+    if vocoder is not None:
+        bundle.vocoder = load_vocoder(vocoder).to(device)
+    mels, waves = generate(bundle, request, device)
+    rate = get_profile(bundle.profile).sample_rate
+    return write_outputs(out_dir, request.prompts, mels, waves, rate, request, info=bundle.info)

@@ -1,0 +1,195 @@
+"""`t2a train ldm`: latent diffusion on the VAE's latents, conditioned by name (training/models/conditioning.py).
+
+    clap-audio   AudioLDM §3.2 (seed 003): trains on the clip's CLAP audio embedding, samples with the
+                 prompt's CLAP text embedding (one shared space); FiLM through the class embedding.
+    clap-text    Make-An-Audio (seed 001): the caption's CLAP text-encoder token states, cross-attention.
+    clip-image   CLIPSonic (seed 004) / Make-An-Audio V2A: CLIP frame embeddings, cross-attention.
+
+One step: z = μ + σ·ε from the pre-encoded posterior (or the VAE encoder on the fly when
+`ldm.latents: false`), scaled by the VAE's scaling factor; the condition is replaced by the null
+condition with probability `ldm.cfg_dropout` (classifier-free guidance, AudioLDM eq. 9 /
+Make-An-Audio eq. 2); then the DDPM loss at a uniform timestep (ε or v target).
+
+Outputs (<run>/ldm/): checkpoints/, logs/ (TensorBoard: losses, lr, samples/s, data-wait, and
+validation audio and spectrograms), metrics.jsonl, and model/ — a diffusers folder with the EMA UNet
+that `t2a sample` reads and, for clap-audio, `diffusers.AudioLDMPipeline.from_pretrained` loads.
+Several GPUs: `accelerate launch --multi_gpu -m training.tasks.ldm --config …` (or torchrun).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pipelines.core.features import get_profile
+from training.config import TrainConfig
+from training.data.loader import curriculum_filter, iter_batches, latent_example, make_loader, mel_example, mixup_transform
+from training.loop import Session, command, run
+from training.state import TrainState
+
+log = logging.getLogger(__name__)
+VALID_SAMPLES = 2  # prompts sampled at each validation
+VALID_STEPS = 25
+
+
+def train(config: TrainConfig) -> Path:
+    from diffusers import AutoencoderKL
+    from diffusers.training_utils import EMAModel
+
+    from training.tasks.encode_latents import latents_location, vae_model_dir
+    from training.models.conditioning import build_conditioner, drop_condition
+    from training.models.ldm import build_scheduler, build_unet, diffusion_loss
+    from training.models.vae import compression, encode_moments, sample_latent
+
+    loop, ldm = config.ldm.train, config.ldm
+    session = Session(config, loop, config.ldm_dir)
+    profile = get_profile(config.data.profile)
+    vae = AutoencoderKL.from_pretrained(vae_model_dir(config)).to(session.device).eval().requires_grad_(False)
+    r, scaling = compression(vae), float(vae.config.scaling_factor)
+    frames = config.ldm_data.crop_frames or profile.frames
+    data, example = _data(config, r, frames, latents_location if ldm.latents else None)
+    conditioner = build_conditioner(ldm, device=session.device)
+    unet = build_unet(ldm, conditioner, vae.config.latent_channels, (frames // r, profile.n_mels // r))
+    scheduler = build_scheduler(ldm.scheduler)
+    opt, schedule = session.optimizer(unet.parameters())
+    ema = EMAModel(unet.parameters(), decay=loop.ema_decay) if loop.ema_decay else None
+    model = torch.compile(unet) if loop.compile else unet
+    model, opt = session.accelerator.prepare(model, opt)
+    if ema is not None:
+        ema.to(session.device)
+    augment = data.augment
+    loader = make_loader(data, data.train_split, example, rank=session.rank, world_size=session.world_size, seed=config.seed,
+                         batch_transform=mixup_transform(augment.mixup.probability, augment.mixup.alpha) if augment.mixup.probability else None,
+                         sample_filter=curriculum_filter(augment.curriculum.n) if augment.curriculum else None)  # fmt: skip
+    state = TrainState(models={"model": unet}, optimizers={"model": opt}, schedulers={"model": schedule}, ema=ema,
+                       config=config.model_dump(mode="json"))  # fmt: skip
+
+    def latents_of(batch: dict[str, Any]) -> torch.Tensor:
+        if "latent" in batch:
+            moments = batch["latent"].to(session.device)
+        else:
+            with torch.no_grad():
+                moments = encode_moments(vae, batch["mel"].to(session.device))
+        if ldm.posterior == "mean":
+            return moments.float().chunk(2, dim=1)[0].to(session.device) * scaling
+        return sample_latent(moments, session.generator).to(session.device) * scaling
+
+    def train_step(batches: list[dict[str, Any]]) -> dict[str, float]:
+        total = 0.0
+        for batch in batches:
+            latents = latents_of(batch)
+            condition = conditioner.from_batch(batch)
+            condition = drop_condition(condition, conditioner.null(len(condition)), ldm.cfg_dropout, session.generator)
+            with session.accelerator.autocast():
+                loss = diffusion_loss(model, scheduler, latents, conditioner.unet_kwargs(condition), session.generator, ldm.snr_gamma)
+            session.accelerator.backward(loss / len(batches))
+            total += float(loss.detach()) / len(batches)
+        grad_norm = session.clip_and_step(model, opt, schedule)
+        if ema is not None:
+            ema.step(unet.parameters())
+        return {"loss": total, "grad_norm": grad_norm}
+
+    def validate(step: int) -> dict[str, float]:
+        return _validate(session, unet, ema, scheduler, conditioner, latents_of, data, config, vae, frames, step)
+
+    run(session, state, loader, train_step, validate=validate)
+    if session.is_main:
+        _export(config, vae, unet, ema, scheduler, conditioner, frames)
+    session.accelerator.wait_for_everyone()
+    session.logs.close()
+    return config.ldm_dir / "model"
+
+
+def _data(config: TrainConfig, r: int, frames: int, latents_location) -> tuple[Any, Any]:
+    """The data config and example function: latent shards when pre-encoded, else the corpus mels."""
+    data = config.ldm_data
+    if frames % r:
+        raise ValueError(f"ldm.crop_frames / data.crop_frames {frames} must be a multiple of the VAE's compression r = {r}")
+    if latents_location is None:
+        return data, mel_example(data.profile, frames, random_crop=True, reprogram=data.augment.reprogram if data.augment.reprogram.probability else None)
+    location = latents_location(config)
+    if not (location / "index.json").is_file():
+        raise FileNotFoundError(f"no latent shards for the current VAE at {location}: run `t2a encode-latents --config …` first (or set ldm.latents: false)")
+    if data.augment.reprogram.probability:
+        log.warning("data.augment.reprogram needs audio: it is not applied to pre-encoded latents (set ldm.latents: false)")
+    # profile: crops stay within the rows of real audio, as mel_example's do (a short clip's padding is silence)
+    return data.model_copy(update={"shards": str(location)}), latent_example(frames // r, random_crop=True, profile=data.profile)
+
+
+@torch.no_grad()
+def _validate(session, unet, ema, scheduler, conditioner, latents_of, data, config, vae, frames, step) -> dict[str, float]:
+    """Validation loss with fixed noise (comparable across steps) and a few prompts sampled and logged."""
+    from training.models.ldm import diffusion_loss
+
+    if ema is not None:
+        ema.store(unet.parameters())
+        ema.copy_to(unet.parameters())
+    unet.eval()
+    saved = session.generator.get_state()
+    session.generator.manual_seed(config.seed + 12345)
+    total, count = 0.0, 0
+    for batch in iter_batches(data, data.valid_split, _deterministic(config, frames, vae), batch_size=data.batch_size,
+                              rank=session.rank, world_size=session.world_size):  # fmt: skip
+        latents = latents_of(batch)
+        condition = conditioner.from_batch(batch)
+        total += float(diffusion_loss(unet, scheduler, latents, conditioner.unet_kwargs(condition), session.generator)) * len(latents)
+        count += len(latents)
+    session.generator.set_state(saved)
+    if session.is_main and config.sample.prompts:
+        _log_samples(session, unet, scheduler, conditioner, config, vae, frames, step)
+    unet.train()
+    if ema is not None:
+        ema.restore(unet.parameters())
+    total = session.accelerator.reduce(torch.tensor([total, count], device=session.device), reduction="sum")
+    return {"valid_loss": float(total[0] / total[1])} if total[1] else {}
+
+
+def _deterministic(config: TrainConfig, frames: int, vae):
+    """Validation crops from the start of each clip (the training example crops at random)."""
+    from training.models.vae import compression
+
+    if config.ldm.latents:
+        return latent_example(frames // compression(vae), random_crop=False)
+    return mel_example(config.data.profile, frames, random_crop=False)
+
+
+def _log_samples(session, unet, scheduler, conditioner, config: TrainConfig, vae, frames: int, step: int) -> None:
+    from training.models.bundle import Bundle
+    from training.sample.generate import Request, generate
+
+    profile = get_profile(config.data.profile)
+    bundle = Bundle(vae=vae, unet=unet, scheduler_config=dict(scheduler.config), conditioner=conditioner, profile=profile.name, frames=frames)
+    prompts = config.sample.prompts[:VALID_SAMPLES]
+    request = Request(prompts=prompts, steps=min(config.sample.steps, VALID_STEPS), guidance=config.sample.guidance,
+                      sampler=config.sample.sampler, seed=config.sample.seed)  # fmt: skip
+    mels, waves = generate(bundle, request, device=session.device)
+    for i, prompt in enumerate(prompts):
+        session.logs.audio(step, f"samples/{i}", waves[i], profile.sample_rate)
+        session.logs.image(step, f"samples/{i}_mel", mels[i])
+
+
+def _export(config: TrainConfig, vae, unet, ema, scheduler, conditioner, frames: int) -> None:
+    from training.models.bundle import Bundle
+    from training.models.pipeline import save_pipeline
+    from training.models.vocoder import load_vocoder
+
+    if ema is not None:
+        ema.copy_to(unet.parameters())
+    vocoder = load_vocoder(config.vocoder.model) if config.vocoder.model else None
+    info = {"config": json.loads(json.dumps(config.model_dump(mode="json"), default=str)), "steps": config.ldm.train.steps}
+    bundle = Bundle(vae=vae, unet=unet, scheduler_config=dict(scheduler.config), conditioner=conditioner,
+                    profile=config.data.profile, vocoder=vocoder, frames=frames, info=info)  # fmt: skip
+    path = save_pipeline(config.ldm_dir / "model", bundle, clap_dir=config.ldm.encoders.clap)
+    log.info("LDM saved to %s", path)
+
+
+def main(argv: list[str] | None = None) -> Path:
+    return command(__doc__, train, argv)
+
+
+if __name__ == "__main__":
+    main()
