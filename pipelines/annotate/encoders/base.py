@@ -14,7 +14,7 @@ import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
@@ -45,6 +45,7 @@ class AudioTextEncoder(ABC):
         # Beam shares one loaded model between the threads of a worker; fast tokenizers and the
         # feature extractors are not safe to call concurrently ("Already borrowed").
         self._lock = threading.Lock()
+        self.batch_invariant = True  # load_clap sets it from the config's `batch_invariant`
 
     def embed_audio(self, windows: np.ndarray) -> np.ndarray:
         """float32 [B, window_samples] mono at `sample_rate` → float32 [B, dim], L2-normalised."""
@@ -54,7 +55,7 @@ class AudioTextEncoder(ABC):
         if not len(windows):
             return np.zeros((0, self.dim), np.float32)
         with self._lock:
-            return l2_normalise(self._embed_audio(windows))
+            return l2_normalise(per_item(self._embed_audio, windows, self.batch_invariant))
 
     def embed_text(self, texts: Sequence[str]) -> np.ndarray:
         """Texts → float32 [B, dim], L2-normalised."""
@@ -62,13 +63,27 @@ class AudioTextEncoder(ABC):
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         with self._lock:
-            return l2_normalise(self._embed_text(texts))
+            return l2_normalise(per_item(self._embed_text, texts, self.batch_invariant))
 
     @abstractmethod
     def _embed_audio(self, windows: np.ndarray) -> np.ndarray: ...
 
     @abstractmethod
     def _embed_text(self, texts: list[str]) -> np.ndarray: ...
+
+
+def per_item(embed: Callable[[Any], Any], batch: Any, batch_invariant: bool) -> np.ndarray:
+    """`embed(batch)`, or with `batch_invariant` each element embedded on its own and stacked.
+
+    Beam's BatchElements forms batches by timing, so a batched forward pass makes an element's
+    embedding depend on its neighbours (the kernels a matmul picks follow the batch size, padded
+    texts follow the longest one) and runs disagree in the last bits, which then move CLAP scores,
+    selected captions and everything trained on them. One element at a time, an embedding is a
+    function of the element alone.
+    """
+    if not batch_invariant:
+        return np.asarray(embed(batch), dtype=np.float32)
+    return np.concatenate([np.asarray(embed(batch[i : i + 1]), dtype=np.float32) for i in range(len(batch))])
 
 
 def l2_normalise(embeddings: Any) -> np.ndarray:
@@ -221,7 +236,9 @@ CLAP_BACKENDS.register("laion_clap")(ClapBackend("pipelines.annotate.encoders.cl
 def load_clap(config: ClapConfig, device: str) -> AudioTextEncoder:
     """The configured CLAP on `device` ("cpu" or "cuda", never guessed), in eval mode."""
     torch_device(device)
-    return CLAP_BACKENDS.get(config.backend)(config, device)
+    encoder = CLAP_BACKENDS.get(config.backend)(config, device)
+    encoder.batch_invariant = config.batch_invariant
+    return encoder
 
 
 def clap_provenance(config: ClapConfig) -> dict[str, str]:

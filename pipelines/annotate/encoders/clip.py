@@ -17,6 +17,7 @@ from pipelines.annotate.encoders.base import (
     ModelLoadError,
     check_tokenizer,
     l2_normalise,
+    per_item,
     require_weights,
     torch_device,
     transformers_folder,
@@ -37,6 +38,7 @@ class ClipEncoder:
         self.provenance = provenance
         self.max_tokens = min(processor.tokenizer.model_max_length, model.config.text_config.max_position_embeddings)
         self._lock = threading.Lock()  # shared by a worker's threads; fast tokenizers are not thread-safe
+        self.batch_invariant = True  # load_clip sets it from the config (encoders.base.per_item)
 
     def embed_images(self, images: Sequence[bytes]) -> np.ndarray:
         """JPEG (or any PIL-readable) bytes → float32 [N, dim], L2-normalised."""
@@ -44,9 +46,11 @@ class ClipEncoder:
             return np.zeros((0, self.dim), np.float32)
         pictures = [_decode(data, i) for i, data in enumerate(images)]
         with self._lock, torch.inference_mode():
-            pixels = self.processor.image_processor(images=pictures, return_tensors="pt")["pixel_values"]
-            output = self.model.get_image_features(pixel_values=pixels.to(self.device))
-            return l2_normalise(output.pooler_output.float().cpu().numpy())
+            return l2_normalise(per_item(self._embed_images, pictures, self.batch_invariant))
+
+    def _embed_images(self, pictures: list) -> np.ndarray:
+        pixels = self.processor.image_processor(images=pictures, return_tensors="pt")["pixel_values"]
+        return self.model.get_image_features(pixel_values=pixels.to(self.device)).pooler_output.float().cpu().numpy()
 
     def embed_text(self, texts: Sequence[str]) -> np.ndarray:
         """Texts (truncated to the model's positions) → float32 [B, dim], L2-normalised."""
@@ -54,9 +58,12 @@ class ClipEncoder:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         with self._lock, torch.inference_mode():
-            tokens = self.processor.tokenizer(texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt")
-            output = self.model.get_text_features(input_ids=tokens["input_ids"].to(self.device), attention_mask=tokens["attention_mask"].to(self.device))
-            return l2_normalise(output.pooler_output.float().cpu().numpy())
+            return l2_normalise(per_item(self._embed_text, texts, self.batch_invariant))
+
+    def _embed_text(self, texts: list[str]) -> np.ndarray:
+        tokens = self.processor.tokenizer(texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt")
+        ids, mask = tokens["input_ids"].to(self.device), tokens["attention_mask"].to(self.device)
+        return self.model.get_text_features(input_ids=ids, attention_mask=mask).pooler_output.float().cpu().numpy()
 
 
 def _decode(data: bytes, index: int) -> Image.Image:
@@ -84,4 +91,6 @@ def load_clip(config: ClipConfig, device: str) -> ClipEncoder:
         raise ModelLoadError(f"{KEY}: cannot load CLIP from {folder}: {error}") from None
     require_weights(info, KEY, folder)
     check_tokenizer(processor.tokenizer, model.config.text_config.vocab_size, f"{KEY} {folder}")
-    return ClipEncoder(model.to(target), processor, clip_provenance(config))
+    encoder = ClipEncoder(model.to(target), processor, clip_provenance(config))
+    encoder.batch_invariant = config.batch_invariant
+    return encoder

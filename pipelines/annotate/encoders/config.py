@@ -56,6 +56,10 @@ class ClapConfig(StrictModel):
     enable_fusion: bool = False  # laion_clap only: the checkpoint's feature-fusion variant
     window_seconds: float = Field(10.0, gt=0, le=60)  # audio per embedding; longer clips → several windows
     batch: BatchSize = BatchSize()
+    # Embed each element of a batch on its own: embeddings, scores and captions are then the same
+    # bytes on every run (encoders.base.per_item). false: one forward pass per batch, faster on a
+    # GPU, with embeddings that vary in the last bits with Beam's batching.
+    batch_invariant: bool = True
 
     @field_validator("backend")
     @classmethod
@@ -97,6 +101,7 @@ class ClipConfig(StrictModel):
 
     model: str  # a folder with CLIPModel + CLIPProcessor files, or an id in the local HF cache
     batch: BatchSize = BatchSize()
+    batch_invariant: bool = True  # as ClapConfig.batch_invariant
 
     @field_validator("model")
     @classmethod

@@ -116,3 +116,14 @@ def test_feature_extractor_must_be_48k(demo_models, tmp_path):
     (folder / "processor_config.json").write_text(json.dumps(config))
     with pytest.raises(ModelLoadError, match="expects 16000 Hz audio"):
         load_clap(ClapConfig(model=str(folder)), "cpu")
+
+
+def test_an_embedding_does_not_depend_on_its_batch(clap, clap_config, windows, texts):
+    """Beam batches by timing: an element's embedding must be the same bytes in any batch."""
+    audio = clap.embed_audio(windows)
+    assert all(np.array_equal(audio[i], clap.embed_audio(windows[i : i + 1])[0]) for i in range(len(windows)))
+    assert np.array_equal(audio[2:4], clap.embed_audio(windows[[3, 2]])[::-1])
+    text = clap.embed_text(texts)  # different lengths: a batched tokenizer would pad them to the longest
+    assert all(np.array_equal(text[i], clap.embed_text([t])[0]) for i, t in enumerate(texts))
+    batched = load_clap(clap_config.model_copy(update={"batch_invariant": False}), "cpu")
+    assert np.allclose(batched.embed_audio(windows), audio, atol=1e-5)

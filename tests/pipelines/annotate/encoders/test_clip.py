@@ -59,3 +59,10 @@ def test_missing_folder_and_wrong_model(demo_models, tmp_path):
         load_clip(ClipConfig(model=str(tmp_path / "clip")), "cpu")
     with pytest.raises(ModelLoadError, match="holds a 'clap' model, not 'clip'"):
         clip_provenance(ClipConfig(model=str(demo_models["clap"])))
+
+
+def test_an_embedding_does_not_depend_on_its_batch(clip, frames, texts):
+    images = clip.embed_images(frames)
+    assert all(np.array_equal(images[i], clip.embed_images([f])[0]) for i, f in enumerate(frames))
+    text = clip.embed_text(texts)
+    assert all(np.array_equal(text[i], clip.embed_text([t])[0]) for i, t in enumerate(texts))
