@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -14,6 +15,18 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# A stage's Beam job in its own process, its result (summary or index) as JSON on stdout.
+_JOB = """import json, sys
+from pipelines.datasets import load_corpus
+from pipelines.{stage} import job
+json.dump(job.run(load_corpus(sys.argv[1], sys.argv[2]), beam_args=sys.argv[3:]), sys.stdout)
+"""
+
+
+def job_command(stage: str, config: Path, corpus: str, beam_args: list[str]) -> list[str]:
+    """The command that runs `pipelines.<stage>.job.run` on a corpus with these Beam options."""
+    return [sys.executable, "-c", _JOB.format(stage=stage), str(config), corpus, *beam_args]
 
 
 def run_measured(cmd: list[str]) -> dict:

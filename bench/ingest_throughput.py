@@ -26,7 +26,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from _measure import machine, run_measured  # noqa: E402
+from _measure import job_command, machine, run_measured  # noqa: E402
 from demo.corpus import build_video_corpus  # noqa: E402
 from demo.server import LoopbackServer  # noqa: E402
 from pipelines.core.ontology import load_ontology  # noqa: E402
@@ -89,7 +89,7 @@ def youtube_manifest(corpus: Path) -> Path:
 
 
 def run_job(config: Path, output: Path, beam_args: list[str]) -> dict:
-    cmd = [sys.executable, "-m", "pipelines.ingest.job", "--config", str(config), "--corpus", "bench", *beam_args]
+    cmd = job_command("ingest", config, "bench", beam_args)
     measured = run_measured(cmd)
     summary = json.loads(measured.pop("stdout"))
     ok = summary["totals"]["ok"]

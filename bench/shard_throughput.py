@@ -29,7 +29,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from _measure import machine, run_measured  # noqa: E402
+from _measure import job_command, machine, run_measured  # noqa: E402
 from pipelines.ingest.cache import CLIP_SCHEMA, ClipCache  # noqa: E402
 from pipelines.core.io import write_json_atomic  # noqa: E402
 
@@ -100,7 +100,7 @@ def run_job(cache: Path, beam_args: list[str], max_samples: int) -> dict:
     corpus = {"output": str(cache), "shards": {"profiles": ["audioldm"], "max_samples": max_samples},
               "sources": [{"name": "bench", "format": "table", "manifest": str(config), "fetch": {"backend": "http"}}]}  # fmt: skip
     config.write_text(yaml.safe_dump({"corpora": {"bench": corpus}}))
-    measured = run_measured([sys.executable, "-m", "pipelines.shard.job", "--config", str(config), "--corpus", "bench", *beam_args])
+    measured = run_measured(job_command("shard", config, "bench", beam_args))
     index = json.loads(measured.pop("stdout"))
     measured["shards"], measured["samples"] = index["totals"]["shards"], index["totals"]["nsamples"]
     return measured

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from pipelines.core.config import ConfigError
-from pipelines.datasets import DEFAULT_CORPUS
 from pipelines.core.registry import UnknownName
+from pipelines.datasets import DEFAULT_CORPUS, Corpus
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Build text-audio corpora and train text-to-audio models.")
 # Messages are never wrapped at the terminal width: a path or command a user copies stays on one line.
@@ -41,9 +42,24 @@ def _not_bigquery_notice(record: logging.LogRecord) -> bool:
     return not str(record.msg).startswith("apitools not found")
 
 
-def _fail(message: str) -> None:
+class Device(str, enum.Enum):
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+def _fail(message: str) -> NoReturn:
     console.print(f"[bold red]error:[/] {message}", highlight=False)
     raise typer.Exit(2)
+
+
+def _load(config: Path, corpus: str) -> Corpus:
+    """The corpus, parsed and validated once per command; a bad config is one message, exit 2."""
+    from pipelines.datasets import load_corpus
+
+    try:
+        return load_corpus(config, corpus)
+    except (ConfigError, UnknownName) as error:
+        _fail(str(error))
 
 
 @app.command(context_settings=PASSTHROUGH)
@@ -60,9 +76,9 @@ def ingest(
     """
     from pipelines.ingest import job
 
-    argv = ["--config", str(config), "--corpus", corpus, *(["--retry-failed"] if retry_failed else []), *ctx.args]
+    loaded = _load(config, corpus)
     try:
-        summary = job.run(argv)
+        summary = job.run(loaded, retry_failed=retry_failed, beam_args=ctx.args)
     except (ConfigError, UnknownName) as error:
         _fail(str(error))
     _print_summary(summary)
@@ -73,7 +89,7 @@ def annotate(
     ctx: typer.Context,
     config: Path = typer.Option(Path("datasets.yaml"), help="The datasets.yaml to read."),
     corpus: str = typer.Option(DEFAULT_CORPUS, help="Which corpus of the config."),
-    device: str = typer.Option(None, help="cpu or cuda; overrides `annotate.device` of the config."),
+    device: Device = typer.Option(None, case_sensitive=False, help="Overrides `annotate.device` of the config."),
 ) -> None:
     """Clip cache → CLAP/CLIP embeddings, caption candidates and CLAP-selected captions (docs/annotate.md).
 
@@ -81,11 +97,9 @@ def annotate(
     """
     from pipelines.annotate import job
 
-    if device not in (None, "cpu", "cuda"):
-        _fail(f"--device must be cpu or cuda, not {device!r}")
-    argv = ["--config", str(config), "--corpus", corpus, *(["--device", device] if device else []), *ctx.args]
+    loaded = _load(config, corpus)
     try:
-        summary = job.run(argv)
+        summary = job.run(loaded, device=device.value if device else None, beam_args=ctx.args)
     except (ConfigError, UnknownName) as error:
         _fail(str(error))
     _print_annotations(summary)
@@ -105,9 +119,9 @@ def shard(
     """
     from pipelines.shard import job
 
-    flags = ["--audio-only"] if audio_only else []
+    loaded = _load(config, corpus)
     try:
-        index = job.run(["--config", str(config), "--corpus", corpus, *flags, *ctx.args])
+        index = job.run(loaded, audio_only=audio_only, beam_args=ctx.args)
     except (ConfigError, UnknownName) as error:
         _fail(str(error))
     _print_index(index)
@@ -120,11 +134,11 @@ def report(
     listening: int = typer.Option(2, min=1, help="Clips per stratum (source × score quantile) in the listening table."),
 ) -> None:
     """Caption-quality report: <output>/report/index.html (opens from disk, offline) and report.json."""
-    from pipelines.datasets import load_corpus
     from pipelines.report.job import build_report
 
+    loaded = _load(config, corpus)
     try:
-        index = build_report(load_corpus(config, corpus), listening_per_stratum=listening)
+        index = build_report(loaded, listening_per_stratum=listening)
     except ConfigError as error:
         _fail(str(error))
     console.print(f"report: {index}  (figures: {index.parent / 'report.json'})", highlight=False)
@@ -156,13 +170,9 @@ def status(
     corpus: str = typer.Option(DEFAULT_CORPUS, help="Which corpus of the config."),
 ) -> None:
     """Show the status summary of a corpus's latest ingest run."""
-    from pipelines.datasets import load_corpus
     from pipelines.ingest.job import read_summary
 
-    try:
-        loaded = load_corpus(config, corpus)
-    except ConfigError as error:
-        _fail(str(error))
+    loaded = _load(config, corpus)
     summary = read_summary(loaded.output)
     if not summary:
         _fail(f"no ingest run yet under {loaded.output / 'status'}")

@@ -1,4 +1,5 @@
-"""datasets.yaml: the typed, validated definition of every corpus.
+"""datasets.yaml: the typed, validated definition of every corpus, assembled from each stage's block
+(ingest: sources, media, exclude; annotate: annotate; shard: shards).
 
     corpora:
       <name>:
@@ -20,71 +21,20 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Any
 
 import yaml
-from pydantic import AfterValidator, Discriminator, Field, Tag, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
+from pipelines.annotate.config import AnnotateConfig
+from pipelines.core.config import ConfigError, MediaConfig, Name, OutputDir, StrictModel, format_validation_error
 from pipelines.core.io import write_json_atomic
-from pipelines.core.config import ConfigError, InputFile, MediaConfig, Name, OutputDir, StrictModel, format_validation_error
-from pipelines.annotate.encoders.config import ClapConfig, ClipConfig
+from pipelines.ingest.config import Exclusion
 from pipelines.ingest.fetch import BACKENDS
 from pipelines.ingest.manifests import FORMATS, SourceConfig
-from pipelines.annotate.prompts.config import CaptioningConfig, PromptConfig, SelectionConfig
-from pipelines.annotate.prompts.retrieval import RetrievalConfig
+from pipelines.shard.config import ShardConfig
 
 DEFAULT_CORPUS = "demo"
-
-
-class IdList(StrictModel):
-    """A text file of ids to exclude, one per line ('#' starts a comment): YouTube ids, Freesound
-    ids, catalogue file names or clip ids."""
-
-    ids: InputFile
-
-
-def _exclusion_kind(value: Any) -> str:
-    return "id-list" if isinstance(value, dict) and "ids" in value else "source-manifest"
-
-
-Exclusion = Annotated[
-    Union[Annotated[IdList, Tag("id-list")], Annotated[SourceConfig, Tag("source-manifest")]],
-    Discriminator(_exclusion_kind),
-]
-
-
-def _known_profiles(names: list[str]) -> list[str]:
-    from pipelines.core.features import PROFILES  # imported here: it brings torch, which ingest never needs
-
-    for name in names:
-        PROFILES.get(name)  # unknown name → an error listing the valid ones
-    if len(set(names)) != len(names):
-        raise ValueError(f"profiles are listed twice: {names}")
-    return names
-
-
-class ShardConfig(StrictModel):
-    """The shard stage (pipelines/shard/job.py, docs/shards.md)."""
-
-    profiles: Annotated[list[str], AfterValidator(_known_profiles)] = Field(["audioldm"], min_length=1)
-    audio: bool = True  # put the cached FLAC into each sample (`flac` member)
-    frames: bool = True  # put the clip's video frames into each sample (`frame_NN.jpg`)
-    max_samples: int = Field(1000, ge=1)
-    max_bytes: int = Field(1_000_000_000, ge=1_000_000)  # a shard never exceeds this
-    default_split: Literal["train", "valid", "test"] = "train"  # for clips whose manifest names none
-
-
-class AnnotateConfig(StrictModel):
-    """The annotate stage (pipelines/annotate/job.py, docs/annotate.md)."""
-
-    device: Literal["cpu", "cuda"] = "cpu"  # explicit, never guessed; `t2a annotate --device` overrides it
-    clap: ClapConfig  # audio embeddings, and the scores that select captions
-    clip: ClipConfig | None = None  # CLIP frame embeddings; left out: no `clip_image` embedding
-    prompts: PromptConfig = PromptConfig()
-    captioning: CaptioningConfig | None = None  # the captioning expert; left out: no generated candidates
-    retrieval: RetrievalConfig | None = RetrievalConfig()  # the retrieval expert; null turns it off
-    selection: SelectionConfig = SelectionConfig()
-    silence_db: float = Field(-60.0, le=0)  # a clip whose peak is below this (dBFS) is a failure, not an embedding
 
 
 class CorpusConfig(StrictModel):

@@ -19,14 +19,13 @@ skips clips whose row is current and retries failures. Run with `t2a annotate` o
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import json
 import logging
-import sys
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import apache_beam as beam
 import numpy as np
@@ -35,12 +34,16 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
 
 from pipelines.annotate.store import SCHEMA, AnnotationStore, clip_digest
+from pipelines.core.records import ClipRecord
 from pipelines.ingest.cache import ClipCache
 from pipelines.core.config import ConfigError
-from pipelines.datasets import DEFAULT_CORPUS, AnnotateConfig, Corpus, load_corpus
+from pipelines.annotate.config import AnnotateConfig
+from pipelines.core.beam import pipeline_options
 from pipelines.ingest.listing import ListCachedClips
-from pipelines.ingest.job import pipeline_options
 from pipelines.core.tools import package_version
+
+if TYPE_CHECKING:
+    from pipelines.datasets import Corpus
 
 log = logging.getLogger(__name__)
 NAMESPACE = "annotate"
@@ -123,7 +126,7 @@ class ReadClips(beam.DoFn):
         else:
             yield from self._parts(clip_id, entry, audio, rate, frames)
 
-    def _parts(self, clip_id: str, entry: dict[str, Any], audio: np.ndarray, rate: int, frames: list[bytes]) -> Iterator[Any]:
+    def _parts(self, clip_id: str, entry: ClipRecord, audio: np.ndarray, rate: int, frames: list[bytes]) -> Iterator[Any]:
         from pipelines.annotate.encoders import audio_windows
 
         from pipelines.core.labels import event_count
@@ -131,7 +134,7 @@ class ReadClips(beam.DoFn):
 
         windows = audio_windows(audio, rate, CLAP_RATE, self.window)
         digest = clip_digest(self.cache.entry_dir(clip_id))
-        events = event_count(entry.get("labels", []), self.ontology)
+        events = event_count(entry.labels, self.ontology)
         yield clip_info(entry, digest, events, len(windows), len(frames), self.config.prompts)
         for index, window in enumerate(windows):
             yield beam.pvalue.TaggedOutput("windows", ((clip_id, index), window))
@@ -140,14 +143,12 @@ class ReadClips(beam.DoFn):
         if self.config.captioning:
             yield beam.pvalue.TaggedOutput("audio", (clip_id, (clip_id, _at_rate(audio, rate))))
 
-    def _read(self, clip_id: str) -> tuple[dict[str, Any], np.ndarray, int, list[bytes]]:
-        folder = self.cache.entry_dir(clip_id)
+    def _read(self, clip_id: str) -> tuple[ClipRecord, np.ndarray, int, list[bytes]]:
         try:
             entry = self.cache.read_entry(clip_id)
-            flac = _verified(folder / "audio.flac", entry["files"]["audio.flac"]["sha256"])
-            audio, rate = sf.read(io.BytesIO(flac), dtype="float32", always_2d=True)
-            frames = [_verified(folder / f["file"], entry["files"][f["file"]]["sha256"]) for f in entry["frames"]] if self.config.clip else []
-        except (OSError, KeyError, TypeError, ValueError, sf.LibsndfileError) as error:
+            audio, rate = sf.read(io.BytesIO(self.cache.read_file(entry, "audio.flac")), dtype="float32", always_2d=True)
+            frames = [self.cache.read_file(entry, frame.file) for frame in entry.frames] if self.config.clip else []
+        except (OSError, ValueError, sf.LibsndfileError) as error:
             raise ClipError(f"unreadable cache entry: {type(error).__name__}: {error}") from None
         audio = audio.mean(axis=1, dtype=np.float32)
         peak = float(np.max(np.abs(audio))) if audio.size else 0.0
@@ -159,13 +160,6 @@ class ReadClips(beam.DoFn):
 
 class ClipError(Exception):
     """A clip that cannot be annotated (corrupt, silent); it becomes a failed row."""
-
-
-def _verified(path: Path, sha256: str) -> bytes:
-    data = path.read_bytes()
-    if hashlib.sha256(data).hexdigest() != sha256:
-        raise ValueError(f"{path.name} does not match the sha256 in clip.json (corrupt cache entry)")
-    return data
 
 
 def _at_rate(audio: np.ndarray, rate: int) -> np.ndarray:
@@ -202,7 +196,7 @@ def _pool(item: tuple[str, Iterable[tuple[int, np.ndarray]]]) -> tuple[str, np.n
 
 def _bank_captions(clip_id: str, output: Path) -> Iterator[str]:
     entry = ClipCache(output).read_entry(clip_id)
-    yield from (c["text"] for c in entry.get("captions", []) if c.get("kind", "human") == "human")
+    yield from (c.text for c in entry.captions if c.kind == "human")
 
 
 class BuildCaptionBank(beam.DoFn):
@@ -458,22 +452,13 @@ def checked(corpus: Corpus, config: AnnotateConfig, device: str) -> Annotate:
         raise ConfigError(f"{corpus.config_path}: corpora.{corpus.name}.annotate: {error}") from None
 
 
-def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
-    parser = argparse.ArgumentParser(prog="annotate", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="datasets.yaml", help="the datasets.yaml to read")
-    parser.add_argument("--corpus", default=DEFAULT_CORPUS, help="which corpus of the config")
-    parser.add_argument("--device", choices=["cpu", "cuda"], help="overrides annotate.device of the config")
-    return parser.parse_known_args(argv)
-
-
-def run(argv: list[str] | None = None) -> dict[str, Any]:
-    """Run the annotate job; returns the summary of the annotation table it wrote."""
-    args, beam_args = parse_args(argv)
-    corpus = load_corpus(args.config, args.corpus)
+def run(corpus: Corpus, *, device: str | None = None, beam_args: Sequence[str] = ()) -> dict[str, Any]:
+    """Run the annotate job; returns the summary of the annotation table it wrote. `device` ("cpu" or
+    "cuda") overrides `annotate.device`; `beam_args`: Beam pipeline options."""
     config = corpus.config.annotate
     if config is None:
         raise ConfigError(f"{corpus.config_path}: corpus {corpus.name!r} has no `annotate:` block (see docs/annotate.md)")
-    device = args.device or config.device
+    device = device or config.device
     annotate = checked(corpus, config, device)
     store = AnnotationStore(corpus.output)
     if store.clean_staging():
@@ -482,8 +467,3 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
         _ = pipeline | "Annotate" >> annotate
     return json.loads((store.root / "summary.json").read_text())
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    json.dump(run(), sys.stdout, indent=1)

@@ -10,13 +10,14 @@ distinct mids the same way.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Iterable
 
 from pipelines.core.ontology import Ontology
+from pipelines.core.records import LabelRef
 
 
-def event_count(labels: Iterable[dict[str, Any]], ontology: Ontology) -> int:
-    mids = {label["mid"] for label in labels if label.get("mid")}
-    names = {label["name"].casefold() for label in labels if not label.get("mid")}
+def event_count(labels: Iterable[LabelRef], ontology: Ontology) -> int:
+    mids = {label.mid for label in labels if label.mid}
+    names = {label.name.casefold() for label in labels if not label.mid}
     covered = {ancestor for mid in mids if mid in ontology for ancestor in ontology.ancestors(mid)}
     return len(mids - covered) + len(names)

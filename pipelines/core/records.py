@@ -1,8 +1,14 @@
-"""Records that flow through the ingest job, and the rules for clip ids.
+"""The records of one clip, stage by stage, and the rules for clip ids.
 
-A manifest reader turns each row into a `Clip` (or a `RejectedRow`); the job turns each clip into a
-`StatusRow`. Records are plain dataclasses: cheap to pickle between Beam workers, and they carry
-paths and ids, never media bytes.
+    manifest row ──ingest──► Clip (or RejectedRow) ──fetch──► ClipRecord (clip.json) + StatusRow
+    ClipRecord ──annotate──► AnnotationRow (annotations/…/row.json, annotations.parquet)
+    ClipRecord + AnnotationRow ──shard──► SampleMeta (the sample's JSON, pipelines/shard/contract.py)
+
+`Clip`, `RejectedRow` and `StatusRow` are plain dataclasses: cheap to pickle between Beam workers,
+carrying paths and ids, never media bytes. `ClipRecord` is the typed clip.json, validated when read;
+its `Segment`, `LabelRef` and `CaptionRef` are the very models the sample JSON embeds, so a field
+travels from the cache into the shard without being mapped by name. `AnnotationRow` types the
+annotation store's rows (dicts on the wire: they round-trip through JSON and parquet).
 """
 
 from __future__ import annotations
@@ -10,7 +16,9 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal, TypedDict
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 # ARCHITECTURE.md "Contracts": keys are [A-Za-z0-9_-]+ with no dots (WebDataset splits keys at the
 # first dot). At most 64 characters: a shard member `<key>.mel.<profile>.npy` must fit the 100-byte
@@ -181,3 +189,125 @@ def check_file_name(name: str) -> str:
     ):
         raise InvalidId(f"bad file name {name!r} (no path separators, leading dots or control characters)")
     return name
+
+
+# --- clip.json ------------------------------------------------------------------------------------
+
+CLIP_SCHEMA = "t2a.clip/1"
+Text = Annotated[str, Field(min_length=1)]
+Seconds = Annotated[float, Field(ge=0)]
+Count = Annotated[int, Field(ge=0)]
+
+
+class StrictRecord(BaseModel):
+    """Unknown keys and coerced types are errors; records are values (frozen)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
+
+
+class Segment(StrictRecord):
+    start: Seconds | None  # None: from the media's start
+    end: Seconds | None  # None: to the media's end
+
+
+class LabelRef(StrictRecord):
+    mid: str | None  # AudioSet machine id where the source has one
+    name: Text
+
+
+class CaptionRef(StrictRecord):
+    text: Text
+    origin: Text  # manifest format: audiocaps, clotho, table, freesound
+    kind: Text  # human | source_text
+
+
+class ManifestRef(StrictRecord):
+    file: str  # the manifest file (or API query) the row came from
+    line: Count  # its first 1-based line
+    rows: Count  # manifest rows this clip stands for
+
+
+class FrameRef(StrictRecord):
+    file: Text
+    time: Seconds  # nominal time in the segment
+
+
+class FileRef(StrictRecord):
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    bytes: Count
+
+
+class ClipRecord(StrictRecord):
+    """clip.json (schema `t2a.clip/1`): a clip cache entry's provenance, written last (docs/ingest.md)."""
+
+    schema_: Literal["t2a.clip/1"] = Field(CLIP_SCHEMA, alias="schema")
+    clip_id: str
+    source: Text
+    format: Text
+    source_id: Text
+    media_url: str | None
+    manifest: ManifestRef
+    segment: Segment
+    duration: Seconds  # true seconds of audio before any padding
+    audio_seconds: Seconds  # seconds in audio.flac (the requested segment when padded)
+    padded: bool
+    input_duration: float | None = None  # the container's duration, where it says one
+    sample_rate: Annotated[int, Field(gt=0)]
+    channels: Annotated[int, Field(gt=0)] = 1
+    frames: list[FrameRef] = []
+    labels: list[LabelRef] = []
+    captions: list[CaptionRef] = []
+    split: str | None = None
+    licence: str | None = None
+    meta: dict[str, Any] = {}
+    files: dict[str, FileRef]
+    fetched_bytes: Count = 0  # downloaded by the backend (yt-dlp, a token download)
+    read_bytes: Count = 0  # read by ffmpeg from its input
+    attempts: Count = 1
+    tools: dict[str, str] = {}
+    created: str = ""  # when the entry was written (UTC, ISO 8601); varies by run, never hashed into shards
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+    @classmethod
+    def from_json_dict(cls, data: Any) -> ClipRecord:
+        try:
+            return cls.model_validate(data)
+        except ValidationError as error:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in error.errors()[:5])
+            raise ValueError(f"clip.json does not match {CLIP_SCHEMA}: {problems}") from None
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(item.bytes for item in self.files.values())
+
+
+# --- annotation rows ------------------------------------------------------------------------------
+
+
+class AnnotationRow(TypedDict, total=False):
+    """A clip's row in the annotation store (schema `t2a.annotation/1`, pipelines/annotate/store.py).
+
+    Failed rows carry clip_id, status "failed", reason, clip_digest, settings_hash, provenance and
+    no candidates; the embeddings' files are listed under `embeddings` by the store."""
+
+    clip_id: str
+    status: str  # ok | dropped | failed
+    reason: str
+    candidates: list[dict[str, Any]]  # {text, expert, clap_score}, best first
+    selected_caption: str | None
+    selected_expert: str | None
+    selected_score: float | None
+    label_text: str | None
+    label_score: float | None
+    mbtg_text: str | None
+    chance_score: float | None
+    event_count: int
+    windows: int
+    frames: int
+    clip_digest: str | None  # sha256 of clip.json: a changed entry is re-annotated
+    settings_hash: str
+    provenance: dict[str, Any]
+    embeddings: dict[str, dict[str, Any]]
+    schema: str

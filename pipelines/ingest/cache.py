@@ -19,10 +19,14 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from pipelines.core.io import commit_folder, remove_leftovers, write_json_atomic
-from pipelines.core.records import check_clip_id
+from pipelines.core.records import CLIP_SCHEMA, ClipRecord, check_clip_id
 
 CLIP_JSON = "clip.json"
-CLIP_SCHEMA = "t2a.clip/1"
+__all__ = ["CLIP_JSON", "CLIP_SCHEMA", "ClipCache", "CorruptEntry", "bucket"]
+
+
+class CorruptEntry(ValueError):
+    """A cache entry whose clip.json or files do not check out; the clip is a failure, not a crash."""
 
 
 class ClipCache:
@@ -43,8 +47,27 @@ class ClipCache:
     def is_complete(self, clip_id: str) -> bool:
         return (self.entry_dir(clip_id) / CLIP_JSON).is_file()
 
-    def read_entry(self, clip_id: str) -> dict[str, Any]:
-        return json.loads((self.entry_dir(clip_id) / CLIP_JSON).read_text())
+    def read_entry(self, clip_id: str) -> ClipRecord:
+        """The entry's clip.json, validated (`CorruptEntry` when it is not a t2a.clip/1 record)."""
+        try:
+            return ClipRecord.from_json_dict(json.loads((self.entry_dir(clip_id) / CLIP_JSON).read_text()))
+        except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as error:
+            raise CorruptEntry(f"{clip_id}: {error}") from None
+
+    def read_file(self, entry: ClipRecord, name: str) -> bytes:
+        """One file of an entry (audio.flac, frame_NN.jpg), checked against the sha256 clip.json
+        records for it: a corrupt or swapped file is a `CorruptEntry`, never silently used."""
+        listed = entry.files.get(name)
+        if listed is None:
+            raise CorruptEntry(f"{entry.clip_id}: clip.json lists no file {name!r}")
+        data = (self.entry_dir(entry.clip_id) / name).read_bytes()
+        if hashlib.sha256(data).hexdigest() != listed.sha256:
+            raise CorruptEntry(f"{name} does not match the sha256 in clip.json (corrupt cache entry)")
+        return data
+
+    def write_entry(self, staging: Path, record: ClipRecord) -> None:
+        """clip.json into a staged entry: the last file written, the entry's commit marker."""
+        write_json_atomic(staging / CLIP_JSON, record.to_json_dict())
 
     def staging(self, clip_id: str) -> Path:
         check_clip_id(clip_id)

@@ -6,13 +6,12 @@
 
 Every manifest row ends as one status row: `rejected_row`, `duplicate`, `excluded`, or the outcome
 of its fetch (`ok`, `cached`, `failed_permanent`, `failed_retryable`). Elements carry ids and paths,
-never media bytes. Run with `t2a ingest` or `python -m pipelines.ingest.job --config … --corpus …
-[Beam options]`; without `--runner` it runs on the FnApiRunner.
+never media bytes. Run with `t2a ingest --config … --corpus … [-- Beam options]`; without `--runner`
+it runs on the FnApiRunner.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -22,23 +21,27 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 from tqdm import tqdm
 
 from pipelines.ingest.cache import ClipCache
-from pipelines.datasets import DEFAULT_CORPUS, Corpus, IdList, load_corpus
+from pipelines.core.beam import pipeline_options
+from pipelines.ingest.config import IdList
 from pipelines.ingest.manifests.base import FORMATS
 from pipelines.core.records import Clip, RejectedRow, StatusRow
 from pipelines.ingest.status import WriteStatus, latest_run, summary_path
 from pipelines.core.tools import tool_versions
 from pipelines.ingest.worker import ClipWorker
+
+if TYPE_CHECKING:
+    from pipelines.datasets import Corpus
 
 log = logging.getLogger(__name__)
 NAMESPACE = "ingest"
@@ -249,25 +252,9 @@ class Ingest(beam.PTransform):
         return (rejected, collapsed.status, fetched) | "MergeStatus" >> beam.Flatten()
 
 
-def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
-    parser = argparse.ArgumentParser(prog="ingest", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="datasets.yaml", help="the datasets.yaml to read")
-    parser.add_argument("--corpus", default=DEFAULT_CORPUS, help="which corpus of the config")
-    parser.add_argument("--retry-failed", action="store_true", help="retry clips whose last failure was retryable")
-    return parser.parse_known_args(argv)
-
-
-def pipeline_options(beam_args: list[str]) -> PipelineOptions:
-    options = PipelineOptions(beam_args)
-    if not options.view_as(StandardOptions).runner:
-        options.view_as(StandardOptions).runner = "FnApiRunner"  # the DirectRunner would fetch Prism first
-    return options
-
-
-def run(argv: list[str] | None = None) -> dict[str, Any]:
-    """Run the ingest job; returns the run's status summary."""
-    args, beam_args = parse_args(argv)
-    corpus = load_corpus(args.config, args.corpus)
+def run(corpus: Corpus, *, retry_failed: bool = False, beam_args: Sequence[str] = ()) -> dict[str, Any]:
+    """Run the ingest job; returns the run's status summary. `retry_failed`: retry clips whose last
+    failure was retryable; `beam_args`: Beam pipeline options (`core.beam.pipeline_options`)."""
     cache = ClipCache(corpus.output)
     cache.create()
     removed = cache.clean_staging()
@@ -280,11 +267,11 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         "config_file": str(corpus.config_path),
         "config_hash": corpus.config_hash,
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "retry_failed": args.retry_failed,
+        "retry_failed": retry_failed,
         "tools": tool_versions(),
     }
     with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
-        rows = pipeline | "Ingest" >> Ingest(corpus, retry_failed=args.retry_failed)
+        rows = pipeline | "Ingest" >> Ingest(corpus, retry_failed=retry_failed)
         _ = rows | "WriteStatus" >> WriteStatus(corpus.output, run_info)
     return read_summary(corpus.output, run_info["run_id"])
 
@@ -292,8 +279,3 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
 def read_summary(output: Path, run_id: str | None = None) -> dict[str, Any]:
     run_id = run_id or latest_run(output)
     return json.loads(summary_path(output, run_id).read_text()) if run_id else {}
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    json.dump(run(), sys.stdout, indent=1)

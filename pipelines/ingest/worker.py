@@ -16,14 +16,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pipelines.ingest.cache import CLIP_JSON, CLIP_SCHEMA, ClipCache
+from pipelines.ingest.cache import ClipCache
 
-from pipelines.core.io import sha256_file, write_json_atomic
+from pipelines.core.io import sha256_file
 from pipelines.core.config import MediaConfig, RetryPolicy
 from pipelines.ingest.fetch import FetchBackend, make_backend
 from pipelines.ingest.fetch.configs import slots
 from pipelines.ingest.media import MediaInput, MediaResult, normalize
-from pipelines.core.records import Clip, ClipFailure, StatusRow
+from pipelines.core.records import CaptionRef, Clip, ClipFailure, ClipRecord, FileRef, FrameRef, LabelRef, ManifestRef, Segment, StatusRow
 from pipelines.core.tools import tool_versions
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ class ClipWorker:
     def _ingest(self, clip: Clip, started: float) -> StatusRow:
         if self.cache.is_complete(clip.clip_id):
             entry = self.cache.read_entry(clip.clip_id)
-            return self._row(clip, "cached", started, attempts=entry.get("attempts", 1), size=entry_bytes(entry))
+            return self._row(clip, "cached", started, attempts=entry.attempts, size=entry.total_bytes)
         prior = self.cache.read_failure(clip.clip_id)
         if prior and not (prior["retryable"] and self.retry_failed):
             status = "failed_retryable" if prior["retryable"] else "failed_permanent"
@@ -71,10 +71,10 @@ class ClipWorker:
                     continue
                 return self._failed(clip, failure, attempts + attempt, started)
             self.cache.clear_failure(clip.clip_id)
-            return self._row(clip, "ok", started, attempts=attempts + attempt, size=entry_bytes(entry))
+            return self._row(clip, "ok", started, attempts=attempts + attempt, size=entry.total_bytes)
         raise AssertionError("unreachable: the loop returns on its last attempt")
 
-    def _fetch(self, clip: Clip, attempts: int) -> dict[str, Any]:
+    def _fetch(self, clip: Clip, attempts: int) -> ClipRecord:
         backend = self.backends[clip.source]
         staging = self.cache.staging(clip.clip_id)
         try:
@@ -85,7 +85,7 @@ class ClipWorker:
                 except ClipFailure as failure:
                     raise backend.explain(media, failure) from None
             entry = clip_record(clip, media, result, self.media, self.tools, attempts)
-            write_json_atomic(staging / CLIP_JSON, entry)  # last: the entry's completion marker
+            self.cache.write_entry(staging, entry)  # last: the entry's completion marker
             self.cache.commit(staging, clip.clip_id)
             return entry
         finally:
@@ -108,41 +108,28 @@ class ClipWorker:
         )  # fmt: skip
 
 
-def clip_record(clip: Clip, media: MediaInput, result: MediaResult, cfg: MediaConfig, tools: dict[str, str], attempts: int) -> dict[str, Any]:
+def clip_record(clip: Clip, media: MediaInput, result: MediaResult, cfg: MediaConfig, tools: dict[str, str], attempts: int) -> ClipRecord:
     """The clip.json provenance record (schema `t2a.clip/1`)."""
     files = [result.audio, *result.frames]
-    return {
-        "schema": CLIP_SCHEMA,
-        "clip_id": clip.clip_id,
-        "source": clip.source,
-        "format": clip.format,
-        "source_id": clip.source_id,
-        "media_url": media.display,
-        "manifest": {"file": clip.manifest, "line": clip.line, "rows": clip.rows},
-        "segment": {"start": clip.start, "end": clip.end},
-        "duration": round(result.duration, 6),  # true seconds of audio before any padding
-        "audio_seconds": round(result.segment, 6),
-        "padded": result.padded,
-        "input_duration": result.input_duration,
-        "sample_rate": cfg.sample_rate,
-        "channels": 1,
-        "frames": [{"file": f.name, "time": round(t, 6)} for f, t in zip(result.frames, result.frame_times)],
-        "labels": [{"mid": label.mid, "name": label.name} for label in clip.labels],
-        "captions": [{"text": c.text, "origin": c.origin, "kind": c.kind} for c in clip.captions],
-        "split": clip.split,
-        "licence": clip.licence,
-        "meta": clip.meta,
-        "files": {f.name: {"sha256": sha256_file(f), "bytes": f.stat().st_size} for f in files},
-        "fetched_bytes": media.fetched_bytes,  # downloaded by the backend (yt-dlp, a token download)
-        "read_bytes": result.read_bytes,  # read by ffmpeg from its input
-        "attempts": attempts,
-        "tools": tools,
-        "created": _now(),
-    }
+    return ClipRecord(
+        clip_id=clip.clip_id, source=clip.source, format=clip.format, source_id=clip.source_id,
+        media_url=media.display,
+        manifest=ManifestRef(file=clip.manifest, line=clip.line, rows=clip.rows),
+        segment=Segment(start=_seconds(clip.start), end=_seconds(clip.end)),
+        duration=round(result.duration, 6), audio_seconds=round(result.segment, 6), padded=result.padded,
+        input_duration=result.input_duration, sample_rate=cfg.sample_rate, channels=1,
+        frames=[FrameRef(file=f.name, time=round(t, 6)) for f, t in zip(result.frames, result.frame_times)],
+        labels=[LabelRef(mid=label.mid, name=label.name) for label in clip.labels],
+        captions=[CaptionRef(text=c.text, origin=c.origin, kind=c.kind) for c in clip.captions],
+        split=clip.split, licence=clip.licence, meta=clip.meta,
+        files={f.name: FileRef(sha256=sha256_file(f), bytes=f.stat().st_size) for f in files},
+        fetched_bytes=media.fetched_bytes, read_bytes=result.read_bytes, attempts=attempts, tools=tools,
+        created=_now(),
+    )  # fmt: skip
 
 
-def entry_bytes(entry: dict[str, Any]) -> int:
-    return sum(item["bytes"] for item in entry.get("files", {}).values())
+def _seconds(value: float | None) -> float | None:
+    return None if value is None else float(value)
 
 
 def _now() -> str:

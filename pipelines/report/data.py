@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from pipelines.annotate.store import TABLE, AnnotationStore
+from pipelines.core.records import ClipRecord
 from pipelines.ingest.cache import ClipCache
 from pipelines.core.ontology import load_ontology
 from pipelines.report.listening import Listening
@@ -152,16 +153,16 @@ class Annotations:
             self.count += len(rows)
             for row, source in zip(rows, self.lookup.get([r["clip_id"] for r in rows])):
                 entry = self.entry(row["clip_id"]) if (full and row["status"] == "ok") or source is None else None
-                source = source or (entry or {}).get("source") or "unknown"
+                source = source or (entry.source if entry else None) or "unknown"
                 yield source, self.facts(row, entry, full), row
 
-    def entry(self, clip_id: str) -> dict[str, Any] | None:
+    def entry(self, clip_id: str) -> ClipRecord | None:
         try:
             return self.cache.read_entry(clip_id)
         except (OSError, ValueError):
             return None  # a clip annotated but since removed from the cache: no labels to check
 
-    def facts(self, row: dict[str, Any], entry: dict[str, Any] | None, full: bool) -> ClipFacts:
+    def facts(self, row: dict[str, Any], entry: ClipRecord | None, full: bool) -> ClipFacts:
         status, reason = row["status"], row["reason"] or ""
         plain = status == "ok" and not reason.startswith("fallback")
         candidates = [(c["expert"], c["clap_score"]) for c in row["candidates"] or []]
@@ -176,7 +177,7 @@ class Annotations:
             exact=hash8(caption) if caption is not None else 0,
         )  # fmt: skip
         if full and caption is not None:
-            self._analyse(clip, caption, (entry or {}).get("labels") or [])
+            self._analyse(clip, caption, [label.model_dump() for label in entry.labels] if entry else [])
         return clip
 
     def _analyse(self, clip: ClipFacts, caption: str, labels: list[dict]) -> None:
@@ -193,13 +194,13 @@ class Annotations:
     def describe(self, row: dict[str, Any], flags: list[str]) -> dict[str, Any]:
         """A listening-table row (report.json ROW) with the clip cache's audio and frame paths."""
         folder = self.cache.entry_dir(row["clip_id"])
-        entry = self.entry(row["clip_id"]) or {}
-        frames = [str(folder / frame["file"]) for frame in entry.get("frames", [])]
+        entry = self.entry(row["clip_id"])
+        frames = [str(folder / frame.file) for frame in entry.frames] if entry else []
         return {
             "clip_id": row["clip_id"], "source": row["source"], "stratum": row["stratum"],
             "selected_caption": row["selected_caption"], "selected_expert": row["selected_expert"],
             "selected_score": row["selected_score"], "label_text": row["label_text"],
-            "labels": [label["name"] for label in entry.get("labels", [])],
+            "labels": [label.name for label in entry.labels] if entry else [],
             "candidates": [{"text": c["text"], "expert": c["expert"], "clap_score": c["clap_score"]} for c in row["candidates"] or []],
             "event_count": row["event_count"], "audio": str(folder / "audio.flac"), "frames": frames, "flags": flags,
         }  # fmt: skip

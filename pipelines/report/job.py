@@ -4,9 +4,12 @@ report.json), a self-contained folder that opens from disk offline (docs/report.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipelines.core.config import ConfigError
-from pipelines.datasets import Corpus
+
+if TYPE_CHECKING:
+    from pipelines.datasets import Corpus
 
 REPORT_DIR = "report"
 

@@ -32,6 +32,7 @@ from typing import Annotated, Any, Literal, Mapping, Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from pipelines.core import records
 from pipelines.core.records import CLIP_ID_MAX, CLIP_ID_RE
 
 SCHEMA = "t2a.sample/1"
@@ -201,20 +202,10 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
 
 
-class Segment(_Strict):
-    start: Seconds | None  # None: from the media's start
-    end: Seconds | None  # None: to the media's end
-
-
-class LabelMeta(_Strict):
-    mid: str | None  # AudioSet machine id where the source has one
-    name: Text
-
-
-class CaptionMeta(_Strict):
-    text: Text
-    origin: Text  # manifest format: audiocaps, clotho, table, freesound
-    kind: Text  # human | source_text | ...
+# The clip's own records (clip.json, pipelines.core.records): the sample embeds them as they are.
+Segment = records.Segment
+LabelMeta = records.LabelRef
+CaptionMeta = records.CaptionRef
 
 
 class CandidateMeta(_Strict):

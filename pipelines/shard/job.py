@@ -13,15 +13,14 @@ without it. Run with `t2a shard` or `python -m pipelines.shard.job --config … 
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import json
 import logging
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Iterator
 
 import apache_beam as beam
 import numpy as np
@@ -29,10 +28,11 @@ import soundfile as sf
 from apache_beam.metrics import Metrics
 
 from pipelines.annotate.store import ROW, AnnotationStore
+from pipelines.core.records import ClipRecord
 from pipelines.ingest.cache import ClipCache
-from pipelines.datasets import DEFAULT_CORPUS, Corpus, ShardConfig, load_corpus
+from pipelines.core.beam import pipeline_options
+from pipelines.shard.config import ShardConfig
 from pipelines.ingest.listing import ListCachedClips
-from pipelines.ingest.job import pipeline_options
 from pipelines.core.labels import event_count
 from pipelines.core.ontology import load_ontology
 from pipelines.shard import contract
@@ -41,6 +41,9 @@ from pipelines.shard.plan import ShardPlan, plan_item, plan_shards
 from pipelines.shard.writer import is_complete, read_stats, remove_stale_temps, stats_path, write_shard, write_stats
 from pipelines.annotate.prompts.labels import label_text
 from pipelines.core.tools import package_version
+
+if TYPE_CHECKING:
+    from pipelines.datasets import Corpus
 
 log = logging.getLogger(__name__)
 NAMESPACE = "shard"
@@ -92,7 +95,7 @@ class PlanEntries(beam.DoFn):
         except (OSError, ValueError) as error:
             yield beam.pvalue.TaggedOutput("failed", {"clip_id": clip_id, "reason": f"unreadable clip.json: {error}"})
             return
-        split = entry.get("split") or self.config.default_split
+        split = entry.split or self.config.default_split
         cfg = self.config
         annotation = self.annotation(clip_id)
         if isinstance(annotation, str):
@@ -177,15 +180,14 @@ class WriteShards(beam.DoFn):
 
     def _sample(self, clip_id: str, split: str) -> dict[str, bytes]:
         """One sample's members; any problem with the cache entry is a SampleError naming it."""
-        folder = self.cache.entry_dir(clip_id)
         try:
             entry = self.cache.read_entry(clip_id)
-            flac = _verified(folder / "audio.flac", entry["files"]["audio.flac"]["sha256"])
+            flac = self.cache.read_file(entry, "audio.flac")
             audio, rate = sf.read(io.BytesIO(flac), dtype="float32", always_2d=False)
-            listed = entry["frames"] if self.config.frames else []
-            frames = [_verified(folder / f["file"], entry["files"][f["file"]]["sha256"]) for f in listed]
+            listed = entry.frames if self.config.frames else []
+            frames = [self.cache.read_file(entry, frame.file) for frame in listed]
             mels = self._mels(audio, rate)
-            events = event_count(entry["labels"], self.ontology)
+            events = event_count(entry.labels, self.ontology)
             kept = flac if self.config.audio else None
             meta = sample_meta(entry, split, mels, self.extractors, kept, len(frames), events, self.tools)
             row = self.store.read(clip_id) if self.annotated else None
@@ -193,7 +195,7 @@ class WriteShards(beam.DoFn):
             if row:
                 meta = with_annotation(meta, row, embeddings)
             else:  # no pseudo-prompts yet: the label text (AudioLDM §5) still gives label-only clips a caption
-                meta = meta.model_copy(update={"label_text": label_text([label["name"] for label in entry["labels"]])})
+                meta = meta.model_copy(update={"label_text": label_text([label.name for label in entry.labels])})
             arrays = {name: mel.astype(np.float16) for name, (mel, _) in mels.items()}
             return contract.build_sample(meta, mels=arrays, audio=kept, frames=frames, arrays=embeddings)
         except (OSError, KeyError, TypeError, ValueError, RuntimeError, sf.LibsndfileError) as error:
@@ -211,16 +213,10 @@ class WriteShards(beam.DoFn):
         return mels
 
 
-def _verified(path: Path, sha256: str) -> bytes:
-    data = path.read_bytes()
-    if hashlib.sha256(data).hexdigest() != sha256:
-        raise SampleError(f"{path.name} does not match the sha256 in clip.json (corrupt cache entry)")
-    return data
-
-
-def sample_meta(entry: dict[str, Any], split: str, mels: dict[str, tuple[np.ndarray, int]], extractors: dict[str, Any],
+def sample_meta(entry: ClipRecord, split: str, mels: dict[str, tuple[np.ndarray, int]], extractors: dict[str, Any],
                 flac: bytes | None, n_frames: int, events: int, tools: dict[str, str]) -> contract.SampleMeta:  # fmt: skip
-    """The sample's JSON (schema t2a.sample/1) from its clip.json; nothing that varies by run."""
+    """The sample's JSON (schema t2a.sample/1) from its clip.json record; nothing that varies by run.
+    Segment, labels and captions are the record's own models (pipelines.core.records)."""
     profiles = {
         name: contract.MelMeta(
             member=contract.mel_member(name), shape=list(mel.shape), dtype=contract.MEL_DTYPE,
@@ -231,14 +227,12 @@ def sample_meta(entry: dict[str, Any], split: str, mels: dict[str, tuple[np.ndar
     }
     audio = None if flac is None else contract.AudioMeta(member=contract.AUDIO, sha256=hashlib.sha256(flac).hexdigest(), bytes=len(flac))
     return contract.SampleMeta(
-        key=entry["clip_id"], source=entry["source"], format=entry["format"], source_id=entry["source_id"],
-        segment=contract.Segment(**entry["segment"]), duration=entry["duration"], audio_seconds=entry["audio_seconds"],
-        padded=entry["padded"], sample_rate=entry["sample_rate"],
-        labels=[contract.LabelMeta(**label) for label in entry["labels"]],
-        captions=[contract.CaptionMeta(**caption) for caption in entry["captions"]],
-        event_count=events, split=split, licence=entry.get("licence"), meta=entry.get("meta", {}),
+        key=entry.clip_id, source=entry.source, format=entry.format, source_id=entry.source_id,
+        segment=entry.segment, duration=entry.duration, audio_seconds=entry.audio_seconds,
+        padded=entry.padded, sample_rate=entry.sample_rate, labels=entry.labels, captions=entry.captions,
+        event_count=events, split=split, licence=entry.licence, meta=entry.meta,
         mels=profiles, frames=[contract.frame_member(i) for i in range(n_frames)], audio=audio,
-        tools={**entry.get("tools", {}), **tools},
+        tools={**entry.tools, **tools},
     )  # fmt: skip
 
 
@@ -310,28 +304,14 @@ class Shard(beam.PTransform):
         )
 
 
-def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
-    parser = argparse.ArgumentParser(prog="shard", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="datasets.yaml", help="the datasets.yaml to read")
-    parser.add_argument("--corpus", default=DEFAULT_CORPUS, help="which corpus of the config")
-    parser.add_argument("--audio-only", action="store_true", help=f"shards without annotations, in <output>/{AUDIO_ONLY_DIR}")
-    return parser.parse_known_args(argv)
-
-
-def run(argv: list[str] | None = None) -> dict[str, Any]:
-    """Run the shard job; returns the corpus index it wrote."""
-    args, beam_args = parse_args(argv)
-    corpus = load_corpus(args.config, args.corpus)
-    root = shards_root(corpus, args.audio_only)
+def run(corpus: Corpus, *, audio_only: bool = False, beam_args: Sequence[str] = ()) -> dict[str, Any]:
+    """Run the shard job; returns the corpus index it wrote. `audio_only`: shards without annotations,
+    in <output>/shards-audio; `beam_args`: Beam pipeline options."""
+    root = shards_root(corpus, audio_only)
     for folder in (root, *root.glob("*/")):
         if folder.is_dir():
             remove_stale_temps(folder)  # what a killed run left half-written
-    corpus.save_resolved("shard-audio" if args.audio_only else "shard")
+    corpus.save_resolved("shard-audio" if audio_only else "shard")
     with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
-        _ = pipeline | "Shard" >> Shard(corpus, args.audio_only)
+        _ = pipeline | "Shard" >> Shard(corpus, audio_only)
     return read_index(root / contract.INDEX_NAME)
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    json.dump(run(), sys.stdout, indent=1)

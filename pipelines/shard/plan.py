@@ -15,7 +15,9 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Iterable
+
+from pipelines.core.records import ClipRecord
 
 TAR_BLOCK = 512
 # Entry fields that describe how a run went rather than what the clip is: they never change a sample.
@@ -43,25 +45,25 @@ class ShardPlan:
         return f"shard-{self.index:06d}"
 
 
-def plan_item(entry: dict[str, Any], split: str, mel_bytes: int, n_mels: int, audio: bool, frames: bool,
+def plan_item(entry: ClipRecord, split: str, mel_bytes: int, n_mels: int, audio: bool, frames: bool,
               annotation: tuple[str, int] | None = None) -> PlanItem:  # fmt: skip
     """The planning record of one cache entry; `mel_bytes` is the size of all configured mels;
     `annotation` is the (sha256, estimated bytes) of the clip's annotation row, when it has one."""
-    files = entry.get("files", {})
-    content = {key: value for key, value in entry.items() if key not in RUN_FIELDS}
+    files = entry.files
+    content = {key: value for key, value in entry.to_json_dict().items() if key not in RUN_FIELDS}
     text = json.dumps(content, sort_keys=True)
     members = [mel_bytes, len(text.encode()) + 1024 + 512 * n_mels]
     if audio:
-        members.append(files["audio.flac"]["bytes"])
+        members.append(files["audio.flac"].bytes)
     if frames:
-        members += [item["bytes"] for name, item in files.items() if name.startswith("frame_")]
+        members += [item.bytes for name, item in files.items() if name.startswith("frame_")]
     if annotation:
         members.append(annotation[1])
         text += annotation[0]
     size = sum(member_size(n) for n in members) + (len(members) + n_mels) * 2 * TAR_BLOCK  # + PAX headers
     digest = hashlib.sha256(text.encode()).hexdigest()
-    order = hashlib.sha256(entry["clip_id"].encode()).hexdigest()
-    return PlanItem(split, order, entry["clip_id"], size, digest)
+    order = hashlib.sha256(entry.clip_id.encode()).hexdigest()
+    return PlanItem(split, order, entry.clip_id, size, digest)
 
 
 def member_size(n: int) -> int:

@@ -64,7 +64,7 @@ def test_shipped_config_names_every_format_and_backend(demo):
 def ingested(demo):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FREESOUND_API_KEY", DEMO_API_KEY)
-        return ingest.run(["--config", str(demo / "datasets.yaml")])
+        return ingest.run(load_corpus(demo / "datasets.yaml"))
 
 
 def test_demo_ingest_runs_every_code_path(demo, ingested):
@@ -102,7 +102,7 @@ def clap_trained(demo, ingested, training_config):
     from training.tasks import clap as train_clap
     from training.config import load_config
 
-    index = shard.run(["--config", str(demo / "datasets.yaml"), "--audio-only"])
+    index = shard.run(load_corpus(demo / "datasets.yaml"), audio_only=True)
     config = load_config(training_config)
     assert config.clap.shards == str(demo / "data" / "demo" / "shards-audio")
     return index, train_clap.train(config)
@@ -130,7 +130,7 @@ def _samples(tar: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def annotated(demo, ingested, clap_trained):
-    return annotate.run(["--config", str(demo / "datasets.yaml")])
+    return annotate.run(load_corpus(demo / "datasets.yaml"))
 
 
 def test_demo_annotate_gives_every_clip_a_selected_caption_or_a_reason(demo, annotated):
@@ -148,7 +148,7 @@ def test_demo_annotate_gives_every_clip_a_selected_caption_or_a_reason(demo, ann
 
 
 def test_demo_shards_validate_and_load_in_hugging_face_datasets(demo, annotated, hf_offline, tmp_path):
-    index = shard.run(["--config", str(demo / "datasets.yaml")])
+    index = shard.run(load_corpus(demo / "datasets.yaml"))
     root = demo / "data" / "demo" / "shards"
     assert index["totals"]["nsamples"] == annotated["statuses"]["ok"]
     assert set(index["splits"]) == {"train", "valid", "test"} and index["totals"]["failures"] == 0
@@ -209,7 +209,7 @@ def test_demo_trains_on_its_shards_and_ends_with_a_verdict(demo, annotated, trai
 
     from pipelines.cli import app
 
-    shard.run(["--config", str(demo / "datasets.yaml")])
+    shard.run(load_corpus(demo / "datasets.yaml"))
     runner, run = CliRunner(), demo / "runs" / "demo"
     for args in (["train", "vae"], ["encode-latents"], ["train", "ldm"]):
         done = runner.invoke(app, [*args, "--config", str(training_config)])
@@ -234,3 +234,11 @@ def test_demo_trains_on_its_shards_and_ends_with_a_verdict(demo, annotated, trai
     assert {row["prompt"] for row in result["prompts"]} == set(texts)
     assert metrics["prompt_top1_reference"] is not None  # the test clips the prompts came from
     assert "Prompt following:" in done.output and "FD with guidance" in done.output and "per prompt" in done.output
+
+
+def test_every_code_path_dvc_yaml_depends_on_exists():
+    """A stage whose dependency path is gone fails `dvc repro` (and so `make demo`) before it runs."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    deps = {dep for stage in stages.values() for dep in stage.get("deps", [])}
+    code = sorted(dep for dep in deps if not dep.startswith(("data/", "runs/")))
+    assert code and [dep for dep in code if not (ROOT / dep).exists()] == []

@@ -23,6 +23,7 @@ from pipelines.annotate.store import TABLE_SCHEMA
 from pipelines.ingest.cache import ClipCache
 from pipelines.core.io import write_json_atomic
 from pipelines.ingest.status import SCHEMA as STATUS_SCHEMA
+from records import clip_record
 from shard_samples import flac_bytes, jpeg_bytes
 
 RUN_ID = "20260101T000000000000Z"
@@ -144,6 +145,5 @@ def _write_cache(output: Path) -> None:
             for n in range(2):
                 (folder / f"frame_{n:02d}.jpg").write_bytes(jpeg_bytes(10 * i + n))
                 frames.append({"file": f"frame_{n:02d}.jpg", "time": float(n)})
-        entry = {"schema": "t2a.clip/1", "clip_id": clip_id, "source": SOURCES[clip_id], "frames": frames,
-                 "labels": [{"mid": mid, "name": name} for mid, name in labels]}  # fmt: skip
-        write_json_atomic(folder / "clip.json", entry)
+        entry = clip_record(clip_id, source=SOURCES[clip_id], frames=frames, labels=[{"mid": mid, "name": name} for mid, name in labels])
+        write_json_atomic(folder / "clip.json", entry.to_json_dict())

@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from pipelines.annotate.prompts.config import PromptConfig, SelectionConfig
+from pipelines.core.records import ClipRecord
 from pipelines.annotate.prompts.labels import label_text
 from pipelines.annotate.prompts.mbtg import mbtg_text
 from pipelines.annotate.prompts.select import Candidate, select_caption
@@ -46,16 +47,16 @@ class Proposal:
     chance_score: float | None = None  # CLAP score of another clip's caption: the chance baseline
 
 
-def clip_info(entry: Mapping[str, Any], digest: str, events: int, windows: int, frames: int, config: PromptConfig) -> ClipInfo:
-    """A clip.json entry → ClipInfo; Freesound/FSD50K uploader text is cleaned into one candidate."""
-    captions = entry.get("captions", [])
-    meta = entry.get("meta") or {}
-    uploaded = next((c["text"] for c in captions if c.get("kind") == "source_text"), None)
+def clip_info(entry: ClipRecord, digest: str, events: int, windows: int, frames: int, config: PromptConfig) -> ClipInfo:
+    """A clip.json record → ClipInfo; Freesound/FSD50K uploader text is cleaned into one candidate."""
+    captions = entry.captions
+    meta = entry.meta or {}
+    uploaded = next((c.text for c in captions if c.kind == "source_text"), None)
     title = meta.get("title") or meta.get("name")
     cleaned = clean_source_text(title, meta.get("description") or uploaded, config.source_text_max_chars) if uploaded or title else None
     return ClipInfo(
-        clip_id=entry["clip_id"], digest=digest, labels=tuple(label["name"] for label in entry.get("labels", [])),
-        captions=tuple(c["text"] for c in captions if c.get("kind", "human") == "human"),
+        clip_id=entry.clip_id, digest=digest, labels=tuple(label.name for label in entry.labels),
+        captions=tuple(c.text for c in captions if c.kind == "human"),
         source_text=cleaned, event_count=events, windows=windows, frames=frames,
     )  # fmt: skip
 

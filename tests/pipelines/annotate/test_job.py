@@ -15,6 +15,7 @@ import soundfile as sf
 import yaml
 
 from pipelines.annotate.store import AnnotationStore, read_table
+from pipelines.datasets import load_corpus
 from pipelines.ingest.cache import ClipCache
 from pipelines.core.io import sha256_file
 from pipelines.core.config import ConfigError
@@ -52,7 +53,7 @@ def ingested(tmp_path_factory, media) -> Path:
     with LoopbackServer(www) as server:
         config = build_mini_corpus(root, server.url, media, {"mini": "out"})
         server.routes["/apiv2/"] = freesound_route(www / "freesound" / "sounds.json")
-        ingest.run(["--config", str(config), "--corpus", "mini"])
+        ingest.run(load_corpus(config, "mini"))
     mp.undo()
     return root
 
@@ -75,8 +76,8 @@ def corpus(ingested, models, tmp_path) -> Path:
     return config
 
 
-def run(config: Path, *extra: str) -> dict:
-    return annotate.run(["--config", str(config), "--corpus", "mini", *extra])
+def run(config: Path, *beam_args: str) -> dict:
+    return annotate.run(load_corpus(config, "mini"), beam_args=beam_args)
 
 
 def set_config(config: Path, **annotate_block) -> None:
@@ -91,7 +92,7 @@ def spoil(output: Path) -> dict[str, str]:
     silent, corrupt = "fs_101", "fs_102"
     folder = cache.entry_dir(silent)
     sf.write(folder / "audio.flac", np.zeros(48000, np.float32), 48000, format="FLAC")
-    entry = cache.read_entry(silent)
+    entry = cache.read_entry(silent).to_json_dict()
     entry["files"]["audio.flac"] = {"bytes": (folder / "audio.flac").stat().st_size, "sha256": sha256_file(folder / "audio.flac")}
     (folder / "clip.json").write_text(json.dumps(entry))
     (cache.entry_dir(corrupt) / "audio.flac").write_bytes(b"fLaC not really")
@@ -184,7 +185,7 @@ def test_shards_carry_the_annotations_and_leave_out_failed_clips(corpus):
     output = corpus.parent / "out"
     spoiled = spoil(output)
     run(corpus)
-    shard.run(["--config", str(corpus), "--corpus", "mini"])
+    shard.run(load_corpus(corpus, "mini"))
     samples = {s.key: s for tar in sorted((output / "shards").rglob("*.tar")) for s in iter_shard(tar)}
     assert set(samples) == set(rows(output)) - set(spoiled.values())
     sample = samples[SPEECH_AND_SIREN]

@@ -29,8 +29,8 @@ FN_API = ["--runner=FnApiRunner"]
 PORTABLE = ["--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=LOOPBACK"]
 
 
-def run(mini, corpus: str = "mini", *extra: str) -> dict:
-    return ingest.run(["--config", str(mini.config), "--corpus", corpus, *extra])
+def run(mini, corpus: str = "mini", *beam_args: str, retry_failed: bool = False) -> dict:
+    return ingest.run(load_corpus(mini.config, corpus), retry_failed=retry_failed, beam_args=beam_args)
 
 
 def statuses(output: Path, run_id: str) -> list[dict]:
@@ -43,7 +43,7 @@ def entries(output: Path) -> dict[str, dict]:
     cache = ClipCache(output)
     found = {}
     for clip_id in cache.entries():
-        record = cache.read_entry(clip_id)
+        record = cache.read_entry(clip_id).to_json_dict()
         record.pop("created"), record.pop("read_bytes")
         found[clip_id] = record
     return found
@@ -116,7 +116,7 @@ def test_retry_failed_retries_only_retryable_failures(mini):
     mini.server.log.clear()
     again = run(mini)
     assert again["totals"]["failed_retryable"] == 1 and mini.server.requests_for("/media/*") == []
-    retried = run(mini, "mini", "--retry-failed")
+    retried = run(mini, "mini", retry_failed=True)
     assert retried["totals"]["ok"] == 1 and retried["totals"]["failed_permanent"] == mini.expected["failed_permanent"]
     assert {r.path for r in mini.server.requests_for("/media/*")} == {"/media/tone.wav"}
 
@@ -131,7 +131,7 @@ def test_fnapi_and_portable_runners_give_the_same_cache(mini):
 def test_a_killed_run_leaves_no_half_entries_and_a_rerun_finishes_without_refetching(tmp_path, media, server):
     config = _slow_corpus(tmp_path, media, server)
     job = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.ingest.job", "--config", str(config), "--corpus", "slow"],
+        [sys.executable, "-m", "pipelines.cli", "ingest", "--config", str(config), "--corpus", "slow"],
         cwd=Path(__file__).parents[3], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     cache = ClipCache(tmp_path / "out")
@@ -146,7 +146,7 @@ def test_a_killed_run_leaves_no_half_entries_and_a_rerun_finishes_without_refetc
         assert all((entry / CLIP_JSON).is_file() for entry in bucket.iterdir())  # no half entries
     fetched_before = {r.path for r in server.requests_for("/slow/*")}
     server.log.clear()
-    summary = ingest.run(["--config", str(config), "--corpus", "slow"])
+    summary = ingest.run(load_corpus(config, "slow"))
     assert summary["totals"]["cached"] == len(done) and summary["totals"]["ok"] == 12 - len(done)
     assert len(set(cache.entries())) == 12 and not any(cache.staging_root.iterdir())
     refetched = {r.path for r in server.requests_for("/slow/*")}

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import wids
 
+from pipelines.datasets import load_corpus
 from pipelines.ingest.cache import ClipCache
 from pipelines.ingest import job as ingest
 from pipelines.shard import job as shard
@@ -26,12 +27,12 @@ MULTI_PROCESSING = ["--direct_running_mode=multi_processing", "--direct_num_work
 @pytest.fixture()
 def cache(mini):
     """The mini corpus ingested (7 clips: 5 train, 2 valid); its shards/ folder."""
-    ingest.run(["--config", str(mini.config), "--corpus", "mini"])
+    ingest.run(load_corpus(mini.config, "mini"))
     return mini.root / "out"
 
 
-def run_shard(mini, *extra: str) -> dict:
-    return shard.run(["--config", str(mini.config), "--corpus", "mini", *extra])
+def run_shard(mini, *beam_args: str, audio_only: bool = False) -> dict:
+    return shard.run(load_corpus(mini.config, "mini"), audio_only=audio_only, beam_args=beam_args)
 
 
 def digests(root: Path) -> dict[str, str]:

@@ -7,14 +7,15 @@ import pytest
 
 from pipelines.annotate.prompts import PromptConfig, SelectionConfig
 from pipelines.annotate.prompts.candidates import clip_info, propose, select
+from records import clip_record
 
-ENTRY = {
-    "clip_id": "fs_1",
-    "labels": [{"mid": "/m/0bt9lr", "name": "Dog"}, {"mid": "/m/09x0r", "name": "Speech"}],
-    "captions": [{"text": "A dog barks", "origin": "table", "kind": "human"},
-                 {"text": "dog_bark_01.wav recorded with Zoom H4n http://x.y", "origin": "freesound", "kind": "source_text"}],
-    "meta": {"title": "dog_bark_01.wav", "description": "Dog barking in the yard. http://example.com"},
-}  # fmt: skip
+ENTRY = clip_record(
+    "fs_1",
+    labels=[{"mid": "/m/0bt9lr", "name": "Dog"}, {"mid": "/m/09x0r", "name": "Speech"}],
+    captions=[{"text": "A dog barks", "origin": "table", "kind": "human"},
+              {"text": "dog_bark_01.wav recorded with Zoom H4n http://x.y", "origin": "freesound", "kind": "source_text"}],
+    meta={"title": "dog_bark_01.wav", "description": "Dog barking in the yard. http://example.com"},
+)  # fmt: skip
 
 
 def unit(*values: float) -> np.ndarray:

@@ -37,7 +37,7 @@ def test_ok_writes_a_complete_entry(tmp_path, video_url):
     w = worker(tmp_path)
     row = w.ingest(clip(video_url))
     assert (row.status, row.attempts, row.reason) == ("ok", 1, "")
-    entry = w.cache.read_entry(row.clip_id)
+    entry = w.cache.read_entry(row.clip_id).to_json_dict()
     assert entry["media_url"] == video_url and entry["duration"] == 5.0 and len(entry["frames"]) == 4
     assert set(entry["files"]) == {"audio.flac", "frame_00.jpg", "frame_01.jpg", "frame_02.jpg", "frame_03.jpg"}
     assert row.bytes == sum(f["bytes"] for f in entry["files"].values()) > 0
@@ -99,7 +99,7 @@ def test_url_template_builds_urls_from_ids(tmp_path, media, server):
     w = worker(tmp_path, url_template=f"{server.url}/mirror/{{id}}")
     row = w.ingest(Clip("x_1", "web", "table", "a b.wav", None, 0.0, 4.0))
     assert row.status == "ok"
-    assert w.cache.read_entry("x_1")["media_url"].endswith("/mirror/a%20b.wav")
+    assert w.cache.read_entry("x_1").to_json_dict()["media_url"].endswith("/mirror/a%20b.wav")
 
 
 def test_auth_download_sends_the_token_and_keeps_it_out_of_outputs(tmp_path, media, server, monkeypatch):
@@ -116,7 +116,7 @@ def test_auth_download_sends_the_token_and_keeps_it_out_of_outputs(tmp_path, med
     w = worker(tmp_path, auth_env="T2A_TEST_TOKEN")
     row = w.ingest(clip(f"{server.url}/secure/orig.wav", None, None))
     assert row.status == "ok" and seen == ["Bearer s3cr3t-token"]
-    assert "s3cr3t-token" not in json.dumps(w.cache.read_entry(row.clip_id)) + repr(row)
+    assert "s3cr3t-token" not in json.dumps(w.cache.read_entry(row.clip_id).to_json_dict()) + repr(row)
     monkeypatch.setenv("T2A_TEST_TOKEN", "wrong")
     denied = w.ingest(clip(f"{server.url}/secure/other.wav", None, None))
     assert (denied.status, denied.reason) == ("failed_permanent", "HTTP 401 Unauthorized")
@@ -145,5 +145,5 @@ def test_freesound_original_through_the_api_with_an_oauth_token(tmp_path, media,
     w = worker(tmp_path, auth_env="FREESOUND_OAUTH_TOKEN")
     row = w.ingest(clip(f"{server.url}/apiv2/sounds/101/download/", None, None))
     assert row.status == "ok", row.reason
-    assert w.cache.read_entry(row.clip_id)["duration"] == pytest.approx(12.0)
+    assert w.cache.read_entry(row.clip_id).to_json_dict()["duration"] == pytest.approx(12.0)
     assert [r.status for r in server.log] == [302, 200]  # the API redirects to the file, as Freesound does

@@ -26,7 +26,7 @@ def test_template_resolves_against_the_config_folder(tmp_path, media):
     w = ClipWorker({"fsd": SimpleNamespace(fetch=config(tmp_path))}, MediaConfig(), tmp_path / "out")
     row = w.ingest(Clip("fs_123", "fsd", "fsd50k", "123", None))
     assert row.status == "ok"
-    assert w.cache.read_entry("fs_123")["media_url"] == str(tmp_path / "mirror" / "123.wav")
+    assert w.cache.read_entry("fs_123").to_json_dict()["media_url"] == str(tmp_path / "mirror" / "123.wav")
 
 
 def test_missing_file_is_permanent(tmp_path):

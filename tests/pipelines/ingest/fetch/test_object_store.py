@@ -40,7 +40,7 @@ def ingest(tmp_path, url: str):
 def test_s3_segment_is_read_through_a_signed_url(tmp_path, bucket):
     worker, row = ingest(tmp_path, f"{bucket}/v.mp4")
     assert row.status == "ok", row.reason
-    entry = worker.cache.read_entry(row.clip_id)
+    entry = worker.cache.read_entry(row.clip_id).to_json_dict()
     assert entry["duration"] == 4.0 and entry["media_url"] == f"{bucket}/v.mp4"
     assert "Signature" not in json.dumps(entry)  # the signed URL is a credential: not recorded
 

@@ -44,7 +44,7 @@ def test_downloads_only_the_segment_and_normalizes_it(tmp_path, mirror):
     w = worker(tmp_path, mirror)
     row = w.ingest(clip())
     assert row.status == "ok", row.reason
-    entry = w.cache.read_entry(row.clip_id)
+    entry = w.cache.read_entry(row.clip_id).to_json_dict()
     assert entry["media_url"] == f"{mirror.url}/yt/{YTID}.mp4"
     assert entry["duration"] == pytest.approx(10.0, abs=0.05) and len(entry["frames"]) == 4
     audio = w.cache.entry_dir(row.clip_id) / "audio.flac"
@@ -55,13 +55,13 @@ def test_downloads_only_the_segment_and_normalizes_it(tmp_path, mirror):
 def test_audio_only_when_no_frames_are_wanted(tmp_path, mirror):
     w = worker(tmp_path, mirror, frames=0)
     row = w.ingest(clip(start=0.0, end=4.0))
-    assert row.status == "ok" and w.cache.read_entry(row.clip_id)["frames"] == []
+    assert row.status == "ok" and w.cache.read_entry(row.clip_id).to_json_dict()["frames"] == []
 
 
 def test_segment_past_the_end_is_padded(tmp_path, mirror):
     w = worker(tmp_path, mirror, frames=0)
     row = w.ingest(clip(start=15.0, end=25.0))
-    entry = w.cache.read_entry(row.clip_id)
+    entry = w.cache.read_entry(row.clip_id).to_json_dict()
     assert entry["padded"] and entry["duration"] == pytest.approx(5.0, abs=0.1) and entry["audio_seconds"] == 10.0
 
 
