@@ -29,6 +29,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "support")]
 from _measure import machine  # noqa: E402
 from train_corpus import build_train_corpus  # noqa: E402
 from training.tasks import clap as train_clap  # noqa: E402
+from training.config import load_config  # noqa: E402
 from training.loop import read_metrics  # noqa: E402
 
 
@@ -41,7 +42,7 @@ def measure(root: Path, corpus: Path, features: str, args: argparse.Namespace, n
     }  # fmt: skip
     path = root / f"{n}-{features}.yaml"
     path.write_text(yaml.safe_dump(config))
-    train_clap.main(["--config", str(path)])
+    train_clap.train(load_config(path))
     steps = [m for m in read_metrics(run / "clap") if "samples_per_s" in m][1:]
     seconds = sum(m["step_s"] for m in steps)
     median = statistics.median(m["step_s"] for m in steps)  # robust to bursts of load from other processes

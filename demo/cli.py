@@ -9,15 +9,11 @@ import threading
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
-console = Console(stderr=True, soft_wrap=True)
+from pipelines.core.console import console
+from pipelines.core.console import fail as _fail
+
 PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
-
-
-def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(2)
 
 
 def demo_corpus(

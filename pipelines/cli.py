@@ -8,19 +8,19 @@ import logging
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from pipelines.core.config import ConfigError
+from pipelines.core.console import console
+from pipelines.core.console import fail as _fail
 from pipelines.core.registry import UnknownName
 from pipelines.datasets import DEFAULT_CORPUS, Corpus
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Build text-audio corpora and train text-to-audio models.")
-# Messages are never wrapped at the terminal width: a path or command a user copies stays on one line.
-console = Console(stderr=True, soft_wrap=True)
 PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
@@ -45,11 +45,6 @@ def _not_bigquery_notice(record: logging.LogRecord) -> bool:
 class Device(str, enum.Enum):
     cpu = "cpu"
     cuda = "cuda"
-
-
-def _fail(message: str) -> NoReturn:
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(2)
 
 
 def _load(config: Path, corpus: str) -> Corpus:

@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 
-# Messages are never wrapped at the terminal width: a path or command a user copies stays on one line.
-console = Console(stderr=True, soft_wrap=True)
+from pipelines.core.console import console
+from pipelines.core.console import fail as _fail
+from training.config import resolve_device as _device
+
 train_app = typer.Typer(no_args_is_help=True, help="Train the mel VAE, the latent diffusion model or a HiFi-GAN vocoder.")
 CONFIG = typer.Option(..., "--config", "-c", help="Training config (training/configs/demo.yaml).")
 
@@ -27,11 +28,6 @@ def _config(path: Path):
         return load_config(path)
     except ConfigError as error:
         _fail(str(error))
-
-
-def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(2)
 
 
 def _guard(action):
@@ -173,10 +169,3 @@ def _span(text: str) -> tuple[float, float]:
         _fail(f"--keep must be START:END in seconds, got {text!r}")
     return start, end
 
-
-def _device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name

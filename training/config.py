@@ -292,3 +292,12 @@ def _ldm(ldm: LdmConfig, base: Path) -> LdmConfig:
 
 def _vocoder(vocoder: VocoderConfig, base: Path) -> VocoderConfig:
     return vocoder.model_copy(update={"model": resolve(vocoder.model, base), "init": resolve(vocoder.init, base)})
+
+
+def resolve_device(name: str) -> str:
+    """"auto" → "cuda" when torch sees a GPU, else "cpu"; any other name as given."""
+    if name == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name

@@ -31,7 +31,8 @@ from pipelines.ingest.cache import CLIP_JSON, bucket
 
 from pipelines.core.io import atomic_path, commit_folder, remove_leftovers, write_json_atomic
 from pipelines.core.records import check_clip_id
-from pipelines.shard.contract import decode_npy, encode_npy
+from pipelines.core.npy import decode as decode_npy
+from pipelines.core.npy import encode as encode_npy
 
 SCHEMA = "t2a.annotation/1"
 ROW = "annotation.json"

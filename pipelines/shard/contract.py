@@ -32,7 +32,7 @@ from typing import Annotated, Any, Literal, Mapping, Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from pipelines.core import records
+from pipelines.core import npy, records
 from pipelines.core.records import CLIP_ID_MAX, CLIP_ID_RE
 
 SCHEMA = "t2a.sample/1"
@@ -146,21 +146,18 @@ def stats_name(shard_name: str) -> str:
 
 def encode_npy(array: np.ndarray) -> bytes:
     """`.npy` format 1.0, C order, little-endian: the same array always gives the same bytes."""
-    array = np.asarray(array)
-    if array.dtype.hasobject:
-        raise ContractError("object arrays cannot go into a shard (they would need pickle)")
-    array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
-    buffer = io.BytesIO()
-    np.lib.format.write_array(buffer, array, version=(1, 0), allow_pickle=False)
-    return buffer.getvalue()
+    try:
+        return npy.encode(array)
+    except npy.NpyError as error:
+        raise ContractError(str(error)) from None
 
 
 def decode_npy(data: bytes) -> np.ndarray:
     """Never unpickles: an object array (or any pickle payload) is refused."""
     try:
-        return np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as error:
-        raise ContractError(f"not a plain .npy array: {error}") from None
+        return npy.decode(data)
+    except npy.NpyError as error:
+        raise ContractError(str(error)) from None
 
 
 def npy_size(shape: Sequence[int], dtype: Any) -> int:

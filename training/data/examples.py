@@ -232,10 +232,17 @@ def mixup_transform(probability: float, alpha: float = 5.0,
 
 
 class CurriculumFilter:
-    """Diffsound Algorithm 3 (seed 002 §IV-C; pipelines/annotate/prompts/curriculum.py) by the slot's epoch:
-    epochs < n keep single-event clips (event_count == 1), epochs n .. 3n−1 multi-event ones (≥ 2).
-    Algorithm 3 ends after 3n epochs; training here is step-based and goes on, so later epochs keep
-    every labelled clip (≥ 1). Unlabelled clips (0 events) are never kept, as in the sampler."""
+    """Diffsound's curriculum (Diffsound §IV-C, Algorithm 3) by the slot's epoch: single-event clips
+    first, then multi-event ones.
+
+    Algorithm 3 splits the clips by their number of events (`event_count`, pipelines.core.labels)
+    into the Single Event Set (SES) and the Multiple Event Set (MES), trains `for i = 1 to n` epochs
+    on the SES, then `for i = 1 to 2·n` epochs on the MES: epochs < n keep event_count == 1, epochs
+    n .. 3n−1 keep ≥ 2, and the SES is not revisited (the introduction's "gradually add the audios
+    that include multiple events" reads as if it stayed in; the algorithm does not keep it). Algorithm
+    3 ends after 3n epochs; training here is step-based and goes on, so later epochs keep every
+    labelled clip (≥ 1). Clips with no event (no labels) are never kept: Algorithm 3 builds every
+    training text from the labels (text = MBTG(l))."""
 
     def __init__(self, n: int):
         if n < 1:

@@ -226,7 +226,8 @@ def evaluate_command(
     from rich.console import Console
     from rich.table import Table
 
-    from training.cli import _device, _fail
+    from pipelines.core.console import fail as _fail
+    from training.config import resolve_device as _device
 
     if generated_arg is not None and generated_opt is not None and generated_arg != generated_opt:
         _fail(f"two generated folders: {generated_arg} and --generated {generated_opt}; give one")
@@ -262,7 +263,7 @@ def train_classifier_command(
     """Train the multi-label classifier whose posteriors give `t2a evaluate` its KL and IS."""
     from rich.console import Console
 
-    from training.cli import _device
+    from training.config import resolve_device as _device
     from training.evaluate.embedders import train_label_classifier
 
     folder = _guard(lambda: train_label_classifier(shards, clap, out, epochs, seed, device=_device(device), cache_dir=cache_dir))
@@ -273,7 +274,7 @@ def _guard(action):
     """Problems a user can fix (missing folders, a wrong model, a bad prompts file) as one line."""
     from pipelines.annotate.encoders import ModelLoadError
     from pipelines.core.registry import UnknownName
-    from training.cli import _fail
+    from pipelines.core.console import fail as _fail
 
     try:
         return action()

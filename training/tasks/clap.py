@@ -306,9 +306,5 @@ class _Bundle:
         save_tokenizer(self.processor.tokenizer, folder)
 
 
-def main(argv: list[str] | None = None) -> Path:
-    return command(__doc__, train, argv)
-
-
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # `python -m training.tasks.clap --config …` (accelerate launch, torchrun)
+    command(__doc__, train)

@@ -152,9 +152,5 @@ def _write_indexes(out: Path, splits: dict[str, list[dict[str, Any]]], profile: 
     write_json_atomic(out / LATENTS_INFO, {"vae_sha256": vae_hash, "scaling_factor": scaling, "profile": profile})
 
 
-def main(argv: list[str] | None = None) -> Path:
-    return command(__doc__, encode, argv)
-
-
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # `python -m training.tasks.encode_latents --config …` (accelerate launch, torchrun)
+    command(__doc__, encode)

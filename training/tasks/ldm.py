@@ -187,9 +187,5 @@ def _export(config: TrainConfig, vae, unet, ema, scheduler, conditioner, frames:
     log.info("LDM saved to %s", path)
 
 
-def main(argv: list[str] | None = None) -> Path:
-    return command(__doc__, train, argv)
-
-
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # `python -m training.tasks.ldm --config …` (accelerate launch, torchrun)
+    command(__doc__, train)

@@ -156,9 +156,5 @@ def _export(vae, ema, config: TrainConfig, profile: str, session: Session) -> No
     log.info("VAE saved to %s (scaling_factor %.4f)", config.vae_dir / "model", scaling)
 
 
-def main(argv: list[str] | None = None) -> Path:
-    return command(__doc__, train, argv)
-
-
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # `python -m training.tasks.vae --config …` (accelerate launch, torchrun)
+    command(__doc__, train)

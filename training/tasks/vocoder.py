@@ -108,9 +108,5 @@ def train(config: TrainConfig) -> Path:
     return config.vocoder_dir / "model"
 
 
-def main(argv: list[str] | None = None) -> Path:
-    return command(__doc__, train, argv)
-
-
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # `python -m training.tasks.vocoder --config …` (accelerate launch, torchrun)
+    command(__doc__, train)

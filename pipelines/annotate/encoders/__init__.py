@@ -11,16 +11,10 @@ imported on first access.
 
 from typing import Any
 
-from pipelines.annotate.encoders.base import (
-    CLAP_BACKENDS,
-    AudioTextEncoder,
-    ModelLoadError,
-    audio_windows,
-    clap_provenance,
-    load_clap,
-    pool_windows,
-)
+from pipelines.annotate.encoders.backends import CLAP_BACKENDS
+from pipelines.annotate.encoders.base import AudioTextEncoder, ModelLoadError, audio_windows, pool_windows
 from pipelines.annotate.encoders.config import BatchSize, ClapConfig, ClipConfig
+from pipelines.annotate.encoders.loading import clap_provenance, load_clap
 
 _CLIP = ("ClipEncoder", "load_clip", "clip_provenance")
 

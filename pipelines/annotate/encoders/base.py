@@ -1,5 +1,6 @@
 """The CLAP contract shared by every backend: fixed-length 48 kHz windows in, L2-normalised
-embeddings out; windowing, pooling, checksums, devices, and the backend registry.
+embeddings out; windowing, pooling, devices, model-folder checks. The backends are named in
+`backends.py`; `loading.load_clap` builds the configured one.
 
 torch and the model libraries are imported only when a model is loaded: `pipelines.datasets`
 imports this module (through the config) for every command.
@@ -7,23 +8,18 @@ imports this module (through the config) for every command.
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import threading
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from pipelines.core.registry import Registry
 
 if TYPE_CHECKING:
     import torch
-
-    from pipelines.annotate.encoders.config import ClapConfig
 
 CLAP_RATE = 48000  # every public CLAP checkpoint is trained on 48 kHz audio (LAION-CLAP, HTSAT front end)
 PROBE_TEXT = "a dog barks while a car passes by"
@@ -212,35 +208,3 @@ def require_files(folder: Path, key: str, groups: dict[str, tuple[str, ...]]) ->
     for what, names in groups.items():
         if not any((folder / name).is_file() for name in names):
             raise ModelLoadError(f"{key}: the model folder {folder} is missing the {what} ({' or '.join(names)})")
-
-
-@dataclass(frozen=True)
-class ClapBackend:
-    """A CLAP implementation: its module is imported on first use, so torch and the model library
-    load only in processes that embed."""
-
-    module: str  # defines load(config, device) -> AudioTextEncoder and provenance(config) -> dict
-
-    def __call__(self, config: ClapConfig, device: str) -> AudioTextEncoder:
-        return importlib.import_module(self.module).load(config, device)
-
-    def provenance(self, config: ClapConfig) -> dict[str, str]:
-        return importlib.import_module(self.module).provenance(config)
-
-
-CLAP_BACKENDS: Registry[ClapBackend] = Registry("CLAP backend")
-CLAP_BACKENDS.register("transformers")(ClapBackend("pipelines.annotate.encoders.clap_transformers"))
-CLAP_BACKENDS.register("laion_clap")(ClapBackend("pipelines.annotate.encoders.clap_laion"))
-
-
-def load_clap(config: ClapConfig, device: str) -> AudioTextEncoder:
-    """The configured CLAP on `device` ("cpu" or "cuda", never guessed), in eval mode."""
-    torch_device(device)
-    encoder = CLAP_BACKENDS.get(config.backend)(config, device)
-    encoder.batch_invariant = config.batch_invariant
-    return encoder
-
-
-def clap_provenance(config: ClapConfig) -> dict[str, str]:
-    """What `load_clap(config, ...).provenance` will be, without loading the model."""
-    return CLAP_BACKENDS.get(config.backend).provenance(config)

@@ -11,7 +11,7 @@ from pathlib import Path
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from pipelines.core.config import InputDir, StrictModel, _resolve
-from pipelines.annotate.encoders.base import CLAP_BACKENDS
+from pipelines.annotate.encoders.backends import CLAP_BACKENDS
 from pipelines.core.registry import UnknownName
 
 # "org/name" or "name": what a Hugging Face model id looks like. A value of this shape that is not

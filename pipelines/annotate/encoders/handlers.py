@@ -64,7 +64,7 @@ class _ClapHandler(_EncoderHandler):
         super().__init__(config, device)
 
     def load_model(self) -> Any:
-        from pipelines.annotate.encoders.base import load_clap
+        from pipelines.annotate.encoders.loading import load_clap
 
         return _shared("clap", self.config, self.device, load_clap)
 

@@ -15,7 +15,8 @@ import soundfile as sf
 import torch
 import yaml
 
-from pipelines.annotate.encoders.base import CLAP_RATE, audio_windows, load_clap
+from pipelines.annotate.encoders import audio_windows, load_clap
+from pipelines.annotate.encoders.base import CLAP_RATE
 from pipelines.annotate.encoders.config import ClapConfig
 from pipelines.shard import contract, index, writer
 from shard_samples import make_meta
@@ -157,7 +158,7 @@ def _config(root: Path, corpus: Path, steps: int) -> Path:
 def trained(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("clap")
     corpus = _corpus(root / "shards")
-    return root, train_clap.main(["--config", str(_config(root, corpus, 40))])
+    return root, train_clap.train(load_config(_config(root, corpus, 40)))
 
 
 def test_training_lowers_the_loss_and_learns_the_train_pairs(trained):
@@ -208,7 +209,7 @@ def test_fine_tunes_from_an_init_folder(trained, tmp_path):
     config = yaml.safe_load(path.read_text())
     config["clap"] = {"init": str(model_dir), "train": {"steps": 2, "ema_decay": 0.5, "log_every": 1}}  # window from the folder
     path.write_text(yaml.safe_dump(config))
-    out = train_clap.main(["--config", str(path)])
+    out = train_clap.train(load_config(path))
     saved = json.loads((out / "config.json").read_text())["audio_config"]
     assert saved["spec_size"] == 128  # the init folder's architecture, not the demo default
     assert json.loads((out / "processor_config.json").read_text())["feature_extractor"]["max_length_s"] == WINDOW_S
