@@ -42,7 +42,7 @@ def dependency_digest(pyproject: Path = ROOT / "pyproject.toml") -> str:
 def recorded_digest(lock: Path = LOCK) -> str | None:
     for line in lock.read_text(encoding="utf-8").splitlines():
         if line.startswith(PREFIX):
-            return line[len(PREFIX):].strip()
+            return line[len(PREFIX) :].strip()
     return None
 
 

@@ -40,8 +40,12 @@ def run_measured(cmd: list[str]) -> dict:
     sampler.join()
     if job.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed with exit code {job.returncode}")
-    return {"stdout": stdout, "wall_s": round(seconds, 2), "peak_rss_job_mb": round(peak["job"] / 2**20, 1),
-            "peak_rss_tree_mb": round(peak["tree"] / 2**20, 1)}  # fmt: skip
+    return {
+        "stdout": stdout,
+        "wall_s": round(seconds, 2),
+        "peak_rss_job_mb": round(peak["job"] / 2**20, 1),
+        "peak_rss_tree_mb": round(peak["tree"] / 2**20, 1),
+    }
 
 
 def _sample(job: psutil.Popen, peak: dict) -> None:

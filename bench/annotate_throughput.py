@@ -47,9 +47,17 @@ def main() -> None:
     first = run_measured(command)
     again = run_measured(command)
     work = first["wall_s"] - again["wall_s"]
-    result = {"machine": machine(), "device": args.device, "clips": n, "first": first["wall_s"], "rerun_all_skipped": again["wall_s"],
-              "clips_per_s": round(n / first["wall_s"], 2), "clips_per_s_after_startup": round(n / work, 2) if work > 0 else None,
-              "peak_rss_job_mb": first["peak_rss_job_mb"], "peak_rss_tree_mb": first["peak_rss_tree_mb"]}  # fmt: skip
+    result = {
+        "machine": machine(),
+        "device": args.device,
+        "clips": n,
+        "first": first["wall_s"],
+        "rerun_all_skipped": again["wall_s"],
+        "clips_per_s": round(n / first["wall_s"], 2),
+        "clips_per_s_after_startup": round(n / work, 2) if work > 0 else None,
+        "peak_rss_job_mb": first["peak_rss_job_mb"],
+        "peak_rss_tree_mb": first["peak_rss_tree_mb"],
+    }
     print(json.dumps(result))
 
 

@@ -26,8 +26,8 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -38,9 +38,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from _measure import machine  # noqa: E402
-from training.models.clap import roberta_tokenizer, tiny_clap_config  # noqa: E402
+
 from pipelines.annotate.encoders.base import torch_device  # noqa: E402
 from pipelines.annotate.encoders.clap_transformers import TransformersClap  # noqa: E402
+from training.models.clap import roberta_tokenizer, tiny_clap_config  # noqa: E402
 
 WINDOW = 480000
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -64,10 +65,19 @@ def main() -> None:
     flops = window_flops(encoder.model)
     peak, peak_source = peak_flops(device, args.dtype)
     rows = [measure(encoder, batch, args.dtype, args.repeats) for batch in args.batches]
-    result = {"size": args.size, "device": describe(device), "dtype": args.dtype, "machine": machine(),
-              "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "gflop_per_window": round(flops / 1e9, 3),
-              "peak_tflops": round(peak / 1e12, 3), "peak_source": peak_source, "ceiling_clips_per_s": round(peak / flops, 1),
-              "rows": rows}  # fmt: skip
+    result = {
+        "size": args.size,
+        "device": describe(device),
+        "dtype": args.dtype,
+        "machine": machine(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "gflop_per_window": round(flops / 1e9, 3),
+        "peak_tflops": round(peak / 1e12, 3),
+        "peak_source": peak_source,
+        "ceiling_clips_per_s": round(peak / flops, 1),
+        "rows": rows,
+    }
     table = markdown(result)
     print(table)
     print(json.dumps(result))
@@ -87,7 +97,12 @@ def build_encoder(size: str, device: torch.device) -> TransformersClap:
 
 def features(encoder: TransformersClap, windows: np.ndarray) -> torch.Tensor:
     extracted = encoder.processor.feature_extractor(
-        list(windows), sampling_rate=48000, max_length=WINDOW, truncation="rand_trunc", padding="repeatpad", return_tensors="pt"
+        list(windows),
+        sampling_rate=48000,
+        max_length=WINDOW,
+        truncation="rand_trunc",
+        padding="repeatpad",
+        return_tensors="pt",
     )
     return extracted["input_features"]  # [B, 1, 1001, 64]
 
@@ -155,8 +170,12 @@ def measure(encoder: TransformersClap, batch: int, dtype: str, repeats: int) -> 
     with torch.inference_mode(), autocast(device, dtype):
         model_s = timed(lambda: forward(encoder, mel), device, repeats)
         end_to_end_s = timed(lambda: encoder.embed_audio(windows), device, repeats)
-    return {"batch": batch, "features_clips_per_s": round(batch / features_s, 1), "model_clips_per_s": round(batch / model_s, 1),
-            "end_to_end_clips_per_s": round(batch / end_to_end_s, 1)}  # fmt: skip
+    return {
+        "batch": batch,
+        "features_clips_per_s": round(batch / features_s, 1),
+        "model_clips_per_s": round(batch / model_s, 1),
+        "end_to_end_clips_per_s": round(batch / end_to_end_s, 1),
+    }
 
 
 def describe(device: torch.device) -> str:
@@ -177,7 +196,9 @@ def markdown(result: dict) -> str:
     ]
     for row in result["rows"]:
         share = 100 * row["model_clips_per_s"] / ceiling
-        lines.append(f"| {row['batch']} | {row['features_clips_per_s']} | {row['model_clips_per_s']} | {share:.1f} % | {row['end_to_end_clips_per_s']} |")
+        lines.append(
+            f"| {row['batch']} | {row['features_clips_per_s']} | {row['model_clips_per_s']} | {share:.1f} % | {row['end_to_end_clips_per_s']} |"
+        )
     return "\n".join(lines)
 
 

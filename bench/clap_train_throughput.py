@@ -28,28 +28,38 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "support")]
 
 from _measure import machine  # noqa: E402
 from train_corpus import build_train_corpus  # noqa: E402
-from training.tasks import clap as train_clap  # noqa: E402
+
 from training.config import load_config  # noqa: E402
 from training.loop import read_metrics  # noqa: E402
+from training.tasks import clap as train_clap  # noqa: E402
 
 
 def measure(root: Path, corpus: Path, features: str, args: argparse.Namespace, n: int) -> dict:
     run = root / f"run-{n}-{features}"
     config = {
-        "run": str(run), "device": args.device, "data": {"shards": str(corpus), "batch_size": args.batch, "workers": args.workers, "shuffle_buffer": 16},
-        "clap": {"init": args.init, "window_seconds": args.window, "features": features,
-                 "train": {"steps": args.steps, "ema_decay": 0.0, "checkpoint_every": args.steps, "log_every": 1}},
-    }  # fmt: skip
+        "run": str(run),
+        "device": args.device,
+        "data": {"shards": str(corpus), "batch_size": args.batch, "workers": args.workers, "shuffle_buffer": 16},
+        "clap": {
+            "init": args.init,
+            "window_seconds": args.window,
+            "features": features,
+            "train": {"steps": args.steps, "ema_decay": 0.0, "checkpoint_every": args.steps, "log_every": 1},
+        },
+    }
     path = root / f"{n}-{features}.yaml"
     path.write_text(yaml.safe_dump(config))
     train_clap.train(load_config(path))
     steps = [m for m in read_metrics(run / "clap") if "samples_per_s" in m][1:]
     seconds = sum(m["step_s"] for m in steps)
     median = statistics.median(m["step_s"] for m in steps)  # robust to bursts of load from other processes
-    return {"features": features, "samples_per_s": round(args.batch * len(steps) / seconds, 2),
-            "samples_per_s_median_step": round(args.batch / median, 2),
-            "data_wait": round(statistics.mean(m["data_wait"] for m in steps), 3),
-            "step_s": round(statistics.mean(m["step_s"] for m in steps), 3)}  # fmt: skip
+    return {
+        "features": features,
+        "samples_per_s": round(args.batch * len(steps) / seconds, 2),
+        "samples_per_s_median_step": round(args.batch / median, 2),
+        "data_wait": round(statistics.mean(m["data_wait"] for m in steps), 3),
+        "step_s": round(statistics.mean(m["step_s"] for m in steps), 3),
+    }
 
 
 def main() -> None:
@@ -59,8 +69,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers (the corpus has 4 train shards)")
-    parser.add_argument("--features", nargs="+", choices=["loader", "step"], default=["loader", "step", "loader", "step"],
-                        help="runs in this order (repeated: the first run of a process also warms it up)")
+    parser.add_argument(
+        "--features",
+        nargs="+",
+        choices=["loader", "step"],
+        default=["loader", "step", "loader", "step"],
+        help="runs in this order (repeated: the first run of a process also warms it up)",
+    )
     parser.add_argument("--init", default=None, help="a ClapModel folder (default: the tiny demo CLAP)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     args = parser.parse_args()
@@ -69,8 +84,16 @@ def main() -> None:
         root = Path(temp)
         corpus = build_train_corpus(root / "shards", splits={"train": (4, 8), "valid": (1, 4)})
         rows = [measure(root, corpus, features, args, i) for i, features in enumerate(args.features)]
-    report = {"machine": machine(), "device": args.device, "window_s": args.window, "batch": args.batch, "steps": args.steps,
-              "workers": args.workers, "model": args.init or "tiny demo CLAP", "rows": rows}  # fmt: skip
+    report = {
+        "machine": machine(),
+        "device": args.device,
+        "window_s": args.window,
+        "batch": args.batch,
+        "steps": args.steps,
+        "workers": args.workers,
+        "model": args.init or "tiny demo CLAP",
+        "rows": rows,
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "clap_train_throughput.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))

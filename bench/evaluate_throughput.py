@@ -31,8 +31,9 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from _measure import machine  # noqa: E402
-from training.evaluate.run import evaluate  # noqa: E402
+
 from training.evaluate.embedders import LabelClassifier  # noqa: E402
+from training.evaluate.run import evaluate  # noqa: E402
 from training.sample.io import write_json, write_wav  # noqa: E402
 
 RATE = 16000
@@ -51,22 +52,44 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         clap = args.clap or build_clap(work / "clap", args.size)
-        generated, reference = write_clips(work / "generated", args.clips, args.seconds, 0), write_clips(work / "reference", args.clips, args.seconds, 1)
+        generated, reference = (
+            write_clips(work / "generated", args.clips, args.seconds, 0),
+            write_clips(work / "reference", args.clips, args.seconds, 1),
+        )
         classifier = LabelClassifier([f"label{i}" for i in range(10)], embedding_dim(clap)).save(work / "labels")
         panns = build_cnn14(work / "cnn14.pth") if args.panns else None
         rates = {}
         for run in ("cold", "warm"):
             started = time.perf_counter()
-            result = evaluate(generated, reference, None, clap_folder=clap, classifier=classifier, device=args.device, cache_dir=work / "cache", panns=panns)
+            result = evaluate(
+                generated,
+                reference,
+                None,
+                clap_folder=clap,
+                classifier=classifier,
+                device=args.device,
+                cache_dir=work / "cache",
+                panns=panns,
+            )
             seconds = time.perf_counter() - started
             rates[run] = {"seconds": round(seconds, 3), "clips_per_s": round(2 * args.clips / seconds, 2)}
     report = {
-        "bench": "evaluate_throughput", "size": "custom" if args.clap else args.size, "clips": 2 * args.clips,
-        "seconds_per_clip": args.seconds, "panns": args.panns, "device": args.device, "machine": machine(), "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(), "rates": rates, "metrics": result["metrics"],
-    }  # fmt: skip
+        "bench": "evaluate_throughput",
+        "size": "custom" if args.clap else args.size,
+        "clips": 2 * args.clips,
+        "seconds_per_clip": args.seconds,
+        "panns": args.panns,
+        "device": args.device,
+        "machine": machine(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "rates": rates,
+        "metrics": result["metrics"],
+    }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"evaluate_throughput-{report['size']}{'-panns' if args.panns else ''}-{args.device}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out / f"evaluate_throughput-{report['size']}{'-panns' if args.panns else ''}-{args.device}.json").write_text(
+        json.dumps(report, indent=2) + "\n"
+    )
     print(json.dumps(report, indent=2))
 
 
@@ -79,7 +102,9 @@ def build_clap(folder: Path, size: str) -> Path:
     if size == "tiny":
         return build_tiny(folder)
     tokenizer = roberta_tokenizer()
-    config = transformers.ClapConfig(text_config=dict(vocab_size=len(tokenizer), pad_token_id=1, bos_token_id=0, eos_token_id=2))
+    config = transformers.ClapConfig(
+        text_config=dict(vocab_size=len(tokenizer), pad_token_id=1, bos_token_id=0, eos_token_id=2)
+    )
     transformers.ClapModel(config).save_pretrained(folder)
     extractor = transformers.ClapFeatureExtractor(truncation="rand_trunc", padding="repeatpad")
     transformers.ClapProcessor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(folder)

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from _measure import job_command, machine, run_measured  # noqa: E402
+
 from demo.corpus import build_video_corpus  # noqa: E402
 from demo.server import LoopbackServer  # noqa: E402
 from pipelines.core.ontology import load_ontology  # noqa: E402
@@ -57,16 +58,29 @@ def main() -> None:
 
 def write_config(args: argparse.Namespace, corpus: Path, output: Path) -> Path:
     if args.backend == "http":
-        source = {"name": "videos", "format": "table", "manifest": str(corpus / "table.csv"),
-                  "fetch": {"backend": "http", "concurrency": args.concurrency}}  # fmt: skip
+        source = {
+            "name": "videos",
+            "format": "table",
+            "manifest": str(corpus / "table.csv"),
+            "fetch": {"backend": "http", "concurrency": args.concurrency},
+        }
         source["fetch"] = {k: v for k, v in source["fetch"].items() if v is not None}
     else:
-        source = {"name": "videos", "format": "audioset", "manifest": str(youtube_manifest(corpus)),
-                  "fetch": {"backend": "youtube", "concurrency": args.concurrency or 2,
-                            "url_template": f"http://127.0.0.1:{args.port}/yt/{{id}}.mp4"}}  # fmt: skip
+        source = {
+            "name": "videos",
+            "format": "audioset",
+            "manifest": str(youtube_manifest(corpus)),
+            "fetch": {
+                "backend": "youtube",
+                "concurrency": args.concurrency or 2,
+                "url_template": f"http://127.0.0.1:{args.port}/yt/{{id}}.mp4",
+            },
+        }
     config = output.parent / f"bench-{args.backend}-{args.videos}.yaml"
     media = {"sample_rate": 48000, "frames": 4, "frame_size": 224}
-    config.write_text(yaml.safe_dump({"corpora": {"bench": {"output": str(output), "media": media, "sources": [source]}}}))
+    config.write_text(
+        yaml.safe_dump({"corpora": {"bench": {"output": str(output), "media": media, "sources": [source]}}})
+    )
     return config
 
 

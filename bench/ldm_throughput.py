@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from _measure import machine  # noqa: E402
 from clap_throughput import describe, measured_matmul  # noqa: E402
+
 from training.config import LdmConfig, UnetConfig  # noqa: E402
 from training.models.ldm import build_scheduler, build_unet, diffusion_loss  # noqa: E402
 
@@ -55,7 +56,9 @@ def step_fn(unet, scheduler, opt, batch: int, device: torch.device, dtype: str):
 
     def step() -> None:
         with torch.autocast(device.type, dtype=DTYPES[dtype], enabled=dtype != "fp32"):
-            loss = diffusion_loss(unet, scheduler, latents, {"encoder_hidden_states": None, "class_labels": condition}, generator)
+            loss = diffusion_loss(
+                unet, scheduler, latents, {"encoder_hidden_states": None, "class_labels": condition}, generator
+            )
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -68,7 +71,13 @@ def flops_per_sample(unet, scheduler, device: torch.device) -> float:
     latents = torch.randn(1, *LATENT, device=device)
     condition = torch.randn(1, CLAP_DIM, device=device)
     with counter:
-        diffusion_loss(unet, scheduler, latents, {"encoder_hidden_states": None, "class_labels": condition}, torch.Generator().manual_seed(0)).backward()
+        diffusion_loss(
+            unet,
+            scheduler,
+            latents,
+            {"encoder_hidden_states": None, "class_labels": condition},
+            torch.Generator().manual_seed(0),
+        ).backward()
     unet.zero_grad(set_to_none=True)
     return float(counter.get_total_flops())
 
@@ -102,16 +111,34 @@ def main() -> None:
     opt = torch.optim.AdamW(unet.parameters(), lr=1e-5)
     rows = []
     for dtype in args.dtypes:
-        peak = H100_BF16 if device.type == "cuda" and "H100" in torch.cuda.get_device_name() and dtype == "bf16" else measured_matmul(device, DTYPES[dtype])
+        peak = (
+            H100_BF16
+            if device.type == "cuda" and "H100" in torch.cuda.get_device_name() and dtype == "bf16"
+            else measured_matmul(device, DTYPES[dtype])
+        )
         for batch in args.batches:
             seconds = timed(step_fn(unet, scheduler, opt, batch, device, dtype), device, args.repeats)
             rate = batch / seconds
-            rows.append({"dtype": dtype, "batch": batch, "step_s": round(seconds, 4), "samples_per_s": round(rate, 2),
-                         "achieved_tflops": round(rate * flops / 1e12, 3), "peak_tflops": round(peak / 1e12, 2),
-                         "mfu": round(rate * flops / peak, 4)})  # fmt: skip
+            rows.append(
+                {
+                    "dtype": dtype,
+                    "batch": batch,
+                    "step_s": round(seconds, 4),
+                    "samples_per_s": round(rate, 2),
+                    "achieved_tflops": round(rate * flops / 1e12, 3),
+                    "peak_tflops": round(peak / 1e12, 2),
+                    "mfu": round(rate * flops / peak, 4),
+                }
+            )
             print(json.dumps(rows[-1]), file=sys.stderr)
-    result = {"device": describe(device), "machine": machine(), "parameters": params, "latent": list(LATENT),
-              "gflop_per_sample_fwd_bwd": round(flops / 1e9, 1), "rows": rows}  # fmt: skip
+    result = {
+        "device": describe(device),
+        "machine": machine(),
+        "parameters": params,
+        "latent": list(LATENT),
+        "gflop_per_sample_fwd_bwd": round(flops / 1e9, 1),
+        "rows": rows,
+    }
     out = ROOT / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)
     (out / f"ldm_throughput_{device.type}.json").write_text(json.dumps(result, indent=1) + "\n")

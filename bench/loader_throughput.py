@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from _measure import machine  # noqa: E402
+
 from pipelines.core.features import MelExtractor, get_profile, load_audio  # noqa: E402
 from training.data.loader import StreamLoader, list_shards, mel_example  # noqa: E402
 
@@ -64,7 +65,12 @@ def timed(batches, seconds: float) -> dict:
         assert batch["mel"].shape[1:] == (1, 1024, 64) and batch["mel"].dtype == torch.float32
         samples += len(batch["key"])
     elapsed = time.perf_counter() - start
-    return {"samples": samples, "seconds": round(elapsed, 2), "startup_s": round(start - first, 2), "samples_per_s": round(samples / elapsed, 1)}
+    return {
+        "samples": samples,
+        "seconds": round(elapsed, 2),
+        "startup_s": round(start - first, 2),
+        "samples_per_s": round(samples / elapsed, 1),
+    }
 
 
 def forever(loader: DataLoader):
@@ -85,11 +91,19 @@ def main() -> None:
     paths = sorted(p for p in args.clips.glob("*/*/audio.flac") if p.parent.name in keys)
     if len(paths) != len(keys):
         raise SystemExit(f"{len(keys)} samples in the shards but {len(paths)} of their clips under {args.clips}")
-    results: dict = {"machine": machine(), "profile": PROFILE, "batch_size": BATCH, "clips": len(paths), "shards": len(shards)}
+    results: dict = {
+        "machine": machine(),
+        "profile": PROFILE,
+        "batch_size": BATCH,
+        "clips": len(paths),
+        "shards": len(shards),
+    }
     for workers in (0, 2):
         loader = StreamLoader(shards, mel_example(PROFILE), batch_size=BATCH, workers=workers, shuffle_buffer=64)
         stream = timed(iter(loader), args.seconds)
-        naive = DataLoader(NaiveClips(paths), batch_size=BATCH, shuffle=True, num_workers=workers, persistent_workers=workers > 0)
+        naive = DataLoader(
+            NaiveClips(paths), batch_size=BATCH, shuffle=True, num_workers=workers, persistent_workers=workers > 0
+        )
         direct = timed(forever(naive), args.seconds)
         readers = max(workers, 1)
         for rate in (stream, direct):

@@ -26,10 +26,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from _measure import machine, run_measured  # noqa: E402
+
 from pipelines.annotate.store import TABLE_SCHEMA  # noqa: E402
-from pipelines.ingest.cache import ClipCache  # noqa: E402
 from pipelines.core.io import dumps  # noqa: E402
 from pipelines.core.ontology import load_ontology  # noqa: E402
+from pipelines.ingest.cache import ClipCache  # noqa: E402
 from pipelines.ingest.status import SCHEMA as STATUS_SCHEMA  # noqa: E402
 
 SOURCES = ("audioset", "fsd50k", "freesound", "vggsound")
@@ -38,7 +39,9 @@ EXPERTS = ("captioning", "captioning", "retrieval", "label_text", "human")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, action="append", help="annotation rows (repeatable); default 10000 and 100000")
+    parser.add_argument(
+        "--rows", type=int, action="append", help="annotation rows (repeatable); default 10000 and 100000"
+    )
     parser.add_argument("--work", type=Path, default=ROOT / "bench" / "out")
     parser.add_argument("--collect", type=Path, help=argparse.SUPPRESS)  # the measured child process
     args = parser.parse_args()
@@ -60,8 +63,15 @@ def _collect(output: Path) -> None:
     started = time.perf_counter()
     report = collect(output, "bench", "hash", 0.3)
     seconds = time.perf_counter() - started
-    print(json.dumps({"collect_s": round(seconds, 2), "listening_rows": len(report["listening"]),
-                      "report_kb": round(len(json.dumps(report)) / 1024, 1)}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "collect_s": round(seconds, 2),
+                "listening_rows": len(report["listening"]),
+                "report_kb": round(len(json.dumps(report)) / 1024, 1),
+            }
+        )
+    )
 
 
 def build(output: Path, n: int, seed: int = 0) -> None:
@@ -78,13 +88,24 @@ def build(output: Path, n: int, seed: int = 0) -> None:
         rows.append(_row(clip_id, rng, vocabulary, labels))
         folder = entries.entry_dir(clip_id)
         folder.mkdir(parents=True, exist_ok=True)
-        entry = {"schema": "t2a.clip/1", "clip_id": clip_id, "source": source, "frames": [],
-                 "labels": [{"mid": mid, "name": name} for mid, name in labels]}  # fmt: skip
+        entry = {
+            "schema": "t2a.clip/1",
+            "clip_id": clip_id,
+            "source": source,
+            "frames": [],
+            "labels": [{"mid": mid, "name": name} for mid, name in labels],
+        }
         (folder / "clip.json").write_text(dumps(entry), encoding="utf-8")
     (output / "annotations").mkdir(parents=True, exist_ok=True)
-    schema = TABLE_SCHEMA if "chance_score" in TABLE_SCHEMA.names else TABLE_SCHEMA.append(pa.field("chance_score", pa.float64()))
+    schema = (
+        TABLE_SCHEMA
+        if "chance_score" in TABLE_SCHEMA.names
+        else TABLE_SCHEMA.append(pa.field("chance_score", pa.float64()))
+    )
     table = pa.Table.from_pylist(rows, schema=schema)
-    pq.write_table(table, output / "annotations" / "annotations.parquet", row_group_size=8192)  # as AnnotationStore writes it
+    pq.write_table(
+        table, output / "annotations" / "annotations.parquet", row_group_size=8192
+    )  # as AnnotationStore writes it
 
 
 def _caption(rng: np.random.Generator, vocabulary: list[str]) -> str:
@@ -93,29 +114,79 @@ def _caption(rng: np.random.Generator, vocabulary: list[str]) -> str:
 
 def _row(clip_id: str, rng: np.random.Generator, vocabulary: list[str], labels: list[tuple[str, str]]) -> dict:
     label_text = ", ".join(name for _, name in labels)
-    candidates = [{"text": label_text if e == "label_text" else _caption(rng, vocabulary), "expert": e,
-                   "clap_score": float(np.clip(rng.normal(0.3, 0.15), -1, 1))} for e in EXPERTS]  # fmt: skip
+    candidates = [
+        {
+            "text": label_text if e == "label_text" else _caption(rng, vocabulary),
+            "expert": e,
+            "clap_score": float(np.clip(rng.normal(0.3, 0.15), -1, 1)),
+        }
+        for e in EXPERTS
+    ]
     best = max(candidates, key=lambda c: c["clap_score"])
     draw = rng.random()
     status = "ok" if draw < 0.9 else "dropped" if draw < 0.98 else "failed"
     caption = ("a common repeated caption" if rng.random() < 0.1 else best["text"]) if status == "ok" else None
-    return {"clip_id": clip_id, "status": status, "reason": "selected" if status == "ok" else f"{status}: best score 0.1 < threshold 0.3",
-            "selected_caption": caption, "selected_expert": best["expert"] if caption else None,
-            "selected_score": best["clap_score"] if caption else None, "label_text": label_text,
-            "label_score": candidates[3]["clap_score"], "mbtg_text": None, "candidates": candidates if status != "failed" else [],
-            "event_count": len(labels), "windows": 1, "frames": 0, "clip_digest": "d", "settings_hash": "s",
-            "chance_score": float(rng.normal(0.05, 0.1)), "provenance": json.dumps({"selection": {"threshold": 0.3}})}  # fmt: skip
+    return {
+        "clip_id": clip_id,
+        "status": status,
+        "reason": "selected" if status == "ok" else f"{status}: best score 0.1 < threshold 0.3",
+        "selected_caption": caption,
+        "selected_expert": best["expert"] if caption else None,
+        "selected_score": best["clap_score"] if caption else None,
+        "label_text": label_text,
+        "label_score": candidates[3]["clap_score"],
+        "mbtg_text": None,
+        "candidates": candidates if status != "failed" else [],
+        "event_count": len(labels),
+        "windows": 1,
+        "frames": 0,
+        "clip_digest": "d",
+        "settings_hash": "s",
+        "chance_score": float(rng.normal(0.05, 0.1)),
+        "provenance": json.dumps({"selection": {"threshold": 0.3}}),
+    }
 
 
 def _write_status(output: Path, ids: list[str], sources: list[str], rng: np.random.Generator) -> None:
-    rows = [{"source": s, "manifest": f"{s}.csv", "line": i, "status": "ok", "clip_id": c, "source_id": c, "reason": "",
-             "attempts": 1, "bytes": 0, "seconds": 0.0, "rows": 1} for i, (c, s) in enumerate(zip(ids, sources))]  # fmt: skip
-    rows += [{"source": SOURCES[i % 4], "manifest": "x.csv", "line": i, "status": "failed_permanent", "clip_id": f"gone{i}",
-              "source_id": f"gone{i}", "reason": f"HTTP 404 for https://example.org/{i}", "attempts": 1, "bytes": 0,
-              "seconds": 0.0, "rows": 1} for i in range(len(ids) // 20)]  # fmt: skip
+    rows = [
+        {
+            "source": s,
+            "manifest": f"{s}.csv",
+            "line": i,
+            "status": "ok",
+            "clip_id": c,
+            "source_id": c,
+            "reason": "",
+            "attempts": 1,
+            "bytes": 0,
+            "seconds": 0.0,
+            "rows": 1,
+        }
+        for i, (c, s) in enumerate(zip(ids, sources))
+    ]
+    rows += [
+        {
+            "source": SOURCES[i % 4],
+            "manifest": "x.csv",
+            "line": i,
+            "status": "failed_permanent",
+            "clip_id": f"gone{i}",
+            "source_id": f"gone{i}",
+            "reason": f"HTTP 404 for https://example.org/{i}",
+            "attempts": 1,
+            "bytes": 0,
+            "seconds": 0.0,
+            "rows": 1,
+        }
+        for i in range(len(ids) // 20)
+    ]
     (output / "status").mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows, schema=STATUS_SCHEMA), output / "status" / "20260101T000000000000Z.parquet")
-    (output / "status" / "20260101T000000000000Z.summary.json").write_text(json.dumps({"run_id": "20260101T000000000000Z"}))
+    pq.write_table(
+        pa.Table.from_pylist(rows, schema=STATUS_SCHEMA), output / "status" / "20260101T000000000000Z.parquet"
+    )
+    (output / "status" / "20260101T000000000000Z.summary.json").write_text(
+        json.dumps({"run_id": "20260101T000000000000Z"})
+    )
 
 
 if __name__ == "__main__":

@@ -30,8 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from _measure import job_command, machine, run_measured  # noqa: E402
-from pipelines.ingest.cache import CLIP_SCHEMA, ClipCache  # noqa: E402
+
 from pipelines.core.io import write_json_atomic  # noqa: E402
+from pipelines.ingest.cache import CLIP_SCHEMA, ClipCache  # noqa: E402
 
 RATE, SECONDS = 48000, 10.0
 
@@ -45,8 +46,17 @@ def main() -> None:
     cache = build_cache(args.work / f"shard-cache-{args.clips}", args.clips)
     empty = build_cache(args.work / "shard-cache-0", 0)
     startup = run_job(empty, [], args.max_samples)["wall_s"]
-    result = {"clips": args.clips, "max_samples": args.max_samples, "profile": "audioldm", "startup_s": startup, "machine": machine()}
-    for label, beam_args in (("one_worker", []), ("two_workers", ["--direct_running_mode=multi_processing", "--direct_num_workers=2"])):
+    result = {
+        "clips": args.clips,
+        "max_samples": args.max_samples,
+        "profile": "audioldm",
+        "startup_s": startup,
+        "machine": machine(),
+    }
+    for label, beam_args in (
+        ("one_worker", []),
+        ("two_workers", ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]),
+    ):
         shutil.rmtree(cache / "shards", ignore_errors=True)
         run = run_job(cache, beam_args, args.max_samples)
         run["clips_per_s"] = round(args.clips / run["wall_s"], 1)
@@ -84,21 +94,42 @@ def _flac(seed: int) -> bytes:
 
 def _entry(clip_id: str, flac: bytes, i: int) -> dict:
     return {
-        "schema": CLIP_SCHEMA, "clip_id": clip_id, "source": "bench", "format": "table", "source_id": clip_id,
-        "media_url": f"http://bench/{clip_id}.wav", "manifest": {"file": "bench.csv", "line": i + 2, "rows": 1},
-        "segment": {"start": 0.0, "end": SECONDS}, "duration": SECONDS, "audio_seconds": SECONDS, "padded": False,
-        "input_duration": SECONDS, "sample_rate": RATE, "channels": 1, "frames": [],
-        "labels": [{"mid": "/m/03kmc9", "name": "Siren"}], "captions": [{"text": "a siren", "origin": "table", "kind": "human"}],
-        "split": "train", "licence": None, "meta": {},
+        "schema": CLIP_SCHEMA,
+        "clip_id": clip_id,
+        "source": "bench",
+        "format": "table",
+        "source_id": clip_id,
+        "media_url": f"http://bench/{clip_id}.wav",
+        "manifest": {"file": "bench.csv", "line": i + 2, "rows": 1},
+        "segment": {"start": 0.0, "end": SECONDS},
+        "duration": SECONDS,
+        "audio_seconds": SECONDS,
+        "padded": False,
+        "input_duration": SECONDS,
+        "sample_rate": RATE,
+        "channels": 1,
+        "frames": [],
+        "labels": [{"mid": "/m/03kmc9", "name": "Siren"}],
+        "captions": [{"text": "a siren", "origin": "table", "kind": "human"}],
+        "split": "train",
+        "licence": None,
+        "meta": {},
         "files": {"audio.flac": {"sha256": hashlib.sha256(flac).hexdigest(), "bytes": len(flac)}},
-        "fetched_bytes": 0, "read_bytes": len(flac), "attempts": 1, "tools": {"t2a": "bench"}, "created": "2026-01-01T00:00:00+00:00",
-    }  # fmt: skip
+        "fetched_bytes": 0,
+        "read_bytes": len(flac),
+        "attempts": 1,
+        "tools": {"t2a": "bench"},
+        "created": "2026-01-01T00:00:00+00:00",
+    }
 
 
 def run_job(cache: Path, beam_args: list[str], max_samples: int) -> dict:
     config = cache / "bench.yaml"
-    corpus = {"output": str(cache), "shards": {"profiles": ["audioldm"], "max_samples": max_samples},
-              "sources": [{"name": "bench", "format": "table", "manifest": str(config), "fetch": {"backend": "http"}}]}  # fmt: skip
+    corpus = {
+        "output": str(cache),
+        "shards": {"profiles": ["audioldm"], "max_samples": max_samples},
+        "sources": [{"name": "bench", "format": "table", "manifest": str(config), "fetch": {"backend": "http"}}],
+    }
     config.write_text(yaml.safe_dump({"corpora": {"bench": corpus}}))
     measured = run_measured(job_command("shard", config, "bench", beam_args))
     index = json.loads(measured.pop("stdout"))
@@ -112,8 +143,8 @@ def breakdown(cache: Path, n: int) -> dict[str, float]:
     checks) and the tar write of the prepared samples."""
     import torch
 
-    from pipelines.datasets import load_corpus
     from pipelines.core.features import MelExtractor, get_profile
+    from pipelines.datasets import load_corpus
     from pipelines.shard.job import WriteShards, settings_hash
     from pipelines.shard.writer import write_shard
 
@@ -124,14 +155,14 @@ def breakdown(cache: Path, n: int) -> dict[str, float]:
     times: dict[str, list[float]] = {k: [] for k in ("flac_decode", "resample", "stft_mel", "npy_encode", "sample")}
     for clip_id in clip_ids:
         flac = (store.entry_dir(clip_id) / "audio.flac").read_bytes()
-        audio = _timed(times["flac_decode"], lambda: sf.read(io.BytesIO(flac), dtype="float32")[0])
-        low = _timed(times["resample"], lambda: extractor.resample(audio, RATE))
-        mel, _ = _timed(times["stft_mel"], lambda: extractor.mel(low))
-        _timed(times["npy_encode"], lambda: _npy(mel))
+        audio = _timed(times["flac_decode"], lambda flac=flac: sf.read(io.BytesIO(flac), dtype="float32")[0])
+        low = _timed(times["resample"], lambda audio=audio: extractor.resample(audio, RATE))
+        mel, _ = _timed(times["stft_mel"], lambda low=low: extractor.mel(low))
+        _timed(times["npy_encode"], lambda mel=mel: _npy(mel))
     corpus = load_corpus(cache / "bench.yaml", "bench")
     job = WriteShards(corpus, settings_hash(corpus.config.shards))
     job.setup()
-    prepared = [(clip_id, _timed(times["sample"], lambda: job._sample(clip_id, "train"))) for clip_id in clip_ids]
+    prepared = [(clip_id, _timed(times["sample"], lambda c=clip_id: job._sample(c, "train"))) for clip_id in clip_ids]
     started = time.perf_counter()
     write_shard(cache / "breakdown" / "shard.tar", prepared)
     medians = {k: round(float(np.median(v)), 2) for k, v in times.items() if v}

@@ -22,8 +22,18 @@ CLOTHO_CAPTIONS = "clotho/clotho_captions_development.csv"
 CLOTHO_METADATA = "clotho/clotho_metadata_development.csv"
 CLOTHO_SECONDS = (5.0, 8.0)  # real Clotho clips are 15-30 s; shorter keeps the corpus small
 _CLOTHO_PLACES = (
-    "Backyard", "City street", "Old church", "Kitchen", "Park at dawn", "Harbour, evening",
-    "Neighbour's garden", "Train station", "Forest path", "Rooftop", "Village square", "Garage",
+    "Backyard",
+    "City street",
+    "Old church",
+    "Kitchen",
+    "Park at dawn",
+    "Harbour, evening",
+    "Neighbour's garden",
+    "Train station",
+    "Forest path",
+    "Rooftop",
+    "Village square",
+    "Garage",
 )
 CLOTHO_LICENCES = ("http://creativecommons.org/publicdomain/zero/1.0/", "http://creativecommons.org/licenses/by/3.0/")
 USERS = ("demo_user", "fieldrec_anna", "soundhunter77", "j.martin", "quiet_room", "tapeloop")
@@ -34,7 +44,7 @@ def fsd_label(name: str) -> str:
     return name.replace(", ", "_and_").replace(" ", "_")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def fsd_labels(key: str) -> tuple[tuple[str, str], ...]:
     """(label, mid) of a class and of its usable ancestors, nearest first."""
     ontology = load_ontology()

@@ -30,8 +30,19 @@ log = logging.getLogger(__name__)
 DEFAULT_BASE_URL = "http://127.0.0.1:8765"
 GENERATOR = "t2a demo-corpus"
 # Top-level entries a build writes; `overwrite=True` removes only these.
-LAYOUT = ("README.md", "ground_truth.json", "yt", "audioset", "vggsound", "audiocaps", "fsd50k", "clotho",
-          "table", "media", "freesound")
+LAYOUT = (
+    "README.md",
+    "ground_truth.json",
+    "yt",
+    "audioset",
+    "vggsound",
+    "audiocaps",
+    "fsd50k",
+    "clotho",
+    "table",
+    "media",
+    "freesound",
+)
 
 
 def build_demo_corpus(
@@ -67,13 +78,22 @@ def build_demo_corpus(
     )
     build.write_text("README.md", readme(summary))
     summary["seconds"] = round(time.monotonic() - began, 1)  # after the README: it must not vary
-    log.info("demo corpus: %d files, %.1f MB in %s (%.1f s)",
-             summary["files"], summary["bytes"] / 1e6, dest, summary["seconds"])
+    log.info(
+        "demo corpus: %d files, %.1f MB in %s (%.1f s)",
+        summary["files"],
+        summary["bytes"] / 1e6,
+        dest,
+        summary["seconds"],
+    )
     return summary
 
 
 def build_video_corpus(
-    dest: Path, n_videos: int, seconds: float = 30.0, seed: int = 0, base_url: str = DEFAULT_BASE_URL,
+    dest: Path,
+    n_videos: int,
+    seconds: float = 30.0,
+    seed: int = 0,
+    base_url: str = DEFAULT_BASE_URL,
     workers: int | None = None,
 ) -> Path:
     """`n_videos` MP4s of `seconds` under dest/videos/ and dest/table.csv cutting one 10-s segment

@@ -79,7 +79,9 @@ def db_record(
     **extra: Any,
 ) -> dict[str, Any]:
     """One sound of the emulator's db: the API's fields, with server-relative URLs."""
-    default_previews = {f"preview-{q}-{ext}": f"freesound/previews/{sound_id}-{q}.{ext}" for q in ("hq", "lq") for ext in ("mp3", "ogg")}
+    default_previews = {
+        f"preview-{q}-{ext}": f"freesound/previews/{sound_id}-{q}.{ext}" for q in ("hq", "lq") for ext in ("mp3", "ogg")
+    }
     return {
         "id": sound_id,
         "name": name,
@@ -108,7 +110,7 @@ def freesound_route(
     prefix = api_prefix.rstrip("/")
 
     def route(request: Request) -> Response:
-        path = request.path[len(prefix):] if request.path.startswith(prefix + "/") else request.path
+        path = request.path[len(prefix) :] if request.path.startswith(prefix + "/") else request.path
         base = f"http://{_header(request, 'Host') or 'localhost'}"
         match = _SOUND_RE.match(path)
         if match and match.group(2):

@@ -23,6 +23,8 @@ BYTES = sorted(ByteLevel.alphabet())  # byte-level BPE's 256 symbols
 # While training CLIP's BPE, a word's last byte symbol is a private-use character of its own.
 _END = {byte: chr(0xE000 + i) for i, byte in enumerate(BYTES)}
 _BYTE = {end: byte for byte, end in _END.items()}
+
+
 def clip_tokenizer() -> transformers.CLIPTokenizer:
     """CLIP's BPE: byte-level symbols, "</w>" on the last symbol of each word.
 
@@ -34,18 +36,28 @@ def clip_tokenizer() -> transformers.CLIPTokenizer:
     """
     base = transformers.CLIPTokenizer().backend_tokenizer  # CLIP's normaliser and pre-tokenizer
     words = [
-        " ".join(word[:-1] + _END[word[-1]] for word, _ in base.pre_tokenizer.pre_tokenize_str(base.normalizer.normalize_str(text)))
+        " ".join(
+            word[:-1] + _END[word[-1]]
+            for word, _ in base.pre_tokenizer.pre_tokenize_str(base.normalizer.normalize_str(text))
+        )
         for text in tokenizer_corpus()
     ]
     specials = ["<|startoftext|>", "<|endoftext|>"]
     bpe = tokenizers.Tokenizer(tokenizers.models.BPE())
     bpe.pre_tokenizer = tokenizers.pre_tokenizers.WhitespaceSplit()
     alphabet = [*BYTES, *_END.values()]  # every byte also as a word end: no text maps to <unk>
-    bpe.train_from_iterator(words, tokenizers.trainers.BpeTrainer(vocab_size=VOCAB, special_tokens=specials, initial_alphabet=alphabet, show_progress=False))
+    bpe.train_from_iterator(
+        words,
+        tokenizers.trainers.BpeTrainer(
+            vocab_size=VOCAB, special_tokens=specials, initial_alphabet=alphabet, show_progress=False
+        ),
+    )
     vocab = json.loads(bpe.to_str())["model"]["vocab"]
     merges = [tuple(_word_end(part) for part in pair) for pair in json.loads(bpe.to_str())["model"]["merges"]]
     tokens = specials + alphabet + sorted(set(vocab) - set(specials) - set(alphabet), key=vocab.get)
-    return transformers.CLIPTokenizer(vocab={_word_end(t): i for i, t in enumerate(tokens)}, merges=merges, model_max_length=77)
+    return transformers.CLIPTokenizer(
+        vocab={_word_end(t): i for i, t in enumerate(tokens)}, merges=merges, model_max_length=77
+    )
 
 
 def _word_end(token: str) -> str:
@@ -71,19 +83,36 @@ def build_clip(folder: Path, seed: int = 0) -> Path:
     """A transformers CLIPModel + CLIPProcessor taking 224x224 images, in `folder`."""
     folder = Path(folder)
     tokenizer = clip_tokenizer()
-    ids = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    ids = dict(
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
+    )
     config = transformers.CLIPConfig(
-        text_config=dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, max_position_embeddings=77, **ids),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                           image_size=224, patch_size=32),
+        text_config=dict(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            max_position_embeddings=77,
+            **ids,
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=224,
+            patch_size=32,
+        ),
         projection_dim=32,
-    )  # fmt: skip
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = transformers.CLIPModel(config)
     model.save_pretrained(folder)
-    transformers.CLIPProcessor(image_processor=transformers.CLIPImageProcessor(), tokenizer=tokenizer).save_pretrained(folder)
+    transformers.CLIPProcessor(image_processor=transformers.CLIPImageProcessor(), tokenizer=tokenizer).save_pretrained(
+        folder
+    )
     save_tokenizer(tokenizer, folder)
     return folder
 
@@ -99,9 +128,18 @@ def build_laion_clap(folder: Path, seed: int = 0) -> tuple[Path, Path]:
     tokenizer = roberta_tokenizer()
     # hidden_size stays 768: laion's text projection is nn.Linear(768, 512) (clap_module/model.py).
     config = transformers.RobertaConfig(
-        vocab_size=len(tokenizer), hidden_size=768, num_hidden_layers=1, num_attention_heads=12, intermediate_size=64,
-        max_position_embeddings=514, type_vocab_size=1, pad_token_id=1, bos_token_id=0, eos_token_id=2, layer_norm_eps=1e-5,
-    )  # fmt: skip
+        vocab_size=len(tokenizer),
+        hidden_size=768,
+        num_hidden_layers=1,
+        num_attention_heads=12,
+        intermediate_size=64,
+        max_position_embeddings=514,
+        type_vocab_size=1,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        layer_norm_eps=1e-5,
+    )
     config.save_pretrained(text_model)
     save_tokenizer(tokenizer, text_model)
     with torch.random.fork_rng(devices=[]):

@@ -51,7 +51,8 @@ def readme(summary: dict[str, Any]) -> str:
         "| manifest | line | problem |\n|---|---|---|\n"
         + "".join(f"| `{m['manifest']}` | {m['line']} | {_cell(m['problem'])} |\n" for m in summary["malformed"]),
         "\nAudioCaps test names these AudioSet videos (an evaluation set to exclude from training): "
-        + ", ".join(f"`{ytid}`" for ytid in summary.get("audiocaps_test_audioset", [])) + "\n",
+        + ", ".join(f"`{ytid}`" for ytid in summary.get("audiocaps_test_audioset", []))
+        + "\n",
     ]
     return "\n".join(part.rstrip("\n") + "\n" for part in parts)
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 import subprocess
 import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 import imageio_ffmpeg
 import numpy as np

@@ -151,5 +151,7 @@ def _freesound_sound(
         username=str(rng.choice(USERS)),
         samplerate=sr,
         channels=channels,
-        previews={f"preview-{q}-{ext}": f"{base}.{ext}" for q in ("hq", "lq") for ext in ("mp3", "ogg")},  # hq files only
+        previews={
+            f"preview-{q}-{ext}": f"{base}.{ext}" for q in ("hq", "lq") for ext in ("mp3", "ogg")
+        },  # hq files only
     )

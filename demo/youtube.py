@@ -156,10 +156,18 @@ def queue_videos(build: Build, pool: Pool) -> None:
     write_corrupt = functools.partial(random_bytes, seed=seed, size=64 * 1024)
     build.add_broken(f"yt/{corrupt}.mp4", "random bytes named .mp4", write_corrupt, AUDIOSET_CSV)
     build.add_broken(f"yt/{empty}.mp4", "empty file (0 bytes)", lambda p: p.write_bytes(b""), AUDIOSET_CSV)
-    build.add_broken(f"yt/{silent}.mp4", "MP4 with a video stream and no audio stream",
-                     lambda p: encode_mp4(p, None, [], 12.0), AUDIOSET_CSV)
-    build.add_broken(f"yt/{truncated}.mp4", "truncated MP4: the first half of a valid 12-s file",
-                     lambda p: _truncated_mp4(p, seed), AUDIOSET_CSV)
+    build.add_broken(
+        f"yt/{silent}.mp4",
+        "MP4 with a video stream and no audio stream",
+        lambda p: encode_mp4(p, None, [], 12.0),
+        AUDIOSET_CSV,
+    )
+    build.add_broken(
+        f"yt/{truncated}.mp4",
+        "truncated MP4: the first half of a valid 12-s file",
+        lambda p: _truncated_mp4(p, seed),
+        AUDIOSET_CSV,
+    )
     build.add_missing(f"yt/{missing}.mp4", AUDIOSET_CSV)
 
 
@@ -182,12 +190,15 @@ def write_audioset(build: Build, pool: Pool) -> list[Segment]:
     rows += [(ytid, 0, [str(m) for m in rng.choice(_all_mids(segments), 2, replace=False)]) for ytid in pool.broken_ids]
     lines = sorted((ytid, start, _audioset_line(ytid, start, mids)) for ytid, start, mids in rows)
     n_labels = sum(len(mids) for _, _, mids in rows)
-    manifest = ManifestFile(AUDIOSET_CSV, header=[
-        "# Segments csv created Sun Mar  5 10:54:31 2017",
-        f"# num_ytids={len({r[0] for r in rows})}, num_segs={len(rows)}, "
-        f"num_unique_labels={len({m for r in rows for m in r[2]})}, num_positive_labels={n_labels}",
-        "# YTID, start_seconds, end_seconds, positive_labels",
-    ])
+    manifest = ManifestFile(
+        AUDIOSET_CSV,
+        header=[
+            "# Segments csv created Sun Mar  5 10:54:31 2017",
+            f"# num_ytids={len({r[0] for r in rows})}, num_segs={len(rows)}, "
+            f"num_unique_labels={len({m for r in rows for m in r[2]})}, num_positive_labels={n_labels}",
+            "# YTID, start_seconds, end_seconds, positive_labels",
+        ],
+    )
     for _, _, line in lines:
         manifest.add(line)
     spare = _segment_free_video(pool)

@@ -8,8 +8,8 @@ training corpus must exclude).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from demo.build import BAD_YOUTUBE_ID, SHELL_ID, TRAVERSAL_ID, Build, ManifestFile, csv_line
 from demo.events import captions
@@ -38,7 +38,7 @@ class Sizes:
     test_new: int
 
     @classmethod
-    def of(cls, build: Build) -> "Sizes":
+    def of(cls, build: Build) -> Sizes:
         return cls(build.n(10), build.n(10), build.n(6), build.n(4), build.n(5), build.n(4), build.n(2), build.n(1))
 
     @property

@@ -20,7 +20,9 @@ from pipelines.core.console import fail as _fail
 from pipelines.core.registry import UnknownName
 from pipelines.datasets import DEFAULT_CORPUS, Corpus
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Build text-audio corpora and train text-to-audio models.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Build text-audio corpora and train text-to-audio models."
+)
 PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
@@ -105,8 +107,11 @@ def shard(
     ctx: typer.Context,
     config: Path = typer.Option(Path("datasets.yaml"), help="The datasets.yaml to read."),
     corpus: str = typer.Option(DEFAULT_CORPUS, help="Which corpus of the config."),
-    audio_only: bool = typer.Option(False, help="Shards without annotations (human captions and label text only) "
-                                    "in <output>/shards-audio: what a CLAP trains on before annotate runs."),
+    audio_only: bool = typer.Option(
+        False,
+        help="Shards without annotations (human captions and label text only) "
+        "in <output>/shards-audio: what a CLAP trains on before annotate runs.",
+    ),
 ) -> None:
     """Clip cache → deterministic WebDataset shards with stats and index.json (docs/shards.md).
 
@@ -188,7 +193,10 @@ def _print_index(index: dict[str, Any]) -> None:
     table.add_row("[bold]all", *(f"[bold]{totals.get(k)}" for k in ("shards", "nsamples", "filesize")))
     _console().print(table)
     if totals.get("failures"):
-        console.print(f"{totals['failures']} clip(s) left out (corrupt or missing cache entries): see the shards' stats.json", highlight=False)
+        console.print(
+            f"{totals['failures']} clip(s) left out (corrupt or missing cache entries): see the shards' stats.json",
+            highlight=False,
+        )
 
 
 def _print_annotations(summary: dict[str, Any]) -> None:

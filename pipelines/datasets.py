@@ -49,7 +49,7 @@ class CorpusConfig(StrictModel):
     exclude: list[Exclusion] = []
 
     @model_validator(mode="after")
-    def _sources_are_fetchable(self) -> "CorpusConfig":
+    def _sources_are_fetchable(self) -> CorpusConfig:
         names = [source.name for source in self.sources]
         duplicated = sorted({name for name in names if names.count(name) > 1})
         if duplicated:

@@ -28,13 +28,43 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Media:
     folder = tmp_path_factory.mktemp("media")
     video, wav, noaudio = folder / "video.mp4", folder / "tone.wav", folder / "noaudio.mp4"
     _ffmpeg(
-        "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25:duration=20",
-        "-f", "lavfi", "-i", "sine=frequency=440:duration=20:sample_rate=44100",
-        "-ac", "2", "-c:v", "libx264", "-preset", "veryfast", "-g", "50", "-pix_fmt", "yuv420p",
-        "-c:a", "aac", "-movflags", "+faststart", "-shortest", str(video),
-    )  # fmt: skip
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=320x240:rate=25:duration=20",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:duration=20:sample_rate=44100",
+        "-ac",
+        "2",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-g",
+        "50",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-movflags",
+        "+faststart",
+        "-shortest",
+        str(video),
+    )
     _ffmpeg("-f", "lavfi", "-i", "sine=frequency=220:duration=12:sample_rate=44100", "-ac", "2", str(wav))
-    _ffmpeg("-f", "lavfi", "-i", "testsrc=size=160x120:rate=25:duration=6", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(noaudio))
+    _ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=160x120:rate=25:duration=6",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        str(noaudio),
+    )
     corrupt, empty, truncated = folder / "corrupt.mp4", folder / "empty.mp4", folder / "truncated.mp4"
     corrupt.write_bytes(bytes(range(256)) * 64)
     empty.write_bytes(b"")

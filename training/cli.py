@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -16,7 +15,9 @@ from pipelines.core.console import console
 from pipelines.core.console import fail as _fail
 from training.config import resolve_device as _device
 
-train_app = typer.Typer(no_args_is_help=True, help="Train the mel VAE, the latent diffusion model or a HiFi-GAN vocoder.")
+train_app = typer.Typer(
+    no_args_is_help=True, help="Train the mel VAE, the latent diffusion model or a HiFi-GAN vocoder."
+)
 CONFIG = typer.Option(..., "--config", "-c", help="Training config (training/configs/demo.yaml).")
 
 
@@ -45,10 +46,17 @@ def _guard(action):
 TRAINERS = {
     "vae": ("vae", "the mel VAE; writes <run>/vae/model.", ""),
     "ldm": ("ldm", "the latent diffusion model; writes <run>/ldm/model.", ""),
-    "vocoder": ("vocoder", "a HiFi-GAN vocoder on the corpus audio; writes <run>/vocoder/model.", " (set vocoder.model to it to use it)"),
-    "clap": ("clap", "a CLAP (ClapModel) contrastively on the corpus pairs; writes <run>/clap/model and recall.json.",
-             " (annotate.clap.model, or ldm.encoders.clap)"),
-}  # fmt: skip
+    "vocoder": (
+        "vocoder",
+        "a HiFi-GAN vocoder on the corpus audio; writes <run>/vocoder/model.",
+        " (set vocoder.model to it to use it)",
+    ),
+    "clap": (
+        "clap",
+        "a CLAP (ClapModel) contrastively on the corpus pairs; writes <run>/clap/model and recall.json.",
+        " (annotate.clap.model, or ldm.encoders.clap)",
+    ),
+}
 
 
 def _trainer(name: str, module: str, what: str, hint: str) -> None:
@@ -75,7 +83,7 @@ def train_classifier(
     epochs: int = typer.Option(200, help="Full-batch epochs."),
     seed: int = typer.Option(0, help="Seed."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Keep CLAP embeddings here for the next run."),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Keep CLAP embeddings here for the next run."),
 ) -> None:
     """Train the multi-label classifier `t2a evaluate` uses for KL and IS (seed 000 §3.1: sigmoid over the corpus labels)."""
     from training.evaluate.run import train_classifier_command
@@ -94,21 +102,35 @@ def encode_latents(config: Path = CONFIG) -> None:
 
 def sample(
     prompts: list[str] = typer.Argument(None, help="Text prompts (or use --prompts-file)."),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="A model folder or a run's ldm folder (default: <run>/ldm of --config)."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Training config: its sample: block gives the defaults."),
-    prompts_file: Optional[Path] = typer.Option(None, "--prompts-file", help="One prompt per line; # comments."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: <run>/samples or ./samples)."),
-    steps: Optional[int] = typer.Option(None, help="Sampler steps."),
-    guidance: Optional[float] = typer.Option(None, help="Classifier-free guidance scale (0: unconditional, 1: no guidance)."),
-    sampler: Optional[str] = typer.Option(None, help="ddim, dpm-solver++ or ddpm."),
-    seed: Optional[int] = typer.Option(None, help="Seed of the first sample; item i uses seed + i."),
-    seconds: Optional[float] = typer.Option(None, help="Length of each sample (default: the training window)."),
-    per_prompt: Optional[int] = typer.Option(None, "--per-prompt", help="Samples per prompt."),
-    style_source: Optional[Path] = typer.Option(None, "--style-transfer", help="Audio to transform (AudioLDM §4 style transfer)."),
+    checkpoint: Path | None = typer.Option(
+        None, "--checkpoint", help="A model folder or a run's ldm folder (default: <run>/ldm of --config)."
+    ),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="Training config: its sample: block gives the defaults."
+    ),
+    prompts_file: Path | None = typer.Option(None, "--prompts-file", help="One prompt per line; # comments."),
+    out: Path | None = typer.Option(None, "--out", help="Output folder (default: <run>/samples or ./samples)."),
+    steps: int | None = typer.Option(None, help="Sampler steps."),
+    guidance: float | None = typer.Option(
+        None, help="Classifier-free guidance scale (0: unconditional, 1: no guidance)."
+    ),
+    sampler: str | None = typer.Option(None, help="ddim, dpm-solver++ or ddpm."),
+    seed: int | None = typer.Option(None, help="Seed of the first sample; item i uses seed + i."),
+    seconds: float | None = typer.Option(None, help="Length of each sample (default: the training window)."),
+    per_prompt: int | None = typer.Option(None, "--per-prompt", help="Samples per prompt."),
+    style_source: Path | None = typer.Option(
+        None, "--style-transfer", help="Audio to transform (AudioLDM §4 style transfer)."
+    ),
     strength: float = typer.Option(0.5, help="Style transfer: start at n0 = strength·N."),
-    inpaint_source: Optional[Path] = typer.Option(None, "--inpaint", help="Audio whose kept region stays (AudioLDM eq. 11)."),
-    keep: Optional[str] = typer.Option(None, help="Inpainting: seconds kept, START:END (the rest is generated)."),
-    vocoder: Optional[Path] = typer.Option(None, "--vocoder", help="A SpeechT5HifiGan folder (default: the config's vocoder.model, else the model's trained one, else Griffin-Lim)."),
+    inpaint_source: Path | None = typer.Option(
+        None, "--inpaint", help="Audio whose kept region stays (AudioLDM eq. 11)."
+    ),
+    keep: str | None = typer.Option(None, help="Inpainting: seconds kept, START:END (the rest is generated)."),
+    vocoder: Path | None = typer.Option(
+        None,
+        "--vocoder",
+        help="A SpeechT5HifiGan folder (default: the config's vocoder.model, else the model's trained one, else Griffin-Lim).",
+    ),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
 ) -> None:
     """Generate audio (WAV) and mel spectrograms (PNG) for prompts."""
@@ -119,16 +141,28 @@ def sample(
     checkpoint = checkpoint or (cfg.ldm_dir if cfg else None)
     if checkpoint is None:
         _fail("give --checkpoint (a model folder) or --config")
-    texts = _guard(lambda: read_prompts(list(prompts or []), prompts_file)) or (list(defaults.prompts) if defaults else [])
+    texts = _guard(lambda: read_prompts(list(prompts or []), prompts_file)) or (
+        list(defaults.prompts) if defaults else []
+    )
     if not texts:
         _fail("no prompts: pass them as arguments, with --prompts-file, or in the config's sample.prompts")
-    pick = lambda value, name, fallback: value if value is not None else (getattr(defaults, name) if defaults else fallback)  # noqa: E731
+    pick = lambda value, name, fallback: (
+        value if value is not None else (getattr(defaults, name) if defaults else fallback)
+    )  # noqa: E731
     request = Request(
-        prompts=texts, steps=pick(steps, "steps", 50), guidance=pick(guidance, "guidance", 2.0), sampler=pick(sampler, "sampler", "ddim"),
-        seed=pick(seed, "seed", 0), seconds=pick(seconds, "seconds", None), per_prompt=pick(per_prompt, "per_prompt", 1),
-        style_source=style_source, style_strength=strength, inpaint_source=inpaint_source, inpaint_keep=_span(keep) if keep else None,
+        prompts=texts,
+        steps=pick(steps, "steps", 50),
+        guidance=pick(guidance, "guidance", 2.0),
+        sampler=pick(sampler, "sampler", "ddim"),
+        seed=pick(seed, "seed", 0),
+        seconds=pick(seconds, "seconds", None),
+        per_prompt=pick(per_prompt, "per_prompt", 1),
+        style_source=style_source,
+        style_strength=strength,
+        inpaint_source=inpaint_source,
+        inpaint_keep=_span(keep) if keep else None,
         griffin_lim_iters=cfg.vocoder.griffin_lim_iters if cfg else 32,
-    )  # fmt: skip
+    )
     vocoder = vocoder or (cfg.vocoder.model if cfg else None)
     out = out or (cfg.samples_dir if cfg else Path("samples"))
     logging.getLogger("training").setLevel(logging.INFO)
@@ -139,7 +173,7 @@ def sample(
 def prompts(
     shards: Path = typer.Argument(..., help="A shard corpus folder (root with <split>/shard-*.tar)."),
     split: str = typer.Option("test", help="The held-out split whose texts become prompts."),
-    limit: Optional[int] = typer.Option(None, min=1, help="At most this many prompts (the first, in shard order)."),
+    limit: int | None = typer.Option(None, min=1, help="At most this many prompts (the first, in shard order)."),
     out: Path = typer.Option(..., "--out", help="The prompts file to write (one per line), for sample --prompts-file."),
 ) -> None:
     """Held-out prompts: a split's ground-truth texts (human captions, else label text), each once."""
@@ -159,7 +193,9 @@ def model_folder(path: Path) -> Path:
     for candidate in (path, path / "model"):
         if (candidate / "t2a.json").is_file() or (candidate / "model_index.json").is_file():
             return candidate
-    raise FileNotFoundError(f"{path} holds no trained model (t2a.json / model_index.json): train one with `t2a train ldm`")
+    raise FileNotFoundError(
+        f"{path} holds no trained model (t2a.json / model_index.json): train one with `t2a train ldm`"
+    )
 
 
 def _span(text: str) -> tuple[float, float]:
@@ -168,4 +204,3 @@ def _span(text: str) -> tuple[float, float]:
     except ValueError:
         _fail(f"--keep must be START:END in seconds, got {text!r}")
     return start, end
-

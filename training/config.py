@@ -155,8 +155,12 @@ class LdmConfig(StrictModel):
     cfg_dropout: Probability = 0.1  # condition dropped (→ the null condition) in training, for CFG
     crop_frames: PositiveInt | None = None  # None: data.crop_frames (the VAE's); the LDM may train on shorter windows
     batch_size: PositiveInt | None = None  # None: data.batch_size
-    posterior: Literal["sample", "mean"] = "sample"  # z = μ + σ·ε (AudioLDM, Stable Diffusion), or μ: for a VAE whose σ is still large
-    snr_gamma: Annotated[float, Field(gt=0)] | None = None  # Min-SNR-γ loss weights (Hang et al. 2023; diffusers' --snr_gamma, 5.0)
+    posterior: Literal["sample", "mean"] = (
+        "sample"  # z = μ + σ·ε (AudioLDM, Stable Diffusion), or μ: for a VAE whose σ is still large
+    )
+    snr_gamma: Annotated[float, Field(gt=0)] | None = (
+        None  # Min-SNR-γ loss weights (Hang et al. 2023; diffusers' --snr_gamma, 5.0)
+    )
     latents: bool = True  # read pre-encoded latent shards (`t2a encode-latents`); False: encode on the fly
     train: LoopConfig = LoopConfig()
 
@@ -184,11 +188,19 @@ class ClapTrainConfig(StrictModel):
     """Contrastive language–audio training of a transformers ClapModel (AudioLDM App. A eq. 12–14)."""
 
     init: str | None = None  # a ClapModel + ClapProcessor folder to fine-tune (local files only)
-    shards: str | None = None  # None: data.shards; e.g. `t2a shard --audio-only` output, for a CLAP that annotate then uses
+    shards: str | None = (
+        None  # None: data.shards; e.g. `t2a shard --audio-only` output, for a CLAP that annotate then uses
+    )
     batch_size: PositiveInt | None = None  # None: data.batch_size; contrastive training wants more negatives per batch
-    config: dict[str, Any] | None = None  # without init: transformers.ClapConfig arguments over the tiny demo size (text_config, audio_config merged)
-    window_seconds: Annotated[float, Field(gt=0, le=60)] | None = None  # audio per example; None: the extractor's max_length_s (10 s)
-    features: Literal["loader", "step"] = "loader"  # where the CLAP mel features are computed: example (workers) or train_step
+    config: dict[str, Any] | None = (
+        None  # without init: transformers.ClapConfig arguments over the tiny demo size (text_config, audio_config merged)
+    )
+    window_seconds: Annotated[float, Field(gt=0, le=60)] | None = (
+        None  # audio per example; None: the extractor's max_length_s (10 s)
+    )
+    features: Literal["loader", "step"] = (
+        "loader"  # where the CLAP mel features are computed: example (workers) or train_step
+    )
     max_logit_scale: Annotated[float, Field(gt=0)] = 100.0  # LAION-CLAP clamps exp(logit scale) to 100
     train: LoopConfig = LoopConfig()
 
@@ -265,8 +277,18 @@ def load_config(path: str | Path) -> TrainConfig:
         config = TrainConfig.model_validate(raw, context={"base_dir": base})
     except ValidationError as error:
         raise ConfigError(format_validation_error(error, raw, str(path))) from None
-    return config.model_copy(update={"run": Path(os.path.normpath(config.run)), "data": _local(config.data, base), "vae": _init(config.vae, base), "ldm": _ldm(config.ldm, base), "vocoder": _vocoder(config.vocoder, base),
-                              "clap": config.clap.model_copy(update={"init": resolve(config.clap.init, base), "shards": resolve(config.clap.shards, base)})})
+    return config.model_copy(
+        update={
+            "run": Path(os.path.normpath(config.run)),
+            "data": _local(config.data, base),
+            "vae": _init(config.vae, base),
+            "ldm": _ldm(config.ldm, base),
+            "vocoder": _vocoder(config.vocoder, base),
+            "clap": config.clap.model_copy(
+                update={"init": resolve(config.clap.init, base), "shards": resolve(config.clap.shards, base)}
+            ),
+        }
+    )
 
 
 def resolve(location: str | None, base: Path) -> str | None:
@@ -286,7 +308,9 @@ def _init(vae: VaeConfig, base: Path) -> VaeConfig:
 
 
 def _ldm(ldm: LdmConfig, base: Path) -> LdmConfig:
-    encoders = ldm.encoders.model_copy(update={"clap": resolve(ldm.encoders.clap, base), "clip": resolve(ldm.encoders.clip, base)})
+    encoders = ldm.encoders.model_copy(
+        update={"clap": resolve(ldm.encoders.clap, base), "clip": resolve(ldm.encoders.clip, base)}
+    )
     return ldm.model_copy(update={"init": resolve(ldm.init, base), "encoders": encoders})
 
 
@@ -295,7 +319,7 @@ def _vocoder(vocoder: VocoderConfig, base: Path) -> VocoderConfig:
 
 
 def resolve_device(name: str) -> str:
-    """"auto" → "cuda" when torch sees a GPU, else "cpu"; any other name as given."""
+    """ "auto" → "cuda" when torch sees a GPU, else "cpu"; any other name as given."""
     if name == "auto":
         import torch
 

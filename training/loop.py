@@ -20,13 +20,21 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 
 from training.config import LoopConfig, TrainConfig
-from training.state import TrainState, latest_checkpoint, load_checkpoint, rank_state, restore_rank_state, save_checkpoint
+from training.state import (
+    TrainState,
+    latest_checkpoint,
+    load_checkpoint,
+    rank_state,
+    restore_rank_state,
+    save_checkpoint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +108,11 @@ class Session:
         if len(state.rank_states) == self.world_size:
             loader.load_state_dict(restore_rank_state(state.rank_states[self.rank], self.generator))
         else:
-            log.warning("checkpoint has %d rank states, this run %d ranks: the data stream restarts", len(state.rank_states), self.world_size)
+            log.warning(
+                "checkpoint has %d rank states, this run %d ranks: the data stream restarts",
+                len(state.rank_states),
+                self.world_size,
+            )
         log.info("resumed from %s at step %d", path, state.step)
 
     def checkpoint(self, state: TrainState, loader) -> None:
@@ -136,7 +148,10 @@ def run(
         state.step += 1
         if state.step % loop.log_every == 0 or state.step == loop.steps:
             samples = batch * loop.optim.grad_accum * session.world_size
-            logs |= timer.report(samples) | {"lr": state.schedulers["model"].get_last_lr()[0], "skipped": sum(loader.errors.values())}
+            logs |= timer.report(samples) | {
+                "lr": state.schedulers["model"].get_last_lr()[0],
+                "skipped": sum(loader.errors.values()),
+            }
             session.logs.scalars(state.step, logs)
         if validate and loop.validate_every and state.step % loop.validate_every == 0 and state.step < loop.steps:
             session.logs.scalars(state.step, validate(state.step))
@@ -165,7 +180,12 @@ def _check_same_run(saved: dict[str, Any], current: dict[str, Any], path: Path) 
 
 def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
-        return [d for key in sorted(set(a) | set(b)) if key not in _RESUMABLE for d in _diff(a.get(key), b.get(key), f"{prefix}{key}.")]
+        return [
+            d
+            for key in sorted(set(a) | set(b))
+            if key not in _RESUMABLE
+            for d in _diff(a.get(key), b.get(key), f"{prefix}{key}.")
+        ]
     return [] if a == b else [prefix.rstrip(".")]
 
 

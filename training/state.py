@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from pipelines.core.io import atomic_path, write_text_atomic
 
 log = logging.getLogger(__name__)

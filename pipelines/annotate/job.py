@@ -23,9 +23,9 @@ import hashlib
 import io
 import json
 import logging
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import apache_beam as beam
 import numpy as np
@@ -33,14 +33,14 @@ import soundfile as sf
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
 
-from pipelines.annotate.store import SCHEMA, AnnotationStore, clip_digest
-from pipelines.core.records import ClipRecord
-from pipelines.ingest.cache import ClipCache
-from pipelines.core.config import ConfigError
 from pipelines.annotate.config import AnnotateConfig
+from pipelines.annotate.store import SCHEMA, AnnotationStore, clip_digest
 from pipelines.core.beam import pipeline_options
-from pipelines.ingest.listing import ListCachedClips
+from pipelines.core.config import ConfigError
+from pipelines.core.records import ClipRecord
 from pipelines.core.tools import package_version
+from pipelines.ingest.cache import ClipCache
+from pipelines.ingest.listing import ListCachedClips
 
 if TYPE_CHECKING:
     from pipelines.datasets import Corpus
@@ -52,8 +52,12 @@ CLAP_RATE = 48000  # both CLAP backends take 48 kHz (ARCHITECTURE.md: the clip c
 
 def settings_hash(config: AnnotateConfig, provenance: dict[str, Any]) -> str:
     """What, besides the clip, decides an annotation: the settings, the models' checksums, the code's version."""
-    payload = {"annotate": config.model_dump(mode="json", exclude={"device"}), "models": provenance,
-               "schema": SCHEMA, "t2a": package_version("t2a")}  # fmt: skip
+    payload = {
+        "annotate": config.model_dump(mode="json", exclude={"device"}),
+        "models": provenance,
+        "schema": SCHEMA,
+        "t2a": package_version("t2a"),
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -76,10 +80,15 @@ def run_provenance(config: AnnotateConfig) -> dict[str, Any]:
     return {
         "selection": config.selection.model_dump(mode="json"),
         "prompts": config.prompts.model_dump(mode="json"),
-        "seeds": {"mbtg": "sha256(clip_id)", "captioning": captioning.seed if captioning and captioning.do_sample else None},
+        "seeds": {
+            "mbtg": "sha256(clip_id)",
+            "captioning": captioning.seed if captioning and captioning.do_sample else None,
+        },
         "retrieval": config.retrieval.model_dump(mode="json") if config.retrieval else None,
-        "tools": {name: package_version(name) for name in ("t2a", "torch", "transformers", "laion-clap", "apache-beam")},
-    }  # fmt: skip
+        "tools": {
+            name: package_version(name) for name in ("t2a", "torch", "transformers", "laion-clap", "apache-beam")
+        },
+    }
 
 
 class SkipAnnotated(beam.DoFn):
@@ -126,11 +135,12 @@ class ReadClips(beam.DoFn):
         else:
             yield from self._parts(clip_id, entry, audio, rate, frames)
 
-    def _parts(self, clip_id: str, entry: ClipRecord, audio: np.ndarray, rate: int, frames: list[bytes]) -> Iterator[Any]:
+    def _parts(
+        self, clip_id: str, entry: ClipRecord, audio: np.ndarray, rate: int, frames: list[bytes]
+    ) -> Iterator[Any]:
         from pipelines.annotate.encoders import audio_windows
-
-        from pipelines.core.labels import event_count
         from pipelines.annotate.prompts.candidates import clip_info
+        from pipelines.core.labels import event_count
 
         windows = audio_windows(audio, rate, CLAP_RATE, self.window)
         digest = clip_digest(self.cache.entry_dir(clip_id))
@@ -146,7 +156,9 @@ class ReadClips(beam.DoFn):
     def _read(self, clip_id: str) -> tuple[ClipRecord, np.ndarray, int, list[bytes]]:
         try:
             entry = self.cache.read_entry(clip_id)
-            audio, rate = sf.read(io.BytesIO(self.cache.read_file(entry, "audio.flac")), dtype="float32", always_2d=True)
+            audio, rate = sf.read(
+                io.BytesIO(self.cache.read_file(entry, "audio.flac")), dtype="float32", always_2d=True
+            )
             frames = [self.cache.read_file(entry, frame.file) for frame in entry.frames] if self.config.clip else []
         except (OSError, ValueError, sf.LibsndfileError) as error:
             raise ClipError(f"unreadable cache entry: {type(error).__name__}: {error}") from None
@@ -288,9 +300,16 @@ class SelectCaptions(beam.DoFn):
         info, proposal, audio = joined["info"][0], joined["proposal"][0], joined["audio"][0]
         fields = select(proposal, dict(joined["text"]), audio, self.config.selection)
         Metrics.counter(NAMESPACE, f"clips_{fields['status']}").inc()
-        row = {"clip_id": clip_id, **fields, "event_count": info.event_count, "windows": info.windows, "frames": info.frames,
-               "clip_digest": info.digest, "settings_hash": self.settings,
-               "provenance": {**self.provenance, "bank_checksum": proposal.bank_checksum}}  # fmt: skip
+        row = {
+            "clip_id": clip_id,
+            **fields,
+            "event_count": info.event_count,
+            "windows": info.windows,
+            "frames": info.frames,
+            "clip_digest": info.digest,
+            "settings_hash": self.settings,
+            "provenance": {**self.provenance, "bank_checksum": proposal.bank_checksum},
+        }
         arrays = {"clap_audio": audio}
         if joined["frames"]:
             from pipelines.annotate.encoders import pool_windows
@@ -328,8 +347,15 @@ class WriteAnnotations(beam.DoFn):
             digest = clip_digest(self.cache.entry_dir(clip_id))
         except OSError:
             digest = None
-        return {"clip_id": clip_id, "status": "failed", "reason": reason, "candidates": [], "clip_digest": digest,
-                "settings_hash": self.settings, "provenance": self.provenance}  # fmt: skip
+        return {
+            "clip_id": clip_id,
+            "status": "failed",
+            "reason": reason,
+            "candidates": [],
+            "clip_digest": digest,
+            "settings_hash": self.settings,
+            "provenance": self.provenance,
+        }
 
 
 class Annotate(beam.PTransform):
@@ -347,12 +373,17 @@ class Annotate(beam.PTransform):
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         output, config = self.corpus.output, self.config
         ids = pbegin | "ListCachedClips" >> ListCachedClips(output)
-        todo = ids | "SkipAnnotated" >> beam.ParDo(SkipAnnotated(output, self.settings)).with_outputs("done", main="todo")
+        todo = ids | "SkipAnnotated" >> beam.ParDo(SkipAnnotated(output, self.settings)).with_outputs(
+            "done", main="todo"
+        )
         read = todo.todo | "ReadClips" >> beam.ParDo(ReadClips(output, config)).with_outputs(
             "windows", "frames", "audio", "failed", main="info"
         )
-        joined = {"info": read.info | "KeyInfo" >> beam.Map(lambda info: (info.clip_id, info)),
-                  "audio": self._audio_embeddings(read.windows), "captions": self._captions(read.audio)}  # fmt: skip
+        joined = {
+            "info": read.info | "KeyInfo" >> beam.Map(lambda info: (info.clip_id, info)),
+            "audio": self._audio_embeddings(read.windows),
+            "captions": self._captions(read.audio),
+        }
         bank = self._bank(ids)
         proposals = (
             joined
@@ -457,7 +488,9 @@ def run(corpus: Corpus, *, device: str | None = None, beam_args: Sequence[str] =
     "cuda") overrides `annotate.device`; `beam_args`: Beam pipeline options."""
     config = corpus.config.annotate
     if config is None:
-        raise ConfigError(f"{corpus.config_path}: corpus {corpus.name!r} has no `annotate:` block (see docs/annotate.md)")
+        raise ConfigError(
+            f"{corpus.config_path}: corpus {corpus.name!r} has no `annotate:` block (see docs/annotate.md)"
+        )
     device = device or config.device
     annotate = checked(corpus, config, device)
     store = AnnotationStore(corpus.output)

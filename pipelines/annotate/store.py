@@ -20,19 +20,19 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.ingest.cache import CLIP_JSON, bucket
-
 from pipelines.core.io import atomic_path, commit_folder, remove_leftovers, write_json_atomic
-from pipelines.core.records import check_clip_id
 from pipelines.core.npy import decode as decode_npy
 from pipelines.core.npy import encode as encode_npy
+from pipelines.core.records import check_clip_id
+from pipelines.ingest.cache import CLIP_JSON, bucket
 
 SCHEMA = "t2a.annotation/1"
 ROW = "annotation.json"
@@ -41,15 +41,30 @@ SUMMARY = "summary.json"
 STATUSES = ("ok", "dropped", "failed")  # dropped: no caption qualified and the fallback is "drop"
 ARRAYS = ("clap_audio", "clip_image", "clip_image_mean")
 
-TABLE_SCHEMA = pa.schema([
-    ("clip_id", pa.string()), ("status", pa.string()), ("reason", pa.string()),
-    ("selected_caption", pa.string()), ("selected_expert", pa.string()), ("selected_score", pa.float64()),
-    ("label_text", pa.string()), ("label_score", pa.float64()), ("mbtg_text", pa.string()),
-    ("chance_score", pa.float64()),  # another clip's caption scored against this clip's audio: the chance baseline
-    ("candidates", pa.list_(pa.struct([("text", pa.string()), ("expert", pa.string()), ("clap_score", pa.float64())]))),
-    ("event_count", pa.int64()), ("windows", pa.int64()), ("frames", pa.int64()),
-    ("clip_digest", pa.string()), ("settings_hash", pa.string()), ("provenance", pa.string()),
-])  # fmt: skip
+TABLE_SCHEMA = pa.schema(
+    [
+        ("clip_id", pa.string()),
+        ("status", pa.string()),
+        ("reason", pa.string()),
+        ("selected_caption", pa.string()),
+        ("selected_expert", pa.string()),
+        ("selected_score", pa.float64()),
+        ("label_text", pa.string()),
+        ("label_score", pa.float64()),
+        ("mbtg_text", pa.string()),
+        ("chance_score", pa.float64()),  # another clip's caption scored against this clip's audio: the chance baseline
+        (
+            "candidates",
+            pa.list_(pa.struct([("text", pa.string()), ("expert", pa.string()), ("clap_score", pa.float64())])),
+        ),
+        ("event_count", pa.int64()),
+        ("windows", pa.int64()),
+        ("frames", pa.int64()),
+        ("clip_digest", pa.string()),
+        ("settings_hash", pa.string()),
+        ("provenance", pa.string()),
+    ]
+)
 
 
 def clip_digest(entry_dir: Path) -> str:
@@ -81,7 +96,12 @@ class AnnotationStore:
     def is_done(self, clip_id: str, settings_hash: str, digest: str) -> dict[str, Any] | None:
         """The clip's row when it is current (same settings, same clip) and not a failure."""
         row = self.read(clip_id)
-        if row and row.get("settings_hash") == settings_hash and row.get("clip_digest") == digest and row["status"] != "failed":
+        if (
+            row
+            and row.get("settings_hash") == settings_hash
+            and row.get("clip_digest") == digest
+            and row["status"] != "failed"
+        ):
             return row
         return None
 
@@ -106,8 +126,12 @@ class AnnotationStore:
         for name, array in sorted(arrays.items()):
             data = encode_npy(np.asarray(array, dtype=np.float32))
             (staging / f"{name}.npy").write_bytes(data)
-            embeddings[name] = {"file": f"{name}.npy", "shape": list(array.shape), "dtype": "float32",
-                                "sha256": hashlib.sha256(data).hexdigest()}  # fmt: skip
+            embeddings[name] = {
+                "file": f"{name}.npy",
+                "shape": list(array.shape),
+                "dtype": "float32",
+                "sha256": hashlib.sha256(data).hexdigest(),
+            }
         write_json_atomic(staging / ROW, {**row, "schema": SCHEMA, "embeddings": embeddings})
         # Re-annotated: the old folder is moved aside first; a retried bundle's twin that got there
         # first is as good as ours.
@@ -145,8 +169,12 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         if row["status"] != "ok" or str(row.get("reason") or "").startswith("fallback"):
             key = str(row.get("reason"))[:160]
             reasons[key] = reasons.get(key, 0) + 1
-    return {"clips": len(rows), "statuses": statuses, "selected_experts": dict(sorted(experts.items())),
-            "reasons": dict(sorted(reasons.items(), key=lambda item: -item[1]))}  # fmt: skip
+    return {
+        "clips": len(rows),
+        "statuses": statuses,
+        "selected_experts": dict(sorted(experts.items())),
+        "reasons": dict(sorted(reasons.items(), key=lambda item: -item[1])),
+    }
 
 
 def read_table(output: str | Path) -> pa.Table:

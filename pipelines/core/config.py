@@ -9,8 +9,9 @@ file (passed as validation context), so a config works from any working director
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any, Iterable
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -100,7 +101,9 @@ class MediaConfig(StrictModel):
     timeout: float = Field(300.0, gt=0)  # wall-clock seconds for one ffmpeg run
 
 
-def format_validation_error(error: ValidationError, data: Any, where: str, choices: dict[str, list[str]] | None = None) -> str:
+def format_validation_error(
+    error: ValidationError, data: Any, where: str, choices: dict[str, list[str]] | None = None
+) -> str:
     """One line per problem, by key path. `choices` names the valid values of each union tag."""
     lines = [f"{where}: invalid configuration ({error.error_count()} problem(s))"]
     for item in error.errors():

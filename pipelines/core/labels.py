@@ -10,7 +10,7 @@ distinct mids the same way.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from pipelines.core.ontology import Ontology
 from pipelines.core.records import LabelRef

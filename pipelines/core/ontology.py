@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Iterable
+from typing import Annotated, Any
 
 from pydantic import AfterValidator
 
@@ -91,7 +92,7 @@ def load_ontology(path: Path | None = None) -> Ontology:
     return _load(None if path is None else str(Path(path).resolve()))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load(path: str | None) -> Ontology:
     if path is None:
         file = resources.files("pipelines").joinpath("data", "audioset_ontology.json")

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 # first dot). At most 64 characters: a shard member `<key>.mel.<profile>.npy` must fit the 100-byte
 # name field of a plain ustar header, the only one wids reads (pipelines/shard/contract.py).
 CLIP_ID_MAX = 64
-CLIP_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,%d}" % CLIP_ID_MAX)  # always used with fullmatch
+CLIP_ID_RE = re.compile(rf"[A-Za-z0-9_-]{{1,{CLIP_ID_MAX}}}")  # always used with fullmatch
 YOUTUBE_ID_RE = re.compile(r"[A-Za-z0-9_-]{11}")
 _SLUG_RE = re.compile(r"[^A-Za-z0-9]+")
 

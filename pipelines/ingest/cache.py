@@ -15,8 +15,9 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from pipelines.core.io import commit_folder, remove_leftovers, write_json_atomic
 from pipelines.core.records import CLIP_SCHEMA, ClipRecord, check_clip_id

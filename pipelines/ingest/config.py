@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Union
+from typing import Annotated, Any
 
 from pydantic import Discriminator, Tag
 
@@ -22,6 +22,6 @@ def _exclusion_kind(value: Any) -> str:
 
 
 Exclusion = Annotated[
-    Union[Annotated[IdList, Tag("id-list")], Annotated[SourceConfig, Tag("source-manifest")]],
+    Annotated[IdList, Tag("id-list")] | Annotated[SourceConfig, Tag("source-manifest")],
     Discriminator(_exclusion_kind),
 ]

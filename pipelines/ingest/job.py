@@ -17,12 +17,12 @@ import logging
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -31,13 +31,13 @@ from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 from tqdm import tqdm
 
-from pipelines.ingest.cache import ClipCache
 from pipelines.core.beam import pipeline_options
+from pipelines.core.records import Clip, RejectedRow, StatusRow
+from pipelines.core.tools import tool_versions
+from pipelines.ingest.cache import ClipCache
 from pipelines.ingest.config import IdList
 from pipelines.ingest.manifests.base import FORMATS
-from pipelines.core.records import Clip, RejectedRow, StatusRow
 from pipelines.ingest.status import WriteStatus, latest_run, summary_path
-from pipelines.core.tools import tool_versions
 from pipelines.ingest.worker import ClipWorker
 
 if TYPE_CHECKING:
@@ -132,9 +132,15 @@ def merge_duplicates(keep: Clip, others: list[Clip]) -> Clip:
 
 def _row(clip: Clip, status: str, reason: str) -> StatusRow:
     return StatusRow(
-        source=clip.source, manifest=clip.manifest, line=clip.line, status=status, clip_id=clip.clip_id,
-        source_id=clip.source_id, reason=reason, rows=clip.rows,
-    )  # fmt: skip
+        source=clip.source,
+        manifest=clip.manifest,
+        line=clip.line,
+        status=status,
+        clip_id=clip.clip_id,
+        source_id=clip.source_id,
+        reason=reason,
+        rows=clip.rows,
+    )
 
 
 def rejected_status(row: RejectedRow) -> StatusRow:
@@ -242,7 +248,9 @@ class Ingest(beam.PTransform):
             | "KeyByClipId" >> beam.Map(lambda clip: (clip.clip_id, clip))
             | "GroupDuplicates" >> beam.GroupByKey()
             | "CollapseDuplicates"
-            >> beam.ParDo(CollapseDuplicates(order), excluded=beam.pvalue.AsDict(excluded)).with_outputs("status", main="clips")
+            >> beam.ParDo(CollapseDuplicates(order), excluded=beam.pvalue.AsDict(excluded)).with_outputs(
+                "status", main="clips"
+            )
         )
         total = collapsed.clips | "CountClips" >> beam.combiners.Count.Globally()
         fetched = collapsed.clips | "FetchClips" >> beam.ParDo(

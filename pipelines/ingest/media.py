@@ -99,7 +99,9 @@ def normalize(media: MediaInput, out_dir: Path, cfg: MediaConfig) -> MediaResult
     start = media.start or 0.0
     requested = None if media.end is None else media.end - start
     if requested is not None and requested > cfg.max_duration:
-        raise ClipFailure(f"segment of {requested:.1f} s exceeds media.max_duration {cfg.max_duration:.0f} s", retryable=False)
+        raise ClipFailure(
+            f"segment of {requested:.1f} s exceeds media.max_duration {cfg.max_duration:.0f} s", retryable=False
+        )
     span = None
     if cfg.frames > 0 and media.has_video is not False and not _audio_only(media.location):
         span = requested if requested is not None else media_span(media, start)
@@ -252,8 +254,17 @@ def inspect(media: MediaInput, cfg: MediaConfig) -> ClipFailure | None:
 
 def _probe_duration(media: MediaInput, cfg: MediaConfig) -> float | None:
     """The container duration from ffmpeg's input banner (there may be no ffprobe)."""
-    cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-protocol_whitelist", media.protocols,
-           "-format_whitelist", FORMAT_WHITELIST, "-i", media.location]  # fmt: skip
+    cmd = [
+        ffmpeg_exe(),
+        "-nostdin",
+        "-hide_banner",
+        "-protocol_whitelist",
+        media.protocols,
+        "-format_whitelist",
+        FORMAT_WHITELIST,
+        "-i",
+        media.location,
+    ]
     try:
         done = subprocess.run(cmd, capture_output=True, timeout=cfg.timeout, check=False)
     except subprocess.TimeoutExpired:
@@ -292,7 +303,9 @@ def _check(media: MediaInput, out_dir: Path, cfg: MediaConfig, plan: _Plan, stde
     frames = tuple(sorted(out_dir.glob("frame_*.jpg"))) if plan.span else ()
     times = tuple(frame_times(plan.span, cfg.frames)[: len(frames)]) if frames else ()
     read = sum(int(n) for n in _READ_RE.findall(stderr))
-    return MediaResult(audio, frames, times, decoded, requested if padded else decoded, padded, input_duration, bool(frames), read)
+    return MediaResult(
+        audio, frames, times, decoded, requested if padded else decoded, padded, input_duration, bool(frames), read
+    )
 
 
 def _pad(audio: Path, sample_rate: int, seconds: float) -> None:

@@ -16,15 +16,25 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pipelines.ingest.cache import ClipCache
-
-from pipelines.core.io import sha256_file
 from pipelines.core.config import MediaConfig, RetryPolicy
+from pipelines.core.io import sha256_file
+from pipelines.core.records import (
+    CaptionRef,
+    Clip,
+    ClipFailure,
+    ClipRecord,
+    FileRef,
+    FrameRef,
+    LabelRef,
+    ManifestRef,
+    Segment,
+    StatusRow,
+)
+from pipelines.core.tools import tool_versions
+from pipelines.ingest.cache import ClipCache
 from pipelines.ingest.fetch import FetchBackend, make_backend
 from pipelines.ingest.fetch.configs import slots
 from pipelines.ingest.media import MediaInput, MediaResult, normalize
-from pipelines.core.records import CaptionRef, Clip, ClipFailure, ClipRecord, FileRef, FrameRef, LabelRef, ManifestRef, Segment, StatusRow
-from pipelines.core.tools import tool_versions
 
 log = logging.getLogger(__name__)
 
@@ -94,38 +104,68 @@ class ClipWorker:
     def _failed(self, clip: Clip, failure: ClipFailure, attempts: int, started: float) -> StatusRow:
         self.cache.record_failure(
             clip.clip_id,
-            {"clip_id": clip.clip_id, "source": clip.source, "reason": failure.reason,
-             "retryable": failure.retryable, "attempts": attempts, "time": _now()},
-        )  # fmt: skip
+            {
+                "clip_id": clip.clip_id,
+                "source": clip.source,
+                "reason": failure.reason,
+                "retryable": failure.retryable,
+                "attempts": attempts,
+                "time": _now(),
+            },
+        )
         status = "failed_retryable" if failure.retryable else "failed_permanent"
         return self._row(clip, status, started, failure.reason, attempts=attempts)
 
-    def _row(self, clip: Clip, status: str, started: float, reason: str = "", attempts: int = 0, size: int = 0) -> StatusRow:
+    def _row(
+        self, clip: Clip, status: str, started: float, reason: str = "", attempts: int = 0, size: int = 0
+    ) -> StatusRow:
         return StatusRow(
-            source=clip.source, manifest=clip.manifest, line=clip.line, status=status, clip_id=clip.clip_id,
-            source_id=clip.source_id, reason=reason, attempts=attempts, bytes=size,
-            seconds=round(time.monotonic() - started, 4), rows=clip.rows,
-        )  # fmt: skip
+            source=clip.source,
+            manifest=clip.manifest,
+            line=clip.line,
+            status=status,
+            clip_id=clip.clip_id,
+            source_id=clip.source_id,
+            reason=reason,
+            attempts=attempts,
+            bytes=size,
+            seconds=round(time.monotonic() - started, 4),
+            rows=clip.rows,
+        )
 
 
-def clip_record(clip: Clip, media: MediaInput, result: MediaResult, cfg: MediaConfig, tools: dict[str, str], attempts: int) -> ClipRecord:
+def clip_record(
+    clip: Clip, media: MediaInput, result: MediaResult, cfg: MediaConfig, tools: dict[str, str], attempts: int
+) -> ClipRecord:
     """The clip.json provenance record (schema `t2a.clip/1`)."""
     files = [result.audio, *result.frames]
     return ClipRecord(
-        clip_id=clip.clip_id, source=clip.source, format=clip.format, source_id=clip.source_id,
+        clip_id=clip.clip_id,
+        source=clip.source,
+        format=clip.format,
+        source_id=clip.source_id,
         media_url=media.display,
         manifest=ManifestRef(file=clip.manifest, line=clip.line, rows=clip.rows),
         segment=Segment(start=_seconds(clip.start), end=_seconds(clip.end)),
-        duration=round(result.duration, 6), audio_seconds=round(result.segment, 6), padded=result.padded,
-        input_duration=result.input_duration, sample_rate=cfg.sample_rate, channels=1,
+        duration=round(result.duration, 6),
+        audio_seconds=round(result.segment, 6),
+        padded=result.padded,
+        input_duration=result.input_duration,
+        sample_rate=cfg.sample_rate,
+        channels=1,
         frames=[FrameRef(file=f.name, time=round(t, 6)) for f, t in zip(result.frames, result.frame_times)],
         labels=[LabelRef(mid=label.mid, name=label.name) for label in clip.labels],
         captions=[CaptionRef(text=c.text, origin=c.origin, kind=c.kind) for c in clip.captions],
-        split=clip.split, licence=clip.licence, meta=clip.meta,
+        split=clip.split,
+        licence=clip.licence,
+        meta=clip.meta,
         files={f.name: FileRef(sha256=sha256_file(f), bytes=f.stat().st_size) for f in files},
-        fetched_bytes=media.fetched_bytes, read_bytes=result.read_bytes, attempts=attempts, tools=tools,
+        fetched_bytes=media.fetched_bytes,
+        read_bytes=result.read_bytes,
+        attempts=attempts,
+        tools=tools,
         created=_now(),
-    )  # fmt: skip
+    )
 
 
 def _seconds(value: float | None) -> float | None:
@@ -134,4 +174,3 @@ def _seconds(value: float | None) -> float | None:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-

@@ -15,21 +15,32 @@ any batch size except the percentiles, which are read off histograms (see stats.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
 
 from pipelines.annotate.store import TABLE, AnnotationStore
+from pipelines.core.ontology import load_ontology
 from pipelines.core.records import ClipRecord
 from pipelines.ingest.cache import ClipCache
-from pipelines.core.ontology import load_ontology
+from pipelines.ingest.status import latest_run, reason_key, status_path
 from pipelines.report.listening import Listening
 from pipelines.report.provenance import annotate_provenance, clean, provenance, shards_index
 from pipelines.report.section import ClipFacts, Section
-from pipelines.report.text import ClassNames, artefacts, hash8, mentions, near_key, ngram_hashes, sort_key, word_hash, words
-from pipelines.ingest.status import latest_run, reason_key, status_path
+from pipelines.report.text import (
+    ClassNames,
+    artefacts,
+    hash8,
+    mentions,
+    near_key,
+    ngram_hashes,
+    sort_key,
+    word_hash,
+    words,
+)
 
 SCHEMA = "t2a.report/1"
 DEFAULT_MASK = "[MASK]"  # pipelines.annotate.prompts.config.PromptConfig's default, when no row records its prompts
@@ -40,8 +51,15 @@ class ReportError(ValueError):
     """An output folder the report cannot be built from; the message says which stage to run."""
 
 
-def collect(output: Path, corpus_name: str, config_hash: str, threshold: float, listening_per_stratum: int = 2,
-            quantiles: int = 4, batch_rows: int = 8192) -> dict[str, Any]:  # fmt: skip
+def collect(
+    output: Path,
+    corpus_name: str,
+    config_hash: str,
+    threshold: float,
+    listening_per_stratum: int = 2,
+    quantiles: int = 4,
+    batch_rows: int = 8192,
+) -> dict[str, Any]:
     """report.json's dict for the corpus whose outputs are in `output`."""
     output = Path(output)
     table = AnnotationStore(output).root / TABLE
@@ -58,7 +76,9 @@ def collect(output: Path, corpus_name: str, config_hash: str, threshold: float, 
     lookup, manifests = _read_status(output, run_id, totals, section, batch_rows)
     parquet = pq.ParquetFile(table)
     annotate = annotate_provenance(parquet, batch_rows)
-    rows = Annotations(output, parquet, lookup, (annotate.get("prompts") or {}).get("mask_token") or DEFAULT_MASK, batch_rows)
+    rows = Annotations(
+        output, parquet, lookup, (annotate.get("prompts") or {}).get("mask_token") or DEFAULT_MASK, batch_rows
+    )
     listening = Listening(listening_per_stratum, quantiles)
     for source, clip, _ in rows.read(full=True):
         totals.add(clip)
@@ -76,12 +96,18 @@ def collect(output: Path, corpus_name: str, config_hash: str, threshold: float, 
     for part in (totals, *sources.values()):
         part.texts = texts
     report = {
-        "schema": SCHEMA, "corpus": corpus_name,
-        "generated_from": {"annotations_rows": rows.count, "status_run": run_id, "shards_index": shards_index(output) is not None},
+        "schema": SCHEMA,
+        "corpus": corpus_name,
+        "generated_from": {
+            "annotations_rows": rows.count,
+            "status_run": run_id,
+            "shards_index": shards_index(output) is not None,
+        },
         "provenance": provenance(output, config_hash, run_id, manifests, annotate, threshold),
-        "totals": totals.summary(), "sources": {name: sources[name].summary() for name in sorted(sources)},
+        "totals": totals.summary(),
+        "sources": {name: sources[name].summary() for name in sorted(sources)},
         "listening": listening.rows(rows.describe),
-    }  # fmt: skip
+    }
     return clean(report)
 
 
@@ -115,7 +141,9 @@ class SourceLookup:
         return [self.names[v] if ok else None for v, ok in zip(self.values[at], found)]
 
 
-def _read_status(output: Path, run_id: str | None, totals: Section, section: Any, batch_rows: int) -> tuple[SourceLookup, list[str]]:
+def _read_status(
+    output: Path, run_id: str | None, totals: Section, section: Any, batch_rows: int
+) -> tuple[SourceLookup, list[str]]:
     """Availability into the sections; the clip id → source lookup; the manifests the run read."""
     lookup, manifests = SourceLookup(), set()
     path = status_path(output, run_id) if run_id else None
@@ -124,7 +152,11 @@ def _read_status(output: Path, run_id: str | None, totals: Section, section: Any
     for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=_STATUS_COLUMNS):
         for row in batch.to_pylist():
             status, rows = row["status"], int(row["rows"] or 1)
-            reason = reason_key(row["reason"] or "", row["clip_id"], row["source_id"]) if status not in ("ok", "cached") else ""
+            reason = (
+                reason_key(row["reason"] or "", row["clip_id"], row["source_id"])
+                if status not in ("ok", "cached")
+                else ""
+            )
             totals.add_status(status, reason, rows)
             section(row["source"]).add_status(status, reason, rows)
             manifests.add(row["manifest"] or "")
@@ -147,7 +179,9 @@ class Annotations:
     def read(self, full: bool) -> Iterator[tuple[str, ClipFacts, dict[str, Any]]]:
         """(source, facts, row) per row; `full` adds what reading clip.json and the text analysis give."""
         self.count = 0
-        columns = [c for c in self.parquet.schema_arrow.names if c not in ("provenance", "clip_digest", "settings_hash")]
+        columns = [
+            c for c in self.parquet.schema_arrow.names if c not in ("provenance", "clip_digest", "settings_hash")
+        ]
         for batch in self.parquet.iter_batches(batch_size=self.batch_rows, columns=columns):
             rows = batch.to_pylist()
             self.count += len(rows)
@@ -169,13 +203,20 @@ class Annotations:
         finite = [score for _, score in candidates if score is not None and math.isfinite(score)]
         caption = row["selected_caption"] if status == "ok" else None
         clip = ClipFacts(
-            clip_id=row["clip_id"], key=sort_key(row["clip_id"]), status=status,
-            reason=None if plain else reason_key(reason, row["clip_id"]), candidates=candidates,
-            best=max(finite) if finite else None, label_score=row["label_score"],
-            chance_score=row.get("chance_score") if self.has_chance else None, event_count=row["event_count"],
-            caption=caption, expert=row["selected_expert"], score=row["selected_score"],
+            clip_id=row["clip_id"],
+            key=sort_key(row["clip_id"]),
+            status=status,
+            reason=None if plain else reason_key(reason, row["clip_id"]),
+            candidates=candidates,
+            best=max(finite) if finite else None,
+            label_score=row["label_score"],
+            chance_score=row.get("chance_score") if self.has_chance else None,
+            event_count=row["event_count"],
+            caption=caption,
+            expert=row["selected_expert"],
+            score=row["selected_score"],
             exact=hash8(caption) if caption is not None else 0,
-        )  # fmt: skip
+        )
         if full and caption is not None:
             self._analyse(clip, caption, [label.model_dump() for label in entry.labels] if entry else [])
         return clip
@@ -197,13 +238,23 @@ class Annotations:
         entry = self.entry(row["clip_id"])
         frames = [str(folder / frame.file) for frame in entry.frames] if entry else []
         return {
-            "clip_id": row["clip_id"], "source": row["source"], "stratum": row["stratum"],
-            "selected_caption": row["selected_caption"], "selected_expert": row["selected_expert"],
-            "selected_score": row["selected_score"], "label_text": row["label_text"],
+            "clip_id": row["clip_id"],
+            "source": row["source"],
+            "stratum": row["stratum"],
+            "selected_caption": row["selected_caption"],
+            "selected_expert": row["selected_expert"],
+            "selected_score": row["selected_score"],
+            "label_text": row["label_text"],
             "labels": [label.name for label in entry.labels] if entry else [],
-            "candidates": [{"text": c["text"], "expert": c["expert"], "clap_score": c["clap_score"]} for c in row["candidates"] or []],
-            "event_count": row["event_count"], "audio": str(folder / "audio.flac"), "frames": frames, "flags": flags,
-        }  # fmt: skip
+            "candidates": [
+                {"text": c["text"], "expert": c["expert"], "clap_score": c["clap_score"]}
+                for c in row["candidates"] or []
+            ],
+            "event_count": row["event_count"],
+            "audio": str(folder / "audio.flac"),
+            "frames": frames,
+            "flags": flags,
+        }
 
 
 def _all_mids(ontology: Any) -> list[str]:

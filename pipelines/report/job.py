@@ -21,7 +21,11 @@ def build_report(corpus: Corpus, listening_per_stratum: int = 2) -> Path:
 
     annotations = corpus.output / "annotations" / "annotations.parquet"
     if not annotations.is_file():
-        raise ConfigError(f"no annotations for corpus {corpus.name!r} under {annotations.parent}: run `t2a annotate` first")
+        raise ConfigError(
+            f"no annotations for corpus {corpus.name!r} under {annotations.parent}: run `t2a annotate` first"
+        )
     threshold = corpus.config.annotate.selection.threshold if corpus.config.annotate else 0.0
-    report = collect(corpus.output, corpus.name, corpus.config_hash, threshold, listening_per_stratum=listening_per_stratum)
+    report = collect(
+        corpus.output, corpus.name, corpus.config_hash, threshold, listening_per_stratum=listening_per_stratum
+    )
     return render(report, corpus.output / REPORT_DIR)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import bisect
 import heapq
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -101,5 +102,7 @@ class Listening:
             for item in examples.items():
                 chosen[item["clip_id"]] = item
                 flags.setdefault(item["clip_id"], []).append("duplicated")
-        ordered = sorted(chosen.values(), key=lambda item: (item["source"], int(item["stratum"].rsplit("/q", 1)[1]), item["clip_id"]))
+        ordered = sorted(
+            chosen.values(), key=lambda item: (item["source"], int(item["stratum"].rsplit("/q", 1)[1]), item["clip_id"])
+        )
         return [describe(item, flags.get(item["clip_id"], [])) for item in ordered]

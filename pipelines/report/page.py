@@ -12,8 +12,9 @@ import base64
 import hashlib
 import html
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from pipelines.annotate.store import STATUSES as ANNOTATION_STATUSES
 from pipelines.core.records import STATUSES as AVAILABILITY_STATUSES
@@ -22,8 +23,12 @@ from pipelines.report.text import ARTEFACT_KINDS
 SECTIONS = ("provenance", "availability", "scores", "labels", "text", "artefacts", "composition", "listening")
 STATS_COLUMNS = ("n", "mean", "std", "min", "p10", "p50", "p90", "max")
 # Make-An-Audio App. A, Table 5 (seeds/001_05772c2ca69c59dc.txt): the columns, in the paper's order.
-TABLE5 = (("label_text", "original label text"), ("captioning", "captioning"), ("retrieval", "retrieval"),
-          ("selected", "both + CLAP selection"))  # fmt: skip
+TABLE5 = (
+    ("label_text", "original label text"),
+    ("captioning", "captioning"),
+    ("retrieval", "retrieval"),
+    ("selected", "both + CLAP selection"),
+)
 
 
 class Raw(str):
@@ -65,7 +70,7 @@ def _table(head: Iterable[str], rows: Iterable[tuple[str | None, list[Any]]], ca
     body = "".join(
         f"<tr{_scope_attr(slug)}>" + "".join(f"<td>{_cell(c)}</td>" for c in cells) + "</tr>\n" for slug, cells in rows
     )
-    return Raw(f'<table>{cap}<thead><tr>{th}</tr></thead>\n<tbody>\n{body}</tbody></table>\n')
+    return Raw(f"<table>{cap}<thead><tr>{th}</tr></thead>\n<tbody>\n{body}</tbody></table>\n")
 
 
 def _scope_attr(slug: str | None) -> str:
@@ -74,9 +79,7 @@ def _scope_attr(slug: str | None) -> str:
 
 def _per_scope(scopes: list[Scope], body) -> str:
     """One block per scope (hidden by the selector when another scope is picked)."""
-    return "".join(
-        f'<div class="scope"{_scope_attr(s.slug)}><h3>{_e(s.name)}</h3>\n{body(s)}</div>\n' for s in scopes
-    )
+    return "".join(f'<div class="scope"{_scope_attr(s.slug)}><h3>{_e(s.name)}</h3>\n{body(s)}</div>\n' for s in scopes)
 
 
 def _ordered_keys(mappings: Iterable[Mapping[str, Any]], known: Iterable[str]) -> list[str]:
@@ -122,8 +125,10 @@ def _availability(report, scopes: list[Scope], _figures) -> str:
     rows = [(s.slug, [s.name, a["rows"], *(a["by_status"].get(k, 0) for k in statuses)]) for s, a in zip(scopes, avail)]
     ann = [s.data["annotations"] for s in scopes]
     outcomes = _ordered_keys((a["by_status"] for a in ann), ANNOTATION_STATUSES)
-    ann_rows = [(s.slug, [s.name, a["clips"], *(a["by_status"].get(k, 0) for k in outcomes), a["fallback"]])
-                for s, a in zip(scopes, ann)]  # fmt: skip
+    ann_rows = [
+        (s.slug, [s.name, a["clips"], *(a["by_status"].get(k, 0) for k in outcomes), a["fallback"]])
+        for s, a in zip(scopes, ann)
+    ]
 
     def reasons(s: Scope) -> str:
         head = ("status", "reason", "rows")
@@ -143,8 +148,7 @@ def _scores(report, scopes: list[Scope], figures) -> str:
     experts = _ordered_keys((s.data["scores"]["win_rate"] for s in scopes), ())
     wins = [(s.slug, [s.name, *(s.data["scores"]["win_rate"].get(e) for e in experts)]) for s in scopes]
     return (
-        _table(["scope", *(label for _, label in TABLE5)], t5,
-               "mean CLAP score (Make-An-Audio App. A, Table 5)")  # fmt: skip
+        _table(["scope", *(label for _, label in TABLE5)], t5, "mean CLAP score (Make-An-Audio App. A, Table 5)")
         + _table(["scope", *experts], wins, "win rate: share of selected captions by expert")
         + _per_scope(scopes, lambda s: _scope_scores(s, figures[s.slug]))
     )
@@ -157,8 +161,10 @@ def _scope_scores(scope: Scope, figures: Mapping[str, str]) -> str:
     rows += [_stats_row(name.replace("_", " "), scores[name]) for name in names]
     acc = scores["acceptance"]
     curve = [(None, [t, r]) for t, r in zip(acc["thresholds"], acc["rate"])]
-    plots_html = "".join(_img(figures[k], f"{scope.name}: {k}", "plot") for k in
-                         ("scores", "calibration", "acceptance", "win_rate", "margins"))  # fmt: skip
+    plots_html = "".join(
+        _img(figures[k], f"{scope.name}: {k}", "plot")
+        for k in ("scores", "calibration", "acceptance", "win_rate", "margins")
+    )
     return (
         f'<div class="plots">{plots_html}</div>'
         + _table(["distribution", *STATS_COLUMNS], rows, "CLAP score statistics")
@@ -172,8 +178,10 @@ def _labels(report, scopes: list[Scope], _figures) -> str:
     rows = [(s.slug, [s.name, *(s.data["labels"][k] for k in keys)]) for s in scopes]
 
     def examples(s: Scope) -> str:
-        ex = [(None, [x["clip_id"], x["caption"], ", ".join(x["labels"]), ", ".join(x["named"])])
-              for x in s.data["labels"]["examples"]]  # fmt: skip
+        ex = [
+            (None, [x["clip_id"], x["caption"], ", ".join(x["labels"]), ", ".join(x["named"])])
+            for x in s.data["labels"]["examples"]
+        ]
         return _table(["clip", "caption", "labels", "names unlabelled"], ex, "captions naming classes the clip lacks")
 
     head = ["scope", "clips with labels", "mention a label", "mention rate", "name an unlabelled class", "rate"]
@@ -217,8 +225,10 @@ def _artefacts(report, scopes: list[Scope], _figures) -> str:
 def _composition(report, scopes: list[Scope], _figures) -> str:
     keys = ("single_event", "multi_event", "no_labels")
     rows = [(s.slug, [s.name, *(s.data["composition"].get(k) for k in keys)]) for s in scopes]
-    caption = ("clips by number of labelled events; the single-event clips are dynamic reprogramming's event "
-               "database (its settings: provenance, augmentation)")
+    caption = (
+        "clips by number of labelled events; the single-event clips are dynamic reprogramming's event "
+        "database (its settings: provenance, augmentation)"
+    )
     return _table(["scope", "single-event", "multi-event", "no labels"], rows, caption)
 
 
@@ -243,15 +253,17 @@ def _listening_cells(row: Mapping[str, Any], found: Mapping[str, Any]) -> list[R
         f"<br>events: {_e(_fmt(row.get('event_count')))}</small>"
     )
     items = "".join(_candidate(c, row) for c in row.get("candidates") or [])
-    chosen = (f'<p class="chosen">{_e(_fmt(row.get("selected_caption")))} '
-              f'<small>({_e(_fmt(row.get("selected_expert")))}, {_e(_fmt(row.get("selected_score")))})</small></p>')  # fmt: skip
+    chosen = (
+        f'<p class="chosen">{_e(_fmt(row.get("selected_caption")))} '
+        f"<small>({_e(_fmt(row.get('selected_expert')))}, {_e(_fmt(row.get('selected_score')))})</small></p>"
+    )
     return [Raw(clip), Raw(media), Raw(frames), Raw(labels), Raw(f"{chosen}<ol>{items}</ol>")]
 
 
 def _candidate(c: Mapping[str, Any], row: Mapping[str, Any]) -> str:
     selected = c.get("text") == row.get("selected_caption") and c.get("expert") == row.get("selected_expert")
     score = f"{_e(c.get('expert'))} · {_e(_fmt(c.get('clap_score')))}"
-    return f'<li{" class=selected" if selected else ""}><small>{score}</small> {_e(c.get("text"))}</li>'
+    return f"<li{' class=selected' if selected else ''}><small>{score}</small> {_e(c.get('text'))}</li>"
 
 
 _SECTION_TITLES = {
@@ -322,17 +334,25 @@ _JS = """
 def _csp() -> str:
     """Only the page's own script (by hash) may run; media and images only from the folder."""
     digest = base64.b64encode(hashlib.sha256(_JS.encode()).digest()).decode()
-    return (f"default-src 'none'; img-src 'self' file:; media-src 'self' file:; style-src 'unsafe-inline'; "
-            f"script-src 'sha256-{digest}'; base-uri 'none'; form-action 'none'")  # fmt: skip
+    return (
+        f"default-src 'none'; img-src 'self' file:; media-src 'self' file:; style-src 'unsafe-inline'; "
+        f"script-src 'sha256-{digest}'; base-uri 'none'; form-action 'none'"
+    )
 
 
-def build_page(report: Mapping[str, Any], scopes: list[Scope], figures: Mapping[str, Mapping[str, str]],
-               clips: list[Mapping[str, Any]]) -> str:  # fmt: skip
+def build_page(
+    report: Mapping[str, Any],
+    scopes: list[Scope],
+    figures: Mapping[str, Mapping[str, str]],
+    clips: list[Mapping[str, Any]],
+) -> str:
     """index.html. figures: {scope slug: {plot name: relative path}}; clips: one per listening row."""
     title = f"Caption-quality report: {report['corpus']}"
     sections = [(sid, *_SECTION_TITLES[sid]) for sid in SECTIONS if sid in _SECTION_TITLES]
-    body = "".join(f'<section id="{sid}"><h2>{_e(name)}</h2>\n{make(report, scopes, figures)}</section>\n'
-                   for sid, name, make in sections)  # fmt: skip
+    body = "".join(
+        f'<section id="{sid}"><h2>{_e(name)}</h2>\n{make(report, scopes, figures)}</section>\n'
+        for sid, name, make in sections
+    )
     body += f'<section id="listening"><h2>Listening table</h2>\n{_listening(report, scopes, clips)}</section>\n'
     nav = "".join(f'<a href="#{sid}">{_e(sid)}</a>' for sid in SECTIONS)
     options = '<option value="*">every scope</option>' + "".join(

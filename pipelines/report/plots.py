@@ -9,8 +9,9 @@ text drawn as paths (`svg.fonttype="path"`) so the page needs no font from anywh
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import matplotlib
 import numpy as np

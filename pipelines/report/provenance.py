@@ -41,8 +41,9 @@ def shards_index(output: Path) -> dict[str, Any] | None:
     return read_json(output / "shards" / "index.json")
 
 
-def provenance(output: Path, config_hash: str, run_id: str | None, manifests: list[str], annotate: dict[str, Any],
-               threshold: float) -> dict[str, Any]:  # fmt: skip
+def provenance(
+    output: Path, config_hash: str, run_id: str | None, manifests: list[str], annotate: dict[str, Any], threshold: float
+) -> dict[str, Any]:
     configs = [read_json(output / f"{stage}.config.json") or {} for stage in ("ingest", "annotate")]
     summary = read_summary(output, run_id) if run_id else {}
     config_file = next((c["config_file"] for c in configs if c.get("config_file")), summary.get("config_file"))
@@ -51,15 +52,21 @@ def provenance(output: Path, config_hash: str, run_id: str | None, manifests: li
     return {
         "config_hash": config_hash,
         "config_file": config_file,
-        "ingest": {"run_id": run_id, "started": summary.get("started"), "tools": summary.get("tools") or {},
-                   "manifests": manifests},  # fmt: skip
+        "ingest": {
+            "run_id": run_id,
+            "started": summary.get("started"),
+            "tools": summary.get("tools") or {},
+            "manifests": manifests,
+        },
         "annotate": {
             "models": {name: annotate[name] for name in MODELS if annotate.get(name)},
             "selection": {key: selection.get(key, threshold if key == "threshold" else None) for key in SELECTION},
             **{key: annotate.get(key) or {} for key in ("prompts", "seeds", "retrieval", "tools")},
             "bank_checksum": annotate.get("bank_checksum"),
         },
-        "shards": {"profiles": shards.get("profiles", []), "config_hash": shards.get("config_hash")} if shards else None,
+        "shards": {"profiles": shards.get("profiles", []), "config_hash": shards.get("config_hash")}
+        if shards
+        else None,
         "augmentation": augmentation(),
     }
 
@@ -70,12 +77,18 @@ def augmentation() -> dict[str, Any]:
     from pipelines.annotate.prompts.reprogram import ADJECTIVES, NOUNS, QUANTIFIERS, TEMPLATES, VERBS
 
     return {
-        "reprogramming": {"templates": len(TEMPLATES), "events_per_clip": [0, 1, 2], "verbs": list(VERBS),
-                          "adjectives": list(ADJECTIVES), "nouns": list(NOUNS), "quantifiers": list(QUANTIFIERS),
-                          "event_database": "clips with event_count == 1 (composition.single_event)"},
+        "reprogramming": {
+            "templates": len(TEMPLATES),
+            "events_per_clip": [0, 1, 2],
+            "verbs": list(VERBS),
+            "adjectives": list(ADJECTIVES),
+            "nouns": list(NOUNS),
+            "quantifiers": list(QUANTIFIERS),
+            "event_database": "clips with event_count == 1 (composition.single_event)",
+        },
         "mixup": {"lambda": "Beta(5, 5)"},
         "curriculum": {"single_event_epochs": "n", "multi_event_epochs": "2n"},
-    }  # fmt: skip
+    }
 
 
 def clean(value: Any) -> Any:

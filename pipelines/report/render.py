@@ -19,8 +19,9 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from pipelines.core.features import MelExtractor, get_profile
 from pipelines.core.records import check_clip_id
@@ -80,18 +81,27 @@ def _plot_scope(scope: Scope, out_dir: Path) -> dict[str, str]:
     folder = out_dir / ASSETS / "plots" / scope.slug
     scores = scope.data["scores"]
     made = {
-        "scores": plots.histograms(scores["by_expert"], folder / "scores.svg", "candidate CLAP scores by expert",
-                                   "CLAP score"),
-        "calibration": plots.histograms({k: scores[k] for k in ("selected", "human", "chance")},
-                                        folder / "calibration.svg", "selected vs human vs chance", "CLAP score"),
+        "scores": plots.histograms(
+            scores["by_expert"], folder / "scores.svg", "candidate CLAP scores by expert", "CLAP score"
+        ),
+        "calibration": plots.histograms(
+            {k: scores[k] for k in ("selected", "human", "chance")},
+            folder / "calibration.svg",
+            "selected vs human vs chance",
+            "CLAP score",
+        ),
         "acceptance": plots.acceptance_curve(scores["acceptance"], folder / "acceptance.svg"),
         "win_rate": plots.win_rate_bars(scores["win_rate"], folder / "win_rate.svg"),
-        "margins": plots.histograms({"over label text": scores["margin_over_label"],
-                                     "over chance": scores["margin_over_chance"]},
-                                    folder / "margins.svg", "selected caption's margin", "score difference"),
-        "length": plots.histograms({"captions": scope.data["text"]["length_words"]}, folder / "length.svg",
-                                   "caption length", "words"),
-    }  # fmt: skip
+        "margins": plots.histograms(
+            {"over label text": scores["margin_over_label"], "over chance": scores["margin_over_chance"]},
+            folder / "margins.svg",
+            "selected caption's margin",
+            "score difference",
+        ),
+        "length": plots.histograms(
+            {"captions": scope.data["text"]["length_words"]}, folder / "length.svg", "caption length", "words"
+        ),
+    }
     return {name: path.relative_to(out_dir).as_posix() for name, path in made.items()}
 
 

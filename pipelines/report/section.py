@@ -201,14 +201,21 @@ class Section:
         self.near.add(clip.near)
         for kind in clip.artefacts:
             self.artefacts[kind] += 1
-            self.artefact_examples[kind].offer(clip.key, clip.clip_id, lambda: {"clip_id": clip.clip_id, "caption": clip.caption})
+            self.artefact_examples[kind].offer(
+                clip.key, clip.clip_id, lambda: {"clip_id": clip.clip_id, "caption": clip.caption}
+            )
         if clip.labels:
             self.labelled += 1
             self.mentioning += clip.mentions
             if clip.named:
                 self.unlabelled += 1
                 names = [label["name"] for label in clip.labels]
-                example = lambda: {"clip_id": clip.clip_id, "caption": clip.caption, "labels": names, "named": clip.named}  # noqa: E731
+                example = lambda: {
+                    "clip_id": clip.clip_id,
+                    "caption": clip.caption,
+                    "labels": names,
+                    "named": clip.named,
+                }  # noqa: E731
                 self.label_examples.offer(clip.key, clip.clip_id, example)
 
     def wanted_texts(self) -> set[int]:
@@ -216,48 +223,84 @@ class Section:
         return {h for h, _ in self.exact.most_repeated(MOST_REPEATED)}
 
     def summary(self) -> dict[str, Any]:
-        return {"availability": self._availability(), "annotations": self._annotations(), "scores": self._scores(),
-                "labels": self._labels(), "text": self._text(), "artefacts": self._artefacts(),
-                "composition": {k: self.composition[k] for k in ("single_event", "multi_event", "no_labels")}}  # fmt: skip
+        return {
+            "availability": self._availability(),
+            "annotations": self._annotations(),
+            "scores": self._scores(),
+            "labels": self._labels(),
+            "text": self._text(),
+            "artefacts": self._artefacts(),
+            "composition": {k: self.composition[k] for k in ("single_event", "multi_event", "no_labels")},
+        }
 
     def _availability(self) -> dict[str, Any]:
-        return {"rows": self.rows, "by_status": {s: self.by_status[s] for s in INGEST_STATUSES},
-                "top_reasons": _top_reasons(self.reasons)}  # fmt: skip
+        return {
+            "rows": self.rows,
+            "by_status": {s: self.by_status[s] for s in INGEST_STATUSES},
+            "top_reasons": _top_reasons(self.reasons),
+        }
 
     def _annotations(self) -> dict[str, Any]:
-        return {"clips": sum(self.clips.values()), "by_status": {s: self.clips[s] for s in ANNOTATION_STATUSES},
-                "fallback": self.fallback, "top_reasons": _top_reasons(self.annotation_reasons)}  # fmt: skip
+        return {
+            "clips": sum(self.clips.values()),
+            "by_status": {s: self.clips[s] for s in ANNOTATION_STATUSES},
+            "fallback": self.fallback,
+            "top_reasons": _top_reasons(self.annotation_reasons),
+        }
 
     def _scores(self) -> dict[str, Any]:
         by_expert = {expert: stats.summary() for expert, stats in sorted(self.by_expert.items())}
         selected = self.selected.summary()
         oks = sum(self.wins.values())
-        means = {"label_text": self.label.summary()["mean"], "selected": selected["mean"],
-                 **{e: by_expert[e]["mean"] if e in by_expert else None for e in ("captioning", "retrieval")}}  # fmt: skip
+        means = {
+            "label_text": self.label.summary()["mean"],
+            "selected": selected["mean"],
+            **{e: by_expert[e]["mean"] if e in by_expert else None for e in ("captioning", "retrieval")},
+        }
         return {
-            "by_expert": by_expert, "selected": selected, "human": by_expert.get("human", empty_stats()),
-            "chance": self.chance.summary(), "margin_over_label": self.over_label.summary(),
-            "margin_over_chance": self.over_chance.summary(), "acceptance": self.acceptance.summary(),
+            "by_expert": by_expert,
+            "selected": selected,
+            "human": by_expert.get("human", empty_stats()),
+            "chance": self.chance.summary(),
+            "margin_over_label": self.over_label.summary(),
+            "margin_over_chance": self.over_chance.summary(),
+            "acceptance": self.acceptance.summary(),
             "win_rate": {expert: n / oks for expert, n in sorted(self.wins.items())},
             "table5": {name: means[name] for name in TABLE5},
-        }  # fmt: skip
+        }
 
     def _labels(self) -> dict[str, Any]:
-        return {"clips_with_labels": self.labelled, "mentions_label": self.mentioning,
-                "mention_rate": ratio(self.mentioning, self.labelled), "names_unlabelled_class": self.unlabelled,
-                "unlabelled_class_rate": ratio(self.unlabelled, self.labelled), "examples": self.label_examples.items()}  # fmt: skip
+        return {
+            "clips_with_labels": self.labelled,
+            "mentions_label": self.mentioning,
+            "mention_rate": ratio(self.mentioning, self.labelled),
+            "names_unlabelled_class": self.unlabelled,
+            "unlabelled_class_rate": ratio(self.unlabelled, self.labelled),
+            "examples": self.label_examples.items(),
+        }
 
     def _text(self) -> dict[str, Any]:
         repeated = [{"text": self.texts.get(h, ""), "count": n} for h, n in self.exact.most_repeated(MOST_REPEATED)]
-        return {"captions": self.captions, "length_words": self.lengths.summary(), "vocabulary": self.unigrams.distinct(),
-                "distinct_1": ratio(self.unigrams.distinct(), self.unigrams.total) or 0.0,
-                "distinct_2": ratio(self.bigrams.distinct(), self.bigrams.total) or 0.0,
-                "exact_duplicate_rate": self.exact.duplicate_rate() or 0.0,
-                "near_duplicate_rate": self.near.duplicate_rate() or 0.0, "most_repeated": repeated}  # fmt: skip
+        return {
+            "captions": self.captions,
+            "length_words": self.lengths.summary(),
+            "vocabulary": self.unigrams.distinct(),
+            "distinct_1": ratio(self.unigrams.distinct(), self.unigrams.total) or 0.0,
+            "distinct_2": ratio(self.bigrams.distinct(), self.bigrams.total) or 0.0,
+            "exact_duplicate_rate": self.exact.duplicate_rate() or 0.0,
+            "near_duplicate_rate": self.near.duplicate_rate() or 0.0,
+            "most_repeated": repeated,
+        }
 
     def _artefacts(self) -> dict[str, Any]:
-        return {kind: {"count": self.artefacts[kind], "rate": ratio(self.artefacts[kind], self.captions) or 0.0,
-                       "examples": self.artefact_examples[kind].items()} for kind in ARTEFACT_KINDS}  # fmt: skip
+        return {
+            kind: {
+                "count": self.artefacts[kind],
+                "rate": ratio(self.artefacts[kind], self.captions) or 0.0,
+                "examples": self.artefact_examples[kind].items(),
+            }
+            for kind in ARTEFACT_KINDS
+        }
 
 
 def _top_reasons(reasons: Counter) -> list[dict[str, Any]]:

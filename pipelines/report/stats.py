@@ -21,8 +21,17 @@ PERCENTILES = (("p10", 0.10), ("p50", 0.50), ("p90", 0.90))
 
 
 def empty_stats(edges: np.ndarray = SCORE_EDGES) -> dict[str, Any]:
-    return {"n": 0, "mean": None, "std": None, "min": None, "max": None, "p10": None, "p50": None, "p90": None,
-            "histogram": {"edges": [float(e) for e in edges], "counts": [0] * (len(edges) - 1)}}  # fmt: skip
+    return {
+        "n": 0,
+        "mean": None,
+        "std": None,
+        "min": None,
+        "max": None,
+        "p10": None,
+        "p50": None,
+        "p90": None,
+        "histogram": {"edges": [float(e) for e in edges], "counts": [0] * (len(edges) - 1)},
+    }
 
 
 class Stats:
@@ -75,9 +84,15 @@ class Stats:
             return empty_stats(self.edges)
         mean = self.total / self.n
         std = math.sqrt(max(self.squares / self.n - mean * mean, 0.0))  # population std
-        return {"n": self.n, "mean": mean, "std": std, "min": self.low, "max": self.high,
-                **{name: self.quantile(q) for name, q in PERCENTILES},
-                "histogram": {"edges": [float(e) for e in self.edges], "counts": [int(c) for c in self.counts]}}  # fmt: skip
+        return {
+            "n": self.n,
+            "mean": mean,
+            "std": std,
+            "min": self.low,
+            "max": self.high,
+            **{name: self.quantile(q) for name, q in PERCENTILES},
+            "histogram": {"edges": [float(e) for e in self.edges], "counts": [int(c) for c in self.counts]},
+        }
 
 
 class IntStats:
@@ -100,9 +115,15 @@ class IntStats:
         low, high = float(values[0]), float(values[-1])
         edges = np.linspace(low, high, BINS + 1) if high > low else np.linspace(low - 0.5, low + 0.5, BINS + 1)
         counts, _ = np.histogram(values, bins=edges, weights=weights)
-        return {"n": n, "mean": mean, "std": std, "min": low, "max": high,
-                **{name: _weighted_percentile(values, weights, q) for name, q in PERCENTILES},
-                "histogram": {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]}}  # fmt: skip
+        return {
+            "n": n,
+            "mean": mean,
+            "std": std,
+            "min": low,
+            "max": high,
+            **{name: _weighted_percentile(values, weights, q) for name, q in PERCENTILES},
+            "histogram": {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]},
+        }
 
 
 def _weighted_percentile(values: np.ndarray, weights: np.ndarray, q: float) -> float:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
-from pipelines.core.ontology import Ontology
 from pipelines.annotate.prompts.labels import clean_name
+from pipelines.core.ontology import Ontology
 
 ARTEFACT_KINDS = ("digits", "probability", "label_word", "apology", "mask_token", "template_placeholder", "empty")
 _ARTEFACTS = {
@@ -145,7 +145,11 @@ class ClassNames:
         return found
 
     def _term(self, phrase: str) -> str | None:
-        for candidate in (phrase, phrase[:-1] if phrase.endswith("s") else "", phrase[:-2] if phrase.endswith("es") else ""):
+        for candidate in (
+            phrase,
+            phrase[:-1] if phrase.endswith("s") else "",
+            phrase[:-2] if phrase.endswith("es") else "",
+        ):
             if candidate in self.mids_by_term:
                 return candidate
         return None

@@ -26,8 +26,9 @@ import json
 import math
 import re
 import tarfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, Mapping, Sequence
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -125,7 +126,9 @@ def member_name(key: str, member: str) -> str:
     """The tar member name `<key>.<member>`, checked against the key rule and NAME_MAX."""
     name = f"{check_key(key)}.{member}"
     if len(name) > NAME_MAX:
-        raise ContractError(f"member name {name!r} is {len(name)} characters, over the limit of {NAME_MAX} (shorten the key)")
+        raise ContractError(
+            f"member name {name!r} is {len(name)} characters, over the limit of {NAME_MAX} (shorten the key)"
+        )
     return name
 
 
@@ -223,7 +226,7 @@ class MelMeta(_Strict):
     real_frames: Count  # frames computed from real audio; the rest is padding
 
     @model_validator(mode="after")
-    def _consistent(self) -> "MelMeta":
+    def _consistent(self) -> MelMeta:
         if self.shape[0] != self.n_mels or self.real_frames > self.shape[1]:
             raise ValueError(f"shape {self.shape} disagrees with n_mels {self.n_mels} / real_frames {self.real_frames}")
         return self
@@ -271,7 +274,7 @@ class SampleMeta(_Strict):
     tools: dict[str, str] = {}
 
     @model_validator(mode="after")
-    def _member_names(self) -> "SampleMeta":
+    def _member_names(self) -> SampleMeta:
         check_key(self.key)
         for profile, mel in self.mels.items():
             if mel.member != mel_member(profile):
@@ -287,14 +290,19 @@ class SampleMeta(_Strict):
 
     def members(self) -> list[str]:
         """The member names this metadata declares, sorted."""
-        names = [JSON, *(m.member for m in self.mels.values()), *self.frames, *(a.member for a in self.embeddings.values())]
+        names = [
+            JSON,
+            *(m.member for m in self.mels.values()),
+            *self.frames,
+            *(a.member for a in self.embeddings.values()),
+        ]
         return sorted(names + ([AUDIO] if self.audio else []))
 
     def to_json(self) -> bytes:
         return encode_json(self.model_dump(mode="json", by_alias=True))
 
     @classmethod
-    def from_json(cls, data: bytes) -> "SampleMeta":
+    def from_json(cls, data: bytes) -> SampleMeta:
         try:
             return cls.model_validate(decode_json(data))
         except ValidationError as error:
@@ -370,7 +378,9 @@ def _decode(members: Mapping[str, Any]) -> tuple[Sample | None, list[str]]:
     problems += [f"member {m} is not declared in the json" for m in sorted(set(data) - declared) if member_kind(m)]
     longest = max(data, key=len)
     if len(meta.key) + 1 + len(longest) > NAME_MAX:
-        problems.append(f"member name {meta.key}.{longest} is over the limit of {NAME_MAX} characters (shorten the key)")
+        problems.append(
+            f"member name {meta.key}.{longest} is over the limit of {NAME_MAX} characters (shorten the key)"
+        )
     mels = {p: _array(data, mel.member, mel.shape, mel.dtype, problems) for p, mel in meta.mels.items()}
     arrays = {n: _array(data, a.member, a.shape, a.dtype, problems) for n, a in meta.embeddings.items()}
     audio = data.get(AUDIO) if meta.audio else None
@@ -380,7 +390,9 @@ def _decode(members: Mapping[str, Any]) -> tuple[Sample | None, list[str]]:
         elif not audio.startswith(b"fLaC"):
             problems.append("flac member is not FLAC")
     frames = [data.get(name, b"") for name in meta.frames]
-    problems += [f"{name} is not a JPEG" for name, f in zip(meta.frames, frames) if f and not f.startswith(b"\xff\xd8\xff")]
+    problems += [
+        f"{name} is not a JPEG" for name, f in zip(meta.frames, frames) if f and not f.startswith(b"\xff\xd8\xff")
+    ]
     if problems:
         return None, problems
     return Sample(meta.key, meta, mels, audio, frames, arrays), []  # type: ignore[arg-type]

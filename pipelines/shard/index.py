@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from pipelines.core.io import dumps, write_json_atomic
 from pipelines.shard import contract
@@ -28,7 +29,9 @@ CORPUS_KIND = "t2a-corpus-index-v1"
 _COUNTS = ("sources", "labels", "events")
 
 
-def build_split_index(split: str, stats: Iterable[Mapping[str, Any]], config_hash: str, profiles: list[str]) -> dict[str, Any]:
+def build_split_index(
+    split: str, stats: Iterable[Mapping[str, Any]], config_hash: str, profiles: list[str]
+) -> dict[str, Any]:
     """The wids index of one split; shard urls are relative to the index's own folder."""
     ordered = sorted(stats, key=lambda s: s["shard"])
     listed = [s for s in ordered if s["samples"] > 0]  # wids and HF datasets stumble on empty tars
@@ -57,7 +60,11 @@ def build_index(stats: list[Mapping[str, Any]], root: Path, config_hash: str, pr
             "index_sha256": hashlib.sha256(dumps(index).encode("utf-8")).hexdigest(),  # the file's bytes
             **{k: index["totals"][k] for k in ("shards", "nsamples", "filesize")},
         }
-    every = [{**_shard_entry(s), "url": f"{split}/{s['shard']}", "split": split} for split, items in by_split.items() for s in sorted(items, key=lambda s: s["shard"])]
+    every = [
+        {**_shard_entry(s), "url": f"{split}/{s['shard']}", "split": split}
+        for split, items in by_split.items()
+        for s in sorted(items, key=lambda s: s["shard"])
+    ]
     return {
         "__kind__": CORPUS_KIND,
         "schema": contract.SCHEMA,

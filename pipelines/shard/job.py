@@ -17,30 +17,30 @@ import hashlib
 import io
 import json
 import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import apache_beam as beam
 import numpy as np
 import soundfile as sf
 from apache_beam.metrics import Metrics
 
+from pipelines.annotate.prompts.labels import label_text
 from pipelines.annotate.store import ROW, AnnotationStore
-from pipelines.core.records import ClipRecord
-from pipelines.ingest.cache import ClipCache
 from pipelines.core.beam import pipeline_options
-from pipelines.shard.config import ShardConfig
-from pipelines.ingest.listing import ListCachedClips
 from pipelines.core.labels import event_count
 from pipelines.core.ontology import load_ontology
+from pipelines.core.records import ClipRecord
+from pipelines.core.tools import package_version
+from pipelines.ingest.cache import ClipCache
+from pipelines.ingest.listing import ListCachedClips
 from pipelines.shard import contract
+from pipelines.shard.config import ShardConfig
 from pipelines.shard.index import read_index, write_indexes
 from pipelines.shard.plan import ShardPlan, plan_item, plan_shards
 from pipelines.shard.writer import is_complete, read_stats, remove_stale_temps, stats_path, write_shard, write_stats
-from pipelines.annotate.prompts.labels import label_text
-from pipelines.core.tools import package_version
 
 if TYPE_CHECKING:
     from pipelines.datasets import Corpus
@@ -163,8 +163,13 @@ class WriteShards(beam.DoFn):
             return
         failures: list[dict[str, str]] = []
         info = write_shard(path, self._samples(plan, failures))
-        extra = {"split": plan.split, "plan_digest": plan.digest, "settings_hash": self.settings,
-                 "corpus_config_hash": self.corpus_hash, "failures": failures}  # fmt: skip
+        extra = {
+            "split": plan.split,
+            "plan_digest": plan.digest,
+            "settings_hash": self.settings,
+            "corpus_config_hash": self.corpus_hash,
+            "failures": failures,
+        }
         Metrics.counter(NAMESPACE, "shards_written").inc()
         Metrics.counter(NAMESPACE, "samples").inc(info.samples)
         yield write_stats(path, info, extra)
@@ -213,45 +218,85 @@ class WriteShards(beam.DoFn):
         return mels
 
 
-def sample_meta(entry: ClipRecord, split: str, mels: dict[str, tuple[np.ndarray, int]], extractors: dict[str, Any],
-                flac: bytes | None, n_frames: int, events: int, tools: dict[str, str]) -> contract.SampleMeta:  # fmt: skip
+def sample_meta(
+    entry: ClipRecord,
+    split: str,
+    mels: dict[str, tuple[np.ndarray, int]],
+    extractors: dict[str, Any],
+    flac: bytes | None,
+    n_frames: int,
+    events: int,
+    tools: dict[str, str],
+) -> contract.SampleMeta:
     """The sample's JSON (schema t2a.sample/1) from its clip.json record; nothing that varies by run.
     Segment, labels and captions are the record's own models (pipelines.core.records)."""
     profiles = {
         name: contract.MelMeta(
-            member=contract.mel_member(name), shape=list(mel.shape), dtype=contract.MEL_DTYPE,
-            sample_rate=extractors[name].profile.sample_rate, hop_length=extractors[name].profile.hop_length,
-            n_mels=extractors[name].profile.n_mels, real_frames=real,
-        )  # fmt: skip
+            member=contract.mel_member(name),
+            shape=list(mel.shape),
+            dtype=contract.MEL_DTYPE,
+            sample_rate=extractors[name].profile.sample_rate,
+            hop_length=extractors[name].profile.hop_length,
+            n_mels=extractors[name].profile.n_mels,
+            real_frames=real,
+        )
         for name, (mel, real) in mels.items()
     }
-    audio = None if flac is None else contract.AudioMeta(member=contract.AUDIO, sha256=hashlib.sha256(flac).hexdigest(), bytes=len(flac))
+    audio = (
+        None
+        if flac is None
+        else contract.AudioMeta(member=contract.AUDIO, sha256=hashlib.sha256(flac).hexdigest(), bytes=len(flac))
+    )
     return contract.SampleMeta(
-        key=entry.clip_id, source=entry.source, format=entry.format, source_id=entry.source_id,
-        segment=entry.segment, duration=entry.duration, audio_seconds=entry.audio_seconds,
-        padded=entry.padded, sample_rate=entry.sample_rate, labels=entry.labels, captions=entry.captions,
-        event_count=events, split=split, licence=entry.licence, meta=entry.meta,
-        mels=profiles, frames=[contract.frame_member(i) for i in range(n_frames)], audio=audio,
+        key=entry.clip_id,
+        source=entry.source,
+        format=entry.format,
+        source_id=entry.source_id,
+        segment=entry.segment,
+        duration=entry.duration,
+        audio_seconds=entry.audio_seconds,
+        padded=entry.padded,
+        sample_rate=entry.sample_rate,
+        labels=entry.labels,
+        captions=entry.captions,
+        event_count=events,
+        split=split,
+        licence=entry.licence,
+        meta=entry.meta,
+        mels=profiles,
+        frames=[contract.frame_member(i) for i in range(n_frames)],
+        audio=audio,
         tools={**entry.tools, **tools},
-    )  # fmt: skip
+    )
 
 
-def with_annotation(meta: contract.SampleMeta, row: dict[str, Any], embeddings: dict[str, np.ndarray]) -> contract.SampleMeta:
+def with_annotation(
+    meta: contract.SampleMeta, row: dict[str, Any], embeddings: dict[str, np.ndarray]
+) -> contract.SampleMeta:
     """The sample JSON with the clip's annotation row: candidates, selected caption, texts, embeddings."""
     provenance = row.get("provenance", {})
     clip = provenance.get("clip", {})
     models = {"clap_audio": provenance.get("clap", {}), "clip_image": clip, "clip_image_mean": clip}
     arrays = {
-        name: contract.ArrayMeta(member=contract.embedding_member(name), shape=list(array.shape), dtype=str(array.dtype),
-                                 model=f"{models[name].get('model', '?')}@{str(models[name].get('sha256', ''))[:12]}")
+        name: contract.ArrayMeta(
+            member=contract.embedding_member(name),
+            shape=list(array.shape),
+            dtype=str(array.dtype),
+            model=f"{models[name].get('model', '?')}@{str(models[name].get('sha256', ''))[:12]}",
+        )
         for name, array in embeddings.items()
-    }  # fmt: skip
-    return meta.model_copy(update={
-        "candidates": [contract.CandidateMeta(**candidate) for candidate in row["candidates"]],
-        "selected_caption": row["selected_caption"], "selected_expert": row["selected_expert"],
-        "label_text": row["label_text"], "mbtg_text": row["mbtg_text"], "event_count": row["event_count"],
-        "embeddings": arrays,
-    })  # fmt: skip
+    }
+    return meta.model_copy(
+        update={
+            "candidates": [contract.CandidateMeta(**candidate) for candidate in row["candidates"]],
+            "selected_caption": row["selected_caption"],
+            "selected_expert": row["selected_expert"],
+            "label_text": row["label_text"],
+            "mbtg_text": row["mbtg_text"],
+            "event_count": row["event_count"],
+            "embeddings": arrays,
+        }
+    )
 
 
 def write_index(stats: list[dict[str, Any]], corpus: Corpus, settings: str, audio_only: bool = False) -> dict[str, Any]:
@@ -290,7 +335,8 @@ class Shard(beam.PTransform):
         planned = (
             pbegin
             | "ListCachedClips" >> ListCachedClips(self.corpus.output)
-            | "PlanEntries" >> beam.ParDo(PlanEntries(self.corpus, self.audio_only)).with_outputs("failed", main="items")
+            | "PlanEntries"
+            >> beam.ParDo(PlanEntries(self.corpus, self.audio_only)).with_outputs("failed", main="items")
         )
         _ = planned.failed | "ReportLeftOut" >> beam.Map(_left_out)
         return (

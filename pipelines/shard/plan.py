@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from pipelines.core.records import ClipRecord
 
@@ -45,8 +45,15 @@ class ShardPlan:
         return f"shard-{self.index:06d}"
 
 
-def plan_item(entry: ClipRecord, split: str, mel_bytes: int, n_mels: int, audio: bool, frames: bool,
-              annotation: tuple[str, int] | None = None) -> PlanItem:  # fmt: skip
+def plan_item(
+    entry: ClipRecord,
+    split: str,
+    mel_bytes: int,
+    n_mels: int,
+    audio: bool,
+    frames: bool,
+    annotation: tuple[str, int] | None = None,
+) -> PlanItem:
     """The planning record of one cache entry; `mel_bytes` is the size of all configured mels;
     `annotation` is the (sha256, estimated bytes) of the clip's annotation row, when it has one."""
     files = entry.files
@@ -71,7 +78,9 @@ def member_size(n: int) -> int:
     return TAR_BLOCK + -(-n // TAR_BLOCK) * TAR_BLOCK
 
 
-def plan_shards(split: str, items: Iterable[PlanItem], max_samples: int, max_bytes: int, settings: str) -> list[ShardPlan]:
+def plan_shards(
+    split: str, items: Iterable[PlanItem], max_samples: int, max_bytes: int, settings: str
+) -> list[ShardPlan]:
     """Cut the split's clips, in sha256 order, into shards; `settings` hashes the shard config."""
     ordered = sorted(items, key=lambda item: (item.order, item.clip_id))
     plans: list[ShardPlan] = []

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import tarfile
 from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 from urllib.parse import urlparse
 
 from pipelines.core.io import sha256_file
@@ -18,7 +19,14 @@ from pipelines.shard.contract import ContractError, Sample
 from pipelines.shard.index import read_index
 from pipelines.shard.writer import read_stats, stats_path
 
-_HEADER = {"mtime": contract.MTIME, "mode": contract.MODE, "uid": 0, "gid": 0, "uname": "", "gname": ""}  # writer.tar_info
+_HEADER = {
+    "mtime": contract.MTIME,
+    "mode": contract.MODE,
+    "uid": 0,
+    "gid": 0,
+    "uname": "",
+    "gname": "",
+}  # writer.tar_info
 
 
 def iter_members(path: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
@@ -106,7 +114,9 @@ def open_wids(index_path: str | Path, *, cache_dir: str | Path | None = None, lr
     if local:
         spec = read_index(Path(urlparse(str(index_path)).path))
         if spec.get("wids_version") != 1:
-            raise ContractError(f"{index_path} is not a wids index; open one split's index: <shards>/<split>/{contract.INDEX_NAME}")
+            raise ContractError(
+                f"{index_path} is not a wids index; open one split's index: <shards>/<split>/{contract.INDEX_NAME}"
+            )
     if cache_dir is not None:
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
         localname = DefaultLocalname(str(cache_dir))  # the whole url in the name: splits never collide
@@ -207,7 +217,11 @@ def _check_stats(path: Path, size: int, digest: str | None, samples: int, proble
         problems.append(f"{stats_path(path).name}: {error}")
         return False
     found = {"bytes": size, "sha256": digest, "samples": samples}
-    wrong = [f"{name} {stats.get(name)!r} in stats, {value!r} in the tar" for name, value in found.items() if stats.get(name) != value]
+    wrong = [
+        f"{name} {stats.get(name)!r} in stats, {value!r} in the tar"
+        for name, value in found.items()
+        if stats.get(name) != value
+    ]
     problems += [f"stats mismatch: {w}" for w in wrong]
     return not wrong
 

@@ -25,9 +25,10 @@ import os
 import tarfile
 import tempfile
 from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable, Mapping
+from typing import IO, Any
 
 from pipelines.core.io import atomic_path, sha256_file, write_json_atomic
 from pipelines.shard import contract
@@ -60,7 +61,11 @@ def tar_info(name: str, size: int) -> tarfile.TarInfo:
     return info
 
 
-def write_shard(path: Path, samples: Iterable[tuple[str, Mapping[str, bytes]]], check: Callable[[Mapping[str, Any]], list[str]] = contract.check_sample) -> ShardInfo:
+def write_shard(
+    path: Path,
+    samples: Iterable[tuple[str, Mapping[str, bytes]]],
+    check: Callable[[Mapping[str, Any]], list[str]] = contract.check_sample,
+) -> ShardInfo:
     """Write `(key, {member: bytes})` samples as one shard; nothing appears at `path` unless it all worked.
 
     Every sample is checked against the contract (`check`: contract.check_sample, or
@@ -85,7 +90,11 @@ def write_shard(path: Path, samples: Iterable[tuple[str, Mapping[str, bytes]]], 
 _Index = dict[str, list[tuple[str, int, int]]]  # key → [(member, offset in spool, size)]
 
 
-def _spool(samples: Iterable[tuple[str, Mapping[str, bytes]]], spool: IO[bytes], check: Callable[[Mapping[str, Any]], list[str]]) -> tuple[_Index, "_Tally"]:
+def _spool(
+    samples: Iterable[tuple[str, Mapping[str, bytes]]],
+    spool: IO[bytes],
+    check: Callable[[Mapping[str, Any]], list[str]],
+) -> tuple[_Index, _Tally]:
     index: _Index = {}
     tally = _Tally()
     for key, members in samples:
@@ -105,7 +114,7 @@ def _spool(samples: Iterable[tuple[str, Mapping[str, bytes]]], spool: IO[bytes],
     return index, tally
 
 
-def _write_tar(out: "_HashingWriter", spool: IO[bytes], index: _Index) -> tuple[str, ...]:
+def _write_tar(out: _HashingWriter, spool: IO[bytes], index: _Index) -> tuple[str, ...]:
     names = []
     # "w|" streams through `out` (only .write is needed) and pads the end to whole records.
     with tarfile.open(fileobj=out, mode="w|", format=contract.TAR_FORMAT) as tar:  # type: ignore[call-overload]
@@ -129,7 +138,9 @@ class _Tally:
     def add(self, meta: contract.SampleMeta) -> None:
         if self.splits and meta.split not in self.splits:
             held = next(iter(self.splits))
-            raise ContractError(f"sample {meta.key} is {meta.split!r}, the shard holds {held!r}: splits never share a shard")
+            raise ContractError(
+                f"sample {meta.key} is {meta.split!r}, the shard holds {held!r}: splits never share a shard"
+            )
         self.sources[meta.source] += 1
         self.splits[meta.split] += 1
         self.labels.update({label.name for label in meta.labels})
@@ -187,7 +198,9 @@ def shard_stats(info: ShardInfo, extra: Mapping[str, Any]) -> dict[str, Any]:
         "sha256": info.sha256,
         "members": len(info.members),
         "members_sha256": hashlib.sha256(members).hexdigest(),
-        "member_kinds": dict(sorted(Counter(contract.member_kind(contract.split_name(n)[1]) for n in info.members).items())),
+        "member_kinds": dict(
+            sorted(Counter(contract.member_kind(contract.split_name(n)[1]) for n in info.members).items())
+        ),
         "keys": {"first": _key(info.members[0]), "last": _key(info.members[-1])} if info.members else None,
         "sources": info.sources,
         "splits": info.splits,

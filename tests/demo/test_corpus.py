@@ -74,8 +74,12 @@ def _references(dest: Path, rel: str, summary: dict) -> None:
 
 
 def _ffmpeg_info(path: Path) -> str:
-    result = subprocess.run([ffmpeg_exe(), "-nostdin", "-hide_banner", "-i", str(path), "-f", "null", "-"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [ffmpeg_exe(), "-nostdin", "-hide_banner", "-i", str(path), "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return result.stderr
 
 
@@ -220,8 +224,10 @@ def test_audiocaps_splits(corpus):
 def test_fsd50k(corpus):
     dest, summary = corpus
     rows = _check_manifest(
-        corpus, "fsd50k/vocabulary.csv",
-        lambda f: None if len(f) == 3 and f[0].isdigit() and f[2] in ONTOLOGY else "row", skip=0,
+        corpus,
+        "fsd50k/vocabulary.csv",
+        lambda f: None if len(f) == 3 and f[0].isdigit() and f[2] in ONTOLOGY else "row",
+        skip=0,
     )
     vocabulary = {(r[1], r[2]) for r in rows}
     assert all(" " not in label for label, _ in vocabulary) and ("Chirp_and_tweet", "/m/07pggtn") in vocabulary
@@ -251,15 +257,20 @@ def test_fsd50k(corpus):
 def test_clotho(corpus):
     dest, summary = corpus
     captions = _check_manifest(
-        corpus, "clotho/clotho_captions_development.csv",
+        corpus,
+        "clotho/clotho_captions_development.csv",
         lambda f: None if len(f) == 6 and SAFE_NAME.match(f[0]) and all(f[1:]) else "row",
     )
     metadata = _check_manifest(
-        corpus, "clotho/clotho_metadata_development.csv",
+        corpus,
+        "clotho/clotho_metadata_development.csv",
         lambda f: None if len(f) == 7 and SAFE_NAME.match(f[0]) and f[2].isdigit() and f[1] else "row",
     )
-    assert (dest / "clotho/clotho_captions_development.csv").read_text().startswith(
-        "file_name,caption_1,caption_2,caption_3,caption_4,caption_5\n")
+    assert (
+        (dest / "clotho/clotho_captions_development.csv")
+        .read_text()
+        .startswith("file_name,caption_1,caption_2,caption_3,caption_4,caption_5\n")
+    )
     assert len(captions) == 16 and len(metadata) == 15
     assert all(" " in r[0] for r in captions) and any("," in r[0] for r in captions)
     assert all(len(set(r[1:])) == 5 for r in captions)
@@ -279,7 +290,7 @@ def test_table(corpus):
         if len(fields) != 5:
             return "column count"
         url, start, end = fields[:3]
-        path = unquote(url[len(prefix):]) if url.startswith(prefix) else ""
+        path = unquote(url[len(prefix) :]) if url.startswith(prefix) else ""
         if not path or ".." in path or "/" in path or not re.fullmatch(r"[\w .-]+", path):
             return "url"
         if any(v and not _number(v) for v in (start, end)):
@@ -297,15 +308,27 @@ def test_table(corpus):
     assert any(r[3].startswith("/") for r in good) and any(r[3][0].isalpha() for r in good), "mids and names"
     assert any("%20" in r[0] for r in good)
     for row in good:
-        _references(dest, "media/" + unquote(row[0][len(prefix):]), summary)
+        _references(dest, "media/" + unquote(row[0][len(prefix) :]), summary)
 
 
 def test_freesound_db(corpus):
     dest, summary = corpus
     sounds = load_db(dest / "freesound/sounds.json")
     assert len(sounds) == 15
-    keys = {"id", "name", "tags", "description", "license", "username", "duration", "type", "samplerate",
-            "channels", "previews", "download"}
+    keys = {
+        "id",
+        "name",
+        "tags",
+        "description",
+        "license",
+        "username",
+        "duration",
+        "type",
+        "samplerate",
+        "channels",
+        "previews",
+        "download",
+    }
     missing = {m["file"] for m in summary["missing"]}
     for sound in sounds:
         assert set(sound) == keys

@@ -15,17 +15,17 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from pipelines.ingest.cache import ClipCache
-from pipelines.datasets import load_corpus
 from demo.corpus import build_demo_corpus
 from demo.freesound_api import DEMO_API_KEY, reloading_route
 from demo.server import LoopbackServer
-from pipelines.annotate.store import read_table
 from pipelines.annotate import job as annotate
+from pipelines.annotate.store import read_table
+from pipelines.datasets import load_corpus
 from pipelines.ingest import job as ingest
+from pipelines.ingest.cache import ClipCache
+from pipelines.ingest.status import status_path
 from pipelines.shard import job as shard
 from pipelines.shard.reader import hf_features, inspect_shard
-from pipelines.ingest.status import status_path
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_URL = "http://127.0.0.1:8765"
@@ -56,7 +56,15 @@ def _build_models(folder: Path) -> None:
 def test_shipped_config_names_every_format_and_backend(demo):
     corpus = load_corpus(demo / "datasets.yaml")
     assert corpus.name == "demo" and corpus.output == demo / "data" / "demo"
-    assert {s.format for s in corpus.config.sources} == {"audioset", "vggsound", "fsd50k", "audiocaps", "clotho", "table", "freesound"}
+    assert {s.format for s in corpus.config.sources} == {
+        "audioset",
+        "vggsound",
+        "fsd50k",
+        "audiocaps",
+        "clotho",
+        "table",
+        "freesound",
+    }
     assert {s.fetch.backend for s in corpus.config.sources} == {"youtube", "http", "local"}
 
 
@@ -99,8 +107,8 @@ def training_config(demo):
 @pytest.fixture(scope="module")
 def clap_trained(demo, ingested, training_config):
     """dvc stages shard_audio and train_clap: the CLAP that datasets.yaml's annotate block names."""
-    from training.tasks import clap as train_clap
     from training.config import load_config
+    from training.tasks import clap as train_clap
 
     index = shard.run(load_corpus(demo / "datasets.yaml"), audio_only=True)
     config = load_config(training_config)
@@ -114,7 +122,9 @@ def test_audio_only_shards_give_every_clip_a_caption_before_annotation(demo, cla
     index, model = clap_trained
     clips = len(list(ClipCache(demo / "data" / "demo").entries()))
     assert index["totals"]["nsamples"] == clips and not (demo / "data" / "demo" / "shards").exists()
-    metas = [s["json"] for tar in sorted((demo / "data" / "demo" / "shards-audio").glob("*/*.tar")) for s in _samples(tar)]
+    metas = [
+        s["json"] for tar in sorted((demo / "data" / "demo" / "shards-audio").glob("*/*.tar")) for s in _samples(tar)
+    ]
     assert len(metas) == clips and all(caption_of(meta) for meta in metas)
     assert not any(meta.get("selected_caption") or meta.get("embeddings") for meta in metas)
     assert Path(load_corpus(demo / "datasets.yaml").config.annotate.clap.model).resolve() == Path(model).resolve()
@@ -157,7 +167,9 @@ def test_demo_shards_validate_and_load_in_hugging_face_datasets(demo, annotated,
     profiles = load_corpus(demo / "datasets.yaml").config.shards.profiles
     features = hf_features(profiles, audio=True, frames=4, embeddings=["clap_audio", "clip_image", "clip_image_mean"])
     files = {"train": [str(p) for p in sorted((root / "train").glob("*.tar"))]}
-    rows = hf_offline.load_dataset("webdataset", data_files=files, split="train", cache_dir=str(tmp_path / "hf"), features=features)
+    rows = hf_offline.load_dataset(
+        "webdataset", data_files=files, split="train", cache_dir=str(tmp_path / "hf"), features=features
+    )
     assert len(rows) == index["splits"]["train"]["nsamples"]
     first = rows[0]
     assert np.asarray(first["mel.make-an-audio.npy"]).shape == (80, 624) and first["json"]["split"] == "train"
@@ -215,22 +227,49 @@ def test_demo_trains_on_its_shards_and_ends_with_a_verdict(demo, annotated, trai
         done = runner.invoke(app, [*args, "--config", str(training_config)])
         assert done.exit_code == 0, done.output
     prompts = run / "prompts.txt"
-    done = runner.invoke(app, ["prompts", str(demo / "data" / "demo" / "shards"), "--split", "test", "--out", str(prompts)])
+    done = runner.invoke(
+        app, ["prompts", str(demo / "data" / "demo" / "shards"), "--split", "test", "--out", str(prompts)]
+    )
     assert done.exit_code == 0, done.output
     texts = [line for line in prompts.read_text().splitlines() if not line.startswith("#")]
     assert len(texts) >= 2 and len(set(texts)) == len(texts)
     for extra in ([], ["--guidance", "0", "--out", str(run / "samples_unconditional")]):
-        done = runner.invoke(app, ["sample", "--config", str(training_config), "--prompts-file", str(prompts), "--device", "cpu", *extra])
+        done = runner.invoke(
+            app, ["sample", "--config", str(training_config), "--prompts-file", str(prompts), "--device", "cpu", *extra]
+        )
         assert done.exit_code == 0, done.output
     out = run / "evaluation.json"
-    done = runner.invoke(app, ["evaluate", "--generated", str(run / "samples"), "--reference", str(demo / "data" / "demo" / "shards"),
-                               "--prompts", str(prompts), "--clap", str(run / "clap" / "model"), "--baseline",
-                               str(run / "samples_unconditional"), "--out", str(out), "--device", "cpu"])  # fmt: skip
+    done = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--generated",
+            str(run / "samples"),
+            "--reference",
+            str(demo / "data" / "demo" / "shards"),
+            "--prompts",
+            str(prompts),
+            "--clap",
+            str(run / "clap" / "model"),
+            "--baseline",
+            str(run / "samples_unconditional"),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ],
+    )
     assert done.exit_code == 0, done.output
     result = json.loads(out.read_text())
     metrics = result["metrics"]
-    assert metrics["prompt_top1_chance"] == pytest.approx(1 / len(texts)) and metrics["prompt_rank_chance"] == pytest.approx((len(texts) + 1) / 2)
-    assert 1 <= metrics["prompt_rank"] <= len(texts) and metrics["fd_clap"] is not None and metrics["fd_clap_baseline"] is not None
+    assert metrics["prompt_top1_chance"] == pytest.approx(1 / len(texts)) and metrics[
+        "prompt_rank_chance"
+    ] == pytest.approx((len(texts) + 1) / 2)
+    assert (
+        1 <= metrics["prompt_rank"] <= len(texts)
+        and metrics["fd_clap"] is not None
+        and metrics["fd_clap_baseline"] is not None
+    )
     assert {row["prompt"] for row in result["prompts"]} == set(texts)
     assert metrics["prompt_top1_reference"] is not None  # the test clips the prompts came from
     assert "Prompt following:" in done.output and "FD with guidance" in done.output and "per prompt" in done.output

@@ -28,7 +28,12 @@ def test_inputs_are_those_of_the_real_models(demo_models):
 
 def test_roberta_tokenizer_has_roberta_base_special_ids_and_no_unknowns():
     tokenizer = roberta_tokenizer()
-    assert [tokenizer.bos_token_id, tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.unk_token_id] == [0, 1, 2, 3]
+    assert [tokenizer.bos_token_id, tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.unk_token_id] == [
+        0,
+        1,
+        2,
+        3,
+    ]
     assert tokenizer.unk_token_id not in tokenizer("Ünïcode 😀 siren")["input_ids"]  # byte-level: every text encodes
 
 

@@ -13,7 +13,10 @@ from pipelines.cli import app
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("command", [[], ["ingest"], ["annotate"], ["shard"], ["report"], ["status"], ["demo-corpus"], ["demo-models"], ["serve"]])
+@pytest.mark.parametrize(
+    "command",
+    [[], ["ingest"], ["annotate"], ["shard"], ["report"], ["status"], ["demo-corpus"], ["demo-models"], ["serve"]],
+)
 def test_every_command_has_help(command):
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0 and "Usage" in result.output
@@ -35,9 +38,15 @@ def test_annotate_errors_are_one_message(tmp_path):
     config.write_text(f"corpora:\n  demo:\n    output: o\n    {source}\n")
     result = runner.invoke(app, ["annotate", "--config", str(config)])
     assert result.exit_code == 2 and "no `annotate:` block" in result.output and "Traceback" not in result.output
-    config.write_text(f"corpora:\n  demo:\n    output: o\n    {source}\n    annotate: {{clap: {{model: ./nowhere, backend: clapp}}}}\n")
+    config.write_text(
+        f"corpora:\n  demo:\n    output: o\n    {source}\n    annotate: {{clap: {{model: ./nowhere, backend: clapp}}}}\n"
+    )
     result = runner.invoke(app, ["annotate", "--config", str(config)])
-    assert result.exit_code == 2 and "corpora.demo.annotate.clap.backend" in result.output and "laion_clap" in result.output
+    assert (
+        result.exit_code == 2
+        and "corpora.demo.annotate.clap.backend" in result.output
+        and "laion_clap" in result.output
+    )
     result = runner.invoke(app, ["annotate", "--config", str(config), "--device", "tpu"])
     assert result.exit_code == 2 and "--device" in result.output
     # Never wrapped at the terminal width, however long the path: the line can be copied whole.
@@ -50,8 +59,17 @@ def test_annotate_errors_are_one_message(tmp_path):
 
 
 def test_ingest_passes_beam_options_through(mini):
-    args = ["ingest", "--config", str(mini.config), "--corpus", "mini", "--",
-            "--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=LOOPBACK"]  # fmt: skip
+    args = [
+        "ingest",
+        "--config",
+        str(mini.config),
+        "--corpus",
+        "mini",
+        "--",
+        "--runner=PortableRunner",
+        "--job_endpoint=embed",
+        "--environment_type=LOOPBACK",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "ingest mini" in result.output and "failed_permanent" in result.output
@@ -60,5 +78,7 @@ def test_ingest_passes_beam_options_through(mini):
 
 
 def test_console_script_is_installed():
-    done = subprocess.run([sys.executable, "-m", "pipelines.cli", "--help"], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "--help"], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0 and "ingest" in done.stdout

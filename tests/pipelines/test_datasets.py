@@ -41,31 +41,45 @@ def test_a_valid_corpus_resolves_paths_against_the_config_folder(tmp_path, monke
 def test_config_hash_ignores_where_the_config_lives(tmp_path):
     block = {"output": "out", "sources": [source()]}
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
-    assert load_corpus(write(tmp_path / "a", block)).config_hash == load_corpus(write(tmp_path / "b", block)).config_hash
+    assert (
+        load_corpus(write(tmp_path / "a", block)).config_hash == load_corpus(write(tmp_path / "b", block)).config_hash
+    )
 
 
 @pytest.mark.parametrize(
     ("corpus", "expected"),
     [
-        ({"output": "o", "sources": [source(manifset="m.csv")]},
-         "corpora.demo.sources[0]: unknown key 'manifset' (did you mean 'manifest'?)"),
-        ({"output": "o", "sources": [source(format="audiosett")]},
-         "corpora.demo.sources[0]: Input tag 'audiosett' found using 'format' does not match any of the expected tags: 'audiocaps', 'audioset'"),
-        ({"output": "o", "sources": [source(fetch={"backnd": "youtube"})]},
-         "corpora.demo.sources[0].fetch: required key 'backend' is missing (one of: http, local, youtube); found 'backnd'"),
-        ({"output": "o", "sources": [source(fetch={"backend": "ftp"})]},
-         "corpora.demo.sources[0].fetch: Input tag 'ftp' found using 'backend' does not match any of the expected tags"),
-        ({"output": "o", "sources": [source(manifest="nope.csv")]},
-         "corpora.demo.sources[0].manifest: file not found:"),
-        ({"output": "o", "sources": [source()], "media": {"sample_rate": "fast"}},
-         "corpora.demo.media.sample_rate: Input should be a valid integer"),
-        ({"output": "o", "sources": [source(), source()]},
-         "source names must be unique; repeated: as"),
-        ({"output": "o", "sources": [source(fetch=None)]},
-         "sources[0] (as): a `fetch:` block is required"),
+        (
+            {"output": "o", "sources": [source(manifset="m.csv")]},
+            "corpora.demo.sources[0]: unknown key 'manifset' (did you mean 'manifest'?)",
+        ),
+        (
+            {"output": "o", "sources": [source(format="audiosett")]},
+            "corpora.demo.sources[0]: Input tag 'audiosett' found using 'format' does not match any of the expected tags: 'audiocaps', 'audioset'",
+        ),
+        (
+            {"output": "o", "sources": [source(fetch={"backnd": "youtube"})]},
+            "corpora.demo.sources[0].fetch: required key 'backend' is missing (one of: http, local, youtube); found 'backnd'",
+        ),
+        (
+            {"output": "o", "sources": [source(fetch={"backend": "ftp"})]},
+            "corpora.demo.sources[0].fetch: Input tag 'ftp' found using 'backend' does not match any of the expected tags",
+        ),
+        (
+            {"output": "o", "sources": [source(manifest="nope.csv")]},
+            "corpora.demo.sources[0].manifest: file not found:",
+        ),
+        (
+            {"output": "o", "sources": [source()], "media": {"sample_rate": "fast"}},
+            "corpora.demo.media.sample_rate: Input should be a valid integer",
+        ),
+        ({"output": "o", "sources": [source(), source()]}, "source names must be unique; repeated: as"),
+        ({"output": "o", "sources": [source(fetch=None)]}, "sources[0] (as): a `fetch:` block is required"),
         ({"sources": [source()]}, "corpora.demo.output: required key is missing"),
-        ({"output": "o", "sources": [source()], "exclude": [{"ids": "missing.txt"}]},
-         "corpora.demo.exclude[0].ids: file not found"),
+        (
+            {"output": "o", "sources": [source()], "exclude": [{"ids": "missing.txt"}]},
+            "corpora.demo.exclude[0].ids: file not found",
+        ),
     ],
 )
 def test_mistakes_are_named_by_key_path(tmp_path, corpus, expected):
@@ -75,7 +89,9 @@ def test_mistakes_are_named_by_key_path(tmp_path, corpus, expected):
 
 
 def test_every_problem_is_reported_at_once(tmp_path):
-    message = error_of(tmp_path, {"output": "o", "sources": [source(manifset="m.csv"), source(name="b", format="nope")]})
+    message = error_of(
+        tmp_path, {"output": "o", "sources": [source(manifset="m.csv"), source(name="b", format="nope")]}
+    )
     assert "(2 problem(s))" in message and "sources[0]" in message and "sources[1]" in message
 
 

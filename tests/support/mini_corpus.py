@@ -62,7 +62,15 @@ def build_mini_corpus(root: Path, url: str, media, corpora: dict[str, str]) -> P
     shutil.copy(media.noaudio, www / "media" / "silent-film.mp4")
     (www / "media" / "page.mp4").write_text("<!DOCTYPE html><html>consent</html>")
     for sound in (101, 102):
-        _ffmpeg("-i", str(media.wav), "-t", "3", "-c:a", "libvorbis", str(www / "freesound" / "previews" / f"{sound}-hq.ogg"))
+        _ffmpeg(
+            "-i",
+            str(media.wav),
+            "-t",
+            "3",
+            "-c:a",
+            "libvorbis",
+            str(www / "freesound" / "previews" / f"{sound}-hq.ogg"),
+        )
     (www / "freesound" / "sounds.json").write_text(json.dumps([_sound(101), _sound(102)]))
     files = root / "manifests"
     (files / "fsd" / "audio").mkdir(parents=True, exist_ok=True)
@@ -74,7 +82,7 @@ def build_mini_corpus(root: Path, url: str, media, corpora: dict[str, str]) -> P
         "table.csv": "url,start,end,labels,caption\n"
         f"{url}/media/tone.wav,1,5,Siren,a steady tone\n{url}/media/clip.mp4,2,6,,\n"
         f"{url}/media/corrupt.mp4,,,,\n{url}/media/page.mp4,,,,\n{url}/media/silent-film.mp4,0,4,,\n",
-        "fsd/dev.csv": 'fname,labels,mids,split\n64760,Siren,/m/03kmc9,train\n99999,Siren,/m/03kmc9,val\n',
+        "fsd/dev.csv": "fname,labels,mids,split\n64760,Siren,/m/03kmc9,train\n99999,Siren,/m/03kmc9,val\n",
         "fsd/vocabulary.csv": "0,Siren,/m/03kmc9\n",
     }
     for name, text in texts.items():
@@ -85,9 +93,19 @@ def build_mini_corpus(root: Path, url: str, media, corpora: dict[str, str]) -> P
 
 
 def _sound(sound_id: int) -> dict:
-    previews = {f"preview-{q}-{ext}": f"freesound/previews/{sound_id}-hq.ogg" for q in ("hq", "lq") for ext in ("mp3", "ogg")}
+    previews = {
+        f"preview-{q}-{ext}": f"freesound/previews/{sound_id}-hq.ogg" for q in ("hq", "lq") for ext in ("mp3", "ogg")
+    }
     cc0 = "http://creativecommons.org/publicdomain/zero/1.0/"
-    return db_record(sound_id, f"Tone {sound_id}", ["tone", "test"], cc0, 3.0, description=f"A test tone {sound_id}.", previews=previews)
+    return db_record(
+        sound_id,
+        f"Tone {sound_id}",
+        ["tone", "test"],
+        cc0,
+        3.0,
+        description=f"A test tone {sound_id}.",
+        previews=previews,
+    )
 
 
 def _corpus(output: str, url: str) -> dict:
@@ -97,19 +115,40 @@ def _corpus(output: str, url: str) -> dict:
         "media": {"frames": 2, "frame_size": 64},
         "shards": {"profiles": ["audioldm"], "max_samples": 3},
         "sources": [
-            {"name": "as", "format": "audioset", "manifest": "manifests/segments.csv",
-             "fetch": {"backend": "youtube", "url_template": f"{url}/yt/{{id}}.mp4", "retry": fast}},
-            {"name": "ac", "format": "audiocaps", "manifest": "manifests/audiocaps_train.csv",
-             "fetch": {"backend": "youtube", "url_template": f"{url}/yt/{{id}}.mp4", "retry": fast}},
-            {"name": "tb", "format": "table", "manifest": "manifests/table.csv", "split": "valid",
-             "fetch": {"backend": "http", "retry": fast, "timeout": 5}},
-            {"name": "fsd", "format": "fsd50k", "manifest": "manifests/fsd/dev.csv",
-             "vocabulary": "manifests/fsd/vocabulary.csv",
-             "fetch": {"backend": "local", "path_template": "manifests/fsd/audio/{id}.wav"}},
-            {"name": "fs", "format": "freesound", "api_base": f"{url}/apiv2", "query": "tone",
-             "requests_per_minute": 6000, "fetch": {"backend": "http", "retry": fast}},
+            {
+                "name": "as",
+                "format": "audioset",
+                "manifest": "manifests/segments.csv",
+                "fetch": {"backend": "youtube", "url_template": f"{url}/yt/{{id}}.mp4", "retry": fast},
+            },
+            {
+                "name": "ac",
+                "format": "audiocaps",
+                "manifest": "manifests/audiocaps_train.csv",
+                "fetch": {"backend": "youtube", "url_template": f"{url}/yt/{{id}}.mp4", "retry": fast},
+            },
+            {
+                "name": "tb",
+                "format": "table",
+                "manifest": "manifests/table.csv",
+                "split": "valid",
+                "fetch": {"backend": "http", "retry": fast, "timeout": 5},
+            },
+            {
+                "name": "fsd",
+                "format": "fsd50k",
+                "manifest": "manifests/fsd/dev.csv",
+                "vocabulary": "manifests/fsd/vocabulary.csv",
+                "fetch": {"backend": "local", "path_template": "manifests/fsd/audio/{id}.wav"},
+            },
+            {
+                "name": "fs",
+                "format": "freesound",
+                "api_base": f"{url}/apiv2",
+                "query": "tone",
+                "requests_per_minute": 6000,
+                "fetch": {"backend": "http", "retry": fast},
+            },
         ],
         "exclude": [{"name": "audiocaps_test", "format": "audiocaps", "manifest": "manifests/audiocaps_test.csv"}],
-    }  # fmt: skip
-
-
+    }

@@ -7,10 +7,17 @@ from typing import Any
 from pipelines.core.records import ClipRecord
 
 _DEFAULTS: dict[str, Any] = {
-    "source": "test", "format": "table", "media_url": None, "manifest": {"file": "m.csv", "line": 2, "rows": 1},
-    "segment": {"start": None, "end": None}, "duration": 10.0, "audio_seconds": 10.0, "padded": False,
-    "sample_rate": 48000, "files": {},
-}  # fmt: skip
+    "source": "test",
+    "format": "table",
+    "media_url": None,
+    "manifest": {"file": "m.csv", "line": 2, "rows": 1},
+    "segment": {"start": None, "end": None},
+    "duration": 10.0,
+    "audio_seconds": 10.0,
+    "padded": False,
+    "sample_rate": 48000,
+    "files": {},
+}
 
 
 def clip_record(clip_id: str = "x_1", **fields: Any) -> ClipRecord:

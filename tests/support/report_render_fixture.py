@@ -27,11 +27,14 @@ def stats(values, edges=SCORE_EDGES) -> dict:
     counts = np.histogram(np.clip(v, edges[0], edges[-1]), bins=edges)[0] if v.size else np.zeros(len(edges) - 1)
     r = (lambda x: round(float(x), 6)) if v.size else (lambda x: None)
     return {
-        "n": int(v.size), "mean": r(v.mean()) if v.size else None, "std": r(v.std()) if v.size else None,
-        "min": r(v.min()) if v.size else None, "max": r(v.max()) if v.size else None,
+        "n": int(v.size),
+        "mean": r(v.mean()) if v.size else None,
+        "std": r(v.std()) if v.size else None,
+        "min": r(v.min()) if v.size else None,
+        "max": r(v.max()) if v.size else None,
         **{f"p{q}": (r(np.percentile(v, q)) if v.size else None) for q in (10, 50, 90)},
         "histogram": {"edges": list(edges), "counts": [int(c) for c in counts]},
-    }  # fmt: skip
+    }
 
 
 def section(seed: int, clips: int) -> dict:
@@ -41,33 +44,70 @@ def section(seed: int, clips: int) -> dict:
     thresholds = [round(-1 + i * 0.05, 6) for i in range(41)]
     length_edges = [float(x) for x in range(0, 41)]
     return {
-        "availability": {"rows": clips + 3,
-                         "by_status": {"ok": clips - 1, "cached": 1, "duplicate": 1, "excluded": 0, "rejected_row": 1,
-                                       "failed_permanent": 1, "failed_retryable": 0},
-                         "top_reasons": [{"status": "failed_permanent", "reason": "video unavailable", "rows": 1}]},
-        "annotations": {"clips": clips, "by_status": {"ok": clips - 2, "dropped": 1, "failed": 1}, "fallback": 1,
-                        "top_reasons": [{"status": "failed", "reason": "decode error", "rows": 1}]},
+        "availability": {
+            "rows": clips + 3,
+            "by_status": {
+                "ok": clips - 1,
+                "cached": 1,
+                "duplicate": 1,
+                "excluded": 0,
+                "rejected_row": 1,
+                "failed_permanent": 1,
+                "failed_retryable": 0,
+            },
+            "top_reasons": [{"status": "failed_permanent", "reason": "video unavailable", "rows": 1}],
+        },
+        "annotations": {
+            "clips": clips,
+            "by_status": {"ok": clips - 2, "dropped": 1, "failed": 1},
+            "fallback": 1,
+            "top_reasons": [{"status": "failed", "reason": "decode error", "rows": 1}],
+        },
         "scores": {
             "by_expert": {e: stats(v) for e, v in scores.items()},
-            "selected": stats(selected), "human": stats(scores["human"]), "chance": stats(scores["retrieval"] - 0.3),
-            "margin_over_label": stats(selected - scores["label_text"]), "margin_over_chance": stats([]),
-            "acceptance": {"thresholds": thresholds, "rate": [round(min(1.0, max(0.0, 0.5 - t)), 6) for t in thresholds],
-                           "configured": 0.25},
+            "selected": stats(selected),
+            "human": stats(scores["human"]),
+            "chance": stats(scores["retrieval"] - 0.3),
+            "margin_over_label": stats(selected - scores["label_text"]),
+            "margin_over_chance": stats([]),
+            "acceptance": {
+                "thresholds": thresholds,
+                "rate": [round(min(1.0, max(0.0, 0.5 - t)), 6) for t in thresholds],
+                "configured": 0.25,
+            },
             "win_rate": {"captioning": 0.5, "retrieval": 0.25, "label_text": 0.25},
             "table5": dict(TABLE5),
         },
-        "labels": {"clips_with_labels": clips, "mentions_label": 3, "mention_rate": round(3 / clips, 6),
-                   "names_unlabelled_class": 1, "unlabelled_class_rate": round(1 / clips, 6),
-                   "examples": [{"clip_id": "yt_abc-000", "caption": f"a dog barks {XSS}", "labels": ["Cat"],
-                                 "named": ["Dog"]}]},
-        "text": {"captions": clips, "length_words": stats(rng.integers(3, 20, clips), length_edges), "vocabulary": 77,
-                 "distinct_1": 0.61, "distinct_2": 0.83, "exact_duplicate_rate": 0.05, "near_duplicate_rate": 0.1,
-                 "most_repeated": [{"text": "a man speaks", "count": 3}]},
-        "artefacts": {k: {"count": 1 if k == "mask_token" else 0, "rate": round(1 / clips, 6) if k == "mask_token" else 0.0,
-                          "examples": [{"clip_id": "fs_123", "caption": "a [MASK] rings"}] if k == "mask_token" else []}
-                      for k in ARTEFACT_KINDS},
+        "labels": {
+            "clips_with_labels": clips,
+            "mentions_label": 3,
+            "mention_rate": round(3 / clips, 6),
+            "names_unlabelled_class": 1,
+            "unlabelled_class_rate": round(1 / clips, 6),
+            "examples": [
+                {"clip_id": "yt_abc-000", "caption": f"a dog barks {XSS}", "labels": ["Cat"], "named": ["Dog"]}
+            ],
+        },
+        "text": {
+            "captions": clips,
+            "length_words": stats(rng.integers(3, 20, clips), length_edges),
+            "vocabulary": 77,
+            "distinct_1": 0.61,
+            "distinct_2": 0.83,
+            "exact_duplicate_rate": 0.05,
+            "near_duplicate_rate": 0.1,
+            "most_repeated": [{"text": "a man speaks", "count": 3}],
+        },
+        "artefacts": {
+            k: {
+                "count": 1 if k == "mask_token" else 0,
+                "rate": round(1 / clips, 6) if k == "mask_token" else 0.0,
+                "examples": [{"clip_id": "fs_123", "caption": "a [MASK] rings"}] if k == "mask_token" else [],
+            }
+            for k in ARTEFACT_KINDS
+        },
         "composition": {"single_event": clips - 4, "multi_event": 3, "no_labels": 1},
-    }  # fmt: skip
+    }
 
 
 def write_clip(cache: Path, clip_id: str, frames: int, seconds: float = 1.5, seed: int = 0) -> dict:
@@ -81,7 +121,9 @@ def write_clip(cache: Path, clip_id: str, frames: int, seconds: float = 1.5, see
     paths = []
     for i in range(frames):
         ramp = np.linspace(0, 255, 224, dtype=np.uint8)
-        rgb = np.stack([np.tile(ramp, (224, 1)), np.tile(ramp[:, None], (1, 224)), np.full((224, 224), 40 * i, np.uint8)], -1)
+        rgb = np.stack(
+            [np.tile(ramp, (224, 1)), np.tile(ramp[:, None], (1, 224)), np.full((224, 224), 40 * i, np.uint8)], -1
+        )
         Image.fromarray(rgb).save(entry / f"frame_{i:02d}.jpg", quality=85)
         paths.append(str(entry / f"frame_{i:02d}.jpg"))
     return {"audio": str(entry / "audio.flac"), "frames": paths}
@@ -93,33 +135,70 @@ def listening_row(clip_id: str, source: str, files: dict, caption: str, flags: l
         {"text": "a sound of cat", "expert": "label_text", "clap_score": 0.1},
         {"text": caption, "expert": "retrieval", "clap_score": 0.2},  # same text, other expert: not highlighted
     ]
-    return {"clip_id": clip_id, "source": source, "stratum": f"{source}/q0", "selected_caption": caption,
-            "selected_expert": "captioning", "selected_score": 0.512345, "label_text": "a sound of cat",
-            "labels": ["Cat", "Meow"], "candidates": candidates, "event_count": 2, "flags": flags, **files}  # fmt: skip
+    return {
+        "clip_id": clip_id,
+        "source": source,
+        "stratum": f"{source}/q0",
+        "selected_caption": caption,
+        "selected_expert": "captioning",
+        "selected_score": 0.512345,
+        "label_text": "a sound of cat",
+        "labels": ["Cat", "Meow"],
+        "candidates": candidates,
+        "event_count": 2,
+        "flags": flags,
+        **files,
+    }
 
 
 def build_report(root: Path, missing_audio: bool = False) -> dict:
     """The report dict; its clip cache is written under root/cache (absolute paths in the rows)."""
     cache = root / "cache"
     rows = [
-        listening_row("yt_abc-000", SOURCES[0], write_clip(cache, "yt_abc-000", 2, seed=1), f"a cat {XSS} meows", ["lowest_score"]),
-        listening_row("fs_123", SOURCES[1], write_clip(cache, "fs_123", 0, seconds=0.7, seed=2), "a bell & a [MASK] ring",
-                      ["longest", "duplicated"]),
-    ]  # fmt: skip
+        listening_row(
+            "yt_abc-000", SOURCES[0], write_clip(cache, "yt_abc-000", 2, seed=1), f"a cat {XSS} meows", ["lowest_score"]
+        ),
+        listening_row(
+            "fs_123",
+            SOURCES[1],
+            write_clip(cache, "fs_123", 0, seconds=0.7, seed=2),
+            "a bell & a [MASK] ring",
+            ["longest", "duplicated"],
+        ),
+    ]
     if missing_audio:
-        rows.append(listening_row("gone_1", SOURCES[0], {"audio": str(cache / "nowhere" / "audio.flac"), "frames": []},
-                                  "lost clip", []))  # fmt: skip
+        rows.append(
+            listening_row(
+                "gone_1", SOURCES[0], {"audio": str(cache / "nowhere" / "audio.flac"), "frames": []}, "lost clip", []
+            )
+        )
     sources = {name: section(i + 1, 12 + i) for i, name in enumerate(SOURCES)}
     provenance = {
-        "config_hash": "c0ffee", "config_file": "datasets.yaml",
-        "ingest": {"run_id": "run-1", "started": "2025-01-01T00:00:00Z", "tools": {"ffmpeg": "6.0"}, "manifests": ["m.csv"]},
-        "annotate": {"models": {"clap": {"model": "clap-tiny", "sha256": "ab" * 32}}, "bank_checksum": None,
-                     "selection": {"threshold": 0.25, "above_label_text": True, "fallback": "label_text"},
-                     "prompts": {"reprogramming": {"n": [0, 1, 2]}}, "seeds": {"selection": 7}, "retrieval": {}, "tools": {}},
+        "config_hash": "c0ffee",
+        "config_file": "datasets.yaml",
+        "ingest": {
+            "run_id": "run-1",
+            "started": "2025-01-01T00:00:00Z",
+            "tools": {"ffmpeg": "6.0"},
+            "manifests": ["m.csv"],
+        },
+        "annotate": {
+            "models": {"clap": {"model": "clap-tiny", "sha256": "ab" * 32}},
+            "bank_checksum": None,
+            "selection": {"threshold": 0.25, "above_label_text": True, "fallback": "label_text"},
+            "prompts": {"reprogramming": {"n": [0, 1, 2]}},
+            "seeds": {"selection": 7},
+            "retrieval": {},
+            "tools": {},
+        },
         "shards": None,
-    }  # fmt: skip
+    }
     return {
-        "schema": "t2a.report/1", "corpus": "demo <b>",
+        "schema": "t2a.report/1",
+        "corpus": "demo <b>",
         "generated_from": {"annotations_rows": 25, "status_run": "run-1", "shards_index": False},
-        "provenance": provenance, "totals": section(0, 25), "sources": sources, "listening": rows,
-    }  # fmt: skip
+        "provenance": provenance,
+        "totals": section(0, 25),
+        "sources": sources,
+        "listening": rows,
+    }

@@ -37,26 +37,50 @@ def make_mels(seed: int = 0, profiles: tuple[str, ...] = tuple(PROFILES)) -> dic
     return {p: rng.standard_normal(PROFILES[p][:2]).astype(np.float16) for p in profiles}
 
 
-def make_meta(key: str, *, mels: dict[str, np.ndarray], audio: bytes | None = None, frames: int = 0, **fields) -> SampleMeta:
+def make_meta(
+    key: str, *, mels: dict[str, np.ndarray], audio: bytes | None = None, frames: int = 0, **fields
+) -> SampleMeta:
     declared = {
-        p: {"member": contract.mel_member(p), "shape": list(m.shape), "dtype": "float16", "sample_rate": PROFILES[p][2],
-            "hop_length": PROFILES[p][3], "n_mels": m.shape[0], "real_frames": m.shape[1] - 2}
+        p: {
+            "member": contract.mel_member(p),
+            "shape": list(m.shape),
+            "dtype": "float16",
+            "sample_rate": PROFILES[p][2],
+            "hop_length": PROFILES[p][3],
+            "n_mels": m.shape[0],
+            "real_frames": m.shape[1] - 2,
+        }
         for p, m in mels.items()
-    }  # fmt: skip
+    }
     values = {
-        "key": key, "source": "audioset", "format": "audioset_strong", "source_id": key[-11:],
-        "segment": {"start": 30.0, "end": 40.0}, "duration": 9.5, "audio_seconds": 10.0, "padded": True,
-        "sample_rate": 48000, "labels": [{"mid": "/m/0bt9lr", "name": "Dog"}, {"mid": None, "name": "bark"}],
+        "key": key,
+        "source": "audioset",
+        "format": "audioset_strong",
+        "source_id": key[-11:],
+        "segment": {"start": 30.0, "end": 40.0},
+        "duration": 9.5,
+        "audio_seconds": 10.0,
+        "padded": True,
+        "sample_rate": 48000,
+        "labels": [{"mid": "/m/0bt9lr", "name": "Dog"}, {"mid": None, "name": "bark"}],
         "captions": [{"text": "A dog barks twice.", "origin": "audiocaps", "kind": "human"}],
-        "event_count": 1, "split": "train", "licence": "CC BY 4.0", "meta": {"tags": ["dog", "bark"]},
-        "mels": declared, "frames": [contract.frame_member(i) for i in range(frames)],
-        "audio": {"member": "flac", "sha256": hashlib.sha256(audio).hexdigest(), "bytes": len(audio)} if audio else None,
+        "event_count": 1,
+        "split": "train",
+        "licence": "CC BY 4.0",
+        "meta": {"tags": ["dog", "bark"]},
+        "mels": declared,
+        "frames": [contract.frame_member(i) for i in range(frames)],
+        "audio": {"member": "flac", "sha256": hashlib.sha256(audio).hexdigest(), "bytes": len(audio)}
+        if audio
+        else None,
         "tools": {"t2a": "0.1.0", "numpy": np.__version__},
-    }  # fmt: skip
+    }
     return SampleMeta(**{**values, **fields})
 
 
-def make_sample(key: str, seed: int = 0, *, audio: bool = True, frames: int = 2, **fields) -> tuple[str, dict[str, bytes]]:
+def make_sample(
+    key: str, seed: int = 0, *, audio: bool = True, frames: int = 2, **fields
+) -> tuple[str, dict[str, bytes]]:
     """One valid sample (key, {member: bytes}) with random float16 mels, FLAC and JPEG frames."""
     mels = make_mels(seed)
     flac = flac_bytes(seed) if audio else None

@@ -29,7 +29,9 @@ def tiny_vae_config(*, levels: int = 2, adversarial_start: int = 0, **overrides)
     """block_out_channels [8, 16] (r = 2) or [8, 16, 16] (levels=3, r = 4), C = 4, 4 groups, 1 layer per block."""
     widths = [8, 16, 16, 16][:levels]
     loss = VaeLossConfig(adversarial_start=adversarial_start, discriminator_channels=8, discriminator_layers=2)
-    values = dict(block_out_channels=widths, layers_per_block=1, latent_channels=LATENT_CHANNELS, norm_num_groups=4, loss=loss)
+    values = dict(
+        block_out_channels=widths, layers_per_block=1, latent_channels=LATENT_CHANNELS, norm_num_groups=4, loss=loss
+    )
     return VaeConfig(**{**values, **overrides})
 
 
@@ -65,6 +67,8 @@ def smooth_mels(batch: int, frames: int, *, seed: int = 0, n_mels: int = N_MELS)
     f = torch.linspace(0, 1, n_mels)[None, :]
     mels = []
     for _ in range(batch):
-        a, b, phase, amplitude = torch.rand(4, generator=generator) * torch.tensor([2.5, 2.5, 2 * math.pi, 1.0]) + torch.tensor([0.5, 0.5, 0.0, 0.5])
+        a, b, phase, amplitude = torch.rand(4, generator=generator) * torch.tensor(
+            [2.5, 2.5, 2 * math.pi, 1.0]
+        ) + torch.tensor([0.5, 0.5, 0.0, 0.5])
         mels.append(-5 + amplitude * torch.sin(2 * math.pi * (a * f + b * t) + phase))
     return torch.stack(mels)[:, None]

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from shard_samples import make_meta
 
 from pipelines.shard import contract, index, writer
-from shard_samples import make_meta
 
 CAPTIONS = ("a dog barks", "rain falls on a roof", "a car passes by", "a bell rings twice", "people talk in a room")
 N_MELS = 64
@@ -30,14 +30,19 @@ def smooth_mel(rng: np.random.Generator, frames: int) -> np.ndarray:
     return mel.astype(np.float16)
 
 
-def build_train_corpus(root: Path, *, splits: dict[str, tuple[int, int]] | None = None, frames: int = 32, dim: int = 32, seed: int = 0) -> Path:
+def build_train_corpus(
+    root: Path, *, splits: dict[str, tuple[int, int]] | None = None, frames: int = 32, dim: int = 32, seed: int = 0
+) -> Path:
     """root/index.json + root/<split>/shard-NNNNNN.tar; splits: name → (shards, samples per shard)."""
     splits = splits or {"train": (4, 6), "valid": (1, 4)}
     rng = np.random.default_rng(seed)
     stats = []
     for split, (shards, per_shard) in splits.items():
         for s in range(shards):
-            samples = [_sample(f"{split}-{s:02d}-{i:03d}", split, rng, frames, dim, s * per_shard + i) for i in range(per_shard)]
+            samples = [
+                _sample(f"{split}-{s:02d}-{i:03d}", split, rng, frames, dim, s * per_shard + i)
+                for i in range(per_shard)
+            ]
             path = Path(root) / split / f"shard-{s:06d}.tar"
             info = writer.write_shard(path, samples)
             stats.append(writer.write_stats(path, info, {"split": split}))
@@ -54,14 +59,22 @@ def tone_flac(rng: np.random.Generator, seconds: float = 0.5, rate: int = 48000)
     return buffer.getvalue()
 
 
-def _sample(key: str, split: str, rng: np.random.Generator, frames: int, dim: int, n: int) -> tuple[str, dict[str, bytes]]:
+def _sample(
+    key: str, split: str, rng: np.random.Generator, frames: int, dim: int, n: int
+) -> tuple[str, dict[str, bytes]]:
     mel = smooth_mel(rng, frames)
     flac = tone_flac(rng)
     embedding = rng.standard_normal(dim).astype(np.float32)
     embedding /= np.linalg.norm(embedding)
     caption = CAPTIONS[n % len(CAPTIONS)]
     meta = make_meta(
-        key, mels={"audioldm": mel}, audio=flac, split=split, selected_caption=caption, selected_expert="human",
-        event_count=1 + n % 2, embeddings={"clap_audio": {"member": "clap_audio.npy", "shape": [dim], "dtype": "float32", "model": "test"}},
-    )  # fmt: skip
+        key,
+        mels={"audioldm": mel},
+        audio=flac,
+        split=split,
+        selected_caption=caption,
+        selected_expert="human",
+        event_count=1 + n % 2,
+        embeddings={"clap_audio": {"member": "clap_audio.npy", "shape": [dim], "dtype": "float32", "model": "test"}},
+    )
     return key, contract.build_sample(meta, {"audioldm": mel}, audio=flac, arrays={"clap_audio": embedding})

@@ -13,8 +13,8 @@ EVENTS[(s·per_shard + i) % len(EVENTS)] with as many labels, a human caption "c
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 from shard_samples import PROFILES, flac_bytes, make_meta
@@ -60,7 +60,10 @@ def write_split(
         if corrupt.get(s) in ("member", "unknown"):
             key, members = rows[0]
             damaged = contract.LATENT if latent else contract.mel_member(next(iter(profile_frames)))
-            rows[0] = (key, {**members, damaged: b"not npy"} if corrupt[s] == "member" else {**members, "pkl": b"\x80\x04N."})
+            rows[0] = (
+                key,
+                {**members, damaged: b"not npy"} if corrupt[s] == "member" else {**members, "pkl": b"\x80\x04N."},
+            )
         path = root / split / f"shard-{s:06d}.tar"
         check = contract.check_latent_sample if latent else contract.check_sample
         info = writer.write_shard(path, rows, check=_unchecked if s in corrupt else check)
@@ -87,23 +90,37 @@ def _sample(split, seed, shard, i, n, profile_frames, audio, latent) -> tuple[st
     events = EVENTS[n % len(EVENTS)]
     flac = flac_bytes(seed * 1000 + n) if audio and not latent else None
     meta = make_meta(
-        key, mels=mels, audio=flac, split=split, event_count=events,
+        key,
+        mels=mels,
+        audio=flac,
+        split=split,
+        event_count=events,
         labels=[{"mid": None, "name": LABELS[(n + j) % len(LABELS)]} for j in range(events)],
         captions=[{"text": f"clip {key}", "origin": "audiocaps", "kind": "human"}],
         selected_caption=f"selected {key}" if i % 2 == 0 else None,
-        embeddings={"clap_audio": {"member": "clap_audio.npy", "shape": [CLAP_DIM], "dtype": "float32", "model": "tiny"}},
-    )  # fmt: skip
+        embeddings={
+            "clap_audio": {"member": "clap_audio.npy", "shape": [CLAP_DIM], "dtype": "float32", "model": "tiny"}
+        },
+    )
     arrays = {"clap_audio": clap}
     if latent is None:
         return key, contract.build_sample(meta, mels, audio=flac, arrays=arrays)
     posterior = rng.standard_normal(latent).astype(np.float16)
-    members = {contract.JSON: meta.to_json(), contract.embedding_member("clap_audio"): contract.encode_npy(clap), contract.LATENT: contract.encode_npy(posterior)}
+    members = {
+        contract.JSON: meta.to_json(),
+        contract.embedding_member("clap_audio"): contract.encode_npy(clap),
+        contract.LATENT: contract.encode_npy(posterior),
+    }
     return key, members
 
 
 def _write_indexes(root: Path, split: str, stats: list[dict], profiles: list[str]) -> None:
     """This split's index, and the corpus index over every split on disk whose shards are intact."""
-    others = [writer.read_stats(p) for p in sorted(root.glob("*/shard-*.tar")) if p.parent.name != split and writer.stats_path(p).is_file()]
+    others = [
+        writer.read_stats(p)
+        for p in sorted(root.glob("*/shard-*.tar"))
+        if p.parent.name != split and writer.stats_path(p).is_file()
+    ]
     try:
         index.write_indexes(root, stats + others, "0" * 64, profiles)
     except ContractError:  # an earlier split was damaged on purpose: index this one alone

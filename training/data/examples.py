@@ -227,7 +227,7 @@ class MixupTransform:
 
 
 def mixup_transform(probability: float, alpha: float = 5.0,
-                    keys: Sequence[str] = ("mel", "latent", "clap_audio", "clip_image_mean")) -> MixupTransform:  # fmt: skip
+                    keys: Sequence[str] = ("mel", "latent", "clap_audio", "clip_image_mean")) -> MixupTransform:
     return MixupTransform(probability, alpha, keys)
 
 

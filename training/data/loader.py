@@ -66,12 +66,12 @@ from training.data.examples import curriculum_filter, latent_example, mel_exampl
 from training.data.stream import (
     BatchTransform, Example, LoaderError, SampleFilter, SampleProcessor, ShardInfo, Tally, collate, list_shards,
     open_shard, read_samples, sample_rng, MAX_IDLE_EPOCHS,
-)  # fmt: skip
+)
 
 __all__ = [
     "LoaderError", "ShardInfo", "ShardStream", "StreamLoader", "collate", "curriculum_filter", "iter_batches",
     "latent_example", "list_shards", "make_loader", "mel_example", "mixup_transform", "open_shard",
-]  # fmt: skip
+]
 
 log = logging.getLogger(__name__)
 STATE_VERSION = 1
@@ -204,7 +204,7 @@ class ShardStream(IterableDataset):
             examples = self.batch_transform(examples, sample_rng(self.seed, epoch, slot, position, "batch"))
         batch = collate(examples)
         batch.update({"__slot__": slot, "__epoch__": epoch, "__position__": position,
-                      "__errors__": dict(tally.errors), "__delivered__": tally.delivered})  # fmt: skip
+                      "__errors__": dict(tally.errors), "__delivered__": tally.delivered})
         return batch
 
 
@@ -213,9 +213,9 @@ class StreamLoader:
     remembers where each slot stands (`state_dict`) and how many samples it skipped (`errors`)."""
 
     def __init__(self, shards: list[ShardInfo], example: Example, *, batch_size: int, seed: int = 0, rank: int = 0,
-                 world_size: int = 1, workers: int = 0, pin_memory: bool = False, **options: Any):  # fmt: skip
+                 world_size: int = 1, workers: int = 0, pin_memory: bool = False, **options: Any):
         self.stream_args = dict(shards=list(shards), example=example, batch_size=batch_size, seed=seed, rank=rank,
-                                world_size=world_size, workers=workers, **options)  # fmt: skip
+                                world_size=world_size, workers=workers, **options)
         ShardStream(**self.stream_args)  # fail now, not in a worker: bad arguments, too few shards
         self.workers, self.pin_memory = workers, pin_memory
         self.errors: Counter[str] = Counter()
@@ -236,7 +236,7 @@ class StreamLoader:
         errors = {str(k): int(v) for k, v in batch["__errors__"].items()}
         self._slots[str(int(batch["__slot__"]))] = {
             "epoch": int(batch["__epoch__"]), "position": int(batch["__position__"]), "errors": errors, "delivered": int(batch["__delivered__"]),
-        }  # fmt: skip
+        }
         self._batches += 1
         self._totals()
 
@@ -249,7 +249,7 @@ class StreamLoader:
         # split folder and shard name: a corpus moved elsewhere (or served over http) still resumes
         names = "".join(f"{'/'.join(info.url.rsplit('/', 2)[-2:])}\t{info.nsamples}\n" for info in args["shards"])
         return {"seed": args["seed"], "rank": args["rank"], "world_size": args["world_size"], "workers": args["workers"],
-                "shards": hashlib.sha256(names.encode()).hexdigest()}  # fmt: skip
+                "shards": hashlib.sha256(names.encode()).hexdigest()}
 
     def state_dict(self) -> dict[str, Any]:
         """JSON-serialisable: where every slot of this rank stands (see the module docstring)."""
@@ -267,7 +267,7 @@ class StreamLoader:
             epochs = [int(record["epoch"]) for record in state.get("slots", {}).values()] or [int(state.get("epoch", 0))]
             self._slots, self._batches, self._epoch = {}, 0, min(epochs)
             log.warning("loader state recorded with another %s: cannot resume exactly; every slot restarts at the start of epoch %d "
-                        "(samples of that epoch seen before may repeat; error counts restart)", ", ".join(differ), self._epoch)  # fmt: skip
+                        "(samples of that epoch seen before may repeat; error counts restart)", ", ".join(differ), self._epoch)
         else:
             self._slots = {str(slot): {**record, "errors": dict(record["errors"])} for slot, record in state["slots"].items()}
             self._batches, self._epoch = int(state["batches"]), int(state["epoch"])
@@ -275,7 +275,7 @@ class StreamLoader:
 
 
 def make_loader(data, split: str, example: Example, *, rank: int = 0, world_size: int = 1, seed: int = 0, batch_size: int | None = None,
-                sample_filter: SampleFilter | None = None, batch_transform: BatchTransform | None = None) -> StreamLoader:  # fmt: skip
+                sample_filter: SampleFilter | None = None, batch_transform: BatchTransform | None = None) -> StreamLoader:
     """The training loader of `split` from a `training.config.DataConfig`. The augmentations in
     data.augment are not applied here: pass mixup_transform / curriculum_filter (and the example's reprogram)."""
     shards = list_shards(data.shards, split, data.storage_options)
@@ -284,11 +284,11 @@ def make_loader(data, split: str, example: Example, *, rank: int = 0, world_size
         shuffle_buffer=data.shuffle_buffer, shard_shuffle=data.shard_shuffle, max_error_rate=data.max_error_rate,
         min_samples_for_rate=data.min_samples_for_rate, retries=data.retries, storage_options=data.storage_options,
         sample_filter=sample_filter, batch_transform=batch_transform,
-    )  # fmt: skip
+    )
 
 
 def iter_batches(data_or_location, split: str, example: Example, *, batch_size: int, rank: int = 0, world_size: int = 1,
-                 storage_options: dict | None = None) -> Iterator[dict]:  # fmt: skip
+                 storage_options: dict | None = None) -> Iterator[dict]:
     """One finite pass over `split` in index order: no shuffling, no repeat, the last partial batch
     kept; rank r reads shards r, r + world_size, ... (a rank with no shard yields nothing). For
     validation and `t2a encode-latents`. Example generators are seeded by (0, 0, 0, key): a sample

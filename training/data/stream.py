@@ -142,7 +142,7 @@ class Tally:
     """One slot's skipped samples by reason and delivered count; past the rate it raises LoaderError."""
 
     def __init__(self, slot: int, errors: Mapping[str, int] | None = None, delivered: int = 0, *,
-                 max_error_rate: float = 0.05, min_samples_for_rate: int = 50):  # fmt: skip
+                 max_error_rate: float = 0.05, min_samples_for_rate: int = 50):
         self.slot, self.errors, self.delivered = slot, Counter(errors or {}), int(delivered)
         self.max_error_rate, self.min_samples_for_rate = max_error_rate, min_samples_for_rate
         self.muted = False  # while a resumed slot replays samples its restored counts already hold
@@ -175,7 +175,7 @@ class Tally:
 
 
 def read_samples(shards: Iterable[ShardInfo], tally: Tally, *, wants: Callable[[str], bool] | None = None, retries: int = 3,
-                 storage_options: dict | None = None) -> Iterator[dict]:  # fmt: skip
+                 storage_options: dict | None = None) -> Iterator[dict]:
     """Raw webdataset samples ({"__key__", "__url__", member: bytes}) of the shards, in order.
 
     `wants(member)` picks the members to keep (tar streams skip the others unread); members the

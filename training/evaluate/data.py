@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.core.io import content_sha256
 from pipelines.core.features.mel import load_audio
+from pipelines.core.io import content_sha256
 from pipelines.shard import contract
 from pipelines.shard.reader import iter_members
 
@@ -33,7 +33,9 @@ class Clip:
     path: Path | None = None  # a sound file ...
     data: bytes | None = field(default=None, repr=False)  # ... or encoded bytes (a shard's flac member)
     labels: tuple[str, ...] = ()
-    truth: str | None = None  # a shard clip's ground-truth text (human caption, else label text): what held-out prompts are made of
+    truth: str | None = (
+        None  # a shard clip's ground-truth text (human caption, else label text): what held-out prompts are made of
+    )
 
     def audio(self) -> tuple[np.ndarray, int]:
         """(float32 mono samples, sample rate)."""
@@ -62,19 +64,25 @@ def generated_clips(folder: Path, prompts: Path | None = None) -> list[Clip]:
             asked, made = set(read_prompts_file(prompts)), {item["prompt"] for item in items}
             if asked != made:
                 missing, extra = sorted(asked - made)[:3], sorted(made - asked)[:3]
-                raise ValueError(f"{summary} does not hold the prompts of {prompts}: not sampled {missing}, not in the file {extra}")
+                raise ValueError(
+                    f"{summary} does not hold the prompts of {prompts}: not sampled {missing}, not in the file {extra}"
+                )
         return [_file_clip(folder / item["wav"], item["prompt"]) for item in items]
     files = audio_files(folder)
     texts: list[str | None] = [None] * len(files)
     if prompts is not None:
         texts = list(read_prompts_file(prompts))
         if len(texts) != len(files):
-            raise ValueError(f"{prompts} has {len(texts)} prompts but {folder} holds {len(files)} sound files; give one prompt per file, in file-name order")
+            raise ValueError(
+                f"{prompts} has {len(texts)} prompts but {folder} holds {len(files)} sound files; give one prompt per file, in file-name order"
+            )
     return [_file_clip(path, text) for path, text in zip(files, texts)]
 
 
 def audio_files(folder: Path) -> list[Path]:
-    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in AUDIO_SUFFIXES and not p.name.startswith("."))
+    files = sorted(
+        p for p in Path(folder).iterdir() if p.suffix.lower() in AUDIO_SUFFIXES and not p.name.startswith(".")
+    )
     if not files:
         raise FileNotFoundError(f"{folder} holds no sound files ({', '.join(AUDIO_SUFFIXES)})")
     return files
@@ -95,7 +103,11 @@ def reference_clips(reference: str | Path, split: str = "test") -> list[Clip]:
     if (root / SAMPLES_JSON).is_file():
         return generated_clips(root)
     shards = shard_paths(root, split)
-    return [clip for shard in shards for clip in shard_clips(shard)] if shards else [_file_clip(p, None) for p in audio_files(root)]
+    return (
+        [clip for shard in shards for clip in shard_clips(shard)]
+        if shards
+        else [_file_clip(p, None) for p in audio_files(root)]
+    )
 
 
 def shard_paths(root: Path, split: str) -> list[Path]:
@@ -115,7 +127,16 @@ def shard_clips(path: Path) -> list[Clip]:
         meta = contract.decode_json(members[contract.JSON])
         data = members[contract.AUDIO]
         labels = tuple(label["name"] for label in meta.get("labels", []))
-        clips.append(Clip(key=key, text=caption(meta), sha256=hashlib.sha256(data).hexdigest(), data=data, labels=labels, truth=ground_truth(meta)))
+        clips.append(
+            Clip(
+                key=key,
+                text=caption(meta),
+                sha256=hashlib.sha256(data).hexdigest(),
+                data=data,
+                labels=labels,
+                truth=ground_truth(meta),
+            )
+        )
     return clips
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,7 +44,9 @@ class ClapEmbedder:
 
     def __init__(self, folder: Path, device: str, window_batch: int = 16):
         self.name = "clap"
-        self.encoder = load_clap(ClapConfig(model=str(Path(folder).absolute()), window_seconds=trained_window(folder)), device)
+        self.encoder = load_clap(
+            ClapConfig(model=str(Path(folder).absolute()), window_seconds=trained_window(folder)), device
+        )
         self.provenance = {"model": str(folder), "sha256": self.encoder.provenance["sha256"]}
         self.window_batch = window_batch
 
@@ -55,7 +58,12 @@ class ClapEmbedder:
         rate, size = self.encoder.sample_rate, self.encoder.window_samples
         windows = [audio_windows(*clip.audio(), rate, size) for clip in clips]  # [n_i, window_samples] each
         stacked = np.concatenate(windows)
-        embedded = np.concatenate([self.encoder.embed_audio(stacked[s : s + self.window_batch]) for s in range(0, len(stacked), self.window_batch)])
+        embedded = np.concatenate(
+            [
+                self.encoder.embed_audio(stacked[s : s + self.window_batch])
+                for s in range(0, len(stacked), self.window_batch)
+            ]
+        )
         bounds = np.cumsum([0] + [len(w) for w in windows])
         return np.stack([pool_windows(embedded[a:b]) for a, b in zip(bounds[:-1], bounds[1:])])  # [N, dim]
 
@@ -127,7 +135,13 @@ class LabelClassifier(nn.Module):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, folder / CLASSIFIER_WEIGHTS)
-        settings = {"vocabulary": self.vocabulary, "dim": self.dim, "hidden": self.hidden, "clap_sha256": self.clap_sha256, **(extra or {})}
+        settings = {
+            "vocabulary": self.vocabulary,
+            "dim": self.dim,
+            "hidden": self.hidden,
+            "clap_sha256": self.clap_sha256,
+            **(extra or {}),
+        }
         (folder / CLASSIFIER_JSON).write_text(json.dumps(settings, indent=2) + "\n")
         return folder
 
@@ -137,7 +151,9 @@ class LabelClassifier(nn.Module):
 
         folder = Path(folder)
         if not (folder / CLASSIFIER_JSON).is_file() or not (folder / CLASSIFIER_WEIGHTS).is_file():
-            raise FileNotFoundError(f"{folder} holds no label classifier ({CLASSIFIER_JSON} + {CLASSIFIER_WEIGHTS}); train one with train_label_classifier")
+            raise FileNotFoundError(
+                f"{folder} holds no label classifier ({CLASSIFIER_JSON} + {CLASSIFIER_WEIGHTS}); train one with train_label_classifier"
+            )
         settings = json.loads((folder / CLASSIFIER_JSON).read_text())
         model = cls(settings["vocabulary"], settings["dim"], settings["hidden"], settings.get("clap_sha256", ""))
         model.load_state_dict(load_file(folder / CLASSIFIER_WEIGHTS))
@@ -156,13 +172,25 @@ def label_targets(clips: Iterable[Clip], vocabulary: list[str]) -> np.ndarray:
     return targets
 
 
-def train_label_classifier(shards_location: Path, clap_folder: Path, out_dir: Path, epochs: int = 200, seed: int = 0, *,
-                           device: str = "cpu", lr: float = 1e-3, hidden: int = 128, cache_dir: Path | None = None) -> Path:  # fmt: skip
+def train_label_classifier(
+    shards_location: Path,
+    clap_folder: Path,
+    out_dir: Path,
+    epochs: int = 200,
+    seed: int = 0,
+    *,
+    device: str = "cpu",
+    lr: float = 1e-3,
+    hidden: int = 128,
+    cache_dir: Path | None = None,
+) -> Path:
     """Train the probe with BCE on the train split's labels (vocabulary: label names seen in train),
     full batch (the inputs are small embeddings); writes out_dir/{model.safetensors, classifier.json}."""
     clips = [clip for clip in reference_clips(shards_location, "train") if clip.labels]
     if not clips:
-        raise ValueError(f"{shards_location}: the train split has no samples with audio and labels to train a classifier on")
+        raise ValueError(
+            f"{shards_location}: the train split has no samples with audio and labels to train a classifier on"
+        )
     vocabulary = sorted({name for clip in clips for name in clip.labels})
     embedder = ClapEmbedder(clap_folder, device)
     x = torch.as_tensor(embed_cached(embedder, clips, cache_dir), device=device)
@@ -177,7 +205,8 @@ def train_label_classifier(shards_location: Path, clap_folder: Path, out_dir: Pa
         loss.backward()
         optimiser.step()
         losses.append(float(loss.detach()))
-    log.info("label classifier: %d clips, %d labels, BCE %.4f → %.4f", len(clips), len(vocabulary), losses[0], losses[-1])
+    log.info(
+        "label classifier: %d clips, %d labels, BCE %.4f → %.4f", len(clips), len(vocabulary), losses[0], losses[-1]
+    )
     history = {"clips": len(clips), "epochs": epochs, "seed": seed, "loss_first": losses[0], "loss_last": losses[-1]}
     return model.eval().save(out_dir, {"train": history})
-

@@ -33,7 +33,9 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
     sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (len(mu1), len(mu1)):
-        raise ValueError(f"mismatched statistics: means {mu1.shape} / {mu2.shape}, covariances {sigma1.shape} / {sigma2.shape}")
+        raise ValueError(
+            f"mismatched statistics: means {mu1.shape} / {mu2.shape}, covariances {sigma1.shape} / {sigma2.shape}"
+        )
     root1 = _psd_sqrt(sigma1)
     middle = root1 @ sigma2 @ root1
     eigenvalues = np.linalg.eigvalsh((middle + middle.T) / 2)
@@ -71,7 +73,9 @@ def paired_kl(reference: np.ndarray, generated: np.ndarray) -> float:
     AudioLDM's evaluation code (the reference clip's posterior is the target distribution)."""
     reference, generated = np.asarray(reference), np.asarray(generated)
     if reference.shape != generated.shape or reference.ndim != 2 or not len(reference):
-        raise ValueError(f"KL needs paired posteriors of one shape [N ≥ 1, C], got {reference.shape} and {generated.shape}")
+        raise ValueError(
+            f"KL needs paired posteriors of one shape [N ≥ 1, C], got {reference.shape} and {generated.shape}"
+        )
     return float(bernoulli_kl(reference, generated).mean())
 
 
@@ -110,16 +114,23 @@ def prompt_ranking(audio: np.ndarray, prompt_of: np.ndarray, prompts: np.ndarray
     a, t = np.asarray(audio, np.float64), np.asarray(prompts, np.float64)
     own = np.asarray(prompt_of, np.int64)
     if a.ndim != 2 or t.ndim != 2 or len(t) < 2 or own.shape != (len(a),) or not len(a):
-        raise ValueError(f"prompt ranking needs clips [N ≥ 1, D], ≥ 2 prompts [P, D] and one prompt index per clip; got {a.shape}, {t.shape}, {own.shape}")
+        raise ValueError(
+            f"prompt ranking needs clips [N ≥ 1, D], ≥ 2 prompts [P, D] and one prompt index per clip; got {a.shape}, {t.shape}, {own.shape}"
+        )
     a /= np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
     t /= np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)
     cosine = a @ t.T  # [N, P]
     mine = cosine[np.arange(len(a)), own]
     others = (cosine.sum(axis=1) - mine) / (len(t) - 1)
     rank = 1 + (cosine > mine[:, None]).sum(axis=1)  # ties count in the clip's favour
-    return {"top1": float((cosine.argmax(axis=1) == own).mean()), "top1_chance": 1.0 / len(t),
-            "rank": float(rank.mean()), "rank_chance": (len(t) + 1) / 2, "rank_p": rank_p_value(int(rank.sum()), len(a), len(t)),
-            "margin": float((mine - others).mean())}  # fmt: skip
+    return {
+        "top1": float((cosine.argmax(axis=1) == own).mean()),
+        "top1_chance": 1.0 / len(t),
+        "rank": float(rank.mean()),
+        "rank_chance": (len(t) + 1) / 2,
+        "rank_p": rank_p_value(int(rank.sum()), len(a), len(t)),
+        "margin": float((mine - others).mean()),
+    }
 
 
 def rank_p_value(rank_sum: int, clips: int, prompts: int) -> float:
@@ -152,5 +163,13 @@ def per_prompt_ranking(audio: np.ndarray, prompt_of: np.ndarray, prompts: np.nda
         mine = cosine[:, p]
         others = (cosine.sum(axis=1) - mine) / max(len(t) - 1, 1)
         rank = 1 + (cosine > mine[:, None]).sum(axis=1)
-        out.append({"prompt": p, "clips": len(cosine), "own": float(mine.mean()), "others": float(others.mean()), "rank": float(rank.mean())})
+        out.append(
+            {
+                "prompt": p,
+                "clips": len(cosine),
+                "own": float(mine.mean()),
+                "others": float(others.mean()),
+                "rank": float(rank.mean()),
+            }
+        )
     return out

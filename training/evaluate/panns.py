@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipelines.core.io import content_sha256
 from pipelines.annotate.encoders import ModelLoadError
 from pipelines.annotate.encoders.base import torch_device
+from pipelines.core.io import content_sha256
 from training.evaluate.data import Clip
 
 # Cnn14's published front end: 32 kHz, 1024-point window, hop 320, 64 mels over 50–14000 Hz, 527 AudioSet classes.
@@ -46,7 +46,9 @@ def _import_pann() -> Any:
         return importlib.import_module("laion_clap.clap_module.pann_model")
     spec = importlib.util.find_spec("laion_clap")
     if spec is None or not spec.submodule_search_locations:
-        raise ModelLoadError("the panns embedder needs the laion-clap package (its bundled Cnn14 code); install laion-clap")
+        raise ModelLoadError(
+            "the panns embedder needs the laion-clap package (its bundled Cnn14 code); install laion-clap"
+        )
     root = Path(list(spec.submodule_search_locations)[0])
     try:
         for name, folder in (("laion_clap", root), ("laion_clap.clap_module", root / "clap_module")):
@@ -78,7 +80,9 @@ class PannsEmbedder:
         model = new_cnn14()
         result = model.load_state_dict(state, strict=False)
         if result.missing_keys:
-            raise ModelLoadError(f"{path} is not a Cnn14 checkpoint: {len(result.missing_keys)} weights missing (e.g. {result.missing_keys[0]})")
+            raise ModelLoadError(
+                f"{path} is not a Cnn14 checkpoint: {len(result.missing_keys)} weights missing (e.g. {result.missing_keys[0]})"
+            )
         self.model = model.to(self.device).eval()
         self.provenance = {"model": str(path), "sha256": content_sha256(path)}
 

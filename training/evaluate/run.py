@@ -19,14 +19,21 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import typer
 
 from training.evaluate.data import Clip, generated_clips, pair_indices, reference_clips
-from training.evaluate.metrics import clap_score, embedding_fd, inception_score, paired_kl, per_prompt_ranking, prompt_ranking
 from training.evaluate.embedders import EMBEDDERS, LabelClassifier, embed_cached
+from training.evaluate.metrics import (
+    clap_score,
+    embedding_fd,
+    inception_score,
+    paired_kl,
+    per_prompt_ranking,
+    prompt_ranking,
+)
 
 SCHEMA = "t2a.evaluation/1"
 EVALUATION_JSON = "evaluation.json"
@@ -34,16 +41,28 @@ FD_EMBEDDER = "clap"
 log = logging.getLogger(__name__)
 
 
-def evaluate(generated_dir: Path, reference: str | Path, prompts: Path | None, *, clap_folder: Path, classifier: Path | None = None,
-             device: str = "cpu", cache_dir: Path | None = None, split: str = "test", panns: Path | None = None,
-             baseline: Path | None = None) -> dict[str, Any]:  # fmt: skip
+def evaluate(
+    generated_dir: Path,
+    reference: str | Path,
+    prompts: Path | None,
+    *,
+    clap_folder: Path,
+    classifier: Path | None = None,
+    device: str = "cpu",
+    cache_dir: Path | None = None,
+    split: str = "test",
+    panns: Path | None = None,
+    baseline: Path | None = None,
+) -> dict[str, Any]:
     """Every metric for the clips in `generated_dir` against `reference` (a shard corpus folder and
     `split`, or a folder of sound files); the result is JSON-ready (schema t2a.evaluation/1).
     `panns`: a Cnn14 checkpoint file, adding fd_panns (FAD over PANNs embeddings). `baseline`: the
     same prompts sampled without guidance (`t2a sample --guidance 0`): its FD is the bar to beat."""
     generated, references = generated_clips(Path(generated_dir), prompts), reference_clips(reference, split)
     if not generated or not references:
-        raise ValueError(f"nothing to compare: {len(generated)} generated clips in {generated_dir}, {len(references)} reference clips in {reference} ({split})")
+        raise ValueError(
+            f"nothing to compare: {len(generated)} generated clips in {generated_dir}, {len(references)} reference clips in {reference} ({split})"
+        )
     embedder = EMBEDDERS.get(FD_EMBEDDER)(Path(clap_folder), device)
     gen_emb = embed_cached(embedder, generated, cache_dir)  # [N, D]
     ref_emb = embed_cached(embedder, references, cache_dir)  # [M, D]
@@ -52,7 +71,9 @@ def evaluate(generated_dir: Path, reference: str | Path, prompts: Path | None, *
     if panns is not None:
         metrics["fd_panns"], models["panns"] = _extra_fd("panns", Path(panns), device, generated, references, cache_dir)
     if baseline is not None:
-        metrics[f"fd_{embedder.name}_baseline"] = _fd(embed_cached(embedder, generated_clips(Path(baseline), None), cache_dir), ref_emb)
+        metrics[f"fd_{embedder.name}_baseline"] = _fd(
+            embed_cached(embedder, generated_clips(Path(baseline), None), cache_dir), ref_emb
+        )
     metrics["clap_score"] = _clap_score(embedder, generated, gen_emb)
     following, per_prompt = _prompt_following(embedder, generated, gen_emb, references, ref_emb)
     metrics.update(following)
@@ -61,28 +82,53 @@ def evaluate(generated_dir: Path, reference: str | Path, prompts: Path | None, *
     if classifier is not None:
         probe = _load_classifier(Path(classifier), embedder.provenance["sha256"], device)
         metrics.update(_classifier_metrics(probe, gen_emb, ref_emb, pairs))
-        models["classifier"] = {"model": str(classifier), "sha256": _sha256(Path(classifier)), "labels": len(probe.vocabulary)}
+        models["classifier"] = {
+            "model": str(classifier),
+            "sha256": _sha256(Path(classifier)),
+            "labels": len(probe.vocabulary),
+        }
     else:
         metrics.update({"kl": None, "is": None, "is_reference": None})
     counts = {
-        "generated": len(generated), "reference": len(references), "pairs": len(pairs),
-        "generated_paired": len({i for i, _ in pairs}), "generated_with_text": sum(c.text is not None for c in generated),
+        "generated": len(generated),
+        "reference": len(references),
+        "pairs": len(pairs),
+        "generated_paired": len({i for i, _ in pairs}),
+        "generated_with_text": sum(c.text is not None for c in generated),
         "reference_with_text": sum(c.text is not None for c in references),
-    }  # fmt: skip
-    inputs = {"generated": str(generated_dir), "reference": str(reference), "split": split, "prompts": str(prompts) if prompts else None}
-    return {"schema": SCHEMA, "metrics": metrics, "counts": counts, "models": models, "inputs": inputs, "prompts": per_prompt}
+    }
+    inputs = {
+        "generated": str(generated_dir),
+        "reference": str(reference),
+        "split": split,
+        "prompts": str(prompts) if prompts else None,
+    }
+    return {
+        "schema": SCHEMA,
+        "metrics": metrics,
+        "counts": counts,
+        "models": models,
+        "inputs": inputs,
+        "prompts": per_prompt,
+    }
 
 
 def _fd(generated: np.ndarray, reference: np.ndarray) -> float | None:
     if len(generated) < 2 or len(reference) < 2:
-        log.warning("FD needs at least 2 clips on each side (%d generated, %d reference)", len(generated), len(reference))
+        log.warning(
+            "FD needs at least 2 clips on each side (%d generated, %d reference)", len(generated), len(reference)
+        )
         return None
     return embedding_fd(generated, reference)
 
 
-def _extra_fd(name: str, model: Path, device: str, generated: list[Clip], references: list[Clip], cache_dir: Path | None) -> tuple[float | None, dict]:
+def _extra_fd(
+    name: str, model: Path, device: str, generated: list[Clip], references: list[Clip], cache_dir: Path | None
+) -> tuple[float | None, dict]:
     embedder = EMBEDDERS.get(name)(model, device)
-    return _fd(embed_cached(embedder, generated, cache_dir), embed_cached(embedder, references, cache_dir)), embedder.provenance
+    return _fd(
+        embed_cached(embedder, generated, cache_dir), embed_cached(embedder, references, cache_dir)
+    ), embedder.provenance
 
 
 def _clap_score(embedder: Any, clips: list[Clip], audio: np.ndarray) -> float | None:
@@ -97,8 +143,9 @@ PROMPT_METRICS = ("top1", "top1_chance", "rank", "rank_chance", "rank_p", "margi
 SIGNIFICANCE = 0.05  # the verdict's bar for "follows its prompts": rank_p below it
 
 
-def _prompt_following(embedder: Any, clips: list[Clip], audio: np.ndarray, references: list[Clip],
-                      ref_audio: np.ndarray) -> tuple[dict[str, float | None], list[dict[str, Any]]]:  # fmt: skip
+def _prompt_following(
+    embedder: Any, clips: list[Clip], audio: np.ndarray, references: list[Clip], ref_audio: np.ndarray
+) -> tuple[dict[str, float | None], list[dict[str, Any]]]:
     """Each sample's CLAP audio embedding ranked against all the run's prompts (evaluate_metrics.prompt_ranking),
     overall and per prompt; and, for calibration, the reference clips whose own text is one of the prompts
     ranked the same way (`prompt_*_reference`: how well this CLAP can tell the prompts apart on real audio)."""
@@ -108,9 +155,15 @@ def _prompt_following(embedder: Any, clips: list[Clip], audio: np.ndarray, refer
         return {f"prompt_{name}": None for name in PROMPT_METRICS}, []
     text_emb = embedder.embed_text(texts)
     own = np.asarray([texts.index(clips[i].text) for i in rows])
-    metrics: dict[str, float | None] = {f"prompt_{name}": value for name, value in prompt_ranking(audio[rows], own, text_emb).items()}
+    metrics: dict[str, float | None] = {
+        f"prompt_{name}": value for name, value in prompt_ranking(audio[rows], own, text_emb).items()
+    }
     known = [j for j, clip in enumerate(references) if clip.truth in texts]
-    calibration = prompt_ranking(ref_audio[known], np.asarray([texts.index(references[j].truth) for j in known]), text_emb) if known else {}
+    calibration = (
+        prompt_ranking(ref_audio[known], np.asarray([texts.index(references[j].truth) for j in known]), text_emb)
+        if known
+        else {}
+    )
     metrics |= {f"prompt_{name}_reference": calibration.get(name) for name in ("top1", "rank")}
     per_prompt = [{**row, "prompt": texts[row["prompt"]]} for row in per_prompt_ranking(audio[rows], own, text_emb)]
     return metrics, per_prompt
@@ -121,41 +174,58 @@ def verdict(result: dict[str, Any]) -> list[str]:
     m = result["metrics"]
     lines = []
     if m.get("prompt_top1") is not None:
-        if m.get("prompt_rank_p") is not None:  # the mean rank, with its p-value: top-1 alone is too noisy on a few samples
+        if (
+            m.get("prompt_rank_p") is not None
+        ):  # the mean rank, with its p-value: top-1 alone is too noisy on a few samples
             follows = m["prompt_rank_p"] < SIGNIFICANCE and m["prompt_margin"] > 0
         else:
             follows = m["prompt_top1"] > m["prompt_top1_chance"] and m["prompt_margin"] > 0
-        line = (f"Prompt following: {m['prompt_top1']:.0%} of samples score highest (CLAP) with their own prompt, chance is "
-                f"{m['prompt_top1_chance']:.0%}")  # fmt: skip
+        line = (
+            f"Prompt following: {m['prompt_top1']:.0%} of samples score highest (CLAP) with their own prompt, chance is "
+            f"{m['prompt_top1_chance']:.0%}"
+        )
         if m.get("prompt_rank") is not None:
-            line += (f"; their own prompt ranks {m['prompt_rank']:.1f} of {round(2 * m['prompt_rank_chance'] - 1)} on average, "
-                     f"chance is {m['prompt_rank_chance']:.1f}")  # fmt: skip
+            line += (
+                f"; their own prompt ranks {m['prompt_rank']:.1f} of {round(2 * m['prompt_rank_chance'] - 1)} on average, "
+                f"chance is {m['prompt_rank_chance']:.1f}"
+            )
             if m.get("prompt_rank_p") is not None:
                 line += f" (p = {m['prompt_rank_p']:.2g} that prompt-blind samples rank this well)"
         line += f"; own-prompt margin {m['prompt_margin']:+.4f}. "
-        line += ("Above chance: the samples follow their prompts." if follows
-                 else "Not above chance: the samples do not follow their prompts.")  # fmt: skip
+        line += (
+            "Above chance: the samples follow their prompts."
+            if follows
+            else "Not above chance: the samples do not follow their prompts."
+        )
         lines.append(line)
         if m.get("prompt_top1_reference") is not None:
-            lines.append(f"For calibration, the held-out clips these prompts describe: {m['prompt_top1_reference']:.0%} rank their own text "
-                         f"first, mean rank {m['prompt_rank_reference']:.1f}.")  # fmt: skip
+            lines.append(
+                f"For calibration, the held-out clips these prompts describe: {m['prompt_top1_reference']:.0%} rank their own text "
+                f"first, mean rank {m['prompt_rank_reference']:.1f}."
+            )
     base = next((k for k in m if k.endswith("_baseline")), None)
     if base and m.get(base) is not None and m.get(base.removesuffix("_baseline")) is not None:
         guided, plain = m[base.removesuffix("_baseline")], m[base]
-        lines.append(f"FD with guidance {guided:.4f} vs {plain:.4f} without (guidance 0): "
-                     + ("guidance brings the samples closer to the reference." if guided < plain else "guidance does not help."))  # fmt: skip
+        lines.append(
+            f"FD with guidance {guided:.4f} vs {plain:.4f} without (guidance 0): "
+            + ("guidance brings the samples closer to the reference." if guided < plain else "guidance does not help.")
+        )
     return lines
 
 
 def _load_classifier(folder: Path, clap_sha256: str, device: str) -> LabelClassifier:
     probe = LabelClassifier.load(folder, device)
     if probe.clap_sha256 and probe.clap_sha256 != clap_sha256:
-        raise ValueError(f"{folder} was trained on the embeddings of another CLAP (sha256 {probe.clap_sha256[:12]}…, "
-                         f"this one is {clap_sha256[:12]}…); pass the CLAP it was trained with, or retrain it")  # fmt: skip
+        raise ValueError(
+            f"{folder} was trained on the embeddings of another CLAP (sha256 {probe.clap_sha256[:12]}…, "
+            f"this one is {clap_sha256[:12]}…); pass the CLAP it was trained with, or retrain it"
+        )
     return probe
 
 
-def _classifier_metrics(probe: LabelClassifier, gen_emb: np.ndarray, ref_emb: np.ndarray, pairs: list[tuple[int, int]]) -> dict[str, float | None]:
+def _classifier_metrics(
+    probe: LabelClassifier, gen_emb: np.ndarray, ref_emb: np.ndarray, pairs: list[tuple[int, int]]
+) -> dict[str, float | None]:
     gen_post, ref_post = probe.posteriors(gen_emb), probe.posteriors(ref_emb)  # [N, C], [M, C]
     kl = None
     if pairs:
@@ -177,18 +247,31 @@ def _sha256(path: Path) -> str:
 # --- output -----------------------------------------------------------------------------------------
 
 LABELS = {
-    "fd_clap": "FD (CLAP) ↓", "fd_panns": "FD (PANNs) ↓", "kl": "KL ↓", "is": "IS ↑", "is_reference": "IS, reference",
-    "clap_score": "CLAP score ↑", "clap_score_reference": "CLAP score, reference", "fd_clap_baseline": "FD (CLAP), guidance 0",
-    "prompt_top1": "own prompt ranks first ↑", "prompt_top1_chance": "  chance", "prompt_margin": "own-prompt margin ↑",
-    "prompt_rank": "own prompt's mean rank ↓", "prompt_rank_chance": "  chance", "prompt_rank_p": "  p (prompt-blind samples)",
-    "prompt_top1_reference": "own text ranks first, reference", "prompt_rank_reference": "own text's mean rank, reference",
-}  # fmt: skip
+    "fd_clap": "FD (CLAP) ↓",
+    "fd_panns": "FD (PANNs) ↓",
+    "kl": "KL ↓",
+    "is": "IS ↑",
+    "is_reference": "IS, reference",
+    "clap_score": "CLAP score ↑",
+    "clap_score_reference": "CLAP score, reference",
+    "fd_clap_baseline": "FD (CLAP), guidance 0",
+    "prompt_top1": "own prompt ranks first ↑",
+    "prompt_top1_chance": "  chance",
+    "prompt_margin": "own-prompt margin ↑",
+    "prompt_rank": "own prompt's mean rank ↓",
+    "prompt_rank_chance": "  chance",
+    "prompt_rank_p": "  p (prompt-blind samples)",
+    "prompt_top1_reference": "own text ranks first, reference",
+    "prompt_rank_reference": "own text's mean rank, reference",
+}
 
 
 def rows(result: dict[str, Any]) -> list[tuple[str, str]]:
     """(label, value) per metric, then per count: what the table writers print."""
-    out = [(LABELS.get(name, name), "n/a" if value is None else f"{value:.2g}" if name.endswith("_p") else f"{value:.4f}")
-           for name, value in result["metrics"].items()]  # fmt: skip
+    out = [
+        (LABELS.get(name, name), "n/a" if value is None else f"{value:.2g}" if name.endswith("_p") else f"{value:.4f}")
+        for name, value in result["metrics"].items()
+    ]
     return out + [(f"clips: {name.replace('_', ' ')}", str(value)) for name, value in result["counts"].items()]
 
 
@@ -209,18 +292,34 @@ def write_evaluation(result: dict[str, Any], path: Path) -> Path:
 
 
 def evaluate_command(
-    generated_arg: Optional[Path] = typer.Argument(None, metavar="GENERATED", help="A `t2a sample` output folder, or a folder of WAVs (with --prompts)."),
-    generated_opt: Optional[Path] = typer.Option(None, "--generated", help="GENERATED, given as an option."),
-    reference: str = typer.Option(..., "--reference", "-r", help="A shard corpus folder (with --split) or a folder of reference WAVs."),
-    prompts: Optional[Path] = typer.Option(None, "--prompts", help="One prompt per line: for WAVs, in file-name order; for a `t2a sample` folder, the prompts it must hold."),
-    clap: Path = typer.Option(..., "--clap", help="A transformers ClapModel folder (embeddings for FD and the CLAP score)."),
-    classifier: Optional[Path] = typer.Option(None, "--classifier", help="A label classifier folder (KL and IS); without it they are n/a."),
+    generated_arg: Path | None = typer.Argument(
+        None, metavar="GENERATED", help="A `t2a sample` output folder, or a folder of WAVs (with --prompts)."
+    ),
+    generated_opt: Path | None = typer.Option(None, "--generated", help="GENERATED, given as an option."),
+    reference: str = typer.Option(
+        ..., "--reference", "-r", help="A shard corpus folder (with --split) or a folder of reference WAVs."
+    ),
+    prompts: Path | None = typer.Option(
+        None,
+        "--prompts",
+        help="One prompt per line: for WAVs, in file-name order; for a `t2a sample` folder, the prompts it must hold.",
+    ),
+    clap: Path = typer.Option(
+        ..., "--clap", help="A transformers ClapModel folder (embeddings for FD and the CLAP score)."
+    ),
+    classifier: Path | None = typer.Option(
+        None, "--classifier", help="A label classifier folder (KL and IS); without it they are n/a."
+    ),
     split: str = typer.Option("test", "--split", help="The corpus split to compare against."),
-    out: Optional[Path] = typer.Option(None, "--out", help=f"Result JSON (default: <generated>/{EVALUATION_JSON})."),
+    out: Path | None = typer.Option(None, "--out", help=f"Result JSON (default: <generated>/{EVALUATION_JSON})."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Keep embeddings here (one .npy per file sha256) for the next run."),
-    panns: Optional[Path] = typer.Option(None, "--panns", help="A PANNs Cnn14 checkpoint (.pth): adds fd_panns."),
-    baseline: Optional[Path] = typer.Option(None, "--baseline", help="The same prompts sampled with --guidance 0: FD to beat."),
+    cache_dir: Path | None = typer.Option(
+        None, "--cache-dir", help="Keep embeddings here (one .npy per file sha256) for the next run."
+    ),
+    panns: Path | None = typer.Option(None, "--panns", help="A PANNs Cnn14 checkpoint (.pth): adds fd_panns."),
+    baseline: Path | None = typer.Option(
+        None, "--baseline", help="The same prompts sampled with --guidance 0: FD to beat."
+    ),
 ) -> None:
     """Score generated audio against a reference set: FD, KL, IS and CLAP score."""
     from rich.console import Console
@@ -234,8 +333,20 @@ def evaluate_command(
     generated = generated_arg or generated_opt
     if generated is None:
         _fail("give the generated audio folder (GENERATED or --generated)")
-    result = _guard(lambda: evaluate(generated, reference, prompts, clap_folder=clap, classifier=classifier,
-                                     device=_device(device), cache_dir=cache_dir, split=split, panns=panns, baseline=baseline))  # fmt: skip
+    result = _guard(
+        lambda: evaluate(
+            generated,
+            reference,
+            prompts,
+            clap_folder=clap,
+            classifier=classifier,
+            device=_device(device),
+            cache_dir=cache_dir,
+            split=split,
+            panns=panns,
+            baseline=baseline,
+        )
+    )
     target = write_evaluation(result, out or Path(generated) / EVALUATION_JSON)
     table = Table("metric", "value", title=f"evaluation of {generated}")
     for label, value in rows(result):
@@ -244,7 +355,9 @@ def evaluate_command(
     if result.get("prompts"):
         table = Table("prompt", "samples", "CLAP: own", "CLAP: others", "rank", title="per prompt")
         for row in result["prompts"]:
-            table.add_row(row["prompt"], str(row["clips"]), f"{row['own']:.3f}", f"{row['others']:.3f}", f"{row['rank']:.1f}")
+            table.add_row(
+                row["prompt"], str(row["clips"]), f"{row['own']:.3f}", f"{row['others']:.3f}", f"{row['rank']:.1f}"
+            )
         Console().print(table)
     for line in verdict(result):
         Console().print(line, highlight=False)
@@ -252,13 +365,19 @@ def evaluate_command(
 
 
 def train_classifier_command(
-    shards: Path = typer.Argument(..., help="A shard corpus folder; its train split's labels (json labels names) are the vocabulary."),
-    clap: Path = typer.Option(..., "--clap", help="The ClapModel folder `t2a evaluate --clap` will use (the probe reads its embeddings)."),
+    shards: Path = typer.Argument(
+        ..., help="A shard corpus folder; its train split's labels (json labels names) are the vocabulary."
+    ),
+    clap: Path = typer.Option(
+        ..., "--clap", help="The ClapModel folder `t2a evaluate --clap` will use (the probe reads its embeddings)."
+    ),
     out: Path = typer.Option(..., "--out", help="Folder for model.safetensors + classifier.json."),
     epochs: int = typer.Option(200, min=1, help="Full-batch Adam steps."),
     seed: int = typer.Option(0),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Keep CLAP embeddings here (shared with t2a evaluate)."),
+    cache_dir: Path | None = typer.Option(
+        None, "--cache-dir", help="Keep CLAP embeddings here (shared with t2a evaluate)."
+    ),
 ) -> None:
     """Train the multi-label classifier whose posteriors give `t2a evaluate` its KL and IS."""
     from rich.console import Console
@@ -266,15 +385,17 @@ def train_classifier_command(
     from training.config import resolve_device as _device
     from training.evaluate.embedders import train_label_classifier
 
-    folder = _guard(lambda: train_label_classifier(shards, clap, out, epochs, seed, device=_device(device), cache_dir=cache_dir))
+    folder = _guard(
+        lambda: train_label_classifier(shards, clap, out, epochs, seed, device=_device(device), cache_dir=cache_dir)
+    )
     Console(stderr=True, soft_wrap=True).print(f"label classifier: {folder}")
 
 
 def _guard(action):
     """Problems a user can fix (missing folders, a wrong model, a bad prompts file) as one line."""
     from pipelines.annotate.encoders import ModelLoadError
-    from pipelines.core.registry import UnknownName
     from pipelines.core.console import fail as _fail
+    from pipelines.core.registry import UnknownName
 
     try:
         return action()

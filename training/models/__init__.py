@@ -11,13 +11,26 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "Bundle": "bundle", "Conditioner": "bundle",
-    "CONDITIONERS": "conditioning", "build_conditioner": "conditioning", "drop_condition": "conditioning",
-    "SAMPLERS": "ldm", "build_scheduler": "ldm", "build_unet": "ldm", "diffusion_loss": "ldm", "make_sampler": "ldm",
-    "load_bundle": "pipeline", "model_hash": "pipeline", "save_pipeline": "pipeline",
-    "VaeLoss": "vae", "build_vae": "vae", "calibrate_scaling": "vae", "compression": "vae", "encode_moments": "vae",
+    "Bundle": "bundle",
+    "Conditioner": "bundle",
+    "CONDITIONERS": "conditioning",
+    "build_conditioner": "conditioning",
+    "drop_condition": "conditioning",
+    "SAMPLERS": "ldm",
+    "build_scheduler": "ldm",
+    "build_unet": "ldm",
+    "diffusion_loss": "ldm",
+    "make_sampler": "ldm",
+    "load_bundle": "pipeline",
+    "model_hash": "pipeline",
+    "save_pipeline": "pipeline",
+    "VaeLoss": "vae",
+    "build_vae": "vae",
+    "calibrate_scaling": "vae",
+    "compression": "vae",
+    "encode_moments": "vae",
     "sample_latent": "vae",
-}  # fmt: skip
+}
 __all__ = sorted(_EXPORTS)
 
 

@@ -29,7 +29,7 @@ class Conditioner(Protocol):
     def unet_kwargs(self, condition: torch.Tensor) -> dict[str, torch.Tensor | None]:
         """Keyword arguments of UNet2DConditionModel.forward carrying the condition."""
 
-    def to(self, device: torch.device | str) -> "Conditioner": ...
+    def to(self, device: torch.device | str) -> Conditioner: ...
 
 
 @dataclass

@@ -45,9 +45,20 @@ def save_tokenizer(tokenizer: transformers.PreTrainedTokenizerBase, folder: Path
 def tiny_clap_config(vocab_size: int) -> transformers.ClapConfig:
     """The real CLAP architecture (RoBERTa text, HTSAT audio) at a tiny size: ~0.4 M parameters."""
     return transformers.ClapConfig(
-        text_config=dict(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=64, max_position_embeddings=80, pad_token_id=1, bos_token_id=0, eos_token_id=2),
+        text_config=dict(
+            vocab_size=vocab_size,
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=80,
+            pad_token_id=1,
+            bos_token_id=0,
+            eos_token_id=2,
+        ),
         # HTSAT (Swin) with one block per stage; spec_size, window and patches as in the real model.
-        audio_config=dict(patch_embeds_hidden_size=16, depths=[1, 1, 1, 1], num_attention_heads=[1, 1, 2, 2], hidden_size=128),
+        audio_config=dict(
+            patch_embeds_hidden_size=16, depths=[1, 1, 1, 1], num_attention_heads=[1, 1, 2, 2], hidden_size=128
+        ),
         projection_dim=32,
-    )  # fmt: skip
+    )

@@ -83,8 +83,17 @@ class _TextTower:
 
     def _tokenize(self, texts: list[str], length: int | None) -> dict[str, Tensor]:
         padding = "max_length" if length else "longest"
-        tokens = self.tokenizer(list(texts), padding=padding, truncation=True, max_length=length or self.tokenizer.model_max_length, return_tensors="pt")
-        return {"input_ids": tokens["input_ids"].to(self.device), "attention_mask": tokens["attention_mask"].to(self.device)}
+        tokens = self.tokenizer(
+            list(texts),
+            padding=padding,
+            truncation=True,
+            max_length=length or self.tokenizer.model_max_length,
+            return_tensors="pt",
+        )
+        return {
+            "input_ids": tokens["input_ids"].to(self.device),
+            "attention_mask": tokens["attention_mask"].to(self.device),
+        }
 
     def _null_row(self) -> Tensor:
         return self.from_prompts([""])
@@ -99,18 +108,22 @@ class ClapAudio(_TextTower):
         return self.encoder.config.projection_dim
 
     @classmethod
-    def from_encoders(cls, encoders: EncodersConfig, device: str | torch.device = "cpu") -> "ClapAudio":
+    def from_encoders(cls, encoders: EncodersConfig, device: str | torch.device = "cpu") -> ClapAudio:
         folder = _folder(encoders.clap, "ldm.encoders.clap", cls.name, "a transformers ClapModel folder")
         return cls(*load_clap_text(folder), source=str(folder)).to(device)
 
     @classmethod
-    def from_folder(cls, folder: Path, device: str | torch.device = "cpu") -> "ClapAudio":
-        return cls(*load_clap_text(Path(folder) / TEXT_ENCODER, Path(folder) / TOKENIZER), source=str(folder)).to(device)
+    def from_folder(cls, folder: Path, device: str | torch.device = "cpu") -> ClapAudio:
+        return cls(*load_clap_text(Path(folder) / TEXT_ENCODER, Path(folder) / TOKENIZER), source=str(folder)).to(
+            device
+        )
 
     def from_batch(self, batch: dict[str, Any]) -> Tensor:
         embedding = _batch_tensor(batch, "clap_audio", self.name).to(self.device)
         if embedding.shape[-1] != self.dim:
-            raise ValueError(f"the batch's clap_audio has width {embedding.shape[-1]} but ldm.encoders.clap projects to {self.dim}: train with the CLAP that annotated the corpus")
+            raise ValueError(
+                f"the batch's clap_audio has width {embedding.shape[-1]} but ldm.encoders.clap projects to {self.dim}: train with the CLAP that annotated the corpus"
+            )
         return F.normalize(embedding, dim=-1)  # mixup (AudioLDM §3.3) blends two unit vectors: back onto the sphere
 
     @torch.no_grad()
@@ -162,13 +175,15 @@ class ClipImage(_TextTower):
         return self.encoder.config.projection_dim
 
     @classmethod
-    def from_encoders(cls, encoders: EncodersConfig, device: str | torch.device = "cpu") -> "ClipImage":
+    def from_encoders(cls, encoders: EncodersConfig, device: str | torch.device = "cpu") -> ClipImage:
         folder = _folder(encoders.clip, "ldm.encoders.clip", cls.name, "a transformers CLIPModel folder")
         return cls(*load_clip_text(folder), source=str(folder)).to(device)
 
     @classmethod
-    def from_folder(cls, folder: Path, device: str | torch.device = "cpu") -> "ClipImage":
-        return cls(*load_clip_text(Path(folder) / TEXT_ENCODER, Path(folder) / TOKENIZER), source=str(folder)).to(device)
+    def from_folder(cls, folder: Path, device: str | torch.device = "cpu") -> ClipImage:
+        return cls(*load_clip_text(Path(folder) / TEXT_ENCODER, Path(folder) / TOKENIZER), source=str(folder)).to(
+            device
+        )
 
     def from_batch(self, batch: dict[str, Any]) -> Tensor:
         if "clip_image_mean" in batch:
@@ -176,7 +191,9 @@ class ClipImage(_TextTower):
         else:  # Make-An-Audio §4.3: the frames' pooled embedding
             embedding = _batch_tensor(batch, "clip_image", self.name).mean(dim=1)
         if embedding.shape[-1] != self.dim:
-            raise ValueError(f"the batch's CLIP embeddings have width {embedding.shape[-1]} but ldm.encoders.clip projects to {self.dim}: use the CLIP that annotated the corpus")
+            raise ValueError(
+                f"the batch's CLIP embeddings have width {embedding.shape[-1]} but ldm.encoders.clip projects to {self.dim}: use the CLIP that annotated the corpus"
+            )
         return F.normalize(embedding.to(self.device), dim=-1)[:, None]  # [B, 1, D]
 
     @torch.no_grad()
@@ -191,7 +208,9 @@ class ClipImage(_TextTower):
         return torch.zeros(1, 1, self.dim, device=self.device)
 
 
-def load_clap_text(folder: Path, tokenizer_folder: Path | None = None) -> tuple[transformers.ClapTextModelWithProjection, Any]:
+def load_clap_text(
+    folder: Path, tokenizer_folder: Path | None = None
+) -> tuple[transformers.ClapTextModelWithProjection, Any]:
     """CLAP's text tower with its projection (text_embeds = ClapModel.get_text_features before its L2 norm),
     from a ClapModel folder or a saved ClapTextModelWithProjection; the tokenizer capped to the positions."""
     folder = Path(folder)
@@ -209,7 +228,9 @@ def load_clap_text(folder: Path, tokenizer_folder: Path | None = None) -> tuple[
     return encoder, tokenizer
 
 
-def load_clip_text(folder: Path, tokenizer_folder: Path | None = None) -> tuple[transformers.CLIPTextModelWithProjection, Any]:
+def load_clip_text(
+    folder: Path, tokenizer_folder: Path | None = None
+) -> tuple[transformers.CLIPTextModelWithProjection, Any]:
     """CLIP's text tower with its projection, from a CLIPModel folder or a saved CLIPTextModelWithProjection."""
     folder = Path(folder)
     if _model_type(folder) == "clip":
@@ -235,7 +256,9 @@ def _model_type(folder: Path) -> str:
 
 def _folder(path: str | None, key: str, mode: str, what: str) -> Path:
     if path is None:
-        raise ConfigError(f"{key} is not set: conditioning {mode!r} needs {what} (a local path; `t2a demo-models` builds tiny ones)")
+        raise ConfigError(
+            f"{key} is not set: conditioning {mode!r} needs {what} (a local path; `t2a demo-models` builds tiny ones)"
+        )
     folder = Path(path)
     if not (folder / "config.json").is_file():
         raise ConfigError(f"{key}: no model at {folder} (config.json not found); point it at {what}")
@@ -244,5 +267,7 @@ def _folder(path: str | None, key: str, mode: str, what: str) -> Path:
 
 def _batch_tensor(batch: dict[str, Any], key: str, mode: str) -> Tensor:
     if key not in batch:
-        raise ValueError(f"the batch has no {key!r}: conditioning {mode!r} needs it in the corpus shards (or latent shards)")
+        raise ValueError(
+            f"the batch has no {key!r}: conditioning {mode!r} needs it in the corpus shards (or latent shards)"
+        )
     return torch.as_tensor(batch[key]).float()

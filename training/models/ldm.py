@@ -24,7 +24,9 @@ from training.config import LdmConfig, SchedulerConfig
 SAMPLERS: Registry[Any] = Registry("sampler")
 
 
-def build_unet(cfg: LdmConfig, conditioner, latent_channels: int, sample_size: tuple[int, int] | int) -> UNet2DConditionModel:
+def build_unet(
+    cfg: LdmConfig, conditioner, latent_channels: int, sample_size: tuple[int, int] | int
+) -> UNet2DConditionModel:
     """From `cfg.init` (fine-tuning; a UNet folder or a pipeline folder holding unet/) or from `cfg.unet`.
 
     clap-audio has exactly the layout diffusers' AudioLDM conversion writes (scripts/convert_original_audioldm_
@@ -42,26 +44,37 @@ def build_unet(cfg: LdmConfig, conditioner, latent_channels: int, sample_size: t
     u = cfg.unet
     attended = u.block_out_channels[1:] or u.block_out_channels  # the levels with attention, and the middle
     if any(c % u.norm_num_groups for c in u.block_out_channels) or any(c % u.attention_head_dim for c in attended):
-        raise ConfigError(f"ldm.unet.block_out_channels {u.block_out_channels} must divide by norm_num_groups {u.norm_num_groups} and attention_head_dim {u.attention_head_dim}")
+        raise ConfigError(
+            f"ldm.unet.block_out_channels {u.block_out_channels} must divide by norm_num_groups {u.norm_num_groups} and attention_head_dim {u.attention_head_dim}"
+        )
     levels = len(u.block_out_channels)
     common = dict(
         sample_size=sample_size if isinstance(sample_size, int) else int(sample_size[0]),
-        in_channels=latent_channels, out_channels=latent_channels, layers_per_block=u.layers_per_block,
-        block_out_channels=tuple(u.block_out_channels), norm_num_groups=u.norm_num_groups,
+        in_channels=latent_channels,
+        out_channels=latent_channels,
+        layers_per_block=u.layers_per_block,
+        block_out_channels=tuple(u.block_out_channels),
+        norm_num_groups=u.norm_num_groups,
         # diffusers' (historically named) attention_head_dim is the number of heads; AudioLDM's conversion keeps 8.
         attention_head_dim=u.attention_head_dim,
         down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (levels - 1),
         up_block_types=("CrossAttnUpBlock2D",) * (levels - 1) + ("UpBlock2D",),
-    )  # fmt: skip
+    )
     return UNet2DConditionModel(**common, **_conditioning_layout(cfg, conditioner))
 
 
 def _conditioning_layout(cfg: LdmConfig, conditioner) -> dict[str, Any]:
     if conditioner.kind == "class":
         if cfg.unet.cross_attention_dim is not None:
-            raise ConfigError(f"ldm.unet.cross_attention_dim applies to cross-attention conditioning; {conditioner.name!r} conditions through the class embedding: remove it")
-        return dict(cross_attention_dim=list(cfg.unet.block_out_channels), class_embed_type="simple_projection",
-                    projection_class_embeddings_input_dim=conditioner.dim, class_embeddings_concat=True)  # fmt: skip
+            raise ConfigError(
+                f"ldm.unet.cross_attention_dim applies to cross-attention conditioning; {conditioner.name!r} conditions through the class embedding: remove it"
+            )
+        return dict(
+            cross_attention_dim=list(cfg.unet.block_out_channels),
+            class_embed_type="simple_projection",
+            projection_class_embeddings_input_dim=conditioner.dim,
+            class_embeddings_concat=True,
+        )
     width = cfg.unet.cross_attention_dim or conditioner.dim
     if width == conditioner.dim:
         return dict(cross_attention_dim=width)
@@ -72,14 +85,18 @@ def _conditioning_layout(cfg: LdmConfig, conditioner) -> dict[str, Any]:
 def _load(path: Path) -> UNet2DConditionModel:
     folder = path / "unet" if (path / "unet" / "config.json").is_file() else path
     if not (folder / "config.json").is_file():
-        raise ConfigError(f"ldm.init: no UNet2DConditionModel at {path} (expected config.json there or in {path / 'unet'}); fix the path or remove ldm.init")
+        raise ConfigError(
+            f"ldm.init: no UNet2DConditionModel at {path} (expected config.json there or in {path / 'unet'}); fix the path or remove ldm.init"
+        )
     return UNet2DConditionModel.from_pretrained(folder, local_files_only=True)
 
 
 def _check_compatible(unet: UNet2DConditionModel, conditioner, latent_channels: int) -> None:
     c = unet.config
     if c.in_channels != latent_channels:
-        raise ConfigError(f"ldm.init: the UNet takes {c.in_channels} latent channels but the VAE makes {latent_channels}")
+        raise ConfigError(
+            f"ldm.init: the UNet takes {c.in_channels} latent channels but the VAE makes {latent_channels}"
+        )
     if conditioner.kind == "class":
         ok = c.class_embed_type == "simple_projection" and c.projection_class_embeddings_input_dim == conditioner.dim
         wants = f"a simple_projection class embedding of width {conditioner.dim}"
@@ -96,14 +113,23 @@ def build_scheduler(cfg: SchedulerConfig) -> DDPMScheduler:
     AudioLDM's code (latent-diffusion's make_beta_schedule "linear") spaces √β linearly, which diffusers calls
     "scaled_linear" and its AudioLDM conversion uses; beta_schedule "linear" spaces β itself linearly."""
     return DDPMScheduler(
-        num_train_timesteps=cfg.num_train_timesteps, beta_start=cfg.beta_start, beta_end=cfg.beta_end,
-        beta_schedule=cfg.beta_schedule, prediction_type=cfg.prediction_type,
+        num_train_timesteps=cfg.num_train_timesteps,
+        beta_start=cfg.beta_start,
+        beta_end=cfg.beta_end,
+        beta_schedule=cfg.beta_schedule,
+        prediction_type=cfg.prediction_type,
         clip_sample=False,  # latents are not bounded like pixels in [-1, 1]
-    )  # fmt: skip
+    )
 
 
-def diffusion_loss(unet, scheduler: DDPMScheduler, latents: Tensor, unet_kwargs: dict, generator: torch.Generator,
-                   snr_gamma: float | None = None) -> Tensor:  # fmt: skip
+def diffusion_loss(
+    unet,
+    scheduler: DDPMScheduler,
+    latents: Tensor,
+    unet_kwargs: dict,
+    generator: torch.Generator,
+    snr_gamma: float | None = None,
+) -> Tensor:
     """AudioLDM eq. 3: n ~ U{0..N-1}, ε ~ N(0, I), z_n = √ᾱ_n·z_0 + √(1-ᾱ_n)·ε (eq. 2); MSE to ε, or to
     v = √ᾱ_n·ε − √(1-ᾱ_n)·z_0 for prediction_type v_prediction. The loss is float32 under autocast too.
 
@@ -113,7 +139,9 @@ def diffusion_loss(unet, scheduler: DDPMScheduler, latents: Tensor, unet_kwargs:
     the condition are learned; diffusers' training scripts' `--snr_gamma`."""
     rows, device = latents.shape[0], latents.device
     latents = latents.float()
-    t = torch.randint(0, scheduler.config.num_train_timesteps, (rows,), generator=generator, device=generator.device).to(device)
+    t = torch.randint(
+        0, scheduler.config.num_train_timesteps, (rows,), generator=generator, device=generator.device
+    ).to(device)
     noise = torch.randn(latents.shape, generator=generator, device=generator.device).to(device)
     noisy = scheduler.add_noise(latents, noise, t)
     if scheduler.config.prediction_type == "epsilon":
@@ -121,7 +149,9 @@ def diffusion_loss(unet, scheduler: DDPMScheduler, latents: Tensor, unet_kwargs:
     elif scheduler.config.prediction_type == "v_prediction":
         target = scheduler.get_velocity(latents, noise, t)
     else:
-        raise ValueError(f"unsupported prediction_type {scheduler.config.prediction_type!r}; use epsilon or v_prediction")
+        raise ValueError(
+            f"unsupported prediction_type {scheduler.config.prediction_type!r}; use epsilon or v_prediction"
+        )
     prediction = unet(noisy, t, **unet_kwargs).sample
     if snr_gamma is None:
         return F.mse_loss(prediction.float(), target)
@@ -129,7 +159,9 @@ def diffusion_loss(unet, scheduler: DDPMScheduler, latents: Tensor, unet_kwargs:
 
     snr = compute_snr(scheduler, t).float()
     weight = torch.clamp(snr, max=snr_gamma) / (snr if scheduler.config.prediction_type == "epsilon" else snr + 1)
-    return (F.mse_loss(prediction.float(), target, reduction="none").mean(dim=tuple(range(1, target.ndim))) * weight).mean()
+    return (
+        F.mse_loss(prediction.float(), target, reduction="none").mean(dim=tuple(range(1, target.ndim))) * weight
+    ).mean()
 
 
 def make_sampler(name: str, scheduler_config: dict[str, Any]):

@@ -25,13 +25,13 @@ import transformers
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
 from pipelines.core.features import get_profile
+from pipelines.core.io import staged_folder
 from training.config import EncodersConfig
 from training.models.bundle import Bundle
 from training.models.conditioning import CONDITIONERS, TEXT_ENCODER
 from training.models.ldm import make_sampler
 from training.models.vae import compression
 from training.models.vocoder import build_vocoder, load_vocoder
-from pipelines.core.io import staged_folder
 
 SCHEMA = "t2a.model/1"
 META = "t2a.json"
@@ -82,8 +82,10 @@ def _model_index(conditioner) -> dict[str, Any]:
 def _meta(bundle: Bundle, clap_dir: str | None) -> dict[str, Any]:
     conditioner = bundle.conditioner
     source = getattr(conditioner, "source", None)
-    encoders = {"clap": clap_dir or (source if conditioner.name.startswith("clap") else None),
-                "clip": source if conditioner.name == "clip-image" else None}  # fmt: skip
+    encoders = {
+        "clap": clap_dir or (source if conditioner.name.startswith("clap") else None),
+        "clip": source if conditioner.name == "clip-image" else None,
+    }
     return {
         "schema": SCHEMA,
         "conditioning": conditioner.name,
@@ -92,7 +94,11 @@ def _meta(bundle: Bundle, clap_dir: str | None) -> dict[str, Any]:
         "frames": bundle.frames,
         "vocoder_trained": bundle.vocoder is not None,
         "scheduler": {k: v for k, v in dict(bundle.scheduler_config).items() if not k.startswith("_")},
-        "versions": {"diffusers": diffusers.__version__, "transformers": transformers.__version__, "torch": torch.__version__},
+        "versions": {
+            "diffusers": diffusers.__version__,
+            "transformers": transformers.__version__,
+            "torch": torch.__version__,
+        },
         "info": bundle.info,
     }
 
@@ -114,8 +120,16 @@ def load_bundle(path: Path, device: str | torch.device = "cpu") -> Bundle:
         conditioner = mode.from_encoders(EncodersConfig(**meta.get("encoders", {})), device)
     vocoder = load_vocoder(path / "vocoder").to(device) if meta["vocoder_trained"] else None
     frames = meta.get("frames") or unet.config.sample_size * compression(vae)
-    return Bundle(vae=vae, unet=unet, scheduler_config=meta["scheduler"], conditioner=conditioner, profile=meta["profile"],
-                  vocoder=vocoder, frames=frames, info=meta.get("info", {}))  # fmt: skip
+    return Bundle(
+        vae=vae,
+        unet=unet,
+        scheduler_config=meta["scheduler"],
+        conditioner=conditioner,
+        profile=meta["profile"],
+        vocoder=vocoder,
+        frames=frames,
+        info=meta.get("info", {}),
+    )
 
 
 def _read_meta(path: Path) -> dict[str, Any]:
@@ -126,17 +140,28 @@ def _read_meta(path: Path) -> dict[str, Any]:
         return meta
     index = path / "model_index.json"
     if not index.is_file() or json.loads(index.read_text()).get("_class_name") != AUDIOLDM:
-        raise FileNotFoundError(f"{path}: neither a trained model (t2a.json) nor a diffusers AudioLDM pipeline (model_index.json)")
+        raise FileNotFoundError(
+            f"{path}: neither a trained model (t2a.json) nor a diffusers AudioLDM pipeline (model_index.json)"
+        )
     # A downloaded AudioLDM checkpoint: its DDIM config holds the training forward process.
     scheduler = json.loads((path / "scheduler" / "scheduler_config.json").read_text())
     config = {k: v for k, v in DDPMScheduler.from_config(scheduler).config.items() if not k.startswith("_")}
-    return {"conditioning": "clap-audio", "profile": "audioldm", "frames": None, "vocoder_trained": True, "scheduler": config, "info": {"source": str(path)}}
+    return {
+        "conditioning": "clap-audio",
+        "profile": "audioldm",
+        "frames": None,
+        "vocoder_trained": True,
+        "scheduler": config,
+        "info": {"source": str(path)},
+    }
 
 
 def model_hash(vae_dir: Path) -> str:
     """sha256 over config.json and the weight files, in name order (names included): the model's identity."""
     vae_dir = Path(vae_dir)
-    files = sorted(p for p in vae_dir.iterdir() if p.is_file() and (p.name == "config.json" or p.name.endswith(WEIGHT_SUFFIXES)))
+    files = sorted(
+        p for p in vae_dir.iterdir() if p.is_file() and (p.name == "config.json" or p.name.endswith(WEIGHT_SUFFIXES))
+    )
     if not any(p.name == "config.json" for p in files):
         raise FileNotFoundError(f"{vae_dir}: no config.json; not a saved model folder")
     digest = hashlib.sha256()

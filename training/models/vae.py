@@ -11,9 +11,9 @@ and latent-diffusion (Esser et al. 2021, eq. 7): λ = ‖∇_L L_rec‖ / ‖∇
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -35,23 +35,33 @@ def build_vae(cfg: VaeConfig) -> AutoencoderKL:
         return _load(Path(cfg.init))
     levels = len(cfg.block_out_channels)
     if any(c % cfg.norm_num_groups for c in cfg.block_out_channels):
-        raise ConfigError(f"vae.block_out_channels {cfg.block_out_channels} must all divide by vae.norm_num_groups {cfg.norm_num_groups}")
+        raise ConfigError(
+            f"vae.block_out_channels {cfg.block_out_channels} must all divide by vae.norm_num_groups {cfg.norm_num_groups}"
+        )
     return AutoencoderKL(
-        in_channels=1, out_channels=1,  # one mel channel: the mel is a [T, n_mels] image
-        down_block_types=("DownEncoderBlock2D",) * levels, up_block_types=("UpDecoderBlock2D",) * levels,
-        block_out_channels=tuple(cfg.block_out_channels), layers_per_block=cfg.layers_per_block,
-        latent_channels=cfg.latent_channels, norm_num_groups=cfg.norm_num_groups,
+        in_channels=1,
+        out_channels=1,  # one mel channel: the mel is a [T, n_mels] image
+        down_block_types=("DownEncoderBlock2D",) * levels,
+        up_block_types=("UpDecoderBlock2D",) * levels,
+        block_out_channels=tuple(cfg.block_out_channels),
+        layers_per_block=cfg.layers_per_block,
+        latent_channels=cfg.latent_channels,
+        norm_num_groups=cfg.norm_num_groups,
         scaling_factor=1.0,  # until calibrate_scaling measures it
-    )  # fmt: skip
+    )
 
 
 def _load(path: Path) -> AutoencoderKL:
     folder = path / "vae" if (path / "vae" / "config.json").is_file() else path
     if not (folder / "config.json").is_file():
-        raise ConfigError(f"vae.init: no AutoencoderKL at {path} (expected config.json there or in {path / 'vae'}); fix the path or remove vae.init")
+        raise ConfigError(
+            f"vae.init: no AutoencoderKL at {path} (expected config.json there or in {path / 'vae'}); fix the path or remove vae.init"
+        )
     vae = AutoencoderKL.from_pretrained(folder, local_files_only=True)
     if vae.config.in_channels != 1 or vae.config.out_channels != 1:
-        raise ConfigError(f"vae.init: {folder} takes {vae.config.in_channels}-channel images; a mel VAE takes one channel")
+        raise ConfigError(
+            f"vae.init: {folder} takes {vae.config.in_channels}-channel images; a mel VAE takes one channel"
+        )
     return vae
 
 
@@ -64,7 +74,9 @@ def encode_moments(vae: AutoencoderKL, mel: Tensor) -> Tensor:
     """mel [B, 1, T, M] → the posterior's (mean, logvar) [B, 2C, T/r, M/r], what latent shards store."""
     r = compression(vae)
     if mel.dim() != 4 or mel.shape[1] != 1 or mel.shape[2] % r or mel.shape[3] % r:
-        raise ValueError(f"the VAE encodes mels [B, 1, T, n_mels] with T and n_mels multiples of r = {r}; got {tuple(mel.shape)}")
+        raise ValueError(
+            f"the VAE encodes mels [B, 1, T, n_mels] with T and n_mels multiples of r = {r}; got {tuple(mel.shape)}"
+        )
     return vae.encode(mel.to(vae.device, vae.dtype)).latent_dist.parameters
 
 
@@ -104,7 +116,9 @@ class VaeLoss(nn.Module):
         self.cfg = cfg
         self.discriminator = NLayerDiscriminator(1, cfg.discriminator_channels, cfg.discriminator_layers)
 
-    def generator_loss(self, mel: Tensor, reconstruction: Tensor, posterior, step: int, last_layer: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
+    def generator_loss(
+        self, mel: Tensor, reconstruction: Tensor, posterior, step: int, last_layer: Tensor | None = None
+    ) -> tuple[Tensor, dict[str, float]]:
         """L1 + kl_weight·KL + [step ≥ adversarial_start]·adversarial_weight·λ·(−D(x̂)).mean().
 
         KL is the posterior's per-sample sum (as in latent-diffusion, where kl_weight = 1e-6 comes from)

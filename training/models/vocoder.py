@@ -55,12 +55,17 @@ def build_vocoder(n_mels: int, sample_rate: int, hop_length: int, *, channels: i
     """A randomly initialised HiFi-GAN generator (V1 residual blocks) for this mel layout."""
     rates = upsample_rates(hop_length)
     if channels < 2 ** len(rates):
-        raise ValueError(f"vocoder channels={channels} is too small for {len(rates)} upsampling layers; use >= {2 ** len(rates)}")
+        raise ValueError(
+            f"vocoder channels={channels} is too small for {len(rates)} upsampling layers; use >= {2 ** len(rates)}"
+        )
     config = SpeechT5HifiGanConfig(
-        model_in_dim=n_mels, sampling_rate=sample_rate, upsample_rates=rates,
-        upsample_kernel_sizes=[_kernel(rate) for rate in rates], upsample_initial_channel=channels,
+        model_in_dim=n_mels,
+        sampling_rate=sample_rate,
+        upsample_rates=rates,
+        upsample_kernel_sizes=[_kernel(rate) for rate in rates],
+        upsample_initial_channel=channels,
         normalize_before=False,  # the mels are fed in the profile's own log scale, as AudioLDM does
-    )  # fmt: skip
+    )
     return SpeechT5HifiGan(config).eval()
 
 
@@ -68,7 +73,9 @@ def load_vocoder(path: str | Path) -> SpeechT5HifiGan:
     """A saved SpeechT5HifiGan folder (save_pretrained, or an AudioLDM pipeline's vocoder/)."""
     path = Path(path)
     if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{path}: no vocoder here (expected a SpeechT5HifiGan folder with config.json); fix vocoder.model or set it to null for Griffin-Lim")
+        raise FileNotFoundError(
+            f"{path}: no vocoder here (expected a SpeechT5HifiGan folder with config.json); fix vocoder.model or set it to null for Griffin-Lim"
+        )
     return SpeechT5HifiGan.from_pretrained(path, local_files_only=True).eval()
 
 
@@ -140,7 +147,9 @@ class GriffinLim:
         magnitude = torch.cat([magnitude, magnitude[:, -1:]], dim=-1)
         length = mel.shape[0] * p.hop_length
         generator = torch.Generator().manual_seed(0)
-        angles = torch.polar(torch.ones_like(magnitude), 2 * torch.pi * torch.rand(magnitude.shape, generator=generator))
+        angles = torch.polar(
+            torch.ones_like(magnitude), 2 * torch.pi * torch.rand(magnitude.shape, generator=generator)
+        )
         previous = torch.zeros_like(angles)
         for _ in range(self.iters):
             rebuilt = self._stft(self._istft(magnitude * angles, length))
@@ -162,7 +171,9 @@ class GriffinLim:
 
     def _stft(self, wave: Tensor) -> Tensor:
         p = self.profile
-        return torch.stft(wave, p.n_fft, p.hop_length, window=self.window, center=True, pad_mode="reflect", return_complex=True)
+        return torch.stft(
+            wave, p.n_fft, p.hop_length, window=self.window, center=True, pad_mode="reflect", return_complex=True
+        )
 
     def _istft(self, spec: Tensor, length: int) -> Tensor:
         p = self.profile
@@ -243,12 +254,14 @@ class ScaleDiscriminator(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
         c = channels
-        self.convs = nn.ModuleList([
-            _weight_norm(nn.Conv1d(1, c, 15, 1, padding=7)),
-            _weight_norm(nn.Conv1d(c, 2 * c, 41, 4, groups=4, padding=20)),
-            _weight_norm(nn.Conv1d(2 * c, 4 * c, 41, 4, groups=4, padding=20)),
-            _weight_norm(nn.Conv1d(4 * c, 4 * c, 5, 1, padding=2)),
-        ])  # fmt: skip
+        self.convs = nn.ModuleList(
+            [
+                _weight_norm(nn.Conv1d(1, c, 15, 1, padding=7)),
+                _weight_norm(nn.Conv1d(c, 2 * c, 41, 4, groups=4, padding=20)),
+                _weight_norm(nn.Conv1d(2 * c, 4 * c, 41, 4, groups=4, padding=20)),
+                _weight_norm(nn.Conv1d(4 * c, 4 * c, 5, 1, padding=2)),
+            ]
+        )
         self.post = _weight_norm(nn.Conv1d(4 * c, 1, 3, 1, padding=1))
 
     def forward(self, wave: Tensor) -> tuple[Tensor, list[Tensor]]:
@@ -273,7 +286,15 @@ class VocoderLoss(nn.Module):
     the discriminator's optimizer, and zero its gradients before the discriminator step — the
     generator loss back-propagates through the discriminators too, as in HiFi-GAN's train.py."""
 
-    def __init__(self, profile: str, *, channels: int = 16, mel_weight: float = 45.0, scales: int = 3, feature_weight: float = 2.0):
+    def __init__(
+        self,
+        profile: str,
+        *,
+        channels: int = 16,
+        mel_weight: float = 45.0,
+        scales: int = 3,
+        feature_weight: float = 2.0,
+    ):
         super().__init__()
         self.discriminators = nn.ModuleList(PeriodDiscriminator(p, channels) for p in (2, 3, 5, 7, 11))
         self.scales = nn.ModuleList(ScaleDiscriminator(channels) for _ in range(scales))

@@ -11,10 +11,11 @@ step). `t2a sample` calls `run`:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import soundfile as sf
 import torch
@@ -130,7 +131,9 @@ def sample_latents(bundle: Bundle, request: Request, device: str | torch.device 
             mask = keep_mask(bundle, shape, request.inpaint_keep).to(device, unet.dtype)
             source = encode_source(bundle, request.inpaint_source, shape.padded, device).to(noise).expand(n, -1, -1, -1)
             observed = Observed(source, mask)
-        return _denoise(unet, conditioner, scheduler, latents, timesteps, cond, null, request.guidance, generators, observed)
+        return _denoise(
+            unet, conditioner, scheduler, latents, timesteps, cond, null, request.guidance, generators, observed
+        )
 
 
 @contextmanager
@@ -156,7 +159,9 @@ def _noise(generators: list[torch.Generator], shape: tuple[int, ...]) -> Tensor:
     return torch.stack([torch.randn(shape, generator=g) for g in generators])
 
 
-def guided_prediction(unet, conditioner, latents: Tensor, t: Tensor, cond: Tensor, null: Tensor | None, guidance: float) -> Tensor:
+def guided_prediction(
+    unet, conditioner, latents: Tensor, t: Tensor, cond: Tensor, null: Tensor | None, guidance: float
+) -> Tensor:
     """Classifier-free guidance, AudioLDM §3.4 eq. 9, in the usual orientation (Ho & Salimans 2021;
     AudioLDM's released code): ε̂ = ε(z, n) + w·(ε(z, n, E) − ε(z, n)). The paper prints w and 1 − w the
     other way round, which at its w = 2 would push away from the prompt. w = 1 and w = 0 need one
@@ -187,13 +192,17 @@ class Observed:
         return self.mask * target + (1 - self.mask) * latents
 
 
-def _denoise(unet, conditioner, scheduler, latents, timesteps, cond, null, guidance, generators, observed: Observed | None) -> Tensor:
+def _denoise(
+    unet, conditioner, scheduler, latents, timesteps, cond, null, guidance, generators, observed: Observed | None
+) -> Tensor:
     for i, t in enumerate(timesteps):
         model_input = scheduler.scale_model_input(latents, t)
         prediction = guided_prediction(unet, conditioner, model_input, t, cond, null, guidance)
         latents = scheduler.step(prediction, t, latents, generator=generators).prev_sample
         if observed is not None:
-            latents = observed.impose(scheduler, latents, timesteps[i + 1] if i + 1 < len(timesteps) else None, generators)
+            latents = observed.impose(
+                scheduler, latents, timesteps[i + 1] if i + 1 < len(timesteps) else None, generators
+            )
     if observed is not None and len(timesteps) == 0:
         latents = observed.impose(scheduler, latents, None, generators)
     return latents
@@ -244,7 +253,16 @@ def keep_mask(bundle: Bundle, shape: Layout, keep: tuple[float, float]) -> Tenso
     return mask
 
 
-def write_outputs(out_dir: Path, prompts: list[str], mels: Tensor, waves: Tensor, sample_rate: int, request: Request, *, info: dict[str, Any] | None = None) -> list[Path]:
+def write_outputs(
+    out_dir: Path,
+    prompts: list[str],
+    mels: Tensor,
+    waves: Tensor,
+    sample_rate: int,
+    request: Request,
+    *,
+    info: dict[str, Any] | None = None,
+) -> list[Path]:
     """Per item NNN-<slug>.wav (16-bit PCM) and NNN-<slug>.png (the mel), then samples.json; returns the paths.
 
     `prompts`: one per item, or the request's prompts (repeated per_prompt times, prompt-major)."""
@@ -296,7 +314,14 @@ def read_prompts(prompts: list[str], prompts_file: Path | None) -> list[str]:
     return [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
 
 
-def run(checkpoint: Path, request: Request, out_dir: Path, device: str | torch.device = "cpu", *, vocoder: str | Path | None = None) -> list[Path]:
+def run(
+    checkpoint: Path,
+    request: Request,
+    out_dir: Path,
+    device: str | torch.device = "cpu",
+    *,
+    vocoder: str | Path | None = None,
+) -> list[Path]:
     """load_bundle → generate → write_outputs; `vocoder` (a SpeechT5HifiGan folder) overrides the bundle's."""
     from training.models.pipeline import load_bundle
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import soundfile as sf
+
 from pipelines.core.io import atomic_path
 
 # 16-bit PCM clips at ±1; a louder item is scaled down to this peak, a quieter one kept as it is.

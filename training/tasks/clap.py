@@ -22,8 +22,9 @@ import io
 import json
 import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -33,8 +34,8 @@ from pipelines.annotate.encoders.base import CLAP_RATE, audio_windows, check_tok
 from pipelines.core.features.mel import RESAMPLE_QUALITY
 from pipelines.shard import contract
 from training.config import ClapTrainConfig, TrainConfig
-from training.data.loader import iter_batches, make_loader
 from training.data.examples import caption_of
+from training.data.loader import iter_batches, make_loader
 from training.loop import Session, add_mean, command, run, save_model_atomic
 from training.state import TrainState
 
@@ -60,7 +61,14 @@ def clap_features(extractor, waves: Sequence[np.ndarray], window: int) -> torch.
     Inputs are exactly max_length long, so "rand_trunc" never crops and "repeatpad" never pads:
     the features are a deterministic function of the wave.
     """
-    out = extractor(list(waves), sampling_rate=CLAP_RATE, max_length=window, truncation="rand_trunc", padding="repeatpad", return_tensors="pt")
+    out = extractor(
+        list(waves),
+        sampling_rate=CLAP_RATE,
+        max_length=window,
+        truncation="rand_trunc",
+        padding="repeatpad",
+        return_tensors="pt",
+    )
     return out["input_features"]
 
 
@@ -83,7 +91,11 @@ class ClapExample:
         wave = clap_window(audio.mean(axis=1), rate, self.window, rng)
         if self.extractor is None:
             return {"key": sample["__key__"], "caption": caption, "wave": torch.from_numpy(wave)}
-        return {"key": sample["__key__"], "caption": caption, "input_features": clap_features(self.extractor, [wave], self.window)[0]}
+        return {
+            "key": sample["__key__"],
+            "caption": caption,
+            "input_features": clap_features(self.extractor, [wave], self.window)[0],
+        }
 
 
 def contrastive_loss(logits_per_audio: torch.Tensor, logits_per_text: torch.Tensor) -> torch.Tensor:
@@ -118,7 +130,9 @@ def gather_rows(x: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts)
 
 
-def global_contrastive_loss(audio: torch.Tensor, text: torch.Tensor, scale_a: torch.Tensor, scale_t: torch.Tensor) -> torch.Tensor:
+def global_contrastive_loss(
+    audio: torch.Tensor, text: torch.Tensor, scale_a: torch.Tensor, scale_t: torch.Tensor
+) -> torch.Tensor:
     """contrastive_loss over the global batch of L2-normalised embeddings [B, D] (ClapModel's
     audio_embeds and text_embeds) with the log temperatures logit_scale_a / logit_scale_t; after
     DDP's gradient averaging every parameter gets the one-process gradient (gather_rows)."""
@@ -126,7 +140,9 @@ def global_contrastive_loss(audio: torch.Tensor, text: torch.Tensor, scale_a: to
     return contrastive_loss(audio @ text.T * scale_a.exp(), text @ audio.T * scale_t.exp())
 
 
-def recall_at_k(audio_emb, text_emb, ks: Sequence[int] = KS, *, groups: Sequence[Any] | None = None) -> dict[str, float]:
+def recall_at_k(
+    audio_emb, text_emb, ks: Sequence[int] = KS, *, groups: Sequence[Any] | None = None
+) -> dict[str, float]:
     """Recall@k both ways for N (audio i, text i) pairs: {"t2a@k", "a2t@k"} in [0, 1].
 
     A query is a hit when a matching item is among its k most similar (cosine; ties go to the
@@ -136,7 +152,9 @@ def recall_at_k(audio_emb, text_emb, ks: Sequence[int] = KS, *, groups: Sequence
     audio = torch.as_tensor(l2_normalise(audio_emb))
     text = torch.as_tensor(l2_normalise(text_emb))
     if audio.shape != text.shape or audio.ndim != 2:
-        raise ValueError(f"recall_at_k: needs [N, D] audio and text embeddings of one shape, got {tuple(audio.shape)} and {tuple(text.shape)}")
+        raise ValueError(
+            f"recall_at_k: needs [N, D] audio and text embeddings of one shape, got {tuple(audio.shape)} and {tuple(text.shape)}"
+        )
     labels = list(range(len(audio))) if groups is None else list(groups)
     ids = {label: i for i, label in enumerate(dict.fromkeys(labels))}
     group = torch.tensor([ids[label] for label in labels])
@@ -173,7 +191,9 @@ def load_clap_model(clap: ClapTrainConfig):
     extractor = processor.feature_extractor
     if clap.window_seconds is not None:
         # Saved with the export, so annotate's window_seconds check (clap_transformers.py) agrees.
-        extractor.max_length_s = int(clap.window_seconds) if float(clap.window_seconds).is_integer() else clap.window_seconds
+        extractor.max_length_s = (
+            int(clap.window_seconds) if float(clap.window_seconds).is_integer() else clap.window_seconds
+        )
         extractor.nb_max_samples = round(clap.window_seconds * CLAP_RATE)
     return model, processor, int(extractor.nb_max_samples)
 
@@ -184,7 +204,9 @@ def _clap_config(base, overrides: dict[str, Any]):
 
     values = {key: base.to_dict()[key] for key in ("text_config", "audio_config", "projection_dim")}
     for key, value in overrides.items():
-        values[key] = {**values[key], **value} if key.endswith("_config") and isinstance(value, dict) and key in values else value
+        values[key] = (
+            {**values[key], **value} if key.endswith("_config") and isinstance(value, dict) and key in values else value
+        )
     try:
         return transformers.ClapConfig(**values)
     except (TypeError, ValueError) as error:
@@ -193,7 +215,9 @@ def _clap_config(base, overrides: dict[str, Any]):
 
 def max_tokens(model, tokenizer) -> int:
     text = model.config.text_config
-    offset = 0 if text.pad_token_id is None else text.pad_token_id + 1  # RoBERTa positions start after the padding index
+    offset = (
+        0 if text.pad_token_id is None else text.pad_token_id + 1
+    )  # RoBERTa positions start after the padding index
     return min(tokenizer.model_max_length, text.max_position_embeddings - offset)
 
 
@@ -204,28 +228,56 @@ def train(config: TrainConfig) -> Path:
     session = Session(config, loop, config.clap_dir)
     clap_model, processor, window = load_clap_model(clap)
     clap_model.train()
-    tokenizer, extractor, tokens_max = processor.tokenizer, processor.feature_extractor, max_tokens(clap_model, processor.tokenizer)
+    tokenizer, extractor, tokens_max = (
+        processor.tokenizer,
+        processor.feature_extractor,
+        max_tokens(clap_model, processor.tokenizer),
+    )
     ema = EMAModel(clap_model.parameters(), decay=loop.ema_decay) if loop.ema_decay else None
     opt, schedule = session.optimizer(clap_model.parameters())
     model, opt = session.accelerator.prepare(clap_model, opt)
     if ema is not None:
         ema.to(session.device)
     example = ClapExample(window, extractor if clap.features == "loader" else None)
-    loader = make_loader(config.clap_data, config.data.train_split, example, rank=session.rank, world_size=session.world_size, seed=config.seed)
-    state = TrainState(models={"model": clap_model}, optimizers={"model": opt}, schedulers={"model": schedule}, ema=ema,
-                       config=config.model_dump(mode="json"))  # fmt: skip
+    loader = make_loader(
+        config.clap_data,
+        config.data.train_split,
+        example,
+        rank=session.rank,
+        world_size=session.world_size,
+        seed=config.seed,
+    )
+    state = TrainState(
+        models={"model": clap_model},
+        optimizers={"model": opt},
+        schedulers={"model": schedule},
+        ema=ema,
+        config=config.model_dump(mode="json"),
+    )
     max_scale = math.log(clap.max_logit_scale)
 
     def train_step(batches: list[dict[str, Any]]) -> dict[str, float]:
         logs: dict[str, float] = {}
         for batch in batches:
-            features = batch["input_features"] if "input_features" in batch else clap_features(extractor, batch["wave"].numpy(), window)
-            text = tokenizer(batch["caption"], padding=True, truncation=True, max_length=tokens_max, return_tensors="pt").to(session.device)
+            features = (
+                batch["input_features"]
+                if "input_features" in batch
+                else clap_features(extractor, batch["wave"].numpy(), window)
+            )
+            text = tokenizer(
+                batch["caption"], padding=True, truncation=True, max_length=tokens_max, return_tensors="pt"
+            ).to(session.device)
             features = features.to(session.device)  # [B, 1, T, 64]
             with session.accelerator.autocast():
-                out = model(input_ids=text["input_ids"], attention_mask=text["attention_mask"], input_features=features,
-                            is_longer=torch.zeros(len(features), 1, dtype=torch.bool, device=session.device))  # fmt: skip
-            loss = global_contrastive_loss(out.audio_embeds.float(), out.text_embeds.float(), clap_model.logit_scale_a, clap_model.logit_scale_t)
+                out = model(
+                    input_ids=text["input_ids"],
+                    attention_mask=text["attention_mask"],
+                    input_features=features,
+                    is_longer=torch.zeros(len(features), 1, dtype=torch.bool, device=session.device),
+                )
+            loss = global_contrastive_loss(
+                out.audio_embeds.float(), out.text_embeds.float(), clap_model.logit_scale_a, clap_model.logit_scale_t
+            )
             session.accelerator.backward(loss / len(batches))
             add_mean(logs, {"loss": loss.detach()}, len(batches))
         logs["grad_norm"] = session.clip_and_step(model, opt, schedule)
@@ -234,7 +286,10 @@ def train(config: TrainConfig) -> Path:
             clap_model.logit_scale_t.clamp_(0, max_scale)
         if ema is not None:
             ema.step(clap_model.parameters())
-        logs["scale_a"], logs["scale_t"] = clap_model.logit_scale_a.detach().exp().item(), clap_model.logit_scale_t.detach().exp().item()
+        logs["scale_a"], logs["scale_t"] = (
+            clap_model.logit_scale_a.detach().exp().item(),
+            clap_model.logit_scale_t.detach().exp().item(),
+        )
         return logs
 
     def validate(step: int) -> dict[str, float]:
@@ -278,11 +333,15 @@ def split_recall(model, processor, window: int, data, split: str, device="cpu") 
     model.eval()
     tokens_max = max_tokens(model, processor.tokenizer)
     audio, text, captions = [], [], []
-    for batch in iter_batches(data, split, ClapExample(window, processor.feature_extractor), batch_size=data.batch_size):
+    for batch in iter_batches(
+        data, split, ClapExample(window, processor.feature_extractor), batch_size=data.batch_size
+    ):
         features = batch["input_features"].to(device)
         longer = torch.zeros(len(features), 1, dtype=torch.bool, device=device)
         audio.append(model.get_audio_features(input_features=features, is_longer=longer).pooler_output.float().cpu())
-        tokens = processor.tokenizer(batch["caption"], padding=True, truncation=True, max_length=tokens_max, return_tensors="pt").to(device)
+        tokens = processor.tokenizer(
+            batch["caption"], padding=True, truncation=True, max_length=tokens_max, return_tensors="pt"
+        ).to(device)
         text.append(model.get_text_features(**tokens).pooler_output.float().cpu())
         captions += batch["caption"]
     model.train(was_training)

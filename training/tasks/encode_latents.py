@@ -20,16 +20,18 @@ from __future__ import annotations
 
 import logging
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import fsspec
 import numpy as np
 import torch
 
-from pipelines.core.io import write_json_atomic
 from pipelines.core.features import get_profile
-from pipelines.shard import contract, index as shard_index, writer
+from pipelines.core.io import write_json_atomic
+from pipelines.shard import contract, writer
+from pipelines.shard import index as shard_index
 from training.config import TrainConfig
 from training.loop import command
 
@@ -89,7 +91,11 @@ def _encode_shard(vae, entry: dict[str, Any], path: Path, profile: str, vae_hash
             latents[key] = moments
     rows = [(key, _latent_members(members, latents[key])) for key, members in samples]
     info = writer.write_shard(path, rows, check=contract.check_latent_sample)
-    writer.write_stats(path, info, {"source_sha256": entry["sha256"], "source": entry["url"], "vae_sha256": vae_hash, "profile": profile})
+    writer.write_stats(
+        path,
+        info,
+        {"source_sha256": entry["sha256"], "source": entry["url"], "vae_sha256": vae_hash, "profile": profile},
+    )
     log.info("%s: %d latents", path, info.samples)
 
 
@@ -146,7 +152,9 @@ def _read_json(url: str, storage_options: dict[str, Any]) -> dict[str, Any]:
         raise FileNotFoundError(f"{url} not found: data.shards must point at a corpus written by `t2a shard`") from None
 
 
-def _write_indexes(out: Path, splits: dict[str, list[dict[str, Any]]], profile: str, vae_hash: str, scaling: float) -> None:
+def _write_indexes(
+    out: Path, splits: dict[str, list[dict[str, Any]]], profile: str, vae_hash: str, scaling: float
+) -> None:
     stats = [writer.read_stats(out / split / Path(e["url"]).name) for split, entries in splits.items() for e in entries]
     shard_index.write_indexes(out, stats, vae_hash, [profile])  # config_hash: the VAE's
     write_json_atomic(out / LATENTS_INFO, {"vae_sha256": vae_hash, "scaling_factor": scaling, "profile": profile})

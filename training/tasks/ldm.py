@@ -27,7 +27,14 @@ import torch
 
 from pipelines.core.features import get_profile
 from training.config import TrainConfig
-from training.data.loader import curriculum_filter, iter_batches, latent_example, make_loader, mel_example, mixup_transform
+from training.data.loader import (
+    curriculum_filter,
+    iter_batches,
+    latent_example,
+    make_loader,
+    mel_example,
+    mixup_transform,
+)
 from training.loop import Session, command, run
 from training.state import TrainState
 
@@ -40,10 +47,10 @@ def train(config: TrainConfig) -> Path:
     from diffusers import AutoencoderKL
     from diffusers.training_utils import EMAModel
 
-    from training.tasks.encode_latents import latents_location, vae_model_dir
     from training.models.conditioning import build_conditioner, drop_condition
     from training.models.ldm import build_scheduler, build_unet, diffusion_loss
     from training.models.vae import compression, encode_moments, sample_latent
+    from training.tasks.encode_latents import latents_location, vae_model_dir
 
     loop, ldm = config.ldm.train, config.ldm
     session = Session(config, loop, config.ldm_dir)
@@ -62,11 +69,25 @@ def train(config: TrainConfig) -> Path:
     if ema is not None:
         ema.to(session.device)
     augment = data.augment
-    loader = make_loader(data, data.train_split, example, rank=session.rank, world_size=session.world_size, seed=config.seed,
-                         batch_transform=mixup_transform(augment.mixup.probability, augment.mixup.alpha) if augment.mixup.probability else None,
-                         sample_filter=curriculum_filter(augment.curriculum.n) if augment.curriculum else None)  # fmt: skip
-    state = TrainState(models={"model": unet}, optimizers={"model": opt}, schedulers={"model": schedule}, ema=ema,
-                       config=config.model_dump(mode="json"))  # fmt: skip
+    loader = make_loader(
+        data,
+        data.train_split,
+        example,
+        rank=session.rank,
+        world_size=session.world_size,
+        seed=config.seed,
+        batch_transform=mixup_transform(augment.mixup.probability, augment.mixup.alpha)
+        if augment.mixup.probability
+        else None,
+        sample_filter=curriculum_filter(augment.curriculum.n) if augment.curriculum else None,
+    )
+    state = TrainState(
+        models={"model": unet},
+        optimizers={"model": opt},
+        schedulers={"model": schedule},
+        ema=ema,
+        config=config.model_dump(mode="json"),
+    )
 
     def latents_of(batch: dict[str, Any]) -> torch.Tensor:
         if "latent" in batch:
@@ -85,7 +106,9 @@ def train(config: TrainConfig) -> Path:
             condition = conditioner.from_batch(batch)
             condition = drop_condition(condition, conditioner.null(len(condition)), ldm.cfg_dropout, session.generator)
             with session.accelerator.autocast():
-                loss = diffusion_loss(model, scheduler, latents, conditioner.unet_kwargs(condition), session.generator, ldm.snr_gamma)
+                loss = diffusion_loss(
+                    model, scheduler, latents, conditioner.unet_kwargs(condition), session.generator, ldm.snr_gamma
+                )
             session.accelerator.backward(loss / len(batches))
             total += float(loss.detach()) / len(batches)
         grad_norm = session.clip_and_step(model, opt, schedule)
@@ -108,20 +131,35 @@ def _data(config: TrainConfig, r: int, frames: int, latents_location) -> tuple[A
     """The data config and example function: latent shards when pre-encoded, else the corpus mels."""
     data = config.ldm_data
     if frames % r:
-        raise ValueError(f"ldm.crop_frames / data.crop_frames {frames} must be a multiple of the VAE's compression r = {r}")
+        raise ValueError(
+            f"ldm.crop_frames / data.crop_frames {frames} must be a multiple of the VAE's compression r = {r}"
+        )
     if latents_location is None:
-        return data, mel_example(data.profile, frames, random_crop=True, reprogram=data.augment.reprogram if data.augment.reprogram.probability else None)
+        return data, mel_example(
+            data.profile,
+            frames,
+            random_crop=True,
+            reprogram=data.augment.reprogram if data.augment.reprogram.probability else None,
+        )
     location = latents_location(config)
     if not (location / "index.json").is_file():
-        raise FileNotFoundError(f"no latent shards for the current VAE at {location}: run `t2a encode-latents --config …` first (or set ldm.latents: false)")
+        raise FileNotFoundError(
+            f"no latent shards for the current VAE at {location}: run `t2a encode-latents --config …` first (or set ldm.latents: false)"
+        )
     if data.augment.reprogram.probability:
-        log.warning("data.augment.reprogram needs audio: it is not applied to pre-encoded latents (set ldm.latents: false)")
+        log.warning(
+            "data.augment.reprogram needs audio: it is not applied to pre-encoded latents (set ldm.latents: false)"
+        )
     # profile: crops stay within the rows of real audio, as mel_example's do (a short clip's padding is silence)
-    return data.model_copy(update={"shards": str(location)}), latent_example(frames // r, random_crop=True, profile=data.profile)
+    return data.model_copy(update={"shards": str(location)}), latent_example(
+        frames // r, random_crop=True, profile=data.profile
+    )
 
 
 @torch.no_grad()
-def _validate(session, unet, ema, scheduler, conditioner, latents_of, data, config, vae, frames, step) -> dict[str, float]:
+def _validate(
+    session, unet, ema, scheduler, conditioner, latents_of, data, config, vae, frames, step
+) -> dict[str, float]:
     """Validation loss with fixed noise (comparable across steps) and a few prompts sampled and logged."""
     from training.models.ldm import diffusion_loss
 
@@ -132,11 +170,19 @@ def _validate(session, unet, ema, scheduler, conditioner, latents_of, data, conf
     saved = session.generator.get_state()
     session.generator.manual_seed(config.seed + 12345)
     total, count = 0.0, 0
-    for batch in iter_batches(data, data.valid_split, _deterministic(config, frames, vae), batch_size=data.batch_size,
-                              rank=session.rank, world_size=session.world_size):  # fmt: skip
+    for batch in iter_batches(
+        data,
+        data.valid_split,
+        _deterministic(config, frames, vae),
+        batch_size=data.batch_size,
+        rank=session.rank,
+        world_size=session.world_size,
+    ):
         latents = latents_of(batch)
         condition = conditioner.from_batch(batch)
-        total += float(diffusion_loss(unet, scheduler, latents, conditioner.unet_kwargs(condition), session.generator)) * len(latents)
+        total += float(
+            diffusion_loss(unet, scheduler, latents, conditioner.unet_kwargs(condition), session.generator)
+        ) * len(latents)
         count += len(latents)
     session.generator.set_state(saved)
     if session.is_main and config.sample.prompts:
@@ -162,12 +208,24 @@ def _log_samples(session, unet, scheduler, conditioner, config: TrainConfig, vae
     from training.sample.generate import Request, generate
 
     profile = get_profile(config.data.profile)
-    bundle = Bundle(vae=vae, unet=unet, scheduler_config=dict(scheduler.config), conditioner=conditioner, profile=profile.name, frames=frames)
+    bundle = Bundle(
+        vae=vae,
+        unet=unet,
+        scheduler_config=dict(scheduler.config),
+        conditioner=conditioner,
+        profile=profile.name,
+        frames=frames,
+    )
     prompts = config.sample.prompts[:VALID_SAMPLES]
-    request = Request(prompts=prompts, steps=min(config.sample.steps, VALID_STEPS), guidance=config.sample.guidance,
-                      sampler=config.sample.sampler, seed=config.sample.seed)  # fmt: skip
+    request = Request(
+        prompts=prompts,
+        steps=min(config.sample.steps, VALID_STEPS),
+        guidance=config.sample.guidance,
+        sampler=config.sample.sampler,
+        seed=config.sample.seed,
+    )
     mels, waves = generate(bundle, request, device=session.device)
-    for i, prompt in enumerate(prompts):
+    for i in range(len(prompts)):
         session.logs.audio(step, f"samples/{i}", waves[i], profile.sample_rate)
         session.logs.image(step, f"samples/{i}_mel", mels[i])
 
@@ -180,9 +238,20 @@ def _export(config: TrainConfig, vae, unet, ema, scheduler, conditioner, frames:
     if ema is not None:
         ema.copy_to(unet.parameters())
     vocoder = load_vocoder(config.vocoder.model) if config.vocoder.model else None
-    info = {"config": json.loads(json.dumps(config.model_dump(mode="json"), default=str)), "steps": config.ldm.train.steps}
-    bundle = Bundle(vae=vae, unet=unet, scheduler_config=dict(scheduler.config), conditioner=conditioner,
-                    profile=config.data.profile, vocoder=vocoder, frames=frames, info=info)  # fmt: skip
+    info = {
+        "config": json.loads(json.dumps(config.model_dump(mode="json"), default=str)),
+        "steps": config.ldm.train.steps,
+    }
+    bundle = Bundle(
+        vae=vae,
+        unet=unet,
+        scheduler_config=dict(scheduler.config),
+        conditioner=conditioner,
+        profile=config.data.profile,
+        vocoder=vocoder,
+        frames=frames,
+        info=info,
+    )
     path = save_pipeline(config.ldm_dir / "model", bundle, clap_dir=config.ldm.encoders.clap)
     log.info("LDM saved to %s", path)
 

@@ -37,7 +37,9 @@ class VaeForward(torch.nn.Module):
         self.vae = vae
 
     def forward(self, mel: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        moments = self.vae.quant_conv(self.vae.encoder(mel)) if self.vae.quant_conv is not None else self.vae.encoder(mel)
+        moments = (
+            self.vae.quant_conv(self.vae.encoder(mel)) if self.vae.quant_conv is not None else self.vae.encoder(mel)
+        )
         mean, logvar = moments.chunk(2, dim=1)
         z = mean + torch.exp(0.5 * logvar.clamp(-30.0, 20.0)) * noise  # the reparameterisation trick
         return self.vae.decode(z).sample, moments
@@ -70,10 +72,21 @@ def train(config: TrainConfig) -> Path:
     loss.to(session.device)
     if ema is not None:
         ema.to(session.device)
-    loader = make_loader(config.data, config.data.train_split, mel_example(profile.name, crop, random_crop=True),
-                         rank=session.rank, world_size=session.world_size, seed=config.seed)  # fmt: skip
-    state = TrainState(models={"model": vae, "discriminator": loss}, optimizers={"model": opt, "discriminator": d_opt},
-                       schedulers={"model": schedule, "discriminator": d_schedule}, ema=ema, config=config.model_dump(mode="json"))  # fmt: skip
+    loader = make_loader(
+        config.data,
+        config.data.train_split,
+        mel_example(profile.name, crop, random_crop=True),
+        rank=session.rank,
+        world_size=session.world_size,
+        seed=config.seed,
+    )
+    state = TrainState(
+        models={"model": vae, "discriminator": loss},
+        optimizers={"model": opt, "discriminator": d_opt},
+        schedulers={"model": schedule, "discriminator": d_schedule},
+        ema=ema,
+        config=config.model_dump(mode="json"),
+    )
     last_layer = vae.decoder.conv_out.weight
 
     def train_step(batches: list[dict[str, Any]]) -> dict[str, float]:
@@ -82,10 +95,14 @@ def train(config: TrainConfig) -> Path:
         for batch in batches:
             mel = batch["mel"].to(session.device)
             with session.accelerator.autocast():
-                noise = session.randn((mel.shape[0], vae.config.latent_channels, mel.shape[2] // r, mel.shape[3] // r), mel)
+                noise = session.randn(
+                    (mel.shape[0], vae.config.latent_channels, mel.shape[2] // r, mel.shape[3] // r), mel
+                )
                 reconstruction, moments = forward(mel, noise)
                 posterior = DiagonalGaussianDistribution(moments.float())
-                total, parts = loss.generator_loss(mel, reconstruction.float(), posterior, state.step, last_layer=last_layer)
+                total, parts = loss.generator_loss(
+                    mel, reconstruction.float(), posterior, state.step, last_layer=last_layer
+                )
             session.accelerator.backward(total / len(batches))
             fakes.append((mel, reconstruction.detach().float()))
             add_mean(logs, parts, len(batches))
@@ -123,8 +140,14 @@ def _validate(session: Session, vae, ema, config: TrainConfig, profile: str, ste
     vae.eval()
     total, count = 0.0, 0
     example = mel_example(profile, config.data.crop_frames, random_crop=False)
-    for batch in iter_batches(config.data, config.data.valid_split, example, batch_size=config.data.batch_size,
-                              rank=session.rank, world_size=session.world_size):  # fmt: skip
+    for batch in iter_batches(
+        config.data,
+        config.data.valid_split,
+        example,
+        batch_size=config.data.batch_size,
+        rank=session.rank,
+        world_size=session.world_size,
+    ):
         mel = batch["mel"].to(session.device)
         reconstruction = vae.decode(vae.encode(mel).latent_dist.mean).sample
         total += float((reconstruction - mel).abs().mean()) * len(mel)

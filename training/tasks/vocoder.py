@@ -61,18 +61,36 @@ def train(config: TrainConfig) -> Path:
     voc, loop = config.vocoder, config.vocoder.train
     session = Session(config, loop, config.vocoder_dir)
     profile = get_profile(config.data.profile)
-    vocoder = load_vocoder(voc.init) if voc.init else build_vocoder(profile.n_mels, profile.sample_rate, profile.hop_length, channels=voc.channels)
+    vocoder = (
+        load_vocoder(voc.init)
+        if voc.init
+        else build_vocoder(profile.n_mels, profile.sample_rate, profile.hop_length, channels=voc.channels)
+    )
     vocoder.train()
-    loss = VocoderLoss(profile.name, channels=voc.loss.discriminator_channels, mel_weight=voc.loss.mel_weight,
-                       feature_weight=voc.loss.feature_weight).to(session.device)  # fmt: skip
+    loss = VocoderLoss(
+        profile.name,
+        channels=voc.loss.discriminator_channels,
+        mel_weight=voc.loss.mel_weight,
+        feature_weight=voc.loss.feature_weight,
+    ).to(session.device)
     to_mel = TorchMel(profile.name).to(session.device)
     opt, schedule = session.optimizer(vocoder.parameters())
     d_opt, d_schedule = session.optimizer(loss.parameters())
     model, opt = session.accelerator.prepare(vocoder, opt)
-    loader = make_loader(config.data, config.data.train_split, WaveExample(profile.name, voc.segment_frames),
-                         rank=session.rank, world_size=session.world_size, seed=config.seed)  # fmt: skip
-    state = TrainState(models={"model": vocoder, "discriminator": loss}, optimizers={"model": opt, "discriminator": d_opt},
-                       schedulers={"model": schedule, "discriminator": d_schedule}, config=config.model_dump(mode="json"))  # fmt: skip
+    loader = make_loader(
+        config.data,
+        config.data.train_split,
+        WaveExample(profile.name, voc.segment_frames),
+        rank=session.rank,
+        world_size=session.world_size,
+        seed=config.seed,
+    )
+    state = TrainState(
+        models={"model": vocoder, "discriminator": loss},
+        optimizers={"model": opt, "discriminator": d_opt},
+        schedulers={"model": schedule, "discriminator": d_schedule},
+        config=config.model_dump(mode="json"),
+    )
 
     def train_step(batches: list[dict[str, Any]]) -> dict[str, float]:
         logs: dict[str, float] = {}

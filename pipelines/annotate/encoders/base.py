@@ -12,11 +12,11 @@ import json
 import math
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
 
 if TYPE_CHECKING:
     import torch
@@ -47,7 +47,9 @@ class AudioTextEncoder(ABC):
         """float32 [B, window_samples] mono at `sample_rate` → float32 [B, dim], L2-normalised."""
         windows = np.asarray(windows, dtype=np.float32)
         if windows.ndim != 2 or windows.shape[1] != self.window_samples:
-            raise ValueError(f"expected windows of shape [B, {self.window_samples}], got {windows.shape} (use audio_windows)")
+            raise ValueError(
+                f"expected windows of shape [B, {self.window_samples}], got {windows.shape} (use audio_windows)"
+            )
         if not len(windows):
             return np.zeros((0, self.dim), np.float32)
         with self._lock:
@@ -126,7 +128,7 @@ def pool_windows(embeddings: np.ndarray) -> np.ndarray:
 
 
 def torch_device(device: str) -> torch.device:
-    """"cpu" or "cuda" (or "cuda:N"), as configured; CUDA that is not there is an error, not a fallback."""
+    """ "cpu" or "cuda" (or "cuda:N"), as configured; CUDA that is not there is an error, not a fallback."""
     import torch
 
     if device == "cpu":
@@ -147,7 +149,9 @@ def check_tokenizer(tokenizer: Any, vocab_size: int, where: str) -> None:
     embeddings are then the same garbage for every text."""
     size = len(tokenizer)
     if size > vocab_size:
-        raise ModelLoadError(f"{where}: the tokenizer has {size} tokens but the text model only {vocab_size}; they do not belong together")
+        raise ModelLoadError(
+            f"{where}: the tokenizer has {size} tokens but the text model only {vocab_size}; they do not belong together"
+        )
     ids = tokenizer(PROBE_TEXT, add_special_tokens=False)["input_ids"]
     special = set(tokenizer.all_special_ids)
     if size < vocab_size // 2 or not ids or all(i in special for i in ids):
@@ -180,7 +184,12 @@ def hub_folder(reference: str, key: str) -> Path:
 # What a transformers model folder holds (save_pretrained of the model and of its processor).
 TRANSFORMERS_FILES = {
     "model config": ("config.json",),
-    "weights": ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json"),
+    "weights": (
+        "model.safetensors",
+        "model.safetensors.index.json",
+        "pytorch_model.bin",
+        "pytorch_model.bin.index.json",
+    ),
     "processor config": ("preprocessor_config.json", "processor_config.json"),
     "tokenizer": ("tokenizer.json", "vocab.json"),
 }
@@ -200,7 +209,9 @@ def require_weights(loading_info: dict[str, Any], key: str, folder: Path) -> Non
     """from_pretrained initialises absent weights at random, with a log line only: refuse instead."""
     missing = sorted(loading_info["missing_keys"])
     if missing:
-        raise ModelLoadError(f"{key}: {folder} lacks weights for {len(missing)} parameters (e.g. {missing[0]}); they would be random")
+        raise ModelLoadError(
+            f"{key}: {folder} lacks weights for {len(missing)} parameters (e.g. {missing[0]}); they would be random"
+        )
 
 
 def require_files(folder: Path, key: str, groups: dict[str, tuple[str, ...]]) -> None:

@@ -14,13 +14,13 @@ from __future__ import annotations
 import contextlib
 import pickle
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 
-from pipelines.core.io import content_sha256
 from pipelines.annotate.encoders.base import (
     CLAP_RATE,
     AudioTextEncoder,
@@ -30,6 +30,7 @@ from pipelines.annotate.encoders.base import (
     torch_device,
 )
 from pipelines.annotate.encoders.config import LAION_WINDOW_SECONDS, ClapConfig
+from pipelines.core.io import content_sha256
 from pipelines.core.tools import package_version
 
 KEY = "annotate.clap"
@@ -62,11 +63,16 @@ class LaionClap(AudioTextEncoder):
 def provenance(config: ClapConfig) -> dict[str, str]:
     checkpoint, text_model = _paths(config)
     return {
-        "backend": "laion_clap", "model": str(checkpoint), "sha256": content_sha256(checkpoint),
-        "text_model": str(text_model), "text_model_sha256": content_sha256(text_model),
-        "amodel": config.amodel, "enable_fusion": str(config.enable_fusion).lower(),
-        "laion_clap": package_version("laion-clap"), "transformers": package_version("transformers"),
-    }  # fmt: skip
+        "backend": "laion_clap",
+        "model": str(checkpoint),
+        "sha256": content_sha256(checkpoint),
+        "text_model": str(text_model),
+        "text_model_sha256": content_sha256(text_model),
+        "amodel": config.amodel,
+        "enable_fusion": str(config.enable_fusion).lower(),
+        "laion_clap": package_version("laion-clap"),
+        "transformers": package_version("transformers"),
+    }
 
 
 def load(config: ClapConfig, device: str) -> LaionClap:
@@ -93,7 +99,9 @@ def _paths(config: ClapConfig) -> tuple[Path, Path]:
     if not checkpoint.is_file():
         raise ModelLoadError(f"{KEY}.model: checkpoint file not found: {checkpoint} (a LAION-CLAP .pt file)")
     if config.text_model is None or not Path(config.text_model).is_dir():
-        raise ModelLoadError(f"{KEY}.text_model: folder not found: {config.text_model} (roberta-base's config and tokenizer)")
+        raise ModelLoadError(
+            f"{KEY}.text_model: folder not found: {config.text_model} (roberta-base's config and tokenizer)"
+        )
     return checkpoint, Path(config.text_model)
 
 
@@ -119,7 +127,9 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     except pickle.UnpicklingError as error:
         found = [line.split(" was not")[0].strip() for line in str(error).splitlines() if "Unsupported global" in line]
         if not found:  # not a pickle of tensors at all
-            raise ModelLoadError(f"{KEY}.model: {path} is not a readable torch checkpoint: {str(error).splitlines()[-1]}") from None
+            raise ModelLoadError(
+                f"{KEY}.model: {path} is not a readable torch checkpoint: {str(error).splitlines()[-1]}"
+            ) from None
         reason = found[0]
         raise ModelLoadError(
             f"{KEY}.model: {path} holds pickled Python objects besides tensors, which are not loaded "
@@ -143,14 +153,18 @@ def new_module(text_model: Path, amodel: str, enable_fusion: bool, device: torch
         import laion_clap  # its import builds tokenizers by hub name: inside the redirection
 
         try:
-            return laion_clap.CLAP_Module(enable_fusion=enable_fusion, device=str(device), amodel=amodel, tmodel="roberta")
+            return laion_clap.CLAP_Module(
+                enable_fusion=enable_fusion, device=str(device), amodel=amodel, tmodel="roberta"
+            )
         except RuntimeError as error:
             if "not found" not in str(error):
                 raise
             from clap_module.factory import list_models  # laion_clap puts clap_module on sys.path
 
             audio = [name for name in list_models() if name.startswith(("HTSAT", "PANN"))]
-            raise ModelLoadError(f"{KEY}.amodel: {amodel!r} is not a laion_clap audio model; valid: {', '.join(audio)}") from None
+            raise ModelLoadError(
+                f"{KEY}.amodel: {amodel!r} is not a laion_clap audio model; valid: {', '.join(audio)}"
+            ) from None
 
 
 @contextlib.contextmanager
@@ -160,10 +174,13 @@ def _hub_names_from(text_model: Path) -> Iterator[None]:
     import transformers
 
     classes = {
-        transformers.RobertaTokenizer: "tokenizer", transformers.BertTokenizer: "tokenizer",
-        transformers.BartTokenizer: "tokenizer", transformers.RobertaModel: "model",
-        transformers.BertModel: "model", transformers.BartModel: "model",
-    }  # fmt: skip
+        transformers.RobertaTokenizer: "tokenizer",
+        transformers.BertTokenizer: "tokenizer",
+        transformers.BartTokenizer: "tokenizer",
+        transformers.RobertaModel: "model",
+        transformers.BertModel: "model",
+        transformers.BartModel: "model",
+    }
     saved = {cls: cls.__dict__.get("from_pretrained") for cls in classes}
     for cls, kind in classes.items():
         cls.from_pretrained = classmethod(_redirected(cls.from_pretrained.__func__, kind, text_model))

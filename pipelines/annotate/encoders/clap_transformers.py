@@ -9,7 +9,6 @@ import numpy as np
 import torch
 import transformers
 
-from pipelines.core.io import content_sha256
 from pipelines.annotate.encoders.base import (
     CLAP_RATE,
     AudioTextEncoder,
@@ -20,6 +19,7 @@ from pipelines.annotate.encoders.base import (
     transformers_folder,
 )
 from pipelines.annotate.encoders.config import ClapConfig
+from pipelines.core.io import content_sha256
 from pipelines.core.tools import package_version
 
 KEY = "annotate.clap.model"
@@ -28,7 +28,13 @@ KEY = "annotate.clap.model"
 class TransformersClap(AudioTextEncoder):
     """A loaded ClapModel (eval mode, on its device) with its processor; fp32."""
 
-    def __init__(self, model: transformers.ClapModel, processor: transformers.ClapProcessor, window_samples: int, provenance: dict[str, str]):
+    def __init__(
+        self,
+        model: transformers.ClapModel,
+        processor: transformers.ClapProcessor,
+        window_samples: int,
+        provenance: dict[str, str],
+    ):
         super().__init__()
         self.model = model.eval()
         self.processor = processor
@@ -47,9 +53,13 @@ class TransformersClap(AudioTextEncoder):
         # Inputs are exactly max_length long, so neither "rand_trunc" (random crop) nor padding
         # applies; both are still named, since the extractor's default is "fusion".
         features = self.processor.feature_extractor(
-            list(windows), sampling_rate=CLAP_RATE, max_length=self.window_samples,
-            truncation="fusion" if self.fused else "rand_trunc", padding="repeatpad", return_tensors="pt",
-        )  # fmt: skip
+            list(windows),
+            sampling_rate=CLAP_RATE,
+            max_length=self.window_samples,
+            truncation="fusion" if self.fused else "rand_trunc",
+            padding="repeatpad",
+            return_tensors="pt",
+        )
         # The extractor marks a random clip "longer" when none is (feature_extraction_clap.py);
         # LAION's eval path uses no fusion branch for clips that fit one window.
         is_longer = torch.zeros_like(features["is_longer"])
@@ -60,15 +70,23 @@ class TransformersClap(AudioTextEncoder):
 
     @torch.inference_mode()
     def _embed_text(self, texts: list[str]) -> np.ndarray:
-        tokens = self.processor.tokenizer(texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt")
-        output = self.model.get_text_features(input_ids=tokens["input_ids"].to(self.device), attention_mask=tokens["attention_mask"].to(self.device))
+        tokens = self.processor.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"
+        )
+        output = self.model.get_text_features(
+            input_ids=tokens["input_ids"].to(self.device), attention_mask=tokens["attention_mask"].to(self.device)
+        )
         return output.pooler_output.float().cpu().numpy()  # [B, dim]
 
 
 def provenance(config: ClapConfig) -> dict[str, str]:
     folder = transformers_folder(config.model, KEY, "clap")
-    return {"backend": "transformers", "model": config.model, "sha256": content_sha256(folder),
-            "transformers": package_version("transformers")}  # fmt: skip
+    return {
+        "backend": "transformers",
+        "model": config.model,
+        "sha256": content_sha256(folder),
+        "transformers": package_version("transformers"),
+    }
 
 
 def load(config: ClapConfig, device: str) -> TransformersClap:
@@ -88,7 +106,9 @@ def load(config: ClapConfig, device: str) -> TransformersClap:
 
 def _check_feature_extractor(extractor: transformers.ClapFeatureExtractor, window: int, folder: Path) -> None:
     if extractor.sampling_rate != CLAP_RATE:
-        raise ModelLoadError(f"{KEY}: {folder} expects {extractor.sampling_rate} Hz audio; the clip cache and windows are {CLAP_RATE} Hz")
+        raise ModelLoadError(
+            f"{KEY}: {folder} expects {extractor.sampling_rate} Hz audio; the clip cache and windows are {CLAP_RATE} Hz"
+        )
     if extractor.nb_max_samples != window:
         seconds = extractor.nb_max_samples / CLAP_RATE
         raise ModelLoadError(

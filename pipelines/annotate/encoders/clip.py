@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import io
 import threading
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 import transformers
 from PIL import Image, UnidentifiedImageError
 
-from pipelines.core.io import content_sha256
 from pipelines.annotate.encoders.base import (
     ModelLoadError,
     check_tokenizer,
@@ -23,13 +22,16 @@ from pipelines.annotate.encoders.base import (
     transformers_folder,
 )
 from pipelines.annotate.encoders.config import ClipConfig
+from pipelines.core.io import content_sha256
 from pipelines.core.tools import package_version
 
 KEY = "annotate.clip.model"
 
 
 class ClipEncoder:
-    def __init__(self, model: transformers.CLIPModel, processor: transformers.CLIPProcessor, provenance: dict[str, str]):
+    def __init__(
+        self, model: transformers.CLIPModel, processor: transformers.CLIPProcessor, provenance: dict[str, str]
+    ):
         self.model = model.eval()
         self.processor = processor
         self.device = next(model.parameters()).device
@@ -61,7 +63,9 @@ class ClipEncoder:
             return l2_normalise(per_item(self._embed_text, texts, self.batch_invariant))
 
     def _embed_text(self, texts: list[str]) -> np.ndarray:
-        tokens = self.processor.tokenizer(texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt")
+        tokens = self.processor.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"
+        )
         ids, mask = tokens["input_ids"].to(self.device), tokens["attention_mask"].to(self.device)
         return self.model.get_text_features(input_ids=ids, attention_mask=mask).pooler_output.float().cpu().numpy()
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from pipelines.core.config import InputDir, StrictModel, _resolve
 from pipelines.annotate.encoders.backends import CLAP_BACKENDS
+from pipelines.core.config import InputDir, StrictModel, _resolve
 from pipelines.core.registry import UnknownName
 
 # "org/name" or "name": what a Hugging Face model id looks like. A value of this shape that is not
@@ -86,7 +86,9 @@ class ClapConfig(StrictModel):
                     "tokenizer files (laion_clap would otherwise fetch 'roberta-base' from the hub)"
                 )
             if self.window_seconds != LAION_WINDOW_SECONDS:
-                raise ValueError(f"backend laion_clap takes {LAION_WINDOW_SECONDS:g}-s windows only; set window_seconds: 10")
+                raise ValueError(
+                    f"backend laion_clap takes {LAION_WINDOW_SECONDS:g}-s windows only; set window_seconds: 10"
+                )
         else:
             # Compared with the defaults, not `model_fields_set`: a dumped and reloaded config stays valid.
             defaults = {"text_model": None, "amodel": "HTSAT-tiny", "enable_fusion": False}

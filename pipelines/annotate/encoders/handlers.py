@@ -10,7 +10,8 @@ one loaded model (a real CLAP is ~600 MB), as do the two CLIP handlers.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler
@@ -46,7 +47,9 @@ class _EncoderHandler(ModelHandler):
         # The default pickles the whole batch: 15 MB of audio windows for a batch of 8.
         return sum(_size(element) for element in batch)
 
-    def run_inference(self, batch: Sequence[Any], model: Any, inference_args: dict[str, Any] | None = None) -> Iterable[np.ndarray]:
+    def run_inference(
+        self, batch: Sequence[Any], model: Any, inference_args: dict[str, Any] | None = None
+    ) -> Iterable[np.ndarray]:
         return list(self._embed(model, batch))  # [B, dim] → B arrays [dim]
 
     def _embed(self, model: Any, batch: Sequence[Any]) -> np.ndarray:

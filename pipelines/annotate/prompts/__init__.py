@@ -8,14 +8,43 @@ from pipelines.annotate.prompts.labels import label_text, photo_prompt, sound_pr
 from pipelines.annotate.prompts.mbtg import mbtg_text
 from pipelines.annotate.prompts.mixup import mixup
 from pipelines.annotate.prompts.reprogram import (
-    ADJECTIVES, NOUNS, QUANTIFIERS, TEMPLATES, VERBS, Event, Template, Words, apply_template, render, reprogram,
-)  # fmt: skip
+    ADJECTIVES,
+    NOUNS,
+    QUANTIFIERS,
+    TEMPLATES,
+    VERBS,
+    Event,
+    Template,
+    Words,
+    apply_template,
+    render,
+    reprogram,
+)
 from pipelines.annotate.prompts.select import EXPERTS, Candidate, Selection, select_caption
 from pipelines.annotate.prompts.source_text import clean_source_text
 
 __all__ = [
-    "ADJECTIVES", "EXPERTS", "NOUNS", "QUANTIFIERS", "TEMPLATES", "VERBS",
-    "Candidate", "Event", "PromptConfig", "Selection", "SelectionConfig", "Template", "Words",
-    "apply_template", "clean_source_text", "label_text", "mbtg_text", "mixup", "photo_prompt", "render", "reprogram",
-    "select_caption", "sound_prompt",
-]  # fmt: skip
+    "ADJECTIVES",
+    "EXPERTS",
+    "NOUNS",
+    "QUANTIFIERS",
+    "TEMPLATES",
+    "VERBS",
+    "Candidate",
+    "Event",
+    "PromptConfig",
+    "Selection",
+    "SelectionConfig",
+    "Template",
+    "Words",
+    "apply_template",
+    "clean_source_text",
+    "label_text",
+    "mbtg_text",
+    "mixup",
+    "photo_prompt",
+    "render",
+    "reprogram",
+    "select_caption",
+    "sound_prompt",
+]

@@ -9,17 +9,18 @@ text embedding with the clip's CLAP audio embedding.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from pipelines.annotate.prompts.config import PromptConfig, SelectionConfig
-from pipelines.core.records import ClipRecord
 from pipelines.annotate.prompts.labels import label_text
 from pipelines.annotate.prompts.mbtg import mbtg_text
 from pipelines.annotate.prompts.select import Candidate, select_caption
 from pipelines.annotate.prompts.source_text import clean_source_text
+from pipelines.core.records import ClipRecord
 
 
 @dataclass(frozen=True)
@@ -53,16 +54,31 @@ def clip_info(entry: ClipRecord, digest: str, events: int, windows: int, frames:
     meta = entry.meta or {}
     uploaded = next((c.text for c in captions if c.kind == "source_text"), None)
     title = meta.get("title") or meta.get("name")
-    cleaned = clean_source_text(title, meta.get("description") or uploaded, config.source_text_max_chars) if uploaded or title else None
+    cleaned = (
+        clean_source_text(title, meta.get("description") or uploaded, config.source_text_max_chars)
+        if uploaded or title
+        else None
+    )
     return ClipInfo(
-        clip_id=entry.clip_id, digest=digest, labels=tuple(label.name for label in entry.labels),
+        clip_id=entry.clip_id,
+        digest=digest,
+        labels=tuple(label.name for label in entry.labels),
         captions=tuple(c.text for c in captions if c.kind == "human"),
-        source_text=cleaned, event_count=events, windows=windows, frames=frames,
-    )  # fmt: skip
+        source_text=cleaned,
+        event_count=events,
+        windows=windows,
+        frames=frames,
+    )
 
 
-def propose(info: ClipInfo, generated: Sequence[str], retrieved: Sequence[tuple[str, float]], config: PromptConfig,
-            bank_checksum: str | None = None, chance_score: float | None = None) -> Proposal:  # fmt: skip
+def propose(
+    info: ClipInfo,
+    generated: Sequence[str],
+    retrieved: Sequence[tuple[str, float]],
+    config: PromptConfig,
+    bank_checksum: str | None = None,
+    chance_score: float | None = None,
+) -> Proposal:
     """Every candidate with its expert; retrieved ones come scored (their retrieval score is the CLAP cosine)."""
     label = label_text(info.labels)
     candidates: list[tuple[str, str, float | None]] = [(text, "human", None) for text in info.captions]
@@ -78,19 +94,31 @@ def propose(info: ClipInfo, generated: Sequence[str], retrieved: Sequence[tuple[
     return Proposal(info.clip_id, tuple(candidates), label, masked, texts, bank_checksum, chance_score)
 
 
-def select(proposal: Proposal, text_embeddings: Mapping[int, np.ndarray], audio: np.ndarray, config: SelectionConfig) -> dict[str, Any]:
+def select(
+    proposal: Proposal, text_embeddings: Mapping[int, np.ndarray], audio: np.ndarray, config: SelectionConfig
+) -> dict[str, Any]:
     """CLAP scores (cosine of L2-normalised embeddings) and the selection → the row's text fields.
     `text_embeddings[i]` embeds `proposal.texts[i]`."""
-    scores = {text: float(np.dot(text_embeddings[i], audio)) for i, text in enumerate(proposal.texts) if i in text_embeddings}
-    candidates = [Candidate(text, expert, score if score is not None else scores.get(text)) for text, expert, score in proposal.candidates]
+    scores = {
+        text: float(np.dot(text_embeddings[i], audio)) for i, text in enumerate(proposal.texts) if i in text_embeddings
+    }
+    candidates = [
+        Candidate(text, expert, score if score is not None else scores.get(text))
+        for text, expert, score in proposal.candidates
+    ]
     label_score = scores.get(proposal.label_text) if proposal.label_text else None
     fallbacks = {"label_text": proposal.label_text, "mbtg": proposal.mbtg_text}
     selection = select_caption(candidates, label_score, config, fallbacks)
     ranked = sorted(candidates, key=lambda c: (-(c.score if c.score is not None else -np.inf), c.expert, c.text))
     return {
-        "status": "ok" if selection.text else "dropped", "reason": selection.reason,
-        "selected_caption": selection.text, "selected_expert": selection.expert, "selected_score": selection.score,
-        "label_text": proposal.label_text, "label_score": label_score, "mbtg_text": proposal.mbtg_text,
+        "status": "ok" if selection.text else "dropped",
+        "reason": selection.reason,
+        "selected_caption": selection.text,
+        "selected_expert": selection.expert,
+        "selected_score": selection.score,
+        "label_text": proposal.label_text,
+        "label_score": label_score,
+        "mbtg_text": proposal.mbtg_text,
         "chance_score": proposal.chance_score,
         "candidates": [{"text": c.text, "expert": c.expert, "clap_score": c.score} for c in ranked],
-    }  # fmt: skip
+    }

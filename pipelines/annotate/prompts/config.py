@@ -39,7 +39,7 @@ class CaptionBatch(StrictModel):
     max: int = Field(8, ge=1)
 
     @model_validator(mode="after")
-    def _ordered(self) -> "CaptionBatch":
+    def _ordered(self) -> CaptionBatch:
         if self.max < self.min:
             raise ValueError(f"batch.max ({self.max}) must be at least batch.min ({self.min})")
         return self
@@ -73,7 +73,7 @@ class CaptioningConfig(StrictModel):
         return model_reference(value, info)
 
     @model_validator(mode="after")
-    def _enough_beams(self) -> "CaptioningConfig":
+    def _enough_beams(self) -> CaptioningConfig:
         if not self.do_sample and self.num_beams < self.candidates:
             raise ValueError(
                 f"num_beams ({self.num_beams}) must be at least candidates ({self.candidates}) for beam "

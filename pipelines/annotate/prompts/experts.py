@@ -16,19 +16,20 @@ from __future__ import annotations
 
 import copy
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import soxr
 import torch
 from apache_beam.ml.inference.base import ModelHandler
 
+from pipelines.annotate.prompts.config import CaptioningConfig
 from pipelines.core.config import ConfigError
 from pipelines.core.features.mel import RESAMPLE_QUALITY, to_mono
-from pipelines.annotate.prompts.config import CaptioningConfig
-from pipelines.core.tools import package_version
 from pipelines.core.io import content_sha256
+from pipelines.core.tools import package_version
 
 
 class ExpertLoadError(ConfigError):
@@ -93,7 +94,7 @@ def _provenance(config: CaptioningConfig, folder: Path, model_class: type) -> di
 # --- loading ------------------------------------------------------------------------------------
 
 
-def load_captioner(config: CaptioningConfig, device: str) -> "Captioner":
+def load_captioner(config: CaptioningConfig, device: str) -> Captioner:
     """Load processor and model from the local folder (never downloads) onto `device`."""
     from transformers import AutoProcessor
 
@@ -192,7 +193,9 @@ class Captioner:
     def _sample(self, clip: np.ndarray, key: str) -> list[str]:
         """One clip alone under its own seed: batch neighbours never shift its random stream."""
         device = self.model.device
-        devices = [] if device.type != "cuda" else [torch.cuda.current_device() if device.index is None else device.index]
+        devices = (
+            [] if device.type != "cuda" else [torch.cuda.current_device() if device.index is None else device.index]
+        )
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(clip_seed(self.config.seed, key))
             return self._generate([clip], self._sample_config)[0]
@@ -276,4 +279,3 @@ class CaptionerHandler(ModelHandler[tuple[str, np.ndarray], list[str], Captioner
 
     def get_metrics_namespace(self) -> str:
         return "t2a_captioner"
-

@@ -8,7 +8,7 @@ is lowered: proper nouns further in keep their capitals, and a leading acronym (
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def clean_name(name: str) -> str:

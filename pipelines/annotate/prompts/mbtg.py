@@ -14,7 +14,7 @@ such as f"{clip_id}/{epoch}".
 from __future__ import annotations
 
 import hashlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

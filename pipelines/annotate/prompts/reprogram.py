@@ -20,8 +20,9 @@ module decides:
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -112,7 +113,9 @@ def reprogram(
     return audio, caption
 
 
-def apply_template(template: Template, audio: np.ndarray, caption: str, event: Event, words: Words) -> tuple[np.ndarray, str]:
+def apply_template(
+    template: Template, audio: np.ndarray, caption: str, event: Event, words: Words
+) -> tuple[np.ndarray, str]:
     """One reprogramming step: the event's audio joined to the clip's in the template's order."""
     other = _mono(event.audio, f"event {event.label!r}")
     audio = _mono(audio, "the clip")

@@ -16,15 +16,16 @@ import bisect
 import hashlib
 import json
 import logging
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Collection, Iterable, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 from pydantic import Field
 
-from pipelines.core.io import atomic_path, write_text_atomic
 from pipelines.core.config import InputFile, StrictModel
+from pipelines.core.io import atomic_path, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,9 @@ def _encoder_sha(encoder: TextEncoder) -> str:
 # --- building and caching -----------------------------------------------------------------------
 
 
-def load_or_build_bank(texts: Sequence[str], encoder: TextEncoder, cache_dir: Path, batch_size: int = 64) -> CaptionBank:
+def load_or_build_bank(
+    texts: Sequence[str], encoder: TextEncoder, cache_dir: Path, batch_size: int = 64
+) -> CaptionBank:
     """The bank for `texts` (normalised as by bank_texts): from the cache, else embedded and cached.
 
     A cache entry is trusted only if its texts, encoder checksum, shape and row norms check out;
@@ -118,7 +121,9 @@ def _embed(texts: tuple[str, ...], encoder: TextEncoder, batch_size: int) -> np.
         chunk = list(texts[start : start + batch_size])
         part = np.asarray(encoder.embed_text(chunk), dtype=np.float32)
         if part.ndim != 2 or part.shape[0] != len(chunk) or (parts and part.shape[1] != parts[0].shape[1]):
-            raise ValueError(f"embed_text returned shape {part.shape} for {len(chunk)} texts; expected [{len(chunk)}, D]")
+            raise ValueError(
+                f"embed_text returned shape {part.shape} for {len(chunk)} texts; expected [{len(chunk)}, D]"
+            )
         parts.append(part)
     embeddings = np.concatenate(parts)  # [N, D]
     norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
@@ -156,7 +161,9 @@ def _cache_problem(meta: Any, embeddings: np.ndarray, texts: tuple[str, ...], en
     return None
 
 
-def _write_cache(cache_dir: Path, checksum: str, texts: tuple[str, ...], provenance: dict, embeddings: np.ndarray) -> None:
+def _write_cache(
+    cache_dir: Path, checksum: str, texts: tuple[str, ...], provenance: dict, embeddings: np.ndarray
+) -> None:
     """Array first, then metadata; each to a temporary name and renamed, so readers never see half."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     meta = {"checksum": checksum, "encoder": dict(provenance), "shape": list(embeddings.shape), "texts": list(texts)}
@@ -210,7 +217,9 @@ def _indices(texts: tuple[str, ...], wanted: Collection[str]) -> list[int]:
     return sorted(found)
 
 
-def chance_caption(bank: CaptionBank, key: str, audio_embedding: np.ndarray, exclude: Collection[str] = ()) -> tuple[str, float] | None:
+def chance_caption(
+    bank: CaptionBank, key: str, audio_embedding: np.ndarray, exclude: Collection[str] = ()
+) -> tuple[str, float] | None:
     """A bank caption picked at random (seeded by `key`, never one of `exclude`) and its cosine with
     the audio: the chance baseline a selected caption's score is compared with (report)."""
     excluded = set(_indices(bank.texts, exclude))

@@ -13,8 +13,8 @@ fallback (no labels) is dropped. Every outcome has a reason for the report.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 from pipelines.annotate.prompts.config import SelectionConfig
 
@@ -87,5 +87,7 @@ def _fallback(
     if not text:
         return Selection(None, None, None, f"dropped: {why}; no {config.fallback} fallback (the clip has no labels)")
     known = [c.score for c in candidates if c.text == text and _finite(c.score)]
-    score = label_score if config.fallback == "label_text" and label_score is not None else (known[0] if known else None)
+    score = (
+        label_score if config.fallback == "label_text" and label_score is not None else (known[0] if known else None)
+    )
     return Selection(text, config.fallback, score, f"fallback:{config.fallback}: {why}")

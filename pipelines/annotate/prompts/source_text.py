@@ -45,8 +45,26 @@ _SENTENCE_END = re.compile(r"(\w*)[.!?]+[\"')]*\s+(?=[A-Z\"'(])")
 _ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "st", "prof", "vs", "etc", "eg", "ie", "approx", "no", "ca", "feat"}
 _LEFTOVER = re.compile(r"\((?:\s*(?:see|at|via|on|from|here)\b)?\s*\)|\[\s*\]", re.IGNORECASE)  # around a removed link
 # Recorder and camera prefixes and other words file names are made of ("ZOOM0001", "DSC_0042").
-_FILE_WORDS = {"zoom", "dsc", "tascam", "rec", "img", "mvi", "audio", "track", "take", "sample", "untitled", "recording",
-               "file", "final", "edit", "new", "stereo", "mono"}  # fmt: skip
+_FILE_WORDS = {
+    "zoom",
+    "dsc",
+    "tascam",
+    "rec",
+    "img",
+    "mvi",
+    "audio",
+    "track",
+    "take",
+    "sample",
+    "untitled",
+    "recording",
+    "file",
+    "final",
+    "edit",
+    "new",
+    "stereo",
+    "mono",
+}
 _WORD = re.compile(r"[^\W\d_]{3,}")  # a word of three letters or more: something to say
 
 
@@ -62,7 +80,7 @@ def clean_source_text(title: str | None, description: str | None, max_chars: int
 
 
 def clean_title(title: str) -> str | None:
-    """"Dog barking.wav" → "Dog barking"; "rain_01.wav", "ZOOM0001_rain" → "rain"."""
+    """ "Dog barking.wav" → "Dog barking"; "rain_01.wav", "ZOOM0001_rain" → "rain"."""
     text = " ".join(html.unescape(title).split())
     file_like = bool(_AUDIO_EXT.search(text)) or (" " not in text and bool(re.search(r"[_.]", text)))
     text = _AUDIO_EXT.sub("", text)

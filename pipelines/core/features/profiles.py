@@ -108,21 +108,48 @@ def _register(profile: MelProfile) -> MelProfile:
 # Open choices follow that released code (audioldm/audio/tools.py, stft.py):
 # TacotronSTFT = reflect padding of n_fft/2 (centred frames), magnitude |X| with no epsilon,
 # log(clamp(mel, 1e-5)); `normalize_wav` = mean removed, peak scaled to 0.5; then clamped to [-1, 1].
-_register(MelProfile(
-    name="audioldm", sample_rate=16_000, n_fft=1024, win_length=1024, hop_length=160, n_mels=64,
-    fmin=0, fmax=8000, frames=1024, padding="center", compression="ln", clamp_waveform=True,
-    remove_dc=True, peak=0.5, source="AudioLDM App. D (seed 003)",
-))  # fmt: skip
+_register(
+    MelProfile(
+        name="audioldm",
+        sample_rate=16_000,
+        n_fft=1024,
+        win_length=1024,
+        hop_length=160,
+        n_mels=64,
+        fmin=0,
+        fmax=8000,
+        frames=1024,
+        padding="center",
+        compression="ln",
+        clamp_waveform=True,
+        remove_dc=True,
+        peak=0.5,
+        source="AudioLDM App. D (seed 003)",
+    )
+)
 
 # Make-An-Audio §5.1 (seed 001): 16 kHz, FFT 1024, hop 256, 80 x 624 mel from 10-s clips.
 # Open choices follow its preprocessing, preprocess/mel_spec.py + NAT_mel.MelNet (NATSpeech's
 # HiFi-GAN mel): window 1024, fmin 0, fmax 8000, waveform clamped to [-1, 1], HiFi-GAN framing
 # (625 frames for 10 s, cropped to 624), sqrt(|X|² + 1e-9), log10(clamp(mel, 1e-5)); no level change.
-_register(MelProfile(
-    name="make-an-audio", sample_rate=16_000, n_fft=1024, win_length=1024, hop_length=256, n_mels=80,
-    fmin=0, fmax=8000, frames=624, padding="hifigan", compression="log10", magnitude_eps=1e-9,
-    clamp_waveform=True, source="Make-An-Audio §5.1 (seed 001)",
-))  # fmt: skip
+_register(
+    MelProfile(
+        name="make-an-audio",
+        sample_rate=16_000,
+        n_fft=1024,
+        win_length=1024,
+        hop_length=256,
+        n_mels=80,
+        fmin=0,
+        fmax=8000,
+        frames=624,
+        padding="hifigan",
+        compression="log10",
+        magnitude_eps=1e-9,
+        clamp_waveform=True,
+        source="Make-An-Audio §5.1 (seed 001)",
+    )
+)
 
 # Diffsound §VI-A (seed 002): 22.05 kHz, 1024-point Hann window, hop 256, 80 mels, 860 x 80 from 10 s.
 # Its VQ-VAE follows SpecVQGAN ([3], §VI-B); the Diffsound repository ships SpecVQGAN's
@@ -130,11 +157,23 @@ _register(MelProfile(
 # fmin 125, fmax 7600, librosa.stft centred with that librosa's default reflect padding,
 # magnitude (spec_power=1), then LowerThresh(1e-5), 20·log10, -20, +100, /100, clip to [0, 1],
 # TrimSpec(860). Silence is 0.0 on this scale.
-_register(MelProfile(
-    name="diffsound", sample_rate=22_050, n_fft=1024, win_length=1024, hop_length=256, n_mels=80,
-    fmin=125, fmax=7600, frames=860, padding="center", compression="specvqgan", tolerance=1e-4,
-    source="Diffsound §VI-A (seed 002)",
-))  # fmt: skip
+_register(
+    MelProfile(
+        name="diffsound",
+        sample_rate=22_050,
+        n_fft=1024,
+        win_length=1024,
+        hop_length=256,
+        n_mels=80,
+        fmin=125,
+        fmax=7600,
+        frames=860,
+        padding="center",
+        compression="specvqgan",
+        tolerance=1e-4,
+        source="Diffsound §VI-A (seed 002)",
+    )
+)
 
 # CLIPSonic §3 (seed 004): 16 kHz, hop 512, FFT 2048, 64 mels; the model trains on 64 x 64 (2-s)
 # windows, which the loader cuts: the stored mel is the whole clip, 10 s -> 312 frames.
@@ -142,11 +181,25 @@ _register(MelProfile(
 # so the open choices are BigVGAN's meldataset.py: window = FFT, fmin 0, fmax sr/2 (BigVGAN's
 # fmax=None), HiFi-GAN framing, sqrt(|X|² + 1e-9), log(clamp(mel, 1e-5)), and its training input
 # normalisation `librosa.util.normalize(audio) * 0.95` (peak 0.95, no DC removal). Our choice.
-_register(MelProfile(
-    name="clipsonic", sample_rate=16_000, n_fft=2048, win_length=2048, hop_length=512, n_mels=64,
-    fmin=0, fmax=8000, frames=312, padding="hifigan", compression="ln", magnitude_eps=1e-9,
-    peak=0.95, train_frames=64, source="CLIPSonic §3 (seed 004)",
-))  # fmt: skip
+_register(
+    MelProfile(
+        name="clipsonic",
+        sample_rate=16_000,
+        n_fft=2048,
+        win_length=2048,
+        hop_length=512,
+        n_mels=64,
+        fmin=0,
+        fmax=8000,
+        frames=312,
+        padding="hifigan",
+        compression="ln",
+        magnitude_eps=1e-9,
+        peak=0.95,
+        train_frames=64,
+        source="CLIPSonic §3 (seed 004)",
+    )
+)
 
 # Seed 000 §3.2: 32 kHz, ~10-s clips, 50-ms window (1600), 12.5-ms hop (400), 80 mel banks;
 # n_fft 2048 is the next power of two >= the window. §2.1 builds on SpecVQGAN ([4], Iashin &
@@ -154,8 +207,20 @@ _register(MelProfile(
 # centred librosa framing, magnitude, fmin 125, the [0, 1] dB scale; 801 frames cropped to 800.
 # fmax is our choice: 16000 (Nyquist) — SpecVQGAN's 7600 was set for 22.05 kHz and would throw
 # away the band that 32 kHz sampling is for.
-_register(MelProfile(
-    name="vqgan-32k", sample_rate=32_000, n_fft=2048, win_length=1600, hop_length=400, n_mels=80,
-    fmin=125, fmax=16_000, frames=800, padding="center", compression="specvqgan", tolerance=1e-4,
-    source="seed 000 §3.2",
-))  # fmt: skip
+_register(
+    MelProfile(
+        name="vqgan-32k",
+        sample_rate=32_000,
+        n_fft=2048,
+        win_length=1600,
+        hop_length=400,
+        n_mels=80,
+        fmin=125,
+        fmax=16_000,
+        frames=800,
+        padding="center",
+        compression="specvqgan",
+        tolerance=1e-4,
+        source="seed 000 §3.2",
+    )
+)

@@ -6,9 +6,9 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
-from pipelines.ingest.media import MediaInput
 from pipelines.core.records import Clip, ClipFailure
 from pipelines.core.registry import Registry
+from pipelines.ingest.media import MediaInput
 
 
 class FetchBackend(ABC):

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
-from pydantic import Field
-
-from pydantic import AfterValidator
+from pydantic import AfterValidator, Field
 
 from pipelines.core.config import InputFile, PathTemplate, RetryPolicy, StrictModel
 from pipelines.ingest.fetch.templates import check_template
@@ -53,7 +51,7 @@ class LocalFetch(StrictModel):
     retry: RetryPolicy = RetryPolicy(attempts=1)
 
 
-def slots(config: "YoutubeFetch | HttpFetch | LocalFetch") -> int:
+def slots(config: YoutubeFetch | HttpFetch | LocalFetch) -> int:
     """Clips a worker process fetches at once. ffmpeg does the decoding, so a local mirror is
     CPU-bound (one per core); URLs also wait on the network (two per core measured best on the
     ingest benchmark, docs/BENCHMARKS.md); YouTube's cap is a politeness setting, never derived."""
@@ -63,4 +61,4 @@ def slots(config: "YoutubeFetch | HttpFetch | LocalFetch") -> int:
     return per_core * (os.cpu_count() or 1)
 
 
-FetchConfig = Annotated[Union[YoutubeFetch, HttpFetch, LocalFetch], Field(discriminator="backend")]
+FetchConfig = Annotated[YoutubeFetch | HttpFetch | LocalFetch, Field(discriminator="backend")]

@@ -20,11 +20,11 @@ from urllib.parse import urlsplit
 
 import requests
 
+from pipelines.core.records import Clip, ClipFailure
 from pipelines.ingest.fetch.base import BACKENDS, FetchBackend
 from pipelines.ingest.fetch.configs import HttpFetch
 from pipelines.ingest.fetch.templates import fill_url
 from pipelines.ingest.media import NETWORK_PROTOCOLS, MediaInput
-from pipelines.core.records import Clip, ClipFailure
 
 USER_AGENT = "t2a-ingest/0.1 (+https://github.com/t2a)"
 RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
@@ -73,7 +73,9 @@ class HttpBackend(FetchBackend):
     def _download(self, clip: Clip, url: str, workdir: Path) -> MediaInput:
         token = os.environ.get(self.config.auth_env or "")
         if not token:
-            raise ClipFailure(f"environment variable {self.config.auth_env} (fetch.auth_env) is not set", retryable=False)
+            raise ClipFailure(
+                f"environment variable {self.config.auth_env} (fetch.auth_env) is not set", retryable=False
+            )
         headers = {"Authorization": f"{self.config.auth_scheme} {token}", "User-Agent": USER_AGENT}
         target = workdir / ("download" + Path(urlsplit(url).path).suffix[:8])
         try:

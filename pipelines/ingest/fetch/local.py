@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipelines.core.records import Clip, ClipFailure
 from pipelines.ingest.fetch.base import BACKENDS, FetchBackend
 from pipelines.ingest.fetch.configs import LocalFetch
 from pipelines.ingest.fetch.templates import fill_path
 from pipelines.ingest.media import MediaInput
-from pipelines.core.records import Clip, ClipFailure
 
 
 @BACKENDS.register("local")

@@ -21,12 +21,12 @@ import yt_dlp
 from yt_dlp.utils import DownloadError, download_range_func
 
 from pipelines.core.config import MediaConfig
+from pipelines.core.records import YOUTUBE_ID_RE, Clip, ClipFailure
+from pipelines.core.tools import ensure_ffmpeg_on_path
 from pipelines.ingest.fetch.base import BACKENDS, FetchBackend
 from pipelines.ingest.fetch.configs import YoutubeFetch
 from pipelines.ingest.fetch.templates import fill_url
 from pipelines.ingest.media import NETWORK_PROTOCOLS, MediaInput, inspect
-from pipelines.core.records import YOUTUBE_ID_RE, Clip, ClipFailure
-from pipelines.core.tools import ensure_ffmpeg_on_path
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,9 @@ class YoutubeBackend(FetchBackend):
                     info = ydl.extract_info(url, download=False)
                     duration = info.get("duration")
                     if duration is not None and start >= duration:
-                        raise ClipFailure(f"segment starts at {start:.2f} s but the video lasts {duration:.2f} s", retryable=False)
+                        raise ClipFailure(
+                            f"segment starts at {start:.2f} s but the video lasts {duration:.2f} s", retryable=False
+                        )
                     info = ydl.process_ie_result(info, download=True)
             except DownloadError as error:
                 raise self._explain(classify(str(error)), info) from None
@@ -139,7 +141,9 @@ class YoutubeBackend(FetchBackend):
         for fmt in info.get("requested_formats") or [info]:
             location = fmt.get("url") or ""
             if location.startswith(("http://", "https://")):
-                stream = MediaInput(location, location, None, None, NETWORK_PROTOCOLS, read_timeout=self.config.socket_timeout)
+                stream = MediaInput(
+                    location, location, None, None, NETWORK_PROTOCOLS, read_timeout=self.config.socket_timeout
+                )
                 cause = inspect(stream, cfg)
                 if cause is not None:
                     return ClipFailure(f"youtube: {cause.reason}", retryable=cause.retryable)

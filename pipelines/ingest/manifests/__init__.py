@@ -9,7 +9,7 @@ from pipelines.ingest.manifests import audiocaps, audioset, clotho, freesound, f
 from pipelines.ingest.manifests.base import FORMATS, ManifestFormat, SourceBase
 
 SourceConfig = Annotated[
-    Union[tuple(spec.config for _, spec in FORMATS.items())],  # type: ignore[valid-type]
+    Union[tuple(spec.config for _, spec in FORMATS.items())],  # type: ignore[valid-type]  # noqa: UP007 (built at run time)
     Field(discriminator="format"),
 ]
 

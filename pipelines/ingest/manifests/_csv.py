@@ -9,12 +9,13 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TextIO, TypeVar
+from typing import Any, TextIO, TypeVar
 
-from pipelines.ingest.manifests.base import Record, SourceBase
 from pipelines.core.records import Clip, InvalidId, RejectedRow, youtube_clip_id
+from pipelines.ingest.manifests.base import Record, SourceBase
 
 T = TypeVar("T")
 

@@ -7,10 +7,12 @@ every clip five rows, so rows with the same video and start become one clip with
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, Literal
+from typing import Literal
 
 from pipelines.core.config import InputFile
+from pipelines.core.records import Caption, Clip, RejectedRow, youtube_clip_id
 from pipelines.ingest.manifests._csv import (
     BadRow,
     Manifest,
@@ -23,7 +25,6 @@ from pipelines.ingest.manifests._csv import (
     take,
 )
 from pipelines.ingest.manifests.base import Record, SourceBase, register_format
-from pipelines.core.records import Caption, Clip, RejectedRow, youtube_clip_id
 
 FORMAT = "audiocaps"
 CLIP_SECONDS = 10.0  # AudioCaps captions AudioSet's 10-s segments (Kim et al. 2019, §3)

@@ -12,11 +12,14 @@ from __future__ import annotations
 import csv
 import functools
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Literal
 
 from pipelines.core.config import InputFile
+from pipelines.core.ontology import Ontology, OntologyFile, load_ontology
+from pipelines.core.records import Clip, Label, RejectedRow, youtube_clip_id
 from pipelines.ingest.manifests._csv import (
     BadRow,
     Manifest,
@@ -31,8 +34,6 @@ from pipelines.ingest.manifests._csv import (
     take,
 )
 from pipelines.ingest.manifests.base import Record, SourceBase, register_format
-from pipelines.core.ontology import Ontology, OntologyFile, load_ontology
-from pipelines.core.records import Clip, Label, RejectedRow, youtube_clip_id
 
 FORMAT = "audioset"
 SEGMENT_SECONDS = 10.0  # every AudioSet segment is 10 s long (Gemmeke et al. 2017, §3)
@@ -164,11 +165,6 @@ def _strong_clip(manifest: Manifest, events: list[_Event], ontology: Ontology, s
         first.offset + SEGMENT_SECONDS,
         labels=tuple(Label(name=ontology.name(mid), mid=mid) for mid in mids),
         split=split,
-        meta={
-            "events": [
-                {"mid": e.mid, "name": ontology.name(e.mid), "start": e.start, "end": e.end}
-                for e in events
-            ]
-        },
+        meta={"events": [{"mid": e.mid, "name": ontology.name(e.mid), "start": e.start, "end": e.end} for e in events]},
         rows=len(events),
     )

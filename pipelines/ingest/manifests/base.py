@@ -8,15 +8,16 @@ it never raises on bad rows.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator, Literal
+from typing import Literal
 
 from pydantic import Field
 
 from pipelines.core.config import Name, StrictModel
-from pipelines.ingest.fetch.configs import FetchConfig
 from pipelines.core.records import Clip, RejectedRow
 from pipelines.core.registry import Registry
+from pipelines.ingest.fetch.configs import FetchConfig
 
 Record = Clip | RejectedRow
 

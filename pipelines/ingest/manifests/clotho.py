@@ -8,9 +8,11 @@ Clips are whole audio files named by their Freesound-derived file names, which c
 from __future__ import annotations
 
 import functools
-from typing import Any, Iterator, Literal, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any, Literal
 
 from pipelines.core.config import InputFile
+from pipelines.core.records import Caption, Clip, RejectedRow, name_clip_id
 from pipelines.ingest.manifests._csv import (
     BadRow,
     Manifest,
@@ -21,7 +23,6 @@ from pipelines.ingest.manifests._csv import (
     take,
 )
 from pipelines.ingest.manifests.base import Record, SourceBase, register_format
-from pipelines.core.records import Caption, Clip, RejectedRow, name_clip_id
 
 FORMAT = "clotho"
 CAPTION_COLUMNS = tuple(f"caption_{number}" for number in range(1, 6))

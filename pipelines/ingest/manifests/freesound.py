@@ -16,15 +16,16 @@ import email.utils
 import logging
 import os
 import time
+from collections.abc import Iterator
 from itertools import count, islice
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 import requests
 from pydantic import Field, model_validator
 
 from pipelines.core.config import ConfigError, InputFile, RetryPolicy
-from pipelines.ingest.manifests.base import Record, SourceBase, register_format
 from pipelines.core.records import Caption, Clip, InvalidId, RejectedRow, freesound_clip_id
+from pipelines.ingest.manifests.base import Record, SourceBase, register_format
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class FreesoundSource(SourceBase):
     timeout: float = Field(30, gt=0)
 
     @model_validator(mode="after")
-    def _one_selection(self) -> "FreesoundSource":
+    def _one_selection(self) -> FreesoundSource:
         given = [key for key in ("query", "ids", "ids_file") if getattr(self, key) is not None]
         if len(given) != 1:
             found = f"got {', '.join(given)}" if given else "got none"
@@ -112,7 +113,7 @@ def search_manifest(source: FreesoundSource) -> str:
     return f"{FORMAT}:search?{'&'.join(parts)}"
 
 
-def _search(source: FreesoundSource, client: "_Client") -> Iterator[Record]:
+def _search(source: FreesoundSource, client: _Client) -> Iterator[Record]:
     manifest = search_manifest(source)
     params = {key: getattr(source, key) for key in ("query", "filter", "sort") if getattr(source, key) is not None}
     params["page_size"] = min(source.page_size, source.cap or MAX_PAGE_SIZE)
@@ -145,7 +146,7 @@ def _id_entries(source: FreesoundSource) -> Iterator[tuple[str, int, str]]:
                 yield str(source.ids_file), line, text
 
 
-def _read_ids(source: FreesoundSource, client: "_Client") -> Iterator[Record]:
+def _read_ids(source: FreesoundSource, client: _Client) -> Iterator[Record]:
     entries = _id_entries(source)
     while batch := list(islice(entries, source.page_size)):
         parsed: list[tuple[str, int, int | str]] = []

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Literal, Mapping
+from typing import Any, Literal
 
 from pipelines.core.config import InputFile
+from pipelines.core.ontology import Ontology, OntologyFile, load_ontology
+from pipelines.core.records import Caption, Clip, Label, RejectedRow, freesound_clip_id
 from pipelines.ingest.manifests._csv import (
     BadRow,
     Manifest,
@@ -23,8 +26,6 @@ from pipelines.ingest.manifests._csv import (
     take,
 )
 from pipelines.ingest.manifests.base import Record, SourceBase, register_format
-from pipelines.core.ontology import Ontology, OntologyFile, load_ontology
-from pipelines.core.records import Caption, Clip, Label, RejectedRow, freesound_clip_id
 
 FORMAT = "fsd50k"
 SPLITS = {"train": "train", "val": "valid"}  # dev.csv's split column

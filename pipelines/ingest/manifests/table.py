@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Literal, Mapping
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
 from pipelines.core.config import InputFile
+from pipelines.core.ontology import Ontology, OntologyFile, load_ontology
+from pipelines.core.records import Caption, Clip, Label, keyed_clip_id, url_clip_id
 from pipelines.ingest.manifests._csv import (
     BadRow,
     Manifest,
@@ -29,8 +32,6 @@ from pipelines.ingest.manifests._csv import (
     take,
 )
 from pipelines.ingest.manifests.base import Record, SourceBase, register_format
-from pipelines.core.ontology import Ontology, OntologyFile, load_ontology
-from pipelines.core.records import Caption, Clip, Label, keyed_clip_id, url_clip_id
 
 FORMAT = "table"
 COLUMNS = ("url", "id", "start", "end", "labels", "caption", "split", "licence")

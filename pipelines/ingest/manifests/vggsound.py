@@ -6,12 +6,13 @@ Every clip is the 10 s of the video from `start_seconds` on, with one free-text 
 from __future__ import annotations
 
 import functools
-from typing import Iterator, Literal
+from collections.abc import Iterator
+from typing import Literal
 
 from pipelines.core.config import InputFile
+from pipelines.core.records import Clip, Label, youtube_clip_id
 from pipelines.ingest.manifests._csv import BadRow, Manifest, Row, check_segment, seconds, split_of, take
 from pipelines.ingest.manifests.base import Record, SourceBase, register_format
-from pipelines.core.records import Clip, Label, youtube_clip_id
 
 FORMAT = "vggsound"
 CLIP_SECONDS = 10.0  # VGGSound clips are 10 s (Chen et al. 2020, §3)

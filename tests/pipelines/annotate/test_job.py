@@ -14,14 +14,14 @@ import pytest
 import soundfile as sf
 import yaml
 
-from pipelines.annotate.store import AnnotationStore, read_table
-from pipelines.datasets import load_corpus
-from pipelines.ingest.cache import ClipCache
-from pipelines.core.io import sha256_file
-from pipelines.core.config import ConfigError
 from demo.server import LoopbackServer
 from pipelines.annotate import job as annotate
+from pipelines.annotate.store import AnnotationStore, read_table
+from pipelines.core.config import ConfigError
+from pipelines.core.io import sha256_file
+from pipelines.datasets import load_corpus
 from pipelines.ingest import job as ingest
+from pipelines.ingest.cache import ClipCache
 from pipelines.shard import job as shard
 from pipelines.shard.reader import iter_shard
 
@@ -35,7 +35,11 @@ def models(tmp_path_factory) -> dict[str, Path]:
     from demo.models import build_clap, build_clip
 
     root = tmp_path_factory.mktemp("models")
-    return {"clap": build_clap(root / "clap"), "clip": build_clip(root / "clip"), "captioner": build_captioner(root / "captioner")}
+    return {
+        "clap": build_clap(root / "clap"),
+        "clip": build_clip(root / "clip"),
+        "captioner": build_captioner(root / "captioner"),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +97,10 @@ def spoil(output: Path) -> dict[str, str]:
     folder = cache.entry_dir(silent)
     sf.write(folder / "audio.flac", np.zeros(48000, np.float32), 48000, format="FLAC")
     entry = cache.read_entry(silent).to_json_dict()
-    entry["files"]["audio.flac"] = {"bytes": (folder / "audio.flac").stat().st_size, "sha256": sha256_file(folder / "audio.flac")}
+    entry["files"]["audio.flac"] = {
+        "bytes": (folder / "audio.flac").stat().st_size,
+        "sha256": sha256_file(folder / "audio.flac"),
+    }
     (folder / "clip.json").write_text(json.dumps(entry))
     (cache.entry_dir(corrupt) / "audio.flac").write_bytes(b"fLaC not really")
     return {"silent": silent, "corrupt": corrupt}
@@ -176,9 +183,17 @@ def test_portable_runner_gives_the_same_annotations(corpus):
     assert first.keys() == second.keys()
     for clip, row in first.items():
         other = second[clip]
-        assert [(c["text"], c["expert"]) for c in row["candidates"]] == [(c["text"], c["expert"]) for c in other["candidates"]]
-        assert np.allclose([c["clap_score"] for c in row["candidates"]], [c["clap_score"] for c in other["candidates"]], atol=1e-5)
-        assert (row["selected_caption"], row["status"], row["mbtg_text"]) == (other["selected_caption"], other["status"], other["mbtg_text"])
+        assert [(c["text"], c["expert"]) for c in row["candidates"]] == [
+            (c["text"], c["expert"]) for c in other["candidates"]
+        ]
+        assert np.allclose(
+            [c["clap_score"] for c in row["candidates"]], [c["clap_score"] for c in other["candidates"]], atol=1e-5
+        )
+        assert (row["selected_caption"], row["status"], row["mbtg_text"]) == (
+            other["selected_caption"],
+            other["status"],
+            other["mbtg_text"],
+        )
 
 
 def test_shards_carry_the_annotations_and_leave_out_failed_clips(corpus):
@@ -194,9 +209,15 @@ def test_shards_carry_the_annotations_and_leave_out_failed_clips(corpus):
     assert [c.text for c in sample.meta.candidates] == [c["text"] for c in row["candidates"]]
     assert list(sample.arrays["clap_audio"].shape) == sample.meta.embeddings["clap_audio"].shape
     assert list(sample.arrays["clip_image"].shape) == sample.meta.embeddings["clip_image"].shape
-    assert list(sample.arrays["clip_image_mean"].shape) == sample.meta.embeddings["clip_image_mean"].shape == [sample.arrays["clip_image"].shape[1]]
+    assert (
+        list(sample.arrays["clip_image_mean"].shape)
+        == sample.meta.embeddings["clip_image_mean"].shape
+        == [sample.arrays["clip_image"].shape[1]]
+    )
     store = AnnotationStore(output)
-    assert np.array_equal(sample.arrays["clap_audio"], store.arrays(SPEECH_AND_SIREN, store.read(SPEECH_AND_SIREN))["clap_audio"])
+    assert np.array_equal(
+        sample.arrays["clap_audio"], store.arrays(SPEECH_AND_SIREN, store.read(SPEECH_AND_SIREN))["clap_audio"]
+    )
 
 
 def test_user_errors_are_one_clear_message(corpus, tmp_path):

@@ -22,7 +22,10 @@ def test_unrelated_classes_are_separate_events():
 
 
 def test_free_text_labels_count_by_distinct_name():
-    assert event_count([LabelRef(mid=None, name="people marching"), LabelRef(mid=None, name="People Marching")], ONTOLOGY) == 1
+    assert (
+        event_count([LabelRef(mid=None, name="people marching"), LabelRef(mid=None, name="People Marching")], ONTOLOGY)
+        == 1
+    )
 
 
 def test_no_labels_is_zero_events():

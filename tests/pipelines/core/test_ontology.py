@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from pipelines.ingest.manifests.audioset import AudioSetSource
 from pipelines.core.ontology import OntologyError, load_ontology
+from pipelines.ingest.manifests.audioset import AudioSetSource
 
 
 def write_ontology(path: Path, entries: list[dict]) -> Path:

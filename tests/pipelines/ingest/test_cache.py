@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
 import hashlib
+
+import pytest
 
 from pipelines.core.records import ClipRecord, FileRef, InvalidId, ManifestRef, Segment
 from pipelines.ingest.cache import CLIP_JSON, ClipCache, CorruptEntry, bucket
@@ -12,10 +12,21 @@ from pipelines.ingest.cache import CLIP_JSON, ClipCache, CorruptEntry, bucket
 
 def record(clip_id: str, payload: str) -> ClipRecord:
     audio = FileRef(sha256=hashlib.sha256(payload.encode()).hexdigest(), bytes=len(payload))
-    return ClipRecord(clip_id=clip_id, source="s", format="table", source_id=clip_id, media_url=None,
-                      manifest=ManifestRef(file="m.csv", line=2, rows=1), segment=Segment(start=None, end=None),
-                      duration=1.0, audio_seconds=1.0, padded=False, sample_rate=48000, files={"audio.flac": audio},
-                      meta={"payload": payload})  # fmt: skip
+    return ClipRecord(
+        clip_id=clip_id,
+        source="s",
+        format="table",
+        source_id=clip_id,
+        media_url=None,
+        manifest=ManifestRef(file="m.csv", line=2, rows=1),
+        segment=Segment(start=None, end=None),
+        duration=1.0,
+        audio_seconds=1.0,
+        padded=False,
+        sample_rate=48000,
+        files={"audio.flac": audio},
+        meta={"payload": payload},
+    )
 
 
 def stage(cache: ClipCache, clip_id: str, payload: str = "x"):

@@ -18,12 +18,12 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import assert_that
 
-from pipelines.ingest.cache import CLIP_JSON, ClipCache
-from pipelines.datasets import load_corpus
 from demo.server import Fault
-from pipelines.ingest import job as ingest
-from pipelines.ingest.status import status_path
 from pipelines.core.tools import run_ffmpeg
+from pipelines.datasets import load_corpus
+from pipelines.ingest import job as ingest
+from pipelines.ingest.cache import CLIP_JSON, ClipCache
+from pipelines.ingest.status import status_path
 
 FN_API = ["--runner=FnApiRunner"]
 PORTABLE = ["--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=LOOPBACK"]
@@ -64,7 +64,10 @@ def test_graph_emits_one_status_per_manifest_row_with_metrics(mini):
     assert_that(rows, check)
     result = pipeline.run()
     result.wait_until_finish()
-    counters = {c.key.metric.name: c.committed for c in result.metrics().query(MetricsFilter().with_namespace("ingest"))["counters"]}
+    counters = {
+        c.key.metric.name: c.committed
+        for c in result.metrics().query(MetricsFilter().with_namespace("ingest"))["counters"]
+    }
     assert counters["ok"] == 7 and counters["rejected_row"] == 3 and counters["excluded"] == 2
     assert counters["tb/failed_permanent"] == 3
 
@@ -132,8 +135,10 @@ def test_a_killed_run_leaves_no_half_entries_and_a_rerun_finishes_without_refetc
     config = _slow_corpus(tmp_path, media, server)
     job = subprocess.Popen(
         [sys.executable, "-m", "pipelines.cli", "ingest", "--config", str(config), "--corpus", "slow"],
-        cwd=Path(__file__).parents[3], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        cwd=Path(__file__).parents[3],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     cache = ClipCache(tmp_path / "out")
     deadline = time.monotonic() + 120
     while len(list(cache.entries())) < 3 and time.monotonic() < deadline and job.poll() is None:
@@ -161,9 +166,28 @@ def _slow_corpus(tmp_path: Path, media, server) -> Path:
     server.add_fault("/slow/*", Fault(delay=0.4))
     (tmp_path / "ids.csv").write_text("id\n" + "".join(f"{i}\n" for i in range(12)))
     config = tmp_path / "datasets.yaml"
-    config.write_text(json.dumps({"corpora": {"slow": {
-        "output": "out", "media": {"frames": 0},
-        "sources": [{"name": "tb", "format": "table", "manifest": "ids.csv",
-                     "fetch": {"backend": "http", "url_template": f"{server.url}/slow/{{id}}.wav", "concurrency": 2}}],
-    }}}))  # fmt: skip
+    config.write_text(
+        json.dumps(
+            {
+                "corpora": {
+                    "slow": {
+                        "output": "out",
+                        "media": {"frames": 0},
+                        "sources": [
+                            {
+                                "name": "tb",
+                                "format": "table",
+                                "manifest": "ids.csv",
+                                "fetch": {
+                                    "backend": "http",
+                                    "url_template": f"{server.url}/slow/{{id}}.wav",
+                                    "concurrency": 2,
+                                },
+                            }
+                        ],
+                    }
+                }
+            }
+        )
+    )
     return config

@@ -11,8 +11,8 @@ import soundfile as sf
 from PIL import Image
 
 from pipelines.core.config import MediaConfig
-from pipelines.ingest.media import NETWORK_PROTOCOLS, MediaInput, _command, _Plan, frame_times, normalize
 from pipelines.core.records import ClipFailure
+from pipelines.ingest.media import NETWORK_PROTOCOLS, MediaInput, _command, _Plan, frame_times, normalize
 
 CFG = MediaConfig(timeout=60)
 

@@ -15,12 +15,19 @@ def row(source: str, status: str, reason: str = "", rows: int = 1) -> StatusRow:
 @pytest.mark.parametrize(
     ("a", "b"),
     [
-        ("decoded 4.10 s of the 10.00 s expected (media lasts 14.10 s): truncated or corrupt",
-         "decoded 1.00 s of the 9.50 s expected (media lasts 31.00 s): truncated or corrupt"),
-        ("bad start_seconds 'abc' (expected a number of seconds)", "bad start_seconds 'x1' (expected a number of seconds)"),
+        (
+            "decoded 4.10 s of the 10.00 s expected (media lasts 14.10 s): truncated or corrupt",
+            "decoded 1.00 s of the 9.50 s expected (media lasts 31.00 s): truncated or corrupt",
+        ),
+        (
+            "bad start_seconds 'abc' (expected a number of seconds)",
+            "bad start_seconds 'x1' (expected a number of seconds)",
+        ),
         ("file not found in the mirror: /data/a/1.wav", "file not found in the mirror: /other/b/22.wav"),
-        ("ffmpeg: [in#0 @ 0x55d41fe53840] Error opening input: Server returned 404 Not Found; Error opening input file http://a/x.mp4.",
-         "ffmpeg: [in#0 @ 0x56162f2cb9c0] Error opening input: Server returned 404 Not Found; Error opening input file http://b/y.mp4."),
+        (
+            "ffmpeg: [in#0 @ 0x55d41fe53840] Error opening input: Server returned 404 Not Found; Error opening input file http://a/x.mp4.",
+            "ffmpeg: [in#0 @ 0x56162f2cb9c0] Error opening input: Server returned 404 Not Found; Error opening input file http://b/y.mp4.",
+        ),
     ],
 )
 def test_reason_key_folds_particulars(a, b):
@@ -29,7 +36,10 @@ def test_reason_key_folds_particulars(a, b):
 
 def test_reason_key_keeps_kinds_apart():
     assert reason_key("HTTP 404 Not Found") != reason_key("no audio stream in the media")
-    assert reason_key("duplicate of yt_a-B_c1234Xy_5000 kept from as line 4", "yt_a-B_c1234Xy_5000") == "duplicate of <id> kept from as line N"
+    assert (
+        reason_key("duplicate of yt_a-B_c1234Xy_5000 kept from as line 4", "yt_a-B_c1234Xy_5000")
+        == "duplicate of <id> kept from as line N"
+    )
 
 
 def test_summary_counts_manifest_rows_by_source_and_status():
@@ -42,7 +52,10 @@ def test_summary_counts_manifest_rows_by_source_and_status():
     summary = build_summary(counts, {"run_id": "r1"})
     assert summary["rows"] == 8 and summary["totals"]["ok"] == 6
     assert summary["by_source"]["b"] == {**{k: 0 for k in summary["totals"]}, "failed_permanent": 1, "rejected_row": 1}
-    assert {r["reason"] for r in summary["reasons"]} == {"HTTP N Not Found", "bad start_seconds '…' (expected a number of seconds)"}
+    assert {r["reason"] for r in summary["reasons"]} == {
+        "HTTP N Not Found",
+        "bad start_seconds '…' (expected a number of seconds)",
+    }
     assert summary["run_id"] == "r1"
 
 

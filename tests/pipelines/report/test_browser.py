@@ -40,8 +40,10 @@ def chromium() -> str:
     if found:
         return found
     if not shutil.which("apt-get") or os.geteuid() != 0:
-        pytest.skip("chromium is not installed and cannot be: installing needs root and apt-get "
-                    "(run `apt-get install -y chromium`)")
+        pytest.skip(
+            "chromium is not installed and cannot be: installing needs root and apt-get "
+            "(run `apt-get install -y chromium`)"
+        )
     deadline = time.monotonic() + INSTALL_BUDGET_S
     # An up-to-date package list is usually there; refresh it only when the first try fails.
     if not _apt(["install", "-y", "chromium"], deadline) and _apt(["update"], deadline):
@@ -60,9 +62,18 @@ def page(tmp_path_factory) -> Path:
 
 def _chromium(binary: str, profile: Path, url: str, *extra: str) -> subprocess.CompletedProcess:
     args = [
-        binary, "--headless=new", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
-        "--enable-logging=stderr", "--v=0", f"--user-data-dir={profile}", "--virtual-time-budget=5000", *extra, url,
-    ]  # fmt: skip
+        binary,
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--allow-file-access-from-files",
+        "--enable-logging=stderr",
+        "--v=0",
+        f"--user-data-dir={profile}",
+        "--virtual-time-budget=5000",
+        *extra,
+        url,
+    ]
     return subprocess.run(args, capture_output=True, text=True, timeout=60)
 
 
@@ -103,8 +114,14 @@ def test_the_self_check_reports_a_missing_file(chromium, page, tmp_path):
 
 def test_screenshot_is_saved_as_an_artefact(chromium, page, tmp_path):
     shot = tmp_path / "report-screenshot.png"
-    run = _chromium(chromium, tmp_path / "profile", page.as_uri(), "--hide-scrollbars", "--window-size=1280,4000",
-                    f"--screenshot={shot}")  # fmt: skip
+    run = _chromium(
+        chromium,
+        tmp_path / "profile",
+        page.as_uri(),
+        "--hide-scrollbars",
+        "--window-size=1280,4000",
+        f"--screenshot={shot}",
+    )
     assert run.returncode == 0 and shot.is_file(), run.stderr[-2000:]
     with Image.open(shot) as image:
         assert image.size == (1280, 4000)

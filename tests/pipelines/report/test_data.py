@@ -9,8 +9,8 @@ import json
 import pytest
 from report_fixture import CONFIG_HASH, RUN_ID, THRESHOLD, build_report_fixture
 
-from pipelines.report.data import ReportError, collect
 from pipelines.core.ontology import load_ontology
+from pipelines.report.data import ReportError, collect
 from pipelines.report.text import ClassNames, artefacts, mentions, near_key
 
 OK_SCORES = [0.5, 0.6, 0.05, 0.45, 0.35, 0.31, 0.32, 0.33, 0.34]  # a1 a2 a3 b1 b2 b3 b7 b8 b9
@@ -43,9 +43,20 @@ def test_shape_and_provenance(report):
 def test_availability_counts_the_latest_run(report):
     totals = report["totals"]["availability"]
     assert totals["rows"] == 17
-    assert totals["by_status"] == {"ok": 9, "cached": 2, "duplicate": 2, "excluded": 1, "rejected_row": 1,
-                                   "failed_permanent": 1, "failed_retryable": 1}  # fmt: skip
-    assert totals["top_reasons"][0] == {"status": "duplicate", "reason": "duplicate of <id> kept from alpha line N", "rows": 2}
+    assert totals["by_status"] == {
+        "ok": 9,
+        "cached": 2,
+        "duplicate": 2,
+        "excluded": 1,
+        "rejected_row": 1,
+        "failed_permanent": 1,
+        "failed_retryable": 1,
+    }
+    assert totals["top_reasons"][0] == {
+        "status": "duplicate",
+        "reason": "duplicate of <id> kept from alpha line N",
+        "rows": 2,
+    }
     assert {"status": "failed_permanent", "reason": "HTTP N for <url>", "rows": 1} in totals["top_reasons"]
     assert report["sources"]["alpha"]["availability"]["rows"] == 8
     assert report["sources"]["beta"]["availability"]["by_status"]["excluded"] == 1
@@ -66,12 +77,18 @@ def test_scores(report):
     assert scores["selected"]["n"] == 9
     assert scores["selected"]["mean"] == pytest.approx(sum(OK_SCORES) / 9, abs=1e-6)
     assert scores["selected"]["min"] == 0.05 and scores["selected"]["max"] == 0.6
-    assert scores["win_rate"] == pytest.approx({"captioning": 6 / 9, "human": 1 / 9, "label_text": 1 / 9, "retrieval": 1 / 9}, abs=1e-6)
+    assert scores["win_rate"] == pytest.approx(
+        {"captioning": 6 / 9, "human": 1 / 9, "label_text": 1 / 9, "retrieval": 1 / 9}, abs=1e-6
+    )
     assert scores["human"] == scores["by_expert"]["human"] and scores["human"]["mean"] == 0.6
     assert scores["chance"]["n"] == 5 and scores["chance"]["mean"] == pytest.approx(0.13, abs=1e-6)
-    assert scores["margin_over_label"]["n"] == 6 and scores["margin_over_label"]["mean"] == pytest.approx(1.07 / 6, abs=1e-6)
+    assert scores["margin_over_label"]["n"] == 6 and scores["margin_over_label"]["mean"] == pytest.approx(
+        1.07 / 6, abs=1e-6
+    )
     assert scores["margin_over_chance"]["mean"] == pytest.approx(0.314, abs=1e-6)
-    assert scores["table5"] == pytest.approx({"label_text": 0.2, "captioning": 2.35 / 9, "retrieval": 0.375, "selected": 3.25 / 9}, abs=1e-6)
+    assert scores["table5"] == pytest.approx(
+        {"label_text": 0.2, "captioning": 2.35 / 9, "retrieval": 0.375, "selected": 3.25 / 9}, abs=1e-6
+    )
     beta = report["sources"]["beta"]["scores"]
     assert beta["win_rate"] == pytest.approx({"captioning": 5 / 6, "retrieval": 1 / 6}, abs=1e-6)
     assert beta["table5"]["retrieval"] == 0.35 and beta["human"]["n"] == 0 and beta["human"]["mean"] is None
@@ -102,13 +119,17 @@ def test_labels(report):
     # b1 is labelled Cat and its caption says "barks": Bark is a class it lacks. a1 says the same
     # but is labelled Dog, Bark's parent: not counted.
     assert labels["names_unlabelled_class"] == 1
-    assert labels["examples"] == [{"clip_id": "b1", "caption": "A dog barks loudly.", "labels": ["Cat"], "named": ["Bark"]}]
+    assert labels["examples"] == [
+        {"clip_id": "b1", "caption": "A dog barks loudly.", "labels": ["Cat"], "named": ["Bark"]}
+    ]
 
 
 def test_text(report):
     text = report["totals"]["text"]
     assert text["captions"] == 9 and text["vocabulary"] == 25
-    assert text["distinct_1"] == pytest.approx(25 / 34, abs=1e-6) and text["distinct_2"] == pytest.approx(21 / 26, abs=1e-6)
+    assert text["distinct_1"] == pytest.approx(25 / 34, abs=1e-6) and text["distinct_2"] == pytest.approx(
+        21 / 26, abs=1e-6
+    )
     assert text["exact_duplicate_rate"] == pytest.approx(1 / 9, abs=1e-6)
     assert text["near_duplicate_rate"] == pytest.approx(2 / 9, abs=1e-6)
     assert text["most_repeated"] == [{"text": "A dog barks loudly.", "count": 2}]
@@ -120,8 +141,15 @@ def test_text(report):
 def test_artefacts_and_composition(report):
     found = report["totals"]["artefacts"]
     counts = {kind: found[kind]["count"] for kind in found}
-    assert counts == {"digits": 2, "probability": 1, "label_word": 1, "apology": 1, "mask_token": 1,
-                      "template_placeholder": 2, "empty": 1}  # fmt: skip
+    assert counts == {
+        "digits": 2,
+        "probability": 1,
+        "label_word": 1,
+        "apology": 1,
+        "mask_token": 1,
+        "template_placeholder": 2,
+        "empty": 1,
+    }
     assert found["template_placeholder"]["rate"] == pytest.approx(2 / 9, abs=1e-6)
     assert {e["clip_id"] for e in found["template_placeholder"]["examples"]} == {"b3", "b8"}
     assert found["empty"]["examples"] == [{"clip_id": "b9", "caption": "  "}]
@@ -130,10 +158,18 @@ def test_artefacts_and_composition(report):
 
 @pytest.mark.parametrize(
     ("caption", "kinds"),
-    [("A dog barks", []), ("87% sure", ["digits", "probability"]), ("with confidence", ["probability"]),
-     ("I can't say", ["apology"]), ("Xylophone and X-ray", []), ("Dogs & cats", ["template_placeholder"]),
-     ("a <noun> {verb}", ["template_placeholder"]), ("[MASK] dog", ["mask_token"]), ("", ["empty"])],
-)  # fmt: skip
+    [
+        ("A dog barks", []),
+        ("87% sure", ["digits", "probability"]),
+        ("with confidence", ["probability"]),
+        ("I can't say", ["apology"]),
+        ("Xylophone and X-ray", []),
+        ("Dogs & cats", ["template_placeholder"]),
+        ("a <noun> {verb}", ["template_placeholder"]),
+        ("[MASK] dog", ["mask_token"]),
+        ("", ["empty"]),
+    ],
+)
 def test_artefact_patterns(caption, kinds):
     assert artefacts(caption, "[MASK]") == kinds
 
@@ -161,7 +197,12 @@ def test_listening_sample(report_output):
     report = collect(report_output, "demo", CONFIG_HASH, THRESHOLD, listening_per_stratum=1, quantiles=2)
     rows = {row["clip_id"]: row for row in report["listening"]}
     # quantile edges from the 0.001 histograms: alpha 0.5005 (scores .05 .5 .6), beta 0.331 (.31 … .45)
-    strata = {"alpha/q1": ["a1", "a3"], "alpha/q2": ["a2"], "beta/q1": ["b3", "b7", "b8"], "beta/q2": ["b1", "b2", "b9"]}
+    strata = {
+        "alpha/q1": ["a1", "a3"],
+        "alpha/q2": ["a2"],
+        "beta/q1": ["b3", "b7", "b8"],
+        "beta/q2": ["b1", "b2", "b9"],
+    }
     sampled = {min(ids, key=sha) for ids in strata.values()}
     flagged = {"a3", "b3", "b7", "a2", min(["a1", "b1"], key=sha)}  # 3 lowest, 3 longest, most duplicated
     assert set(rows) == sampled | flagged
@@ -183,7 +224,10 @@ def test_batches_of_two_give_the_same_report(report_output, report):
 
 def test_without_chance_column(tmp_path):
     report = collect(build_report_fixture(tmp_path, chance=False), "demo", CONFIG_HASH, THRESHOLD)
-    assert report["totals"]["scores"]["chance"]["n"] == 0 and report["totals"]["scores"]["margin_over_chance"]["mean"] is None
+    assert (
+        report["totals"]["scores"]["chance"]["n"] == 0
+        and report["totals"]["scores"]["margin_over_chance"]["mean"] is None
+    )
 
 
 def test_missing_annotations_is_one_clear_error(tmp_path):

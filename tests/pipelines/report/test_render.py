@@ -165,8 +165,13 @@ def test_figures_of_the_report_are_on_the_page(rendered):
     t5 = html.split("Make-An-Audio App. A, Table 5")[1].split("</table>")[0]
     row = re.search(r'<tr data-scope="src01-alpha">(.*?)</tr>', t5).group(1)
     cells = re.findall(r"<td>(.*?)</td>", row)
-    assert cells == ["alpha", *(("—" if TABLE5[k] is None else f"{TABLE5[k]:.4f}") for k in
-                                ("label_text", "captioning", "retrieval", "selected"))]  # fmt: skip
+    assert cells == [
+        "alpha",
+        *(
+            ("—" if TABLE5[k] is None else f"{TABLE5[k]:.4f}")
+            for k in ("label_text", "captioning", "retrieval", "selected")
+        ),
+    ]
     assert "configured threshold: <b>0.2500</b>" in html
     assert "video unavailable" in html and "a [MASK] rings" in html and "a man speaks" in html
     assert '<span class="flag">lowest_score</span>' in html

@@ -12,10 +12,10 @@ import random
 
 import numpy as np
 import pytest
+from shard_samples import ALL_CHARS_KEY, PROFILES, flac_bytes, jpeg_bytes, make_mels, make_meta, make_sample
 
 from pipelines.shard import contract
 from pipelines.shard.contract import ContractError, SampleMeta
-from shard_samples import ALL_CHARS_KEY, PROFILES, flac_bytes, jpeg_bytes, make_mels, make_meta, make_sample
 
 # --- keys and member names -------------------------------------------------------------------------
 
@@ -42,9 +42,15 @@ def test_member_names_fit_the_ustar_name_field():
 
 def test_member_kinds():
     kinds = {
-        "json": "json", "flac": "audio", "mel.audioldm.npy": "mel", "mel.make-an-audio.npy": "mel",
-        "frame_00.jpg": "frame", "frame_99.jpg": "frame", "clap_audio.npy": "embedding", "clip_image.npy": "embedding",
-    }  # fmt: skip
+        "json": "json",
+        "flac": "audio",
+        "mel.audioldm.npy": "mel",
+        "mel.make-an-audio.npy": "mel",
+        "frame_00.jpg": "frame",
+        "frame_99.jpg": "frame",
+        "clap_audio.npy": "embedding",
+        "clip_image.npy": "embedding",
+    }
     for member, kind in kinds.items():
         assert contract.member_kind(member) == kind
     for member in ["pkl", "pth", "txt", "mel.AudioLDM.npy", "mel..npy", "frame_1.jpg", "frame_100.jpg", "npy", "wav"]:
@@ -146,7 +152,12 @@ def test_mel_entries_must_agree_with_themselves():
 
 
 def test_candidates_are_typed_and_ready():
-    meta = make_meta("k", mels=make_mels(), candidates=[{"text": "a dog barks", "expert": "captioner", "clap_score": 0.41}], selected_caption="a dog barks")
+    meta = make_meta(
+        "k",
+        mels=make_mels(),
+        candidates=[{"text": "a dog barks", "expert": "captioner", "clap_score": 0.41}],
+        selected_caption="a dog barks",
+    )
     assert SampleMeta.from_json(meta.to_json()).candidates[0].clap_score == 0.41
 
 
@@ -171,9 +182,15 @@ def test_build_refuses_data_that_disagrees_with_the_json():
     mels, flac = make_mels(), flac_bytes()
     meta = make_meta("k", mels=mels, audio=flac, frames=1)
     cases = {
-        "declares float16": dict(mels={**mels, "audioldm": mels["audioldm"].astype(np.float32)}, audio=flac, frames=[jpeg_bytes()]),
-        "declares float16\\[64, 20\\]": dict(mels={**mels, "audioldm": mels["audioldm"][:, :5]}, audio=flac, frames=[jpeg_bytes()]),
-        "mel.make-an-audio.npy is missing": dict(mels={"audioldm": mels["audioldm"]}, audio=flac, frames=[jpeg_bytes()]),
+        "declares float16": dict(
+            mels={**mels, "audioldm": mels["audioldm"].astype(np.float32)}, audio=flac, frames=[jpeg_bytes()]
+        ),
+        "declares float16\\[64, 20\\]": dict(
+            mels={**mels, "audioldm": mels["audioldm"][:, :5]}, audio=flac, frames=[jpeg_bytes()]
+        ),
+        "mel.make-an-audio.npy is missing": dict(
+            mels={"audioldm": mels["audioldm"]}, audio=flac, frames=[jpeg_bytes()]
+        ),
         "sha256": dict(mels=mels, audio=flac_bytes(seed=9), frames=[jpeg_bytes()]),
         "frame_01.jpg is not declared": dict(mels=mels, audio=flac, frames=[jpeg_bytes(), jpeg_bytes()]),
         "not a JPEG": dict(mels=mels, audio=flac, frames=[b"GIF89a"]),

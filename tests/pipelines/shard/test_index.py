@@ -6,13 +6,13 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from shard_samples import make_sample
 from wids.wids_specs import load_dsdesc_and_resolve
 
 from pipelines.shard import contract
 from pipelines.shard.contract import ContractError
 from pipelines.shard.index import CORPUS_KIND, WIDS_KIND, build_index, build_split_index, read_index, write_indexes
 from pipelines.shard.writer import write_shard, write_stats
-from shard_samples import make_sample
 
 PROFILES = ["audioldm", "make-an-audio"]
 
@@ -20,7 +20,9 @@ PROFILES = ["audioldm", "make-an-audio"]
 def write(root: Path, split: str, name: str, keys: list[str], source: str = "audioset") -> dict:
     path = root / split / f"{name}.tar"
     samples = [make_sample(k, i, audio=False, frames=0, split=split, source=source) for i, k in enumerate(keys)]
-    return write_stats(path, write_shard(path, samples), {"split": split, "failures": [{"clip_id": f"{name}_x", "reason": "r"}]})
+    return write_stats(
+        path, write_shard(path, samples), {"split": split, "failures": [{"clip_id": f"{name}_x", "reason": "r"}]}
+    )
 
 
 @pytest.fixture()

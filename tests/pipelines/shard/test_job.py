@@ -14,10 +14,10 @@ import pytest
 import wids
 
 from pipelines.datasets import load_corpus
-from pipelines.ingest.cache import ClipCache
 from pipelines.ingest import job as ingest
-from pipelines.shard import job as shard
+from pipelines.ingest.cache import ClipCache
 from pipelines.shard import contract
+from pipelines.shard import job as shard
 from pipelines.shard.reader import inspect_shard, iter_shard, open_wids, webdataset_pipeline
 from pipelines.shard.writer import read_stats
 
@@ -44,7 +44,10 @@ def test_shards_hold_every_clip_once_split_apart_and_readable(mini, cache):
     root = cache / "shards"
     assert {s: e["nsamples"] for s, e in index["splits"].items()} == {"train": 5, "valid": 2}
     assert [e["shards"] for e in index["splits"].values()] == [2, 1]  # max_samples: 3
-    keys = {split: [s.key for tar in sorted((root / split).glob("*.tar")) for s in iter_shard(tar)] for split in ("train", "valid")}
+    keys = {
+        split: [s.key for tar in sorted((root / split).glob("*.tar")) for s in iter_shard(tar)]
+        for split in ("train", "valid")
+    }
     assert sorted(keys["train"] + keys["valid"]) == sorted(ClipCache(cache).entries())
     assert not set(keys["train"]) & set(keys["valid"])
     for tar in root.glob("*/*.tar"):
@@ -52,7 +55,9 @@ def test_shards_hold_every_clip_once_split_apart_and_readable(mini, cache):
         assert report["problems"] == [] and report["complete"]
     samples = {s.key: s for tar in sorted((root / "train").glob("*.tar")) for s in iter_shard(tar)}
     speech_and_siren = samples["yt_AAAAAAAAAAA_5000"]
-    assert speech_and_siren.mels["audioldm"].shape == (64, 1024) and speech_and_siren.mels["audioldm"].dtype == np.float16
+    assert (
+        speech_and_siren.mels["audioldm"].shape == (64, 1024) and speech_and_siren.mels["audioldm"].dtype == np.float16
+    )
     assert speech_and_siren.meta.event_count == 2 and samples["fs_101"].meta.event_count == 0  # no labels
     assert speech_and_siren.audio[:4] == b"fLaC" and len(speech_and_siren.frames) == 2
     assert speech_and_siren.meta.captions[0].text == "A man speaks while a siren wails"
@@ -100,7 +105,11 @@ def test_corrupt_and_missing_entries_are_recorded_and_left_out(mini, cache):
     (store.entry_dir(missing) / "audio.flac").unlink()
     index = run_shard(mini)
     assert index["totals"]["nsamples"] == 5 and index["totals"]["failures"] == 2
-    failures = {f["clip_id"]: f["reason"] for p in (cache / "shards").rglob("*.stats.json") for f in json.loads(p.read_text())["failures"]}
+    failures = {
+        f["clip_id"]: f["reason"]
+        for p in (cache / "shards").rglob("*.stats.json")
+        for f in json.loads(p.read_text())["failures"]
+    }
     assert "does not match the sha256" in failures[corrupt]
     assert "FileNotFoundError" in failures[missing]
 
@@ -111,7 +120,10 @@ def test_changing_the_plan_rewrites_and_drops_stale_shards(mini, cache):
     mini.config.write_text(text)
     index = run_shard(mini)
     assert sorted(p.name for p in (cache / "shards" / "train").glob("*.tar")) == ["shard-000000.tar"]
-    assert index["splits"]["train"]["shards"] == 1 and read_stats(cache / "shards" / "train" / "shard-000000.tar")["samples"] == 5
+    assert (
+        index["splits"]["train"]["shards"] == 1
+        and read_stats(cache / "shards" / "train" / "shard-000000.tar")["samples"] == 5
+    )
 
 
 def test_an_empty_corpus_gives_an_empty_index(mini):

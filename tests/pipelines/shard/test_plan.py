@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import random
 
-from pipelines.shard.plan import PlanItem, member_size, plan_item, plan_shards
 from records import clip_record
+
+from pipelines.shard.plan import PlanItem, member_size, plan_item, plan_shards
 
 
 def item(i: int, size: int = 10_000, split: str = "train") -> PlanItem:
@@ -43,8 +44,16 @@ def test_digest_follows_content_and_settings():
 
 def test_plan_item_ignores_how_the_run_went():
     files = {"audio.flac": {"bytes": 5000, "sha256": "a" * 64}, "frame_00.jpg": {"bytes": 700, "sha256": "b" * 64}}
-    first = plan_item(clip_record("yt_a_0", files=files, created="2026-01-01", read_bytes=1), "train", 131_200, 1, True, True)
-    again = plan_item(clip_record("yt_a_0", files=files, created="2026-02-02T10:00:00+00:00", read_bytes=123456789),
-                      "train", 131_200, 1, True, True)  # fmt: skip
+    first = plan_item(
+        clip_record("yt_a_0", files=files, created="2026-01-01", read_bytes=1), "train", 131_200, 1, True, True
+    )
+    again = plan_item(
+        clip_record("yt_a_0", files=files, created="2026-02-02T10:00:00+00:00", read_bytes=123456789),
+        "train",
+        131_200,
+        1,
+        True,
+        True,
+    )
     assert first.digest == again.digest and first.size == again.size
     assert first.size >= member_size(5000) + member_size(700) + member_size(131_200)

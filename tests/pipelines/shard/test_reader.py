@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import webdataset as wds
+from shard_samples import ALL_CHARS_KEY, make_mels, make_sample
 
 from pipelines.shard import contract
 from pipelines.shard.contract import ContractError
@@ -24,7 +25,6 @@ from pipelines.shard.reader import (
     webdataset_pipeline,
 )
 from pipelines.shard.writer import stats_path, tar_info, write_shard, write_stats
-from shard_samples import ALL_CHARS_KEY, make_mels, make_sample
 
 PROFILES = ["audioldm", "make-an-audio"]
 TRAIN = [["-first", "yt_AbC_0", ALL_CHARS_KEY], ["fs_1", "fs_2", "z-last", "zz", "zzz", "zzzz"]]
@@ -83,7 +83,9 @@ def test_plain_webdataset_with_our_decoder(corpus):
     assert {k for k in first if not k.startswith("__")} == set(samples[first["__key__"]])
     assert first["json"]["schema"] == contract.SCHEMA and isinstance(first["flac"], bytes)
     mel = first[contract.mel_member("make-an-audio")]
-    assert mel.shape == (80, 12) and np.array_equal(mel, contract.decode_npy(samples[first["__key__"]]["mel.make-an-audio.npy"]))
+    assert mel.shape == (80, 12) and np.array_equal(
+        mel, contract.decode_npy(samples[first["__key__"]]["mel.make-an-audio.npy"])
+    )
 
 
 def test_webdataset_decoder_refuses_members_it_would_have_to_unpickle(tmp_path):
@@ -116,7 +118,9 @@ def test_hugging_face_datasets_names_our_members(tmp_path, hf_offline):
     path = tmp_path / "shard-000000.tar"
     items = [make_sample(f"k{i}", i, audio=False) for i in range(3)]  # a flac would need torchcodec: see hf_features
     write_shard(path, items)
-    inferred = hf_offline.load_dataset("webdataset", data_files=[str(path)], split="train", cache_dir=str(tmp_path / "c"))
+    inferred = hf_offline.load_dataset(
+        "webdataset", data_files=[str(path)], split="train", cache_dir=str(tmp_path / "c")
+    )
     members = {"json", "frame_00.jpg", "frame_01.jpg", *(contract.mel_member(p) for p in PROFILES)}
     assert set(inferred.column_names) == members | {"__key__", "__url__"}
     mel = np.asarray(inferred[2]["mel.audioldm.npy"], dtype=np.float16)
@@ -127,7 +131,9 @@ def test_hugging_face_datasets_with_our_features(corpus, hf_offline, tmp_path):
     root, samples = corpus
     files = {"train": train_urls(root)}
     features = hf_features(PROFILES, audio=True, frames=2)
-    dataset = hf_offline.load_dataset("webdataset", data_files=files, split="train", cache_dir=str(tmp_path / "c2"), features=features)
+    dataset = hf_offline.load_dataset(
+        "webdataset", data_files=files, split="train", cache_dir=str(tmp_path / "c2"), features=features
+    )
     assert len(dataset) == sum(map(len, TRAIN))
     row = dataset[1]
     original = contract.decode_sample(samples[row["__key__"]])
@@ -138,11 +144,16 @@ def test_hugging_face_datasets_with_our_features(corpus, hf_offline, tmp_path):
 
 
 def test_hugging_face_json_feature_survives_samples_that_differ(tmp_path, hf_offline):
-    items = [make_sample(f"k{i}", i, audio=False, frames=0, meta={"tags": ["x"]} if i < 5 else {"description": "new"}) for i in range(7)]
+    items = [
+        make_sample(f"k{i}", i, audio=False, frames=0, meta={"tags": ["x"]} if i < 5 else {"description": "new"})
+        for i in range(7)
+    ]
     path = tmp_path / "shard-000000.tar"
     write_shard(path, items)
     features = hf_features(PROFILES)
-    dataset = hf_offline.load_dataset("webdataset", data_files=[str(path)], split="train", cache_dir=str(tmp_path / "c"), features=features)
+    dataset = hf_offline.load_dataset(
+        "webdataset", data_files=[str(path)], split="train", cache_dir=str(tmp_path / "c"), features=features
+    )
     assert dataset[6]["json"]["meta"] == {"description": "new"}
 
 
@@ -192,16 +203,19 @@ def test_inspect_finds_each_kind_of_problem(tmp_path):
     problems = "\n".join(report["problems"])
     expected = [
         "bad sample key 'bad key'",  # bad key
-        "k1: unknown member 'pkl'", "k1: no json member",  # unknown member
+        "k1: unknown member 'pkl'",
+        "k1: no json member",  # unknown member
         "k2: JSON does not match t2a.sample/1: colour",  # schema
         "k3: mel.audioldm.npy is float16[64, 5], the json declares float16[64, 20]",  # shape
         "k4: mel.audioldm.npy is float32[64, 20], the json declares float16[64, 20]",  # dtype
         "k3.json: header departs from the contract: mtime 1700000000 (not 946684800), uname 'bigdata' (not '')",
         "samples of several splits in one shard",
-        "key 'k0' appears again after other keys", "k0.extra.txt: out of order", "unknown member 'extra.txt'",
+        "key 'k0' appears again after other keys",
+        "k0.extra.txt: out of order",
+        "unknown member 'extra.txt'",
         "bad sample key 'xxxxxxxx",  # a name wids would cut: keys are at most 64 characters
         "no shard-000000.stats.json",  # never committed
-    ]  # fmt: skip
+    ]
     for text in expected:
         assert text in problems, text
     assert not report["complete"]
@@ -215,11 +229,15 @@ def test_inspect_finds_a_stats_mismatch_and_a_truncated_tar(tmp_path):
     data[offset] ^= 0x01
     path.write_bytes(bytes(data))
     report = inspect_shard(path)
-    assert [p for p in report["problems"] if not p.startswith("stats mismatch: sha256")] == [] and not report["complete"]
+    assert [p for p in report["problems"] if not p.startswith("stats mismatch: sha256")] == [] and not report[
+        "complete"
+    ]
     path.write_bytes(bytes(data[:3000]))
     report = inspect_shard(path)
     problems = "\n".join(report["problems"])
-    assert "unreadable tar" in problems and "stats mismatch: bytes" in problems and "stats mismatch: samples" in problems
+    assert (
+        "unreadable tar" in problems and "stats mismatch: bytes" in problems and "stats mismatch: samples" in problems
+    )
     with pytest.raises(ContractError, match="unreadable tar"):
         list(iter_members(path))
     stats_path(path).unlink()

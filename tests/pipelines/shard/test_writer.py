@@ -9,11 +9,11 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from shard_samples import ALL_CHARS_KEY, make_sample
 
 from pipelines.shard import contract
 from pipelines.shard.contract import ContractError
 from pipelines.shard.writer import is_complete, read_stats, remove_stale_temps, stats_path, write_shard, write_stats
-from shard_samples import ALL_CHARS_KEY, make_sample
 
 KEYS = ["a", "a-b", "-a", "A", "_", "a_b", "yt_x_0", ALL_CHARS_KEY]
 
@@ -48,7 +48,15 @@ def test_members_are_sorted_by_key_then_member_with_fixed_headers(tmp_path, samp
     keys = [key for key, _ in pairs]
     assert list(dict.fromkeys(keys)) == sorted(KEYS)  # each key contiguous ("a" then "a-b", not interleaved)
     for m in members:
-        assert (m.mtime, m.uid, m.gid, m.uname, m.gname, m.mode, m.type) == (contract.MTIME, 0, 0, "", "", 0o644, tarfile.REGTYPE)
+        assert (m.mtime, m.uid, m.gid, m.uname, m.gname, m.mode, m.type) == (
+            contract.MTIME,
+            0,
+            0,
+            "",
+            "",
+            0o644,
+            tarfile.REGTYPE,
+        )
     raw = info.path.read_bytes()
     assert raw[257:265] == b"ustar\x0000"  # POSIX ustar
     assert all(raw[i * 512 + 156 : i * 512 + 157] == b"0" for i in _header_blocks(members))  # no PAX/GNU records
@@ -131,7 +139,9 @@ def test_stats_record_the_shard_and_mark_it_complete(tmp_path, samples):
     failures = [{"clip_id": "yt_b_0", "reason": "corrupt"}, {"clip_id": "yt_a_0", "reason": "missing"}]
     stats = write_stats(path, info, {"split": "train", "plan_digest": "d1", "failures": failures})
     assert is_complete(path) and read_stats(path) == stats == json.loads(stats_path(path).read_text())
-    assert stats["schema"] == contract.STATS_SCHEMA and stats["shard"] == "shard-000000.tar" and stats["split"] == "train"
+    assert (
+        stats["schema"] == contract.STATS_SCHEMA and stats["shard"] == "shard-000000.tar" and stats["split"] == "train"
+    )
     assert (stats["samples"], stats["bytes"], stats["sha256"]) == (len(KEYS), path.stat().st_size, sha256(path))
     assert stats["members"] == len(info.members)
     assert stats["members_sha256"] == hashlib.sha256("".join(f"{n}\n" for n in info.members).encode()).hexdigest()

@@ -22,7 +22,7 @@ from training.config import DataConfig, ReprogramConfig
 from training.data.loader import (
     LoaderError, ShardInfo, ShardStream, StreamLoader, collate, curriculum_filter, iter_batches, latent_example,
     list_shards, make_loader, mel_example, mixup_transform, open_shard,
-)  # fmt: skip
+)
 
 SHARDS, PER_SHARD = 4, 6
 ALL_KEYS = {sample_key("train", 0, s, i) for s in range(SHARDS) for i in range(PER_SHARD)}
@@ -174,7 +174,7 @@ def test_batches_are_always_full_and_carry_over_epochs(shards):
 def test_same_arguments_same_batches(shards, workers):
     def loader(seed):
         return StreamLoader(shards, mel_example("audioldm", 6), batch_size=4, seed=seed, workers=workers, shuffle_buffer=8,
-                            batch_transform=mixup_transform(0.5))  # fmt: skip
+                            batch_transform=mixup_transform(0.5))
 
     first = take(loader(3), 8)
     assert_same_batches(first, take(loader(3), 8))
@@ -197,7 +197,7 @@ def test_resume_continues_exactly(tmp_path, workers):
 
     def loader():
         return StreamLoader(shards, mel_example("audioldm", 8, reprogram=reprogram), batch_size=5, seed=1, workers=workers,
-                            shuffle_buffer=5, batch_transform=mixup_transform(0.5), max_error_rate=0.5)  # fmt: skip
+                            shuffle_buffer=5, batch_transform=mixup_transform(0.5), max_error_rate=0.5)
 
     first = loader()
     batches, seen, states = iter(first), [], []
@@ -383,7 +383,7 @@ def test_collate_stacks_arrays_and_lists_the_rest():
     batch = collate([
         {"mel": np.zeros((1, 2, 3), np.float32), "caption": "a", "n": 1, "clip_image": np.zeros((2, 4)), "extra": None},
         {"mel": np.ones((1, 2, 3), np.float32), "caption": "b", "n": 2, "clip_image": np.zeros((3, 4))},
-    ])  # fmt: skip
+    ])
     assert batch["mel"].shape == (2, 1, 2, 3) and batch["mel"].dtype == torch.float32 and batch["mel"][1].sum() == 6
     assert batch["caption"] == ["a", "b"] and batch["n"] == [1, 2] and batch["extra"] == [None, None]
     assert [t.shape for t in batch["clip_image"]] == [(2, 4), (3, 4)]

@@ -16,14 +16,22 @@ from typer.testing import CliRunner
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from pipelines.shard import contract, writer  # noqa: E402
 from shard_samples import make_meta  # noqa: E402
 from train_corpus import smooth_mel  # noqa: E402
+
+from pipelines.shard import contract, writer  # noqa: E402
 from training.evaluate import embedders as evaluate_models  # noqa: E402
-from training.evaluate.run import evaluate, evaluate_command, format_table, train_classifier_command  # noqa: E402
 from training.evaluate.data import generated_clips, reference_clips  # noqa: E402
-from training.evaluate.metrics import bernoulli_kl, clap_score, frechet_distance, gaussian_stats, inception_score, paired_kl  # noqa: E402
 from training.evaluate.embedders import ClapEmbedder, LabelClassifier, train_label_classifier  # noqa: E402
+from training.evaluate.metrics import (
+    bernoulli_kl,
+    clap_score,
+    frechet_distance,
+    gaussian_stats,
+    inception_score,
+    paired_kl,
+)  # noqa: E402
+from training.evaluate.run import evaluate, evaluate_command, format_table, train_classifier_command  # noqa: E402
 from training.sample.io import write_json, write_wav  # noqa: E402
 
 RATE = 16000
@@ -48,8 +56,14 @@ def flac_bytes(wave: np.ndarray, rate: int) -> bytes:
 def _sample(key: str, split: str, label: str, freq: float, rng: np.random.Generator):
     mel = smooth_mel(rng, 16)
     flac = flac_bytes(tone(freq, rate=48000), 48000)
-    meta = make_meta(key, mels={"audioldm": mel}, audio=flac, split=split, selected_caption=CAPTIONS[label],
-                     labels=[{"mid": None, "name": label}, {"mid": None, "name": "tone"}])  # fmt: skip
+    meta = make_meta(
+        key,
+        mels={"audioldm": mel},
+        audio=flac,
+        split=split,
+        selected_caption=CAPTIONS[label],
+        labels=[{"mid": None, "name": label}, {"mid": None, "name": "tone"}],
+    )
     return key, contract.build_sample(meta, {"audioldm": mel}, audio=flac)
 
 
@@ -166,8 +180,14 @@ def test_the_label_classifier_learns_the_corpus_labels(classifier, corpus, clap)
 def test_evaluate_values_match_a_direct_computation(generated, corpus, clap, classifier):
     result = evaluate(generated, str(corpus), None, clap_folder=clap, classifier=classifier)
     assert result["schema"] == "t2a.evaluation/1"
-    assert result["counts"] == {"generated": 4, "reference": 4, "pairs": 8, "generated_paired": 4,
-                                "generated_with_text": 4, "reference_with_text": 4}  # fmt: skip
+    assert result["counts"] == {
+        "generated": 4,
+        "reference": 4,
+        "pairs": 8,
+        "generated_paired": 4,
+        "generated_with_text": 4,
+        "reference_with_text": 4,
+    }
     embedder = ClapEmbedder(clap, "cpu")
     clips = generated_clips(generated)
     audio, text = embedder.embed_audio(clips), embedder.embed_text([c.text for c in clips])
@@ -187,7 +207,9 @@ def test_identical_sets_score_fd_zero_and_the_cache_skips_known_files(tmp_path, 
         write_wav(folder / f"{i}.wav", tone(freq), RATE)
     calls = []
     original = ClapEmbedder.embed_audio
-    monkeypatch.setattr(ClapEmbedder, "embed_audio", lambda self, clips: calls.append(len(clips)) or original(self, clips))
+    monkeypatch.setattr(
+        ClapEmbedder, "embed_audio", lambda self, clips: calls.append(len(clips)) or original(self, clips)
+    )
     first = evaluate(folder, folder, None, clap_folder=clap, cache_dir=tmp_path / "cache")
     assert sum(calls) == 3  # the reference files are the same bytes: cached after the generated side
     assert first["metrics"]["fd_clap"] == pytest.approx(0.0, abs=1e-6)
@@ -219,7 +241,20 @@ def _app() -> typer.Typer:
 
 def test_the_command_writes_evaluation_json_and_prints_the_table(generated, corpus, clap, classifier, tmp_path):
     out = tmp_path / "eval.json"
-    args = ["evaluate", str(generated), "--reference", str(corpus), "--clap", str(clap), "--classifier", str(classifier), "--out", str(out), "--device", "cpu"]
+    args = [
+        "evaluate",
+        str(generated),
+        "--reference",
+        str(corpus),
+        "--clap",
+        str(clap),
+        "--classifier",
+        str(classifier),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+    ]
     result = CliRunner().invoke(_app(), args)
     assert result.exit_code == 0, result.output
     saved = json.loads(out.read_text())
@@ -228,7 +263,18 @@ def test_the_command_writes_evaluation_json_and_prints_the_table(generated, corp
 
 
 def test_the_train_classifier_command_writes_a_loadable_classifier(corpus, clap, tmp_path):
-    args = ["train-classifier", str(corpus), "--clap", str(clap), "--out", str(tmp_path / "labels"), "--epochs", "5", "--device", "cpu"]
+    args = [
+        "train-classifier",
+        str(corpus),
+        "--clap",
+        str(clap),
+        "--out",
+        str(tmp_path / "labels"),
+        "--epochs",
+        "5",
+        "--device",
+        "cpu",
+    ]
     result = CliRunner().invoke(_app(), args)
     assert result.exit_code == 0, result.output
     probe = LabelClassifier.load(tmp_path / "labels")
@@ -255,7 +301,9 @@ def cnn14(tmp_path_factory) -> Path:
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("panns") / "cnn14.pth"
-    torch.save({"model": {k: v.half() if v.is_floating_point() else v for k, v in new_cnn14().state_dict().items()}}, path)
+    torch.save(
+        {"model": {k: v.half() if v.is_floating_point() else v for k, v in new_cnn14().state_dict().items()}}, path
+    )
     return path
 
 
@@ -313,16 +361,44 @@ def test_per_prompt_ranking_splits_the_figures_by_prompt():
 def test_verdict_states_the_figures():
     from training.evaluate.run import verdict
 
-    above = {"metrics": {"prompt_top1": 0.9, "prompt_top1_chance": 0.25, "prompt_margin": 0.1, "fd_clap": 1.0, "fd_clap_baseline": 2.0}}
+    above = {
+        "metrics": {
+            "prompt_top1": 0.9,
+            "prompt_top1_chance": 0.25,
+            "prompt_margin": 0.1,
+            "fd_clap": 1.0,
+            "fd_clap_baseline": 2.0,
+        }
+    }
     lines = verdict(above)
     assert "90%" in lines[0] and "Above chance" in lines[0] and "guidance brings" in lines[1]
-    chance = {"metrics": {"prompt_top1": 0.25, "prompt_top1_chance": 0.25, "prompt_margin": -0.01, "fd_clap": 2.0, "fd_clap_baseline": 1.0}}
+    chance = {
+        "metrics": {
+            "prompt_top1": 0.25,
+            "prompt_top1_chance": 0.25,
+            "prompt_margin": -0.01,
+            "fd_clap": 2.0,
+            "fd_clap_baseline": 1.0,
+        }
+    }
     lines = verdict(chance)
     assert "Not above chance" in lines[0] and "does not help" in lines[1]
-    ranked = {"metrics": {"prompt_top1": 0.5, "prompt_top1_chance": 0.1, "prompt_margin": 0.05, "prompt_rank": 5.0,
-                          "prompt_rank_chance": 5.5, "prompt_rank_p": 0.3, "prompt_top1_reference": 0.8, "prompt_rank_reference": 1.2}}  # fmt: skip
+    ranked = {
+        "metrics": {
+            "prompt_top1": 0.5,
+            "prompt_top1_chance": 0.1,
+            "prompt_margin": 0.05,
+            "prompt_rank": 5.0,
+            "prompt_rank_chance": 5.5,
+            "prompt_rank_p": 0.3,
+            "prompt_top1_reference": 0.8,
+            "prompt_rank_reference": 1.2,
+        }
+    }
     lines = verdict(ranked)
-    assert "ranks 5.0 of 10" in lines[0] and "p = 0.3" in lines[0] and "Not above chance" in lines[0]  # top-1 alone is not enough
+    assert (
+        "ranks 5.0 of 10" in lines[0] and "p = 0.3" in lines[0] and "Not above chance" in lines[0]
+    )  # top-1 alone is not enough
     assert "calibration" in lines[1] and "80%" in lines[1]
     ranked["metrics"]["prompt_rank_p"] = 0.001
     assert "Above chance" in verdict(ranked)[0]
@@ -340,7 +416,13 @@ def test_rank_p_value_is_exact_on_small_cases_and_normal_on_large_ones():
     assert rank_p_value(3, 3, 4) == pytest.approx(1 / 64) and rank_p_value(12, 3, 4) == pytest.approx(1.0)
     # beyond the exact range: the normal approximation, centred on the chance rank sum
     assert rank_p_value(5000 * 501 // 2, 5000, 500) == pytest.approx(0.5, abs=0.01)
-    assert 1e-3 < rank_p_value(int(5000 * 501 / 2 * 0.98), 5000, 500) < 0.01 < 0.5 < rank_p_value(int(5000 * 501 / 2 * 1.02), 5000, 500)  # z = ∓2.45
+    assert (
+        1e-3
+        < rank_p_value(int(5000 * 501 / 2 * 0.98), 5000, 500)
+        < 0.01
+        < 0.5
+        < rank_p_value(int(5000 * 501 / 2 * 1.02), 5000, 500)
+    )  # z = ∓2.45
 
 
 def test_heldout_prompts_are_the_split_texts_never_the_pseudo_prompts(tmp_path):
@@ -366,8 +448,21 @@ def test_heldout_prompts_are_the_split_texts_never_the_pseudo_prompts(tmp_path):
 def test_evaluate_takes_generated_as_an_option_and_checks_the_prompts_file(generated, corpus, clap, tmp_path):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("# held-out\n" + "".join(f"{text}\n" for text in sorted(CAPTIONS.values())))
-    args = ["evaluate", "--generated", str(generated), "--reference", str(corpus), "--prompts", str(prompts),
-            "--clap", str(clap), "--out", str(tmp_path / "e.json"), "--device", "cpu"]  # fmt: skip
+    args = [
+        "evaluate",
+        "--generated",
+        str(generated),
+        "--reference",
+        str(corpus),
+        "--prompts",
+        str(prompts),
+        "--clap",
+        str(clap),
+        "--out",
+        str(tmp_path / "e.json"),
+        "--device",
+        "cpu",
+    ]
     result = CliRunner().invoke(_app(), args)
     assert result.exit_code == 0, result.output
     saved = json.loads((tmp_path / "e.json").read_text())

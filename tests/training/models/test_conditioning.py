@@ -7,10 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 import transformers
+from tiny_training import build_tiny_clap, build_tiny_clip, tiny_ldm_config
 
 from pipelines.core.config import ConfigError
 from pipelines.core.registry import UnknownName
-from tiny_training import build_tiny_clap, build_tiny_clip, tiny_ldm_config
 from training.models.conditioning import CONDITIONERS, MAX_TOKENS, build_conditioner
 
 PROMPTS = ["a dog barks", "rain falls on a roof while thunder rumbles"]
@@ -34,7 +34,9 @@ def _build(mode: str, encoders: dict):
 
 def test_registry_names_the_three_modes():
     assert CONDITIONERS.names() == ["clap-audio", "clap-text", "clip-image"]
-    with pytest.raises(UnknownName, match="unknown conditioning mode 'clap'; valid names: clap-audio, clap-text, clip-image"):
+    with pytest.raises(
+        UnknownName, match="unknown conditioning mode 'clap'; valid names: clap-audio, clap-text, clip-image"
+    ):
         build_conditioner(tiny_ldm_config("clap"))
 
 
@@ -82,12 +84,16 @@ def test_clip_image_trains_on_frames_and_samples_with_clip_text(encoders):
     frames = torch.randn(2, 4, 32)
     pooled = F.normalize(frames.mean(dim=1), dim=-1)[:, None]
     torch.testing.assert_close(conditioner.from_batch({"clip_image": frames}), pooled)  # Make-An-Audio §4.3
-    torch.testing.assert_close(conditioner.from_batch({"clip_image_mean": frames.mean(dim=1), "clip_image": frames[:, :1]}), pooled)
+    torch.testing.assert_close(
+        conditioner.from_batch({"clip_image_mean": frames.mean(dim=1), "clip_image": frames[:, :1]}), pooled
+    )
     model = transformers.CLIPModel.from_pretrained(encoders["clip"], local_files_only=True).eval()
     tokenizer = transformers.AutoTokenizer.from_pretrained(encoders["clip"], local_files_only=True)
     with torch.no_grad():
         expected = model.get_text_features(**tokenizer(PROMPTS, padding=True, return_tensors="pt")).pooler_output
-    torch.testing.assert_close(conditioner.from_prompts(PROMPTS), F.normalize(expected, dim=-1)[:, None])  # CLIPSonic-ZS
+    torch.testing.assert_close(
+        conditioner.from_prompts(PROMPTS), F.normalize(expected, dim=-1)[:, None]
+    )  # CLIPSonic-ZS
     assert torch.equal(conditioner.null(2), torch.zeros(2, 1, 32))
     assert set(conditioner.unet_kwargs(conditioner.null(2))) == {"encoder_hidden_states"}
 
@@ -100,7 +106,10 @@ def test_encoders_are_frozen_and_in_eval_mode(encoders):
         assert conditioner.to("cpu") is conditioner
 
 
-@pytest.mark.parametrize("mode, key", [("clap-audio", "ldm.encoders.clap"), ("clap-text", "ldm.encoders.clap"), ("clip-image", "ldm.encoders.clip")])
+@pytest.mark.parametrize(
+    "mode, key",
+    [("clap-audio", "ldm.encoders.clap"), ("clap-text", "ldm.encoders.clap"), ("clip-image", "ldm.encoders.clip")],
+)
 def test_a_missing_encoder_is_a_config_error_naming_its_key(mode, key, tmp_path):
     with pytest.raises(ConfigError, match=f"{key} is not set: conditioning '{mode}' needs"):
         build_conditioner(tiny_ldm_config(mode))

@@ -8,10 +8,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+from tiny_training import LATENT_CHANNELS, build_tiny_clap, build_tiny_clip, tiny_ldm_config
 
 from pipelines.core.config import ConfigError
 from pipelines.core.registry import UnknownName
-from tiny_training import LATENT_CHANNELS, build_tiny_clap, build_tiny_clip, tiny_ldm_config
 from training.config import SchedulerConfig, UnetConfig
 from training.models.conditioning import build_conditioner, drop_condition
 from training.models.ldm import build_scheduler, build_unet, diffusion_loss, make_sampler
@@ -47,7 +47,11 @@ def test_clap_audio_unet_has_audioldms_diffusers_layout(encoders, conditioners):
     assert config.down_block_types == ("DownBlock2D", "CrossAttnDownBlock2D")
     assert config.up_block_types == ("CrossAttnUpBlock2D", "UpBlock2D")
     assert list(config.cross_attention_dim) == [8, 16]
-    assert (config.class_embed_type, config.projection_class_embeddings_input_dim, config.class_embeddings_concat) == ("simple_projection", 32, True)
+    assert (config.class_embed_type, config.projection_class_embeddings_input_dim, config.class_embeddings_concat) == (
+        "simple_projection",
+        32,
+        True,
+    )
     assert config.sample_size == 8  # the latent's time length: AudioLDMPipeline's default duration
 
 
@@ -65,10 +69,32 @@ def test_unet_predicts_a_latent_shaped_output_from_each_conditioning(mode, encod
 
 
 def test_a_wider_cross_attention_projects_the_tokens(encoders, conditioners):
-    unet = _unet("clap-text", encoders, conditioners, unet=UnetConfig(block_out_channels=[8, 16], layers_per_block=1, attention_head_dim=2, norm_num_groups=4, cross_attention_dim=24))
-    assert (unet.config.cross_attention_dim, unet.config.encoder_hid_dim, unet.encoder_hid_proj.in_features) == (24, 32, 32)
+    unet = _unet(
+        "clap-text",
+        encoders,
+        conditioners,
+        unet=UnetConfig(
+            block_out_channels=[8, 16],
+            layers_per_block=1,
+            attention_head_dim=2,
+            norm_num_groups=4,
+            cross_attention_dim=24,
+        ),
+    )
+    assert (unet.config.cross_attention_dim, unet.config.encoder_hid_dim, unet.encoder_hid_proj.in_features) == (
+        24,
+        32,
+        32,
+    )
     with pytest.raises(ConfigError, match="ldm.unet.cross_attention_dim applies to cross-attention"):
-        _unet("clap-audio", encoders, conditioners, unet=UnetConfig(block_out_channels=[8, 16], attention_head_dim=2, norm_num_groups=4, cross_attention_dim=24))
+        _unet(
+            "clap-audio",
+            encoders,
+            conditioners,
+            unet=UnetConfig(
+                block_out_channels=[8, 16], attention_head_dim=2, norm_num_groups=4, cross_attention_dim=24
+            ),
+        )
 
 
 def test_init_reads_a_unet_or_a_pipeline_folder_and_checks_it_fits(encoders, conditioners, tmp_path):
@@ -89,7 +115,12 @@ def test_forward_process_follows_the_config(schedule):
     assert scheduler.config.num_train_timesteps == len(betas) == 1000  # AudioLDM App. B
     assert float(betas[0]) == pytest.approx(0.0015) and float(betas[-1]) == pytest.approx(0.0195)
     spaced = betas if schedule == "linear" else betas.sqrt()  # scaled_linear: latent-diffusion's "linear"
-    torch.testing.assert_close(spaced[1:] - spaced[:-1], torch.full((999,), float(spaced[1] - spaced[0]), dtype=torch.float64), atol=1e-7, rtol=0)
+    torch.testing.assert_close(
+        spaced[1:] - spaced[:-1],
+        torch.full((999,), float(spaced[1] - spaced[0]), dtype=torch.float64),
+        atol=1e-7,
+        rtol=0,
+    )
     assert scheduler.config.clip_sample is False
 
 
@@ -138,8 +169,13 @@ def test_min_snr_weights_each_sample_by_min_snr_gamma_over_snr(prediction):
 def test_loss_is_float32_under_autocast(encoders, conditioners):
     unet, conditioner = _unet("clap-audio", encoders, conditioners), conditioners["clap-audio"]
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss = diffusion_loss(unet, build_scheduler(SchedulerConfig()), torch.randn(2, LATENT_CHANNELS, 8, 16),
-                              conditioner.unet_kwargs(conditioner.null(2)), torch.Generator().manual_seed(0))  # fmt: skip
+        loss = diffusion_loss(
+            unet,
+            build_scheduler(SchedulerConfig()),
+            torch.randn(2, LATENT_CHANNELS, 8, 16),
+            conditioner.unet_kwargs(conditioner.null(2)),
+            torch.Generator().manual_seed(0),
+        )
     assert loss.dtype == torch.float32 and loss.dim() == 0
 
 

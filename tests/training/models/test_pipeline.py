@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from tiny_training import LATENT_CHANNELS, build_tiny_clap, build_tiny_clip, tiny_ldm_config, tiny_vae_config
+
 from training.models.bundle import Bundle
 from training.models.conditioning import build_conditioner
 from training.models.ldm import build_scheduler, build_unet
@@ -34,7 +34,9 @@ def make_bundle(mode: str, encoders: dict, **extra) -> Bundle:
     vae = build_vae(tiny_vae_config())
     vae.register_to_config(scaling_factor=0.7)
     scheduler = dict(build_scheduler(ldm.scheduler).config)
-    return Bundle(vae.eval(), unet.eval(), scheduler, conditioner, "audioldm", frames=FRAMES, info={"steps": 3}, **extra)
+    return Bundle(
+        vae.eval(), unet.eval(), scheduler, conditioner, "audioldm", frames=FRAMES, info={"steps": 3}, **extra
+    )
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +56,9 @@ def test_audioldm_pipeline_runs_a_saved_clap_audio_model(saved_clap_audio):
     bundle, folder = saved_clap_audio
     pipe = AudioLDMPipeline.from_pretrained(folder, local_files_only=True)
     pipe.set_progress_bar_config(disable=True)
-    audio = pipe("a dog", num_inference_steps=2, audio_length_in_s=0.32, generator=torch.Generator().manual_seed(0)).audios
+    audio = pipe(
+        "a dog", num_inference_steps=2, audio_length_in_s=0.32, generator=torch.Generator().manual_seed(0)
+    ).audios
     assert audio.shape == (1, 5120) and np.isfinite(audio).all()
     default = pipe("a dog", num_inference_steps=2, generator=torch.Generator().manual_seed(0)).audios
     assert default.shape == (1, FRAMES * 160)  # sample_size · r · hop: the training window
@@ -69,10 +73,19 @@ def test_audioldm_pipeline_runs_a_saved_clap_audio_model(saved_clap_audio):
 def test_meta_says_the_vocoder_is_untrained(saved_clap_audio, encoders):
     _, folder = saved_clap_audio
     meta = json.loads((folder / "t2a.json").read_text())
-    assert (meta["schema"], meta["conditioning"], meta["profile"], meta["frames"]) == (SCHEMA, "clap-audio", "audioldm", FRAMES)
+    assert (meta["schema"], meta["conditioning"], meta["profile"], meta["frames"]) == (
+        SCHEMA,
+        "clap-audio",
+        "audioldm",
+        FRAMES,
+    )
     assert meta["vocoder_trained"] is False and meta["encoders"]["clap"] == str(encoders["clap"])
     vocoder = json.loads((folder / "vocoder" / "config.json").read_text())
-    assert (vocoder["model_in_dim"], vocoder["sampling_rate"], vocoder["upsample_rates"]) == (64, 16000, [5, 4, 2, 2, 2])
+    assert (vocoder["model_in_dim"], vocoder["sampling_rate"], vocoder["upsample_rates"]) == (
+        64,
+        16000,
+        [5, 4, 2, 2, 2],
+    )
     assert load_bundle(folder).vocoder is None  # t2a sample falls back to Griffin-Lim
 
 
@@ -85,7 +98,12 @@ def test_load_bundle_gives_back_what_was_saved(mode, encoders, tmp_path):
     assert _same_weights(loaded.vae, bundle.vae) and _same_weights(loaded.unet, bundle.unet)
     assert _same_weights(loaded.conditioner.encoder, bundle.conditioner.encoder)
     assert loaded.scheduler_config == {k: v for k, v in bundle.scheduler_config.items() if not k.startswith("_")}
-    assert (loaded.profile, loaded.frames, loaded.info, loaded.conditioner.name) == ("audioldm", FRAMES, {"steps": 3}, mode)
+    assert (loaded.profile, loaded.frames, loaded.info, loaded.conditioner.name) == (
+        "audioldm",
+        FRAMES,
+        {"steps": 3},
+        mode,
+    )
     assert loaded.vae.config.scaling_factor == 0.7
     torch.testing.assert_close(loaded.conditioner.from_prompts(["a bell"]), bundle.conditioner.from_prompts(["a bell"]))
     torch.testing.assert_close(loaded.conditioner.null(2), bundle.conditioner.null(2))
@@ -106,7 +124,11 @@ def test_a_plain_audioldm_pipeline_loads_as_clap_audio(saved_clap_audio, tmp_pat
     shutil.copytree(folder, plain)
     (plain / "t2a.json").unlink()
     loaded = load_bundle(plain)
-    assert (loaded.conditioner.name, loaded.profile, loaded.frames) == ("clap-audio", "audioldm", FRAMES)  # sample_size · r
+    assert (loaded.conditioner.name, loaded.profile, loaded.frames) == (
+        "clap-audio",
+        "audioldm",
+        FRAMES,
+    )  # sample_size · r
     assert loaded.vocoder is not None  # a downloaded AudioLDM's HiFi-GAN is trained
     assert (loaded.scheduler_config["beta_start"], loaded.scheduler_config["num_train_timesteps"]) == (0.0015, 1000)
     with pytest.raises(FileNotFoundError, match="neither a trained model"):

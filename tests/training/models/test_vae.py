@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+from tiny_training import LATENT_CHANNELS, smooth_mels, tiny_vae_config
 from torch import nn
 
 from pipelines.core.config import ConfigError
-from tiny_training import LATENT_CHANNELS, smooth_mels, tiny_vae_config
 from training.models.discriminator import NLayerDiscriminator
 from training.models.vae import VaeLoss, build_vae, calibrate_scaling, compression, encode_moments, sample_latent
 
@@ -25,7 +25,9 @@ def test_latents_are_the_mel_divided_by_r_in_time_and_frequency(levels, r):
     vae = build_vae(tiny_vae_config(levels=levels))
     assert compression(vae) == r
     assert (vae.config.in_channels, vae.config.out_channels, vae.config.latent_channels) == (1, 1, LATENT_CHANNELS)
-    assert set(vae.config.down_block_types) == {"DownEncoderBlock2D"} and set(vae.config.up_block_types) == {"UpDecoderBlock2D"}
+    assert set(vae.config.down_block_types) == {"DownEncoderBlock2D"} and set(vae.config.up_block_types) == {
+        "UpDecoderBlock2D"
+    }
     mel = smooth_mels(2, 16)
     with torch.no_grad():
         moments = encode_moments(vae, mel)
@@ -48,7 +50,9 @@ def test_init_reads_an_autoencoder_folder_or_a_pipeline_holding_vae(vae, tmp_pat
 
 
 def test_posterior_samples_are_mean_plus_sigma_times_the_generators_noise():
-    moments = torch.cat([torch.full((2, 3, 4, 4), 1.5), torch.full((2, 3, 4, 4), 2 * torch.log(torch.tensor(0.5)))], dim=1)
+    moments = torch.cat(
+        [torch.full((2, 3, 4, 4), 1.5), torch.full((2, 3, 4, 4), 2 * torch.log(torch.tensor(0.5)))], dim=1
+    )
     z = sample_latent(moments, torch.Generator().manual_seed(7))
     expected = 1.5 + 0.5 * torch.randn((2, 3, 4, 4), generator=torch.Generator().manual_seed(7))
     torch.testing.assert_close(z, expected)
@@ -90,7 +94,9 @@ def test_adversarial_term_joins_at_the_start_with_the_adaptive_weight():
     # λ = ‖∇rec‖ / ‖∇adv‖ at the decoder's last layer, times adversarial_weight (0.5).
     rec = (reconstruction - mel).abs().mean()
     adv = -loss.discriminator(reconstruction).mean()
-    ratio = torch.autograd.grad(rec, last, retain_graph=True)[0].norm() / (torch.autograd.grad(adv, last, retain_graph=True)[0].norm() + 1e-4)
+    ratio = torch.autograd.grad(rec, last, retain_graph=True)[0].norm() / (
+        torch.autograd.grad(adv, last, retain_graph=True)[0].norm() + 1e-4
+    )
     assert logs["adv_weight"] == pytest.approx(0.5 * float(ratio), rel=1e-4)
     assert logs["total"] == pytest.approx(float(before.detach()) + logs["adv_weight"] * logs["adv"], rel=1e-5)
     _, unweighted = loss.generator_loss(mel, reconstruction, moments, step=5)

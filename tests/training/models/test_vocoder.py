@@ -9,7 +9,15 @@ import pytest
 import torch
 
 from pipelines.core.features import MelExtractor, get_profile
-from training.models.vocoder import GriffinLim, TorchMel, VocoderLoss, build_vocoder, load_vocoder, mel_to_audio, upsample_rates
+from training.models.vocoder import (
+    GriffinLim,
+    TorchMel,
+    VocoderLoss,
+    build_vocoder,
+    load_vocoder,
+    mel_to_audio,
+    upsample_rates,
+)
 
 
 def _tone_mel(profile: str, frequency: float, frames: int = 100) -> tuple[np.ndarray, MelExtractor]:
@@ -118,7 +126,9 @@ def test_vocoder_loss_terms_are_finite_and_reach_the_generator(waves):
     fake = fake.clone().requires_grad_(True)
     loss, logs = loss_fn.generator_loss(real, fake)
     assert torch.isfinite(loss) and set(logs) == {"g_adversarial", "g_feature", "g_mel", "g_loss"}
-    assert logs["g_mel"] > 0.5 and logs["g_loss"] == pytest.approx(logs["g_adversarial"] + 2 * logs["g_feature"] + 45 * logs["g_mel"], rel=1e-4)
+    assert logs["g_mel"] > 0.5 and logs["g_loss"] == pytest.approx(
+        logs["g_adversarial"] + 2 * logs["g_feature"] + 45 * logs["g_mel"], rel=1e-4
+    )
     loss.backward()
     assert torch.isfinite(fake.grad).all() and fake.grad.abs().sum() > 0
     same, logs = loss_fn.generator_loss(real, real)

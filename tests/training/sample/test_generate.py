@@ -17,12 +17,28 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from PIL import Image
 
 from pipelines.core.config import ConfigError
-from training.sample import generate as sample
 from training.models.bundle import Bundle
-from training.sample.generate import Request, encode_source, generate, guided_prediction, layout, read_prompts, run, sample_latents, write_outputs
+from training.sample import generate as sample
+from training.sample.generate import (
+    Request,
+    encode_source,
+    generate,
+    guided_prediction,
+    layout,
+    read_prompts,
+    run,
+    sample_latents,
+    write_outputs,
+)
 
 RATE, HOP, N_MELS = 16_000, 160, 64  # the audioldm profile
-SCHEDULER = {"num_train_timesteps": 1000, "beta_start": 0.0015, "beta_end": 0.0195, "beta_schedule": "linear", "prediction_type": "epsilon"}
+SCHEDULER = {
+    "num_train_timesteps": 1000,
+    "beta_start": 0.0015,
+    "beta_end": 0.0195,
+    "beta_schedule": "linear",
+    "prediction_type": "epsilon",
+}
 
 
 class HashConditioner:
@@ -31,7 +47,9 @@ class HashConditioner:
     name, kind, dim = "test-hash", "class", 6
 
     def from_prompts(self, prompts: list[str]) -> torch.Tensor:
-        return torch.stack([torch.randn(self.dim, generator=torch.Generator().manual_seed(zlib.crc32(p.encode()))) for p in prompts])
+        return torch.stack(
+            [torch.randn(self.dim, generator=torch.Generator().manual_seed(zlib.crc32(p.encode()))) for p in prompts]
+        )
 
     def from_batch(self, batch):
         return self.from_prompts(batch["caption"])
@@ -69,17 +87,30 @@ def sampler_registry(monkeypatch):
 def bundle() -> Bundle:
     torch.manual_seed(0)
     vae = AutoencoderKL(
-        in_channels=1, out_channels=1, block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=4, layers_per_block=1,
-    )  # fmt: skip
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(8, 16),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        latent_channels=4,
+        norm_num_groups=4,
+        layers_per_block=1,
+    )
     # AudioLDM's layout: attention blocks whose "cross" attention is self-attention (no token states),
     # the CLAP-like vector through a FiLM class embedding (seed 003 App. B).
     unet = UNet2DConditionModel(
-        in_channels=4, out_channels=4, block_out_channels=(8, 16), layers_per_block=1,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=16, attention_head_dim=4, norm_num_groups=4,
-        class_embed_type="simple_projection", projection_class_embeddings_input_dim=HashConditioner.dim,
-    )  # fmt: skip
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=16,
+        attention_head_dim=4,
+        norm_num_groups=4,
+        class_embed_type="simple_projection",
+        projection_class_embeddings_input_dim=HashConditioner.dim,
+    )
     return Bundle(vae.eval(), unet.eval(), dict(SCHEDULER), HashConditioner(), "audioldm", frames=24, info={"step": 7})
 
 
@@ -123,7 +154,10 @@ def _reference(bundle, prompt: str, guidance: float, steps: int = 4, seed: int =
     scheduler = sample._sampler("ddim", bundle.scheduler_config)
     scheduler.set_timesteps(steps)
     cond, null = bundle.conditioner.from_prompts([prompt]), bundle.conditioner.null(1)
-    x = torch.randn(layout(bundle, None).latent, generator=torch.Generator().manual_seed(seed))[None] * scheduler.init_noise_sigma
+    x = (
+        torch.randn(layout(bundle, None).latent, generator=torch.Generator().manual_seed(seed))[None]
+        * scheduler.init_noise_sigma
+    )
     with torch.no_grad():
         for t in scheduler.timesteps:
             conditional = bundle.unet(x, t, encoder_hidden_states=None, class_labels=cond).sample
@@ -153,7 +187,9 @@ def test_guidance_one_makes_a_single_conditional_forward(bundle):
     cond = bundle.conditioner.from_prompts(["x"])
     with torch.no_grad():
         plain = bundle.unet(x, torch.tensor(500), encoder_hidden_states=None, class_labels=cond).sample
-        guided = guided_prediction(bundle.unet, bundle.conditioner, x, torch.tensor(500), cond, bundle.conditioner.null(1), 1.0)
+        guided = guided_prediction(
+            bundle.unet, bundle.conditioner, x, torch.tensor(500), cond, bundle.conditioner.null(1), 1.0
+        )
     assert torch.equal(plain, guided)
 
 
@@ -202,27 +238,37 @@ def _forwards(bundle, request) -> tuple[torch.Tensor, list[tuple[torch.Tensor, t
 def test_style_transfer_runs_only_the_steps_after_n0(bundle, source_wav):
     with torch.no_grad():
         source = encode_source(bundle, source_wav, layout(bundle, None).padded, "cpu")
-    kept, calls = _forwards(bundle, Request(["birds"], steps=10, guidance=1.0, style_source=source_wav, style_strength=0.0))
+    kept, calls = _forwards(
+        bundle, Request(["birds"], steps=10, guidance=1.0, style_source=source_wav, style_strength=0.0)
+    )
     assert not calls and torch.equal(kept, source)
-    mels, _ = generate(bundle, Request(["birds"], steps=10, style_source=source_wav, style_strength=0.0, griffin_lim_iters=1))
+    mels, _ = generate(
+        bundle, Request(["birds"], steps=10, style_source=source_wav, style_strength=0.0, griffin_lim_iters=1)
+    )
     with torch.no_grad():
         decoded = bundle.vae.decode(source / bundle.vae.config.scaling_factor).sample[:, 0]
     assert torch.allclose(mels, decoded, atol=1e-6)
     # n0 = 0.3·N: 3 of 10 DDIM steps, from z_n0 = √ᾱ·z_src + √(1−ᾱ)·ε(seed) (AudioLDM eq. 2 and 10).
     scheduler = sample._sampler("ddim", bundle.scheduler_config)
     scheduler.set_timesteps(10)
-    _, calls = _forwards(bundle, Request(["birds"], steps=10, guidance=1.0, seed=4, style_source=source_wav, style_strength=0.3))
+    _, calls = _forwards(
+        bundle, Request(["birds"], steps=10, guidance=1.0, seed=4, style_source=source_wav, style_strength=0.3)
+    )
     assert [int(t) for _, t in calls] == [int(t) for t in scheduler.timesteps[7:]]
     alpha = scheduler.alphas_cumprod[int(scheduler.timesteps[7])]
     noise = torch.randn(layout(bundle, None).latent, generator=torch.Generator().manual_seed(4))
     assert torch.allclose(calls[0][0], alpha.sqrt() * source + (1 - alpha).sqrt() * noise, atol=1e-5)
-    _, calls = _forwards(bundle, Request(["birds"], steps=10, guidance=1.0, style_source=source_wav, style_strength=1.0))
+    _, calls = _forwards(
+        bundle, Request(["birds"], steps=10, guidance=1.0, style_source=source_wav, style_strength=1.0)
+    )
     assert len(calls) == 10
 
 
 @pytest.mark.parametrize("sampler", ["ddim", "dpm-solver++"])
 def test_inpainting_keeps_the_observed_rows_exactly(bundle, source_wav, sampler):
-    request = Request(["thunder"], steps=5, sampler=sampler, per_prompt=2, inpaint_source=source_wav, inpaint_keep=(0.0, 0.1))
+    request = Request(
+        ["thunder"], steps=5, sampler=sampler, per_prompt=2, inpaint_source=source_wav, inpaint_keep=(0.0, 0.1)
+    )
     latents = sample_latents(bundle, request)
     with torch.no_grad():
         source = encode_source(bundle, source_wav, layout(bundle, None).padded, "cpu")
@@ -260,7 +306,11 @@ def test_write_outputs_files_and_summary(tmp_path):
     assert [item["seed"] for item in summary["items"]] == [9, 10, 11, 12]
     assert [item["prompt"] for item in summary["items"]] == ["A dog barks!"] * 2 + ["rain on a roof"] * 2
     assert summary["items"][3]["wav"] == "003-rain-on-a-roof.wav" and summary["model"] == {"step": 7}
-    assert summary["request"]["steps"] == 3 and summary["request"]["guidance"] == 2.5 and summary["request"]["sampler"] == "ddim"
+    assert (
+        summary["request"]["steps"] == 3
+        and summary["request"]["guidance"] == 2.5
+        and summary["request"]["sampler"] == "ddim"
+    )
     assert summary["sample_rate"] == RATE
     assert not list((tmp_path / "out").glob("*.tmp"))
     with pytest.raises(ValueError, match="non-finite|NaN"):

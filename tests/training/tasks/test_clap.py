@@ -14,16 +14,16 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
+from shard_samples import make_meta
+from train_corpus import CAPTIONS, smooth_mel
 
 from pipelines.annotate.encoders import audio_windows, load_clap
 from pipelines.annotate.encoders.base import CLAP_RATE
 from pipelines.annotate.encoders.config import ClapConfig
 from pipelines.shard import contract, index, writer
-from shard_samples import make_meta
-from train_corpus import CAPTIONS, smooth_mel
-from training.tasks import clap as train_clap
 from training.config import load_config
 from training.loop import read_metrics
+from training.tasks import clap as train_clap
 from training.tasks.clap import ClapExample, clap_window, contrastive_loss, recall_at_k
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -126,7 +126,13 @@ def _tone(freq: float, rng: np.random.Generator) -> bytes:
 def _sample(key: str, split: str, n: int, caption: str | None = None) -> tuple[str, dict[str, bytes]]:
     rng = np.random.default_rng(n)
     mel, flac = smooth_mel(rng, 16), _tone(FREQS[n % 5], rng)
-    meta = make_meta(key, mels={"audioldm": mel}, audio=flac, split=split, selected_caption=CAPTIONS[n % 5] if caption is None else caption)
+    meta = make_meta(
+        key,
+        mels={"audioldm": mel},
+        audio=flac,
+        split=split,
+        selected_caption=CAPTIONS[n % 5] if caption is None else caption,
+    )
     return key, contract.build_sample(meta, {"audioldm": mel}, audio=flac)
 
 
@@ -144,11 +150,16 @@ def _corpus(root: Path) -> Path:
 
 def _config(root: Path, corpus: Path, steps: int) -> Path:
     config = {
-        "run": str(root / "run"), "seed": 0, "device": "cpu",
+        "run": str(root / "run"),
+        "seed": 0,
+        "device": "cpu",
         "data": {"shards": str(corpus), "batch_size": 10, "shuffle_buffer": 10},
-        "clap": {"window_seconds": WINDOW_S, "config": SMALL_HTSAT, "train": {"steps": steps, "optim": {"lr": 3e-3}, "ema_decay": 0.0,
-                                                         "checkpoint_every": 20, "log_every": 1}},
-    }  # fmt: skip
+        "clap": {
+            "window_seconds": WINDOW_S,
+            "config": SMALL_HTSAT,
+            "train": {"steps": steps, "optim": {"lr": 3e-3}, "ema_decay": 0.0, "checkpoint_every": 20, "log_every": 1},
+        },
+    }
     path = root / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -207,7 +218,10 @@ def test_fine_tunes_from_an_init_folder(trained, tmp_path):
     root, model_dir = trained
     path = _config(tmp_path, Path(load_config(root / "config.yaml").data.shards), 2)
     config = yaml.safe_load(path.read_text())
-    config["clap"] = {"init": str(model_dir), "train": {"steps": 2, "ema_decay": 0.5, "log_every": 1}}  # window from the folder
+    config["clap"] = {
+        "init": str(model_dir),
+        "train": {"steps": 2, "ema_decay": 0.5, "log_every": 1},
+    }  # window from the folder
     path.write_text(yaml.safe_dump(config))
     out = train_clap.train(load_config(path))
     saved = json.loads((out / "config.json").read_text())["audio_config"]
@@ -217,9 +231,9 @@ def test_fine_tunes_from_an_init_folder(trained, tmp_path):
 
 
 def test_global_loss_equals_clap_models_own_logits_in_one_process(tmp_path):
-    from demo.models import build_clap
     import transformers
 
+    from demo.models import build_clap
     from training.tasks.clap import global_contrastive_loss
 
     folder = build_clap(tmp_path / "clap")
@@ -228,7 +242,9 @@ def test_global_loss_equals_clap_models_own_logits_in_one_process(tmp_path):
     waves = [np.sin(np.linspace(0, f, CLAP_RATE)).astype(np.float32) for f in (300, 900, 2000)]
     audio = processor.feature_extractor(waves, sampling_rate=CLAP_RATE, return_tensors="pt")
     text = processor.tokenizer(list(CAPTIONS[:3]), padding=True, return_tensors="pt")
-    out = model(input_ids=text["input_ids"], attention_mask=text["attention_mask"], input_features=audio["input_features"])
+    out = model(
+        input_ids=text["input_ids"], attention_mask=text["attention_mask"], input_features=audio["input_features"]
+    )
     ours = global_contrastive_loss(out.audio_embeds, out.text_embeds, model.logit_scale_a, model.logit_scale_t)
     torch.testing.assert_close(ours, contrastive_loss(out.logits_per_audio, out.logits_per_text))
 

@@ -11,17 +11,17 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
+from train_corpus import build_train_corpus
 
 from demo.models import build_clap
 from pipelines.shard import contract
 from pipelines.shard.reader import iter_members
-from train_corpus import build_train_corpus
+from training.config import load_config
+from training.loop import read_metrics
 from training.tasks import encode_latents
 from training.tasks import ldm as train_ldm
 from training.tasks import vae as train_vae
 from training.tasks import vocoder as train_vocoder
-from training.config import load_config
-from training.loop import read_metrics
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -33,19 +33,32 @@ def tiny_config(root: Path, corpus: Path, clap: Path, **overrides) -> Path:
         "device": "cpu",
         "data": {"shards": str(corpus), "profile": "audioldm", "crop_frames": 16, "batch_size": 4, "shuffle_buffer": 8},
         "vae": {
-            "block_out_channels": [8, 16, 16], "layers_per_block": 1, "latent_channels": 8, "norm_num_groups": 4,
+            "block_out_channels": [8, 16, 16],
+            "layers_per_block": 1,
+            "latent_channels": 8,
+            "norm_num_groups": 4,
             "loss": {"adversarial_start": 10, "discriminator_channels": 8, "discriminator_layers": 2},
             "train": {"steps": 30, "optim": {"lr": 3e-3}, "ema_decay": 0.0, "checkpoint_every": 10, "log_every": 1},
         },
         "ldm": {
-            "conditioning": "clap-audio", "encoders": {"clap": str(clap)},
-            "unet": {"block_out_channels": [16, 32], "layers_per_block": 1, "attention_head_dim": 8, "norm_num_groups": 8},
+            "conditioning": "clap-audio",
+            "encoders": {"clap": str(clap)},
+            "unet": {
+                "block_out_channels": [16, 32],
+                "layers_per_block": 1,
+                "attention_head_dim": 8,
+                "norm_num_groups": 8,
+            },
             "train": {"steps": 12, "optim": {"lr": 1e-3}, "ema_decay": 0.9, "checkpoint_every": 3, "log_every": 1},
         },
-        "vocoder": {"channels": 32, "segment_frames": 16, "loss": {"discriminator_channels": 4},
-                    "train": {"steps": 12, "optim": {"lr": 2e-3}, "ema_decay": 0.0, "checkpoint_every": 6, "log_every": 1}},
+        "vocoder": {
+            "channels": 32,
+            "segment_frames": 16,
+            "loss": {"discriminator_channels": 4},
+            "train": {"steps": 12, "optim": {"lr": 2e-3}, "ema_decay": 0.0, "checkpoint_every": 6, "log_every": 1},
+        },
         "sample": {"prompts": ["a dog barks", "rain falls"], "steps": 4, "guidance": 2.0},
-    }  # fmt: skip
+    }
     for path, value in overrides.items():
         node = config
         *parents, last = path.split(".")
@@ -116,7 +129,9 @@ def test_ldm_loss_falls_and_the_model_loads_in_audioldm_pipeline(trained):
     logged = {k for m in read_metrics(config.ldm_dir) for k in m}
     assert {"samples_per_s", "data_wait", "lr", "valid_loss"} <= logged
     pipe = AudioLDMPipeline.from_pretrained(config.ldm_dir / "model")
-    audio = pipe("a dog barks", num_inference_steps=2, audio_length_in_s=0.32, generator=torch.Generator().manual_seed(0)).audios
+    audio = pipe(
+        "a dog barks", num_inference_steps=2, audio_length_in_s=0.32, generator=torch.Generator().manual_seed(0)
+    ).audios
     assert audio.shape[0] == 1 and audio.shape[-1] >= 0.32 * 16000 * 0.9
 
 
@@ -174,7 +189,12 @@ def test_a_vocoder_trains_on_the_corpus_audio_and_is_used_for_sampling(corpus, t
     assert len(mel_loss) == 12 and np.mean(mel_loss[-3:]) < np.mean(mel_loss[:3])
     vocoder = load_vocoder(saved)
     assert vocoder(torch.zeros(1, 10, 64)).shape == (1, 10 * 160)  # AudioLDM's hop: upsampling 5·4·2·2·2
-    written = run(model_folder(load_config(trained).ldm_dir), Request(prompts=["a dog barks"], steps=2), tmp_path / "out", vocoder=saved)
+    written = run(
+        model_folder(load_config(trained).ldm_dir),
+        Request(prompts=["a dog barks"], steps=2),
+        tmp_path / "out",
+        vocoder=saved,
+    )
     assert any(p.suffix == ".wav" for p in written)
 
 
@@ -187,14 +207,32 @@ def test_two_ranks_train_with_ddp_and_resume(corpus, trained, tmp_path):
     config.run.mkdir(parents=True)
     for name in ("vae", "latents"):
         os.symlink(load_config(trained).run / name, config.run / name)
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "training.tasks.ldm", "--config", str(tmp_path / "config.yaml")]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "training.tasks.ldm",
+        "--config",
+        str(tmp_path / "config.yaml"),
+    ]
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     state = torch.load(config.ldm_dir / "checkpoints" / "step-000004.pt", weights_only=True)
     assert state["step"] == 4 and len(state["rank_states"]) == 2
     assert [s for s, _ in losses(config.ldm_dir)] == [1, 2, 3, 4]
     more = tiny_config(tmp_path, *corpus, **{"ldm.train.steps": 6, "ldm.train.checkpoint_every": 2})
-    again = subprocess.run(command[:-1] + [str(more)], capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    again = subprocess.run(
+        command[:-1] + [str(more)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert again.returncode == 0 and "resumed from" in again.stderr
     assert [s for s, _ in losses(config.ldm_dir)] == [1, 2, 3, 4, 5, 6]
 
@@ -207,7 +245,21 @@ def test_cli_commands(trained, tmp_path):
     runner = CliRunner()
     listed = runner.invoke(app, ["train", "--help"])
     assert listed.exit_code == 0 and all(name in listed.output for name in ("vae", "ldm", "vocoder"))
-    done = runner.invoke(app, ["sample", "--config", str(trained), "--steps", "2", "--out", str(tmp_path / "s"), "--device", "cpu", "a bell rings"])
+    done = runner.invoke(
+        app,
+        [
+            "sample",
+            "--config",
+            str(trained),
+            "--steps",
+            "2",
+            "--out",
+            str(tmp_path / "s"),
+            "--device",
+            "cpu",
+            "a bell rings",
+        ],
+    )
     assert done.exit_code == 0, done.output
     assert len(list((tmp_path / "s").glob("*.wav"))) == 1 and (tmp_path / "s" / "samples.json").is_file()
     missing = runner.invoke(app, ["train", "ldm", "--config", str(tmp_path / "nope.yaml")])

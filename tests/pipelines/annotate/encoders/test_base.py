@@ -11,9 +11,9 @@ import pytest
 import soxr
 import torch
 
-from pipelines.core.io import content_sha256
 from pipelines.annotate.encoders import ClapConfig, ModelLoadError, audio_windows, load_clap, pool_windows
 from pipelines.annotate.encoders.base import l2_normalise
+from pipelines.core.io import content_sha256
 
 RATE, W = 48000, 4800  # 0.1-s windows keep the arrays small; the rules do not depend on the length
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 import transformers
 
-from pipelines.core.io import content_sha256
 from pipelines.annotate.encoders import ModelLoadError, clap_provenance, load_clap
 from pipelines.annotate.encoders.clap_laion import new_module, read_checkpoint
+from pipelines.core.io import content_sha256
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,11 @@ def test_provenance(laion, laion_config, laion_files):
     assert provenance == laion.provenance
     assert provenance["sha256"] == content_sha256(laion_files.checkpoint)
     assert provenance["text_model_sha256"] == content_sha256(laion_files.text_model)
-    assert (provenance["backend"], provenance["amodel"], provenance["enable_fusion"]) == ("laion_clap", "HTSAT-tiny", "false")
+    assert (provenance["backend"], provenance["amodel"], provenance["enable_fusion"]) == (
+        "laion_clap",
+        "HTSAT-tiny",
+        "false",
+    )
 
 
 def test_redirection_is_undone_after_loading(laion):
@@ -74,12 +78,16 @@ def test_a_text_model_without_vocabulary_is_refused(laion_config, laion_files, t
     quiet = transformers.RobertaTokenizer.from_pretrained(folder, local_files_only=True)
     assert len(quiet) == 5 and quiet("a dog")["input_ids"] == quiet("rain")["input_ids"]
     config = laion_config.model_copy(update={"text_model": folder})
-    with pytest.raises(ModelLoadError, match=r"annotate.clap.text_model .*: the tokenizer has 5 tokens .* lacks its vocabulary files"):
+    with pytest.raises(
+        ModelLoadError, match=r"annotate.clap.text_model .*: the tokenizer has 5 tokens .* lacks its vocabulary files"
+    ):
         load_clap(config, "cpu")
 
 
 def test_a_checkpoint_for_another_variant_is_refused(laion_config):
-    with pytest.raises(ModelLoadError, match="does not fit amodel 'HTSAT-tiny' with enable_fusion True: .* missing keys"):
+    with pytest.raises(
+        ModelLoadError, match="does not fit amodel 'HTSAT-tiny' with enable_fusion True: .* missing keys"
+    ):
         load_clap(laion_config.model_copy(update={"enable_fusion": True}), "cpu")
 
 
@@ -108,10 +116,15 @@ class _Payload:
 def test_pickled_objects_are_not_loaded(tmp_path):
     path, marker = tmp_path / "clap.pt", tmp_path / "code-ran"
     torch.save({"state_dict": {"w": torch.zeros(1)}, "args": _Payload(str(marker))}, path)
-    with pytest.raises(ModelLoadError, match=r"holds pickled Python objects besides tensors.*Unsupported global: GLOBAL [\w.]*_plant"):
+    with pytest.raises(
+        ModelLoadError, match=r"holds pickled Python objects besides tensors.*Unsupported global: GLOBAL [\w.]*_plant"
+    ):
         read_checkpoint(path)
     assert not marker.exists()  # nothing in the file ran
-    torch.save({"state_dict": {"module.w": torch.zeros(1), "module.text_branch.embeddings.position_ids": torch.arange(3)}}, path)
+    torch.save(
+        {"state_dict": {"module.w": torch.zeros(1), "module.text_branch.embeddings.position_ids": torch.arange(3)}},
+        path,
+    )
     assert list(read_checkpoint(path)) == ["w"]
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(ModelLoadError, match="not a readable torch checkpoint"):

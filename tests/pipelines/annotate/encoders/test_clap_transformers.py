@@ -11,8 +11,8 @@ import huggingface_hub
 import numpy as np
 import pytest
 
-from pipelines.core.io import content_sha256
 from pipelines.annotate.encoders import ClapConfig, ModelLoadError, clap_provenance, load_clap
+from pipelines.core.io import content_sha256
 
 
 def unit_rows(x: np.ndarray) -> bool:
@@ -58,7 +58,9 @@ def test_an_id_resolves_in_the_local_hub_cache_only(demo_models, windows, clap, 
     cached = load_clap(ClapConfig(model="acme/tiny-clap"), "cpu")
     np.testing.assert_array_equal(cached.embed_audio(windows[:1]), clap.embed_audio(windows[:1]))
     assert cached.provenance["model"] == "acme/tiny-clap" and cached.provenance["sha256"] == clap.provenance["sha256"]
-    with pytest.raises(ModelLoadError, match="'acme/other' is neither a folder nor a model in the local Hugging Face cache"):
+    with pytest.raises(
+        ModelLoadError, match="'acme/other' is neither a folder nor a model in the local Hugging Face cache"
+    ):
         load_clap(ClapConfig(model="acme/other"), "cpu")
 
 
@@ -87,7 +89,9 @@ def test_a_folder_without_vocabulary_is_refused(demo_models, tmp_path):
         (folder / name).unlink()
     (folder / "vocab.json").write_text("{}")  # present but empty
     (folder / "merges.txt").write_text("")
-    with pytest.raises(ModelLoadError, match="the tokenizer has 5 tokens for a text model of 1000 .* lacks its vocabulary files"):
+    with pytest.raises(
+        ModelLoadError, match="the tokenizer has 5 tokens for a text model of 1000 .* lacks its vocabulary files"
+    ):
         load_clap(ClapConfig(model=str(folder)), "cpu")
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines.core.io import content_sha256
 from pipelines.annotate.encoders import ClipConfig, ModelLoadError, clip_provenance, load_clip
+from pipelines.core.io import content_sha256
 
 
 def test_images(clip, frames):

@@ -27,9 +27,14 @@ def test_model_paths_resolve_against_the_config_folder_and_ids_stay(tmp_path: Pa
     context = {"base_dir": tmp_path}
     as_folder = ClapConfig.model_validate({"model": "models/clap"}, context=context)
     assert as_folder.model == str(tmp_path / "models" / "clap")
-    assert ClapConfig.model_validate({"model": "laion/clap-htsat-unfused"}, context=context).model == "laion/clap-htsat-unfused"
+    assert (
+        ClapConfig.model_validate({"model": "laion/clap-htsat-unfused"}, context=context).model
+        == "laion/clap-htsat-unfused"
+    )
     # Not a hub id's shape (two slashes, or "./"): a path even when it does not exist yet.
-    assert ClipConfig.model_validate({"model": "data/demo-models/clip"}, context=context).model == str(tmp_path / "data/demo-models/clip")
+    assert ClipConfig.model_validate({"model": "data/demo-models/clip"}, context=context).model == str(
+        tmp_path / "data/demo-models/clip"
+    )
     assert ClipConfig.model_validate({"model": "./clip"}, context=context).model == str(tmp_path / "clip")
 
 

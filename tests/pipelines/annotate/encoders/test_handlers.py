@@ -20,7 +20,9 @@ def embeddings_equal(expected: dict[str, np.ndarray], dim: int):
             raise BeamAssertException(f"keys {sorted(got)} != {sorted(expected)}")
         for key, value in got.items():
             if not (isinstance(value, np.ndarray) and value.dtype == np.float32 and value.shape == (dim,)):
-                raise BeamAssertException(f"{key}: expected float32 [{dim}], got {type(value)} {getattr(value, 'shape', '')}")
+                raise BeamAssertException(
+                    f"{key}: expected float32 [{dim}], got {type(value)} {getattr(value, 'shape', '')}"
+                )
             if not np.allclose(value, expected[key], atol=1e-5):
                 raise BeamAssertException(f"{key}: embedding differs from the encoder's own")
 
@@ -66,7 +68,10 @@ def test_handlers_load_lazily_and_batch_as_configured(tmp_path):
     missing = ClapConfig(model=str(tmp_path / "not-built-yet"), batch={"min": 3, "max": 7})
     handler = ClapAudioHandler(missing, "cpu")  # construction never touches the model
     assert handler.batch_elements_kwargs() == {"min_batch_size": 3, "max_batch_size": 7}
-    assert ClipTextHandler(ClipConfig(model=str(tmp_path)), "cpu").batch_elements_kwargs() == {"min_batch_size": 1, "max_batch_size": 32}
+    assert ClipTextHandler(ClipConfig(model=str(tmp_path)), "cpu").batch_elements_kwargs() == {
+        "min_batch_size": 1,
+        "max_batch_size": 32,
+    }
     assert handler.get_metrics_namespace() == "t2a_clap_audio"
     assert handler.get_num_bytes([np.zeros(480000, np.float32)] * 2) == 2 * 480000 * 4
 

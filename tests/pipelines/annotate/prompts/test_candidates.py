@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from records import clip_record
 
 from pipelines.annotate.prompts import PromptConfig, SelectionConfig
 from pipelines.annotate.prompts.candidates import clip_info, propose, select
-from records import clip_record
 
 ENTRY = clip_record(
     "fs_1",
     labels=[{"mid": "/m/0bt9lr", "name": "Dog"}, {"mid": "/m/09x0r", "name": "Speech"}],
-    captions=[{"text": "A dog barks", "origin": "table", "kind": "human"},
-              {"text": "dog_bark_01.wav recorded with Zoom H4n http://x.y", "origin": "freesound", "kind": "source_text"}],
+    captions=[
+        {"text": "A dog barks", "origin": "table", "kind": "human"},
+        {"text": "dog_bark_01.wav recorded with Zoom H4n http://x.y", "origin": "freesound", "kind": "source_text"},
+    ],
     meta={"title": "dog_bark_01.wav", "description": "Dog barking in the yard. http://example.com"},
-)  # fmt: skip
+)
 
 
 def unit(*values: float) -> np.ndarray:
@@ -44,7 +46,11 @@ def test_scores_are_cosines_and_the_best_above_threshold_wins(proposal):
     directions = {"A dog barks": unit(1, 1, 0), "a dog is barking": unit(1, 0.2, 0), "Dog and speech": unit(0, 1, 0)}
     embeddings = {i: directions.get(text, unit(0, 0, 1)) for i, text in enumerate(proposal.texts)}
     row = select(proposal, embeddings, audio, SelectionConfig(threshold=0.6))
-    assert row["status"] == "ok" and row["selected_caption"] == "a dog is barking" and row["selected_expert"] == "captioning"
+    assert (
+        row["status"] == "ok"
+        and row["selected_caption"] == "a dog is barking"
+        and row["selected_expert"] == "captioning"
+    )
     assert row["selected_score"] == pytest.approx(float(unit(1, 0.2, 0)[0]))
     assert row["label_score"] == pytest.approx(0.0, abs=1e-6)
     scores = [c["clap_score"] for c in row["candidates"]]

@@ -20,9 +20,7 @@ from pydantic import ValidationError
 from tiny_captioner import noise_clip, tiny_captioner_folder
 from transformers import BertConfig
 
-from pipelines.core.config import ConfigError
 from demo.captioner import MAX_TARGET_POSITIONS
-from pipelines.core.features.mel import RESAMPLE_QUALITY
 from pipelines.annotate.prompts.experts import (
     Captioner,
     CaptionerHandler,
@@ -33,6 +31,8 @@ from pipelines.annotate.prompts.experts import (
     clip_seed,
     load_captioner,
 )
+from pipelines.core.config import ConfigError
+from pipelines.core.features.mel import RESAMPLE_QUALITY
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -127,7 +127,9 @@ def test_models_without_a_fixed_window_caption_clip_by_clip(captioner, monkeypat
     monkeypatch.setattr(captioner, "window", None)
     calls = []
     generate = captioner._generate
-    monkeypatch.setattr(captioner, "_generate", lambda clips, config: calls.append(len(clips)) or generate(clips, config))
+    monkeypatch.setattr(
+        captioner, "_generate", lambda clips, config: calls.append(len(clips)) or generate(clips, config)
+    )
     assert captioner.caption(CLIPS, KEYS) == together
     assert calls == [1, 1, 1]
 
@@ -171,7 +173,9 @@ def test_decoder_prefix_is_forced_and_cut_from_the_captions(captioner, folder):
 
 def test_language_adds_whisper_language_and_task_tokens(captioner, folder):
     tokens = captioner.processor.tokenizer.convert_tokens_to_ids
-    sot, en, transcribe, no_timestamps = tokens(["<|startoftranscript|>", "<|en|>", "<|transcribe|>", "<|notimestamps|>"])
+    sot, en, transcribe, no_timestamps = tokens(
+        ["<|startoftranscript|>", "<|en|>", "<|transcribe|>", "<|notimestamps|>"]
+    )
     assert captioner.start == [sot, no_timestamps]  # English-only checkpoint, no language given
     english = load_captioner(CaptioningConfig(model=str(folder), language="en"), "cpu")
     assert english.start == [sot, en, transcribe, no_timestamps]
@@ -209,9 +213,21 @@ def _without_processor(folder: Path, target: Path) -> Path:
     [
         (lambda folder, tmp: tmp / "missing", "cpu", "captioning model folder not found"),
         (lambda folder, tmp: tmp, "cpu", "holds no loadable model config"),
-        (lambda folder, tmp: BertConfig(hidden_size=8).save_pretrained(tmp) or tmp, "cpu", "holds a 'bert' model, not an audio-to-text"),
-        (lambda folder, tmp: _without_processor(folder, tmp / "bare"), "cpu", "cannot load the captioning model|no audio processor"),
-        (lambda folder, tmp: "t2a-tests/no-such-captioner", "cpu", "neither a folder nor in the local Hugging Face cache"),
+        (
+            lambda folder, tmp: BertConfig(hidden_size=8).save_pretrained(tmp) or tmp,
+            "cpu",
+            "holds a 'bert' model, not an audio-to-text",
+        ),
+        (
+            lambda folder, tmp: _without_processor(folder, tmp / "bare"),
+            "cpu",
+            "cannot load the captioning model|no audio processor",
+        ),
+        (
+            lambda folder, tmp: "t2a-tests/no-such-captioner",
+            "cpu",
+            "neither a folder nor in the local Hugging Face cache",
+        ),
         (lambda folder, tmp: folder, "meta", "unsupported device 'meta'"),
         (lambda folder, tmp: folder, "cuda:x", "unknown device 'cuda:x'"),
     ],
@@ -279,4 +295,3 @@ def test_handler_in_a_run_inference_pipeline(folder, captioner):
             | "Caption" >> RunInference(handler)
         )
         assert_that(captions, equal_to(expected))
-

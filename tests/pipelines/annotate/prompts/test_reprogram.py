@@ -3,7 +3,18 @@ import re
 import numpy as np
 import pytest
 
-from pipelines.annotate.prompts import ADJECTIVES, NOUNS, QUANTIFIERS, TEMPLATES, VERBS, Event, Words, apply_template, render, reprogram
+from pipelines.annotate.prompts import (
+    ADJECTIVES,
+    NOUNS,
+    QUANTIFIERS,
+    TEMPLATES,
+    VERBS,
+    Event,
+    Words,
+    apply_template,
+    render,
+    reprogram,
+)
 
 # Make-An-Audio (seed 001) Appendix F, copied from the paper's text with the extraction's *italics* removed.
 PAPER_TEMPLATES = [

@@ -48,7 +48,10 @@ TEXTS = ["a dog barks", "rain falls on a roof", "a car passes by", "birds chirp"
 
 def test_bank_texts_normalises_dedupes_sorts_and_reads_files(tmp_path):
     extra = tmp_path / "extra.txt"
-    extra.write_text("# a comment line\nbirds chirp\n\n  wind   blows \r\n   # indented comment\nÉcho dans une église\n", encoding="utf-8")
+    extra.write_text(
+        "# a comment line\nbirds chirp\n\n  wind   blows \r\n   # indented comment\nÉcho dans une église\n",
+        encoding="utf-8",
+    )
     texts = bank_texts(["b  dog barks ", "a cat\tmeows", "", "   ", "b dog barks", "birds chirp"], [extra])
     assert texts == ("a cat meows", "b dog barks", "birds chirp", "wind blows", "Écho dans une église")
 
@@ -114,7 +117,9 @@ def test_chance_caption_is_seeded_by_key_scored_and_never_excluded(bank):
     assert picks["clip3"] == chance_caption(bank, "clip3", query) and len({t for t, _ in picks.values()}) > 2
     for text, score in picks.values():
         assert score == pytest.approx(math.cos(math.radians(ANGLES[text])), abs=1e-6)
-    assert all(chance_caption(bank, f"k{i}", query, exclude=["alpha", "bravo"])[0] not in ("alpha", "bravo") for i in range(40))
+    assert all(
+        chance_caption(bank, f"k{i}", query, exclude=["alpha", "bravo"])[0] not in ("alpha", "bravo") for i in range(40)
+    )
     assert chance_caption(bank, "k", query, exclude=list(ANGLES)) is None
 
 

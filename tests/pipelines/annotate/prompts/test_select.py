@@ -39,7 +39,10 @@ def test_above_label_text_rule():
 @pytest.mark.parametrize(
     "fallback, expected",
     [
-        ("label_text", Selection("Speech and music", "label_text", 0.35, "fallback:label_text: best score 0.42 < threshold 0.5")),
+        (
+            "label_text",
+            Selection("Speech and music", "label_text", 0.35, "fallback:label_text: best score 0.42 < threshold 0.5"),
+        ),
         ("mbtg", Selection(FALLBACKS["mbtg"], "mbtg", None, "fallback:mbtg: best score 0.42 < threshold 0.5")),
         ("drop", Selection(None, None, None, "dropped: best score 0.42 < threshold 0.5")),
     ],
@@ -54,15 +57,20 @@ def test_dropped_without_labels_or_scores():
     selection = select_caption(CANDIDATES[:2], None, config, {"label_text": None, "mbtg": None})
     assert selection.text is None and selection.reason.startswith("dropped: best score 0.42 < threshold 0.5")
     assert "no label_text fallback" in selection.reason
-    assert select_caption([], None, SelectionConfig(fallback="mbtg"), FALLBACKS).reason == "fallback:mbtg: no scored candidate"
+    assert (
+        select_caption([], None, SelectionConfig(fallback="mbtg"), FALLBACKS).reason
+        == "fallback:mbtg: no scored candidate"
+    )
 
 
 def test_ties_are_broken_by_expert_order_then_text_whatever_the_input_order():
     tied = [
-        Candidate("zebra", "retrieval", 0.4), Candidate("b text", "captioning", 0.4),
-        Candidate("a text", "captioning", 0.4), Candidate("label", "label_text", 0.4),
+        Candidate("zebra", "retrieval", 0.4),
+        Candidate("b text", "captioning", 0.4),
+        Candidate("a text", "captioning", 0.4),
+        Candidate("label", "label_text", 0.4),
         Candidate("lower", "human", 0.39),
-    ]  # fmt: skip
+    ]
     rng = random.Random(0)
     for _ in range(10):
         rng.shuffle(tied)

@@ -72,9 +72,14 @@ def reference(p: MelProfile, audio: np.ndarray) -> np.ndarray:
     if not center:  # HiFi-GAN framing: reflect (n_fft - hop) / 2, then no centring
         x = np.pad(x, (p.n_fft - p.hop_length) // 2, mode="reflect")
     stft = librosa.stft(
-        x, n_fft=p.n_fft, hop_length=p.hop_length, win_length=p.win_length, window="hann",
-        center=center, pad_mode="reflect",
-    )  # fmt: skip
+        x,
+        n_fft=p.n_fft,
+        hop_length=p.hop_length,
+        win_length=p.win_length,
+        window="hann",
+        center=center,
+        pad_mode="reflect",
+    )
     magnitude = np.sqrt(np.abs(stft) ** 2 + p.magnitude_eps)
     mel = librosa.feature.melspectrogram(
         S=magnitude, sr=p.sample_rate, n_fft=p.n_fft, n_mels=p.n_mels, fmin=p.fmin, fmax=p.fmax

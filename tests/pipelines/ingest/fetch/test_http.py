@@ -9,10 +9,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from pipelines.core.config import MediaConfig, RetryPolicy
 from demo.server import Fault, Request, Response
-from pipelines.ingest.fetch.configs import HttpFetch
+from pipelines.core.config import MediaConfig, RetryPolicy
 from pipelines.core.records import Clip, url_clip_id
+from pipelines.ingest.fetch.configs import HttpFetch
 from pipelines.ingest.worker import ClipWorker
 
 FAST = RetryPolicy(attempts=3, backoff=0.01, max_backoff=0.05)

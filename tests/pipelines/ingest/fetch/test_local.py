@@ -9,10 +9,10 @@ import pytest
 from pydantic import ValidationError
 
 from pipelines.core.config import MediaConfig
+from pipelines.core.records import Clip, ClipFailure
 from pipelines.ingest.fetch.configs import LocalFetch
 from pipelines.ingest.fetch.local import LocalBackend
 from pipelines.ingest.fetch.templates import fill_path
-from pipelines.core.records import Clip, ClipFailure
 from pipelines.ingest.worker import ClipWorker
 
 

@@ -10,8 +10,8 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from pipelines.core.config import MediaConfig
-from pipelines.ingest.fetch.configs import HttpFetch
 from pipelines.core.records import Clip, url_clip_id
+from pipelines.ingest.fetch.configs import HttpFetch
 from pipelines.ingest.worker import ClipWorker
 
 
@@ -22,8 +22,12 @@ def bucket(media):
     server.start()
     host, port = server.get_host_and_port()
     with pytest.MonkeyPatch.context() as patch:
-        for key, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-                           "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://{host}:{port}"}.items():  # fmt: skip
+        for key, value in {
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        }.items():
             patch.setenv(key, value)
         client = boto3.client("s3")
         client.create_bucket(Bucket="media")
@@ -33,7 +37,9 @@ def bucket(media):
 
 
 def ingest(tmp_path, url: str):
-    worker = ClipWorker({"s3": SimpleNamespace(fetch=HttpFetch(backend="http"))}, MediaConfig(frames=1), tmp_path / "out")
+    worker = ClipWorker(
+        {"s3": SimpleNamespace(fetch=HttpFetch(backend="http"))}, MediaConfig(frames=1), tmp_path / "out"
+    )
     return worker, worker.ingest(Clip(url_clip_id(url, 10, 14), "s3", "table", url, url, 10.0, 14.0))
 
 

@@ -9,11 +9,11 @@ from types import SimpleNamespace
 import pytest
 import soundfile as sf
 
-from pipelines.core.config import MediaConfig, RetryPolicy
 from demo.server import Fault
+from pipelines.core.config import MediaConfig, RetryPolicy
+from pipelines.core.records import Clip, youtube_clip_id
 from pipelines.ingest.fetch import youtube
 from pipelines.ingest.fetch.configs import YoutubeFetch
-from pipelines.core.records import Clip, youtube_clip_id
 from pipelines.ingest.worker import ClipWorker
 
 YTID = "a-B_c1234Xy"
@@ -89,8 +89,14 @@ def test_bad_id_never_reaches_yt_dlp(tmp_path, mirror):
         ("ERROR: [youtube] abc: Video unavailable. This video has been removed by the uploader", False),
         ("ERROR: [youtube] abc: Private video. Sign in if you've been granted access to this video", False),
         ("ERROR: [youtube] abc: Sign in to confirm your age. This video may be inappropriate for some users.", False),
-        ("ERROR: [youtube] abc: Video unavailable. This video contains content from X, who has blocked it on copyright grounds", False),
-        ("ERROR: [youtube] abc: This video is no longer available because the YouTube account associated with this video has been terminated.", False),
+        (
+            "ERROR: [youtube] abc: Video unavailable. This video contains content from X, who has blocked it on copyright grounds",
+            False,
+        ),
+        (
+            "ERROR: [youtube] abc: This video is no longer available because the YouTube account associated with this video has been terminated.",
+            False,
+        ),
         ("ERROR: [youtube] abc: Sign in to confirm you’re not a bot. Use --cookies-from-browser or --cookies", True),
         ("ERROR: [youtube] abc: Sign in to confirm you're not a bot. This helps protect our community.", True),
         ("ERROR: unable to download video data: HTTP Error 403: Forbidden", True),
@@ -146,10 +152,21 @@ def test_corrupt_media_is_permanent_with_ffmpegs_reason(tmp_path, mirror, media,
 def test_settings_reach_yt_dlp(tmp_path):
     cookies = tmp_path / "cookies.txt"
     cookies.write_text("# Netscape HTTP Cookie File\n")
-    config = YoutubeFetch(backend="youtube", cookies=cookies, proxy="socks5://127.0.0.1:9", rate_limit=500000,
-                          sleep_interval=2.0, max_sleep_interval=5.0, max_height=240)  # fmt: skip
+    config = YoutubeFetch(
+        backend="youtube",
+        cookies=cookies,
+        proxy="socks5://127.0.0.1:9",
+        rate_limit=500000,
+        sleep_interval=2.0,
+        max_sleep_interval=5.0,
+        max_height=240,
+    )
     options = youtube.YoutubeBackend(config).options(clip(start=30.0, end=40.0), tmp_path, want_video=True)
-    assert (options["cookiefile"], options["proxy"], options["ratelimit"]) == (str(cookies), "socks5://127.0.0.1:9", 500000)
+    assert (options["cookiefile"], options["proxy"], options["ratelimit"]) == (
+        str(cookies),
+        "socks5://127.0.0.1:9",
+        500000,
+    )
     assert (options["sleep_interval"], options["max_sleep_interval"]) == (2.0, 5.0)
     assert options["format"].startswith("bv*[height<=240]+ba") and options["force_keyframes_at_cuts"] is True
     ranges = list(options["download_ranges"]({}, None))

@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from pipelines.ingest.manifests.audiocaps import AudioCapsSource, read
 from pipelines.core.records import Caption, Clip, RejectedRow
+from pipelines.ingest.manifests.audiocaps import AudioCapsSource, read
 
-VAL = '''\
+VAL = """\
 audiocap_id,youtube_id,start_time,caption
 97151,vfY_TJq7n_U,130,"Rustling occurs, ducks quack and water splashes"
 108945,tdWhHV3X25Q,60,A man speaks as a vehicle engine idles
@@ -23,7 +23,7 @@ quack"
 97159,tdWhHV3X25Q,70,
 97160,tdWhHV3X25Q,70
 108946,tdWhHV3X25Q,60,A vehicle engine idles as a man speaks
-'''
+"""
 
 
 def load(tmp_path: Path, text: str = VAL, name: str = "val.csv", **keys):

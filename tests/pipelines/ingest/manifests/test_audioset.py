@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from pipelines.core.records import Clip, Label, RejectedRow
 from pipelines.ingest.manifests.audioset import AudioSetSource, read
 from pipelines.ingest.manifests.base import FORMATS
-from pipelines.core.records import Clip, Label, RejectedRow
 
 SEGMENTS = """\
 # Segments csv created Sun Mar  5 10:54:31 2017

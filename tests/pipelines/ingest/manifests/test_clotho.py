@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from pipelines.ingest.manifests.clotho import ClothoSource, read
 from pipelines.core.records import Caption, Clip, RejectedRow, name_clip_id
+from pipelines.ingest.manifests.clotho import ClothoSource, read
 
 CAPTIONS = """\
 file_name,caption_1,caption_2,caption_3,caption_4,caption_5

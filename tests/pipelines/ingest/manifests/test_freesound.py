@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from pipelines.core.config import ConfigError
 from demo.freesound_api import db_record, freesound_route
 from demo.server import Fault, LoopbackServer, Request, Response
+from pipelines.core.config import ConfigError
+from pipelines.core.records import Caption, Clip, RejectedRow
 from pipelines.ingest.manifests.base import FORMATS
 from pipelines.ingest.manifests.freesound import (
     FreesoundCredentialsError,
@@ -19,7 +20,6 @@ from pipelines.ingest.manifests.freesound import (
     FreesoundSource,
     read_freesound,
 )
-from pipelines.core.records import Caption, Clip, RejectedRow
 
 KEY = "s3cr3t-KEY-0123456789abcdef"
 CC0 = "http://creativecommons.org/publicdomain/zero/1.0/"

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from pipelines.ingest.manifests.fsd50k import FSD50KSource, read
 from pipelines.core.records import Caption, Clip, Label, RejectedRow
+from pipelines.ingest.manifests.fsd50k import FSD50KSource, read
 
 VOCABULARY = """\
 0,Electric_guitar,/m/02sgy

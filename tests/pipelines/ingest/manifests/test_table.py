@@ -7,8 +7,8 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
-from pipelines.ingest.manifests.table import TableSource, read
 from pipelines.core.records import Caption, Clip, Label, RejectedRow, url_clip_id
+from pipelines.ingest.manifests.table import TableSource, read
 
 TABLE = """\
 url,id,start,end,labels,caption,split,license

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from pipelines.core.records import Clip, Label, RejectedRow
 from pipelines.ingest.manifests.base import FORMATS
 from pipelines.ingest.manifests.vggsound import VGGSoundSource, read
-from pipelines.core.records import Clip, Label, RejectedRow
 
 VGGSOUND = """\
 ---g-f_I2yQ,1,people marching,test
