@@ -15,7 +15,7 @@ TORCHVISION ?= 0.29.1
 PIP_TOOLS   := pip-tools==7.7.0
 UPGRADE     ?=
 
-.PHONY: install lock check-lock demo test lint bench clean
+.PHONY: install lock check-lock demo test lint format bench clean
 
 install: $(STAMP)
 
@@ -55,6 +55,16 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PYTHON) .ci/lock.py check
 	$(BIN)/python -m pytest
+
+# The rules the code checks (the test suite runs them too: tests/test_rules.py).
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest_throughput.py

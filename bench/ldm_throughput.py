@@ -5,7 +5,7 @@
 
 One training step is what train_ldm.py does: a DDPM loss at a uniform timestep (training.models.ldm.
 diffusion_loss, ε target), backward, AdamW. The UNet is training.models.ldm.build_unet with AudioLDM-S's
-widths (seed 003 App. B: c_u = 128 → [128, 256, 384, 640], two layers per block) in the clap-audio layout
+widths (AudioLDM App. B: c_u = 128 → [128, 256, 384, 640], two layers per block) in the clap-audio layout
 (512-wide CLAP vector through the class embedding), on 8 × 256 × 16 latents (10.24 s at r = 4).
 
 FLOPs per sample are counted with torch.utils.flop_counter over one forward + backward (matmuls, convs,

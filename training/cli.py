@@ -85,7 +85,7 @@ def train_classifier(
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Keep CLAP embeddings here for the next run."),
 ) -> None:
-    """Train the multi-label classifier `t2a evaluate` uses for KL and IS (seed 000 §3.1: sigmoid over the corpus labels)."""
+    """Train the multi-label classifier `t2a evaluate` uses for KL and IS (Li et al. 2023 §3.1: sigmoid over the corpus labels)."""
     from training.evaluate.run import train_classifier_command
 
     train_classifier_command(shards, clap=clap, out=out, epochs=epochs, seed=seed, device=device, cache_dir=cache_dir)

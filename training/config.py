@@ -115,7 +115,7 @@ class VaeConfig(StrictModel):
 
 
 class SchedulerConfig(StrictModel):
-    """DDPM forward process; AudioLDM's defaults (seed 003 §4.1: β 0.0015 → 0.0195, N = 1000).
+    """DDPM forward process; AudioLDM's defaults (§4.1: β 0.0015 → 0.0195, N = 1000).
 
     The paper calls its schedule linear; its released code (latent-diffusion's make_beta_schedule
     "linear") spaces √β linearly, which diffusers names "scaled_linear" and uses when it converts

@@ -7,10 +7,10 @@
     ListCachedClips → ReadBankCaptions → BuildCaptionBank (side input) ─→ ProposeCandidates ◄──────────┘
         → RunInference(CLAP text) → SelectCaptions → WriteAnnotations → WriteTable
 
-Pseudo-prompts follow Make-An-Audio (seed 001 §3.2.1, App. E.2): candidates from experts — the
+Pseudo-prompts follow Make-An-Audio (§3.2.1, App. E.2): candidates from experts — the
 captioning model, CLAP retrieval from a caption bank, the clip's human captions, its cleaned source
 text and its label text — each scored by CLAP text-audio cosine; the best one above the threshold is
-selected, else a fallback (label text, MBTG text (Diffsound, seed 002 §IV-C) or drop). Audio never
+selected, else a fallback (label text, MBTG text (Diffsound §IV-C) or drop). Audio never
 crosses a shuffle: every RunInference that takes media is fused with the step that decoded it, and
 only embeddings and texts are grouped. Each clip ends as one row in `pipelines.annotate.store`; a re-run
 skips clips whose row is current and retries failures. Run with `t2a annotate` or
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 NAMESPACE = "annotate"
-CLAP_RATE = 48000  # both CLAP backends take 48 kHz (ARCHITECTURE.md: the clip cache's default rate)
+CLAP_RATE = 48000  # both CLAP backends take 48 kHz (docs/ARCHITECTURE.md, "Contracts": the clip cache's rate)
 
 
 def settings_hash(config: AnnotateConfig, provenance: dict[str, Any]) -> str:

@@ -94,7 +94,7 @@ class RetryPolicy(StrictModel):
 class MediaConfig(StrictModel):
     """Normalization of every clip (pipelines/ingest/media.py)."""
 
-    sample_rate: int = Field(48000, ge=8000, le=192000)  # CLAP's rate (ARCHITECTURE.md)
+    sample_rate: int = Field(48000, ge=8000, le=192000)  # CLAP's rate (docs/ARCHITECTURE.md, "Contracts")
     frames: int = Field(4, ge=0, le=64)  # Make-An-Audio §4.3 pools 4 uniformly picked frames
     frame_size: int = Field(224, ge=16, le=2048)  # CLIP's input size; shorter side + centre crop
     max_duration: float = Field(600.0, gt=0)  # seconds decoded at most from one input

@@ -1,6 +1,6 @@
 """How many distinct sound events a clip holds: the curriculum's single- vs multi-event split.
 
-Diffsound (seed 002, §IV-C and Algorithm 3) trains on single-event clips first and multi-event clips
+Diffsound (§IV-C and Algorithm 3) trains on single-event clips first and multi-event clips
 after. A clip's labels often name one event several times over the ontology's hierarchy — FSD50K
 labels a church bell `Church_bell, Bell, Musical_instrument, Music` — so the count is the number of
 labels that are not an ancestor of another label of the same clip. Labels without a mid (VGGSound's

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-# ARCHITECTURE.md "Contracts": keys are [A-Za-z0-9_-]+ with no dots (WebDataset splits keys at the
+# docs/ARCHITECTURE.md, "Contracts": keys are [A-Za-z0-9_-]+ with no dots (WebDataset splits keys at the
 # first dot). At most 64 characters: a shard member `<key>.mel.<profile>.npy` must fit the 100-byte
 # name field of a plain ustar header, the only one wids reads (pipelines/shard/contract.py).
 CLIP_ID_MAX = 64

@@ -57,7 +57,7 @@ class ClipWorker:
         started = time.monotonic()
         try:
             return self._ingest(clip, started)
-        except Exception as error:  # one broken clip must never kill the bundle (STYLE.md §3)
+        except Exception as error:  # one broken clip must never kill the bundle (docs/ARCHITECTURE.md, "Rules")
             log.exception("internal error on clip %s", clip.clip_id)
             return self._row(clip, "failed_retryable", started, f"internal error: {type(error).__name__}: {error}")
 

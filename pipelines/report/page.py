@@ -22,7 +22,7 @@ from pipelines.report.text import ARTEFACT_KINDS
 
 SECTIONS = ("provenance", "availability", "scores", "labels", "text", "artefacts", "composition", "listening")
 STATS_COLUMNS = ("n", "mean", "std", "min", "p10", "p50", "p90", "max")
-# Make-An-Audio App. A, Table 5 (seeds/001_05772c2ca69c59dc.txt): the columns, in the paper's order.
+# Make-An-Audio App. A, Table 5: the columns, in the paper's order.
 TABLE5 = (
     ("label_text", "original label text"),
     ("captioning", "captioning"),

@@ -30,7 +30,7 @@ _STYLE = {
 _SVG_METADATA = {"Date": None, "Creator": None}
 # PNG text chunks would carry the matplotlib version: keep the bytes independent of it.
 _PNG_METADATA = {"Software": None}
-SPECTROGRAM_PROFILE = "audioldm"  # 16 kHz, 64 mels, hop 10 ms: AudioLDM App. D (seed 003)
+SPECTROGRAM_PROFILE = "audioldm"  # 16 kHz, 64 mels, hop 10 ms: AudioLDM App. D
 
 
 def _figure(width: float, height: float, left: float = 0.11, bottom: float = 0.17) -> Figure:

@@ -23,7 +23,7 @@ TOP_REASONS = 10
 LABEL_EXAMPLES = 10
 ARTEFACT_EXAMPLES = 5
 MOST_REPEATED = 10
-TABLE5 = ("label_text", "captioning", "retrieval", "selected")  # Make-An-Audio (seed 001) App. A, Table 5
+TABLE5 = ("label_text", "captioning", "retrieval", "selected")  # Make-An-Audio App. A, Table 5
 
 
 @dataclass

@@ -15,7 +15,7 @@ embeddings, and instead of mels and media one `<key>.latent.npy`: the mel VAE's 
 [2·C, time/r, n_mels/r] (mean, then log-variance), keyed by the VAE checkpoint in their folder name.
 
 The writer, the readers, the training loader and the tests import these names; nothing else spells a
-member name or the schema string (STYLE.md rule 5). docs/shards.md is the reader-facing description.
+member name or the schema string (docs/ARCHITECTURE.md, "Contracts"). docs/shards.md is the reader-facing description.
 """
 
 from __future__ import annotations

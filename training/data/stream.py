@@ -286,7 +286,7 @@ class SampleProcessor:
             if self.sample_filter is not None and not self.sample_filter(sample, epoch):
                 return None
             example = self.example(sample, sample_rng(self.seed, epoch, slot, key))
-        except Exception as error:  # one bad sample is counted and skipped, never fatal (STYLE.md rule 3)
+        except Exception as error:  # one bad sample is counted and skipped, never fatal (docs/ARCHITECTURE.md, "Rules")
             self.tally.skip(f"example: {type(error).__name__}", 1, f"{raw.get('__url__')} {key}: {error}")
             return None
         if example is not None:

@@ -1,7 +1,7 @@
 """The models behind `t2a evaluate`: audio embedders by name (EMBEDDERS), an embedding cache keyed
 by file sha256, and LabelClassifier, the multi-label probe whose posteriors give KL and IS.
 
-AudioLDM (seeds/003 §4.2) takes KL and IS from a PANNs tagger; seed 000 §3.1 (MMKL) from a
+AudioLDM (§4.2) takes KL and IS from a PANNs tagger; Li et al. 2023 §3.1 (MMKL) from a
 multi-label sigmoid classifier. Here the classifier is an MLP on the CLAP audio embedding, trained
 on the corpus labels: cheap to train, and it shares the CLAP pass FD and the CLAP score need.
 """

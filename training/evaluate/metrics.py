@@ -1,6 +1,6 @@
 """The numbers of `t2a evaluate`, on plain arrays: Fréchet distance, KL, IS and CLAP score.
 
-AudioLDM (seeds/003 §4.2, Table 1) reports FD, IS and KL; Make-An-Audio (seeds/001 §5.3) the CLAP
+AudioLDM (§4.2, Table 1) reports FD, IS and KL; Make-An-Audio (§5.3) the CLAP
 score. Nothing here loads a model: training/evaluate/embedders.py turns audio into the embeddings and
 posteriors these functions take.
 """
@@ -58,7 +58,7 @@ def embedding_fd(generated: np.ndarray, reference: np.ndarray) -> float:
 def bernoulli_kl(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     """Mean over classes of KL(Bernoulli(p) || Bernoulli(q)), per row: [N, C], [N, C] → [N] (nats).
 
-    AudioLDM's KL (seeds/003 §4.2) compares PANNs posteriors; for the multi-label sigmoid
+    AudioLDM's KL (§4.2) compares PANNs posteriors; for the multi-label sigmoid
     classifier here each class is an independent Bernoulli, so the per-class KLs are averaged
     (a mean, not a sum, keeps the value comparable across vocabulary sizes).
     """
@@ -80,7 +80,7 @@ def paired_kl(reference: np.ndarray, generated: np.ndarray) -> float:
 
 
 def inception_score(posteriors: np.ndarray) -> float:
-    """IS = exp(E_x KL(p(y|x) || p(y))) (seeds/003 §4.2, after Salimans et al.).
+    """IS = exp(E_x KL(p(y|x) || p(y))) (AudioLDM §4.2, after Salimans et al.).
 
     Sigmoid outputs do not sum to 1: each clip's posteriors are divided by their sum to make the
     categorical p(y|x) the formula needs; p(y) is the mean of those over the clips.
@@ -95,7 +95,7 @@ def inception_score(posteriors: np.ndarray) -> float:
 
 
 def clap_score(audio: np.ndarray, text: np.ndarray) -> float:
-    """Make-An-Audio's CLAP score (seeds/001 §5.3): the mean cosine of each clip's audio embedding
+    """Make-An-Audio's CLAP score (§5.3): the mean cosine of each clip's audio embedding
     with its own text's embedding; rows are re-normalised, so raw embeddings also work."""
     a, t = np.asarray(audio, np.float64), np.asarray(text, np.float64)
     if a.shape != t.shape or a.ndim != 2 or not len(a):

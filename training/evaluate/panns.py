@@ -1,5 +1,5 @@
 """PANNs Cnn14 (Kong et al. 2020) as an embedder: the 2048-d clip embedding AudioLDM's FD/FAD and
-KL are computed on (seeds/003 §4.2), from a Cnn14 checkpoint file (e.g. Cnn14_mAP=0.431.pth).
+KL are computed on (AudioLDM §4.2), from a Cnn14 checkpoint file (e.g. Cnn14_mAP=0.431.pth).
 
 The architecture is laion_clap's bundled copy (laion_clap.clap_module.pann_model). `import
 laion_clap` itself builds tokenizers by hub name, so only the three modules the model needs are

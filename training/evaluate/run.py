@@ -6,13 +6,13 @@
 
 Metrics (result["metrics"]; None where the inputs do not allow one):
 - fd_clap: Fréchet distance between Gaussians fitted to CLAP audio embeddings of the generated and the
-  reference clips (AudioLDM's FD, seeds/003 §4.2; FAD is the same distance over VGGish/PANNs
+  reference clips (AudioLDM's FD, AudioLDM §4.2; FAD is the same distance over VGGish/PANNs
   embeddings, named fd_<model> by the embedder that made them).
 - kl: KL(reference posterior || generated posterior) of the label classifier, per pair of clips
   with the same prompt/caption (or key), averaged; per pair the mean of per-label Bernoulli KLs.
 - is / is_reference: exp(E_x KL(p(y|x) || p(y))) over the classifier's per-clip normalised posteriors.
 - clap_score / clap_score_reference: mean cosine of each clip's CLAP audio embedding and its text
-  (Make-An-Audio, seeds/001 §5.3); on the reference with its captions it calibrates the scale.
+  (Make-An-Audio §5.3); on the reference with its captions it calibrates the scale.
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """Conditioning modes by name (`ldm.conditioning`): what the UNet is trained on and sampled with.
 
-    clap-audio   AudioLDM §3.2 (seed 003): train on the clip's CLAP audio embedding E^x (eq. 3), sample with
+    clap-audio   AudioLDM §3.2: train on the clip's CLAP audio embedding E^x (eq. 3), sample with
                  the prompt's CLAP text embedding E^y; one L2-normalised vector through the UNet's class
                  embedding (App. B: FiLM, no cross-attention). Null: the embedding of "", which is what
                  diffusers' AudioLDMPipeline uses as its negative prompt, so guidance agrees with it.
-    clap-text    Make-An-Audio §3.3 / App. E.2 (seed 001): the frozen CLAP text encoder's token states of the
+    clap-text    Make-An-Audio §3.3 / App. E.2: the frozen CLAP text encoder's token states of the
                  caption, padded to 77 tokens (App. B Table 6), by cross-attention. Null: the states of "".
-    clip-image   CLIPSonic §2 (seed 004) / Make-An-Audio §4.3: the clip's pooled CLIP frame embedding as one
+    clip-image   CLIPSonic §2 / Make-An-Audio §4.3: the clip's pooled CLIP frame embedding as one
                  token by cross-attention; prompts through CLIP's text tower (CLIPSonic-ZS zero-shot modality
                  transfer). L2-normalised (Make-An-Audio App. E.3: the normalised condition trains better).
                  Null: a zero token.

@@ -1,4 +1,4 @@
-"""The PatchGAN discriminator of the mel VAE (AudioLDM App. C, seed 003: "we adopt the PatchGAN").
+"""The PatchGAN discriminator of the mel VAE (AudioLDM App. C: "we adopt the PatchGAN").
 
 pix2pix's NLayerDiscriminator (Isola et al. 2017) as taming-transformers and latent-diffusion use it:
 stride-2 4x4 convolutions, then two stride-1 ones, ending in one logit per patch of the mel. The input

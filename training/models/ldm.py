@@ -1,9 +1,9 @@
 """The latent diffusion model: a diffusers UNet2DConditionModel, the DDPM forward process and its loss,
 and the samplers by name.
 
-AudioLDM App. B (seed 003): Stable Diffusion's UNet, attention in every level but the first, N = 1000 steps,
+AudioLDM App. B: Stable Diffusion's UNet, attention in every level but the first, N = 1000 steps,
 linear β 0.0015 → 0.0195, DDIM sampling. The loss is eq. 3, ‖ε − ε_θ(z_n, n, E)‖², with z_n from eq. 2;
-Make-An-Audio eq. 1 (seed 001) is the same objective.
+Make-An-Audio eq. 1 is the same objective.
 """
 
 from __future__ import annotations

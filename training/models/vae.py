@@ -1,4 +1,4 @@
-"""The mel VAE of AudioLDM App. C (seed 003): a diffusers AutoencoderKL over one-channel mels, and its loss.
+"""The mel VAE of AudioLDM App. C: a diffusers AutoencoderKL over one-channel mels, and its loss.
 
     vae = build_vae(config.vae)                     # r = 2^(levels - 1); AudioLDM: r = 4, C = 8
     moments = encode_moments(vae, mel)              # [B, 1, T, M] → [B, 2C, T/r, M/r] (mean, logvar)

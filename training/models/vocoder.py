@@ -1,6 +1,6 @@
 """Mel → waveform: AudioLDM's HiFi-GAN vocoder, a Griffin-Lim fallback, and HiFi-GAN's training losses.
 
-AudioLDM App. D (seed 003) inverts its 64-band mels with HiFi-GAN (Kong et al. 2020); diffusers'
+AudioLDM App. D inverts its 64-band mels with HiFi-GAN (Kong et al. 2020); diffusers'
 AudioLDMPipeline holds it as a transformers `SpeechT5HifiGan`, which takes [B, T, n_mels] and returns
 [B, T·hop]. Without a trained vocoder, `GriffinLim` gives a rough but model-free waveform.
 

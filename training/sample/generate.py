@@ -1,6 +1,6 @@
 """Sampling from a trained bundle: text → latent diffusion → VAE decoder → mel → vocoder → waveform.
 
-Follows AudioLDM (seed 003): classifier-free guidance §3.4 eq. 9, and the zero-shot manipulations of
+Follows AudioLDM: classifier-free guidance §3.4 eq. 9, and the zero-shot manipulations of
 §4 — style transfer (eq. 10: a shallow reverse process from the noised source latent at n0 = ratio·N)
 and inpainting (eq. 11: the observed latent region re-imposed, noised to the current step, after every
 step). `t2a sample` calls `run`:

@@ -2,7 +2,7 @@
 
 Each example is a fixed window of a shard's 48 kHz FLAC (short clips repeated and zero-padded, as
 LAION-CLAP's "repeatpad"; longer ones randomly cropped from the example's generator) paired with
-its caption (training.data.examples.caption_of). The loss is AudioLDM's (seed 003, App. A
+its caption (training.data.examples.caption_of). The loss is AudioLDM's (App. A
 eq. 12–14): symmetric cross-entropy over the audio→text and text→audio similarity logits of a
 batch, with CLAP's two learnable temperatures (logit_scale_a, logit_scale_t).
 

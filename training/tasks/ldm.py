@@ -1,9 +1,9 @@
 """`t2a train ldm`: latent diffusion on the VAE's latents, conditioned by name (training/models/conditioning.py).
 
-    clap-audio   AudioLDM §3.2 (seed 003): trains on the clip's CLAP audio embedding, samples with the
+    clap-audio   AudioLDM §3.2: trains on the clip's CLAP audio embedding, samples with the
                  prompt's CLAP text embedding (one shared space); FiLM through the class embedding.
-    clap-text    Make-An-Audio (seed 001): the caption's CLAP text-encoder token states, cross-attention.
-    clip-image   CLIPSonic (seed 004) / Make-An-Audio V2A: CLIP frame embeddings, cross-attention.
+    clap-text    Make-An-Audio: the caption's CLAP text-encoder token states, cross-attention.
+    clip-image   CLIPSonic / Make-An-Audio V2A: CLIP frame embeddings, cross-attention.
 
 One step: z = μ + σ·ε from the pre-encoded posterior (or the VAE encoder on the fly when
 `ldm.latents: false`), scaled by the VAE's scaling factor; the condition is replaced by the null

@@ -1,4 +1,4 @@
-"""`t2a train vae`: the mel VAE (AudioLDM App. C, seed 003) on the corpus shards.
+"""`t2a train vae`: the mel VAE (AudioLDM App. C) on the corpus shards.
 
 The VAE compresses a mel [1, T, n_mels] by r = 4 into C = 8 latent channels. Its loss is L1
 reconstruction + KL (the "Gaussian constraint") + a PatchGAN adversarial term that joins after

@@ -1,5 +1,5 @@
 """CLIP image and text embeddings (`CLIPModel` + `CLIPProcessor`) of the clip cache's 224x224 JPEG
-frames; CLIPSonic (seed 004) conditions on them, Make-An-Audio (seed 001, §4.3) pools 4 frames."""
+frames; CLIPSonic conditions on them, Make-An-Audio (§4.3) pools 4 frames."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """One clip's caption candidates, their CLAP scores and the selection: the text side of the
 annotate job (pipelines/annotate/job.py), without Beam or models.
 
-Make-An-Audio (seed 001 §3.2.1, App. E.2) distils captions from experts and lets CLAP pick: each
+Make-An-Audio (§3.2.1, App. E.2) distils captions from experts and lets CLAP pick: each
 candidate keeps its expert — `human` captions (they calibrate the scale), `captioning`,
 `retrieval`, cleaned `source_text`, and the `label_text` baseline — and gets the cosine of its CLAP
 text embedding with the clip's CLAP audio embedding.

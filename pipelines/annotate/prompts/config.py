@@ -13,7 +13,7 @@ from pipelines.core.config import StrictModel
 
 class PromptConfig(StrictModel):
     mask_token: str = Field("[MASK]", min_length=1)  # must be the text encoder's own mask token
-    mask_counts: list[int] = [1, 2]  # Diffsound (seed 002 §IV-C): m ∈ {1, 2} masks per gap
+    mask_counts: list[int] = [1, 2]  # Diffsound (§IV-C): m ∈ {1, 2} masks per gap
     source_text_max_chars: int = Field(200, ge=20, le=10_000)
 
     @field_validator("mask_counts")
@@ -25,7 +25,7 @@ class PromptConfig(StrictModel):
 
 
 class SelectionConfig(StrictModel):
-    # CLAP cosine; candidates below it are not selected (Make-An-Audio, seed 001 §3.2.1: "we include
+    # CLAP cosine; candidates below it are not selected (Make-An-Audio §3.2.1: "we include
     # a threshold to select faithful results"). Not bounded to [-1, 1]: above 1 forces the fallback.
     threshold: float = Field(0.0, allow_inf_nan=False)
     above_label_text: bool = False  # also require a score ≥ the label text's (AudioSetCaps' rule)

@@ -1,6 +1,6 @@
 """Make-An-Audio's captioning expert: N caption candidates per clip from an audio-to-text model.
 
-Make-An-Audio (shared/seeds/001_05772c2ca69c59dc.txt §3.2.1, App. E.2) distils pseudo prompts from
+Make-An-Audio (§3.2.1, App. E.2) distils pseudo prompts from
 a captioning expert and a retrieval expert (pipelines/annotate/prompts/retrieval.py); CLAP then keeps the
 candidate that scores best. The paper's captioner is a CNN encoder + GRU decoder; here it is any
 transformers audio-to-text generation model (AutoProcessor + AutoModelForSpeechSeq2Seq) in a local

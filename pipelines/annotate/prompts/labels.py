@@ -1,6 +1,6 @@
 """Label text: a clip's class names as one caption-like string, and the CLIPSonic prompt forms.
 
-Casing follows AudioLDM's example (seed 003 §5, "Evaluation dataset"): "*Speech, hip hop music, and
+Casing follows AudioLDM's example (§5, "Evaluation dataset"): "*Speech, hip hop music, and
 crowd cheering*" — the sentence starts upper-case and every later name starts lower-case. Ontology
 names are sentence-cased ("Hip hop music", "Music of Latin America"), so only a name's first letter
 is lowered: proper nouns further in keep their capitals, and a leading acronym ("MP3 ...") is kept.
@@ -50,10 +50,10 @@ def label_text(names: Sequence[str]) -> str | None:
 
 
 def photo_prompt(name: str) -> str:
-    """CLIPSonic (seed 004 §3, "Data"): labels become pseudo text "a photo of [label]"."""
+    """CLIPSonic (§3, "Data"): labels become pseudo text "a photo of [label]"."""
     return f"a photo of {inline_name(name)}"
 
 
 def sound_prompt(name: str) -> str:
-    """CLIPSonic (seed 004 §3, CLAP-TTA): "the sound of [label]" for CLAP's text encoder."""
+    """CLIPSonic (§3, CLAP-TTA): "the sound of [label]" for CLAP's text encoder."""
     return f"the sound of {inline_name(name)}"

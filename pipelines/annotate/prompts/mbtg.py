@@ -1,4 +1,4 @@
-"""Diffsound's mask-based text generation (MBTG, seed 002 §IV-C).
+"""Diffsound's mask-based text generation (MBTG, Diffsound §IV-C).
 
 The paper replaces the words a human would add around the event names with mask tokens: "[MASK]
 [MASK] dog bark [MASK] man speaking [MASK]" — "we randomly insert m ∈ {1, 2} mask tokens on either

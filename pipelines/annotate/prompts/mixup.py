@@ -1,4 +1,4 @@
-"""AudioLDM's mixup augmentation (seed 003 §3.3, Eq. 8): x₁,₂ = λ·x₁ + (1 − λ)·x₂, λ ~ Beta(5, 5).
+"""AudioLDM's mixup augmentation (§3.3, Eq. 8): x₁,₂ = λ·x₁ + (1 − λ)·x₂, λ ~ Beta(5, 5).
 
 AudioLDM conditions its LDM on the CLAP *audio* embedding of the training clip, so the mixed audio
 needs no mixed text. Waveforms of different lengths are mixed with the shorter one zero-padded at

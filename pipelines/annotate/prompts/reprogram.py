@@ -1,4 +1,4 @@
-"""Make-An-Audio's dynamic reprogramming (seed 001 §3.2.2, templates in Appendix F).
+"""Make-An-Audio's dynamic reprogramming (§3.2.2, templates in Appendix F).
 
 Online, each time a clip is drawn: N ∈ {0, 1, 2} events are sampled from a database of single-label
 clips and concatenated with the clip "according to the template", whose text joins the clip's

@@ -1,6 +1,6 @@
 """Make-An-Audio's retrieval expert: the bank captions nearest a clip's CLAP audio embedding.
 
-Make-An-Audio (shared/seeds/001_05772c2ca69c59dc.txt §3.2.1, App. E.2) pairs the captioning
+Make-An-Audio (§3.2.1, App. E.2) pairs the captioning
 expert (pipelines/annotate/prompts/experts.py) with an audio-text retrieval expert; CLAP selection then
 picks among both experts' candidates. The paper's retrieval model is BERT + a multi-modal
 transformer trained on AudioCaps and Clotho; here retrieval is CLAP audio → text over a caption

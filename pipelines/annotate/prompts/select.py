@@ -1,4 +1,4 @@
-"""CLAP selection of a clip's caption among its candidates (Make-An-Audio, seed 001 §3.2.1).
+"""CLAP selection of a clip's caption among its candidates (Make-An-Audio §3.2.1).
 
 "We select from these candidates that endow high CLAP score as the final caption (we include a
 threshold to select faithful results)." The label text is one of the candidates (expert

@@ -102,7 +102,7 @@ def _register(profile: MelProfile) -> MelProfile:
     return PROFILES.register(profile.name)(profile)
 
 
-# AudioLDM App. D (seed 003): 16 kHz, 64 mels, window = FFT = 1024, hop 160, fmin 0, fmax 8000.
+# AudioLDM App. D: 16 kHz, 64 mels, window = FFT = 1024, hop 160, fmin 0, fmax 8000.
 # App. E pads clips to 10 s; the released code pads to 1024 frames x hop 160 = 10.24 s
 # (audioldm/audio/tools.py `wav_to_fbank(target_length=1024)`), which the 1024 here follows.
 # Open choices follow that released code (audioldm/audio/tools.py, stft.py):
@@ -124,11 +124,11 @@ _register(
         clamp_waveform=True,
         remove_dc=True,
         peak=0.5,
-        source="AudioLDM App. D (seed 003)",
+        source="AudioLDM App. D",
     )
 )
 
-# Make-An-Audio §5.1 (seed 001): 16 kHz, FFT 1024, hop 256, 80 x 624 mel from 10-s clips.
+# Make-An-Audio §5.1: 16 kHz, FFT 1024, hop 256, 80 x 624 mel from 10-s clips.
 # Open choices follow its preprocessing, preprocess/mel_spec.py + NAT_mel.MelNet (NATSpeech's
 # HiFi-GAN mel): window 1024, fmin 0, fmax 8000, waveform clamped to [-1, 1], HiFi-GAN framing
 # (625 frames for 10 s, cropped to 624), sqrt(|X|² + 1e-9), log10(clamp(mel, 1e-5)); no level change.
@@ -147,11 +147,11 @@ _register(
         compression="log10",
         magnitude_eps=1e-9,
         clamp_waveform=True,
-        source="Make-An-Audio §5.1 (seed 001)",
+        source="Make-An-Audio §5.1",
     )
 )
 
-# Diffsound §VI-A (seed 002): 22.05 kHz, 1024-point Hann window, hop 256, 80 mels, 860 x 80 from 10 s.
+# Diffsound §VI-A: 22.05 kHz, 1024-point Hann window, hop 256, 80 mels, 860 x 80 from 10 s.
 # Its VQ-VAE follows SpecVQGAN ([3], §VI-B); the Diffsound repository ships SpecVQGAN's
 # Codebook/feature_extraction/extract_mel_spectrogram.py and a conda env pinning librosa 0.8.0:
 # fmin 125, fmax 7600, librosa.stft centred with that librosa's default reflect padding,
@@ -171,11 +171,11 @@ _register(
         padding="center",
         compression="specvqgan",
         tolerance=1e-4,
-        source="Diffsound §VI-A (seed 002)",
+        source="Diffsound §VI-A",
     )
 )
 
-# CLIPSonic §3 (seed 004): 16 kHz, hop 512, FFT 2048, 64 mels; the model trains on 64 x 64 (2-s)
+# CLIPSonic §3: 16 kHz, hop 512, FFT 2048, 64 mels; the model trains on 64 x 64 (2-s)
 # windows, which the loader cuts: the stored mel is the whole clip, 10 s -> 312 frames.
 # No CLIPSonic code is public; the mels are inverted by BigVGAN trained "using the code in [33]",
 # so the open choices are BigVGAN's meldataset.py: window = FFT, fmin 0, fmax sr/2 (BigVGAN's
@@ -197,7 +197,7 @@ _register(
         magnitude_eps=1e-9,
         peak=0.95,
         train_frames=64,
-        source="CLIPSonic §3 (seed 004)",
+        source="CLIPSonic §3",
     )
 )
 
@@ -221,6 +221,6 @@ _register(
         padding="center",
         compression="specvqgan",
         tolerance=1e-4,
-        source="seed 000 §3.2",
+        source="Li et al. 2023 §3.2",
     )
 )

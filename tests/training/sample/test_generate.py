@@ -97,7 +97,7 @@ def bundle() -> Bundle:
         layers_per_block=1,
     )
     # AudioLDM's layout: attention blocks whose "cross" attention is self-attention (no token states),
-    # the CLAP-like vector through a FiLM class embedding (seed 003 App. B).
+    # the CLAP-like vector through a FiLM class embedding (AudioLDM App. B).
     unet = UNet2DConditionModel(
         in_channels=4,
         out_channels=4,

@@ -1,9 +1,7 @@
-"""The backend-free contract: windowing, pooling, checksums, devices."""
+"""The backend-free contract: windowing, pooling, devices."""
 
 from __future__ import annotations
 
-import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +11,6 @@ import torch
 
 from pipelines.annotate.encoders import ClapConfig, ModelLoadError, audio_windows, load_clap, pool_windows
 from pipelines.annotate.encoders.base import l2_normalise
-from pipelines.core.io import content_sha256
 
 RATE, W = 48000, 4800  # 0.1-s windows keep the arrays small; the rules do not depend on the length
 
@@ -71,31 +68,6 @@ def test_pool_is_the_normalised_mean():
     np.testing.assert_array_equal(pool_windows(embeddings[:1]), embeddings[0])
     with pytest.raises(ValueError, match="window embeddings"):
         pool_windows(np.zeros((0, 3), np.float32))
-
-
-def test_file_checksum_is_sha256_of_its_bytes(tmp_path: Path):
-    file = tmp_path / "clap.pt"
-    file.write_bytes(b"weights")
-    assert content_sha256(file) == hashlib.sha256(b"weights").hexdigest()
-    file.write_bytes(b"WEIGHTS")  # same size; the new mtime invalidates the memo
-    os.utime(file, ns=(0, 10**18))
-    assert content_sha256(str(file)) == hashlib.sha256(b"WEIGHTS").hexdigest()
-
-
-def test_folder_checksum_covers_names_and_contents_not_hidden_files(tmp_path: Path):
-    one, two = tmp_path / "one", tmp_path / "two"
-    for folder, order in ((one, ("a.json", "sub/b.bin")), (two, ("sub/b.bin", "a.json"))):
-        for name in order:  # written in a different order: the same checksum
-            (folder / name).parent.mkdir(parents=True, exist_ok=True)
-            (folder / name).write_bytes(name.encode())
-    assert content_sha256(one) == content_sha256(two)
-    (one / ".cache").mkdir()
-    (one / ".cache" / "lock").write_text("x")
-    assert content_sha256(one) == content_sha256(two)
-    (two / "sub" / "b.bin").rename(two / "sub" / "c.bin")
-    assert content_sha256(one) != content_sha256(two)
-    with pytest.raises(FileNotFoundError):
-        content_sha256(tmp_path / "missing")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")

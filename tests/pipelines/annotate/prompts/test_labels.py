@@ -8,7 +8,7 @@ from pipelines.annotate.prompts import label_text, photo_prompt, sound_prompt
     [
         (["Speech"], "Speech"),
         (["Speech", "Music"], "Speech and music"),
-        # AudioLDM (seed 003 §5, "Evaluation dataset") prints "Speech, hip hop music, and crowd cheering"
+        # AudioLDM (§5, "Evaluation dataset") prints "Speech, hip hop music, and crowd cheering"
         (["Speech", "Hip hop music", "Crowd cheering"], "Speech, hip hop music, and crowd cheering"),
         (["dog barking"], "Dog barking"),  # VGGSound's lower-case labels
         (["Male_speech_and_man_speaking", "Bark"], "Male speech and man speaking and bark"),  # FSD50K vocabulary

@@ -16,7 +16,7 @@ from pipelines.annotate.prompts import (
     reprogram,
 )
 
-# Make-An-Audio (seed 001) Appendix F, copied from the paper's text with the extraction's *italics* removed.
+# Make-An-Audio Appendix F, copied from the paper's text with the extraction's *italics* removed.
 PAPER_TEMPLATES = [
     "before v q a n of &, X",
     "X before v q a n of &,",
