@@ -9,8 +9,8 @@ The same input gives bitwise the same output whatever the torch thread count (te
 - the STFT transforms each frame on its own (the threads split the frames, never one transform),
   so the thread count cannot change a frame's bytes;
 - everything after it runs in NumPy, which uses one thread: power, magnitude, compression are
-  elementwise and correctly rounded, and the mel projection is `FilterBank.project`, a sum over
-  each band's non-zero weights in a fixed order, not a BLAS GEMM. A GEMM's blocking, and so the
+  elementwise and correctly rounded, and the mel projection is `FilterBank.project`, a sparse
+  product that sums each band's non-zero weights in a fixed order, not a BLAS GEMM. A GEMM's blocking, and so the
   order in which it sums, follows the thread count (torch 2.14's MKL sgemm gave different bits at
   1 and 2 threads for the clipsonic and vqgan-32k shapes).
 
@@ -25,6 +25,7 @@ from typing import BinaryIO
 
 import librosa
 import numpy as np
+import scipy.sparse
 import soundfile as sf
 import soxr
 import torch
@@ -56,36 +57,25 @@ def to_mono(audio: np.ndarray) -> np.ndarray:
 
 
 class FilterBank:
-    """A mel basis [n_mels, n_freq] as each band's non-zero weights, applied in a fixed order.
+    """A mel basis [n_mels, n_freq] applied as a sparse matrix, in a fixed summation order.
 
-    A triangular filter covers a few bins (a bin lies in at most two bands), so the projection
-    touches ~2·n_freq weights instead of n_mels·n_freq, and each output is
-    ((w₀·x₀ + w₁·x₁) + w₂·x₂) + … in ascending bin order: correctly rounded products and sums
-    in one sequence, whatever the thread count or the BLAS.
+    A triangular filter covers a few bins (a bin lies in at most two bands), so the basis is held in
+    CSR form (scipy.sparse): the product touches ~2·n_freq weights instead of n_mels·n_freq, and each
+    output row is y = w₀·x₀, then y += w₁·x₁, … in ascending bin order — one loop in one thread,
+    whatever torch's thread count or the BLAS (a GEMM's blocking, and so its order of summation,
+    follows the thread count).
     """
 
     def __init__(self, basis: np.ndarray):
-        basis = np.asarray(basis, dtype=np.float32)
-        bands, bins = np.nonzero(basis)  # row-major: bands ascending, bins ascending within a band
-        counts = np.bincount(bands, minlength=basis.shape[0])
-        # A band with no bins (librosa's "empty filters" at a small n_fft) gets one zero weight, so
-        # that every band has a segment and sums to 0.
-        empty = np.flatnonzero(counts == 0)
-        bands = np.concatenate([bands, empty])
-        bins = np.concatenate([bins, np.zeros(empty.size, dtype=bins.dtype)])
-        order = np.lexsort((np.arange(bands.size), bands))  # stable: bins keep their order in a band
-        self.bins = bins[order]
-        self.weights = basis[bands, bins][order][:, None]  # [nnz, 1] float32
-        self.starts = np.concatenate([[0], np.cumsum(np.maximum(counts, 1))[:-1]])
-        self.shape = basis.shape
+        self.matrix = scipy.sparse.csr_matrix(np.asarray(basis, dtype=np.float32))
+        self.matrix.sort_indices()
+        self.shape = self.matrix.shape
 
     def project(self, magnitude: np.ndarray) -> np.ndarray:
         """float32 [n_freq, frames] → float32 [n_mels, frames]."""
         if magnitude.shape[0] != self.shape[1]:
             raise ValueError(f"expected [{self.shape[1]}, frames], got {magnitude.shape}")
-        products = magnitude[self.bins] * self.weights  # [nnz, frames]
-        # reduceat along axis 0 adds a segment's rows one after another into its output row.
-        return np.add.reduceat(products, self.starts, axis=0)
+        return np.asarray(self.matrix @ magnitude, dtype=np.float32)
 
 
 class MelExtractor:
