@@ -81,14 +81,14 @@ def test_fused_adamw_is_the_optimizer_asked_for_and_takes_the_same_step(tmp_path
 
 
 def test_the_ldm_trainer_honours_the_speed_settings(tmp_path, monkeypatch):
-    """A 2-step LDM run with channels_last, fused AdamW and eager attention: what the loss sees and which
-    optimizer steps are the ones asked for."""
+    """A 2-step LDM run with channels_last, fused AdamW, eager attention and compile: what the loss sees,
+    which optimizer steps and what is compiled are the ones asked for."""
     import training.loop as loop_module
     import training.models.ldm as ldm_model
     from training.tasks import encode_latents, ldm, vae
 
     corpus, clap = build_train_corpus(tmp_path / "shards"), build_clap(tmp_path / "clap")
-    speed = {"channels_last": True, "fused_adamw": True, "attention": "eager"}
+    speed = {"channels_last": True, "fused_adamw": True, "attention": "eager", "compile": True}
     path = tiny_run_config(
         tmp_path,
         corpus,
@@ -121,12 +121,20 @@ def test_the_ldm_trainer_honours_the_speed_settings(tmp_path, monkeypatch):
             super().__init__(*args, **kwargs)
             optimizers.append(self)
 
+    compiled = []
+
+    def compile_spy(model, *args, **kwargs):  # inductor's CPU compile takes minutes: record the call instead
+        compiled.append(model)
+        return model
+
     monkeypatch.setattr(ldm_model, "diffusion_loss", spy)
+    monkeypatch.setattr(torch, "compile", compile_spy)
     monkeypatch.setattr(loop_module.torch.optim, "AdamW", RecordingAdamW)
     ldm.train(config)
     training_calls = seen[:2]  # then validation, which runs the same model
     assert training_calls == [({AttnProcessor}, True, True)] * 2
     assert optimizers and all(opt.defaults["fused"] for opt in optimizers)
+    assert len(compiled) == 1 and type(compiled[0]).__name__ == "UNet2DConditionModel"
 
 
 def test_a_run_may_resume_with_other_speed_settings_but_not_another_schedule(tmp_path):
