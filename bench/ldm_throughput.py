@@ -113,10 +113,14 @@ def make_step(model, params, scheduler, opt, batch: int, latent, device: torch.d
 
 
 def flops_per_sample(unet, scheduler, latent, device: torch.device) -> float:
+    """One sample's forward + backward, counted. Attention through SDPA's math kernel (matmul, softmax,
+    matmul), which the counter sees on every device: a GPU may otherwise pick a fused kernel it does not."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
     counter = FlopCounterMode(display=False)
     latents = torch.randn(1, *latent, device=device)
     condition = torch.randn(1, CLAP_DIM, device=device)
-    with counter:
+    with counter, sdpa_kernel(SDPBackend.MATH):
         diffusion_loss(
             unet,
             scheduler,
@@ -161,7 +165,7 @@ def settings(args) -> dict:
     return {
         "size": args.size,
         "dtype": args.dtype,
-        "compile": args.compile,
+        "compile": args.compile and args.compile_backend,
         "channels_last": args.channels_last,
         "fused_adamw": args.fused_adamw,
         "attention": args.attention,
@@ -180,7 +184,7 @@ def run(args) -> dict:
     params = [p for p in unet.parameters()]
     flops = flops_per_sample(unet, scheduler, latent, device)
     opt = torch.optim.AdamW(params, lr=1e-5, **({"fused": True} if args.fused_adamw else {}))
-    model = torch.compile(unet) if args.compile else unet
+    model = torch.compile(unet, backend=args.compile_backend) if args.compile else unet
     matmul = measured_matmul(device, DTYPES[args.dtype])
     sheet = datasheet_peak(device, args.dtype)
     peak, source = sheet if sheet else (matmul, f"measured {DTYPES[args.dtype]} matmul on this device")
@@ -234,6 +238,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="timed steps per batch size (median)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (compilation, autotuning)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the UNet")
+    parser.add_argument(
+        "--compile-backend",
+        default="inductor",
+        help="torch.compile's backend (aot_eager: tracing only, for a CPU dry run)",
+    )
     parser.add_argument("--channels-last", action="store_true", help="NHWC weights and latents")
     parser.add_argument("--fused-adamw", action="store_true", help="AdamW(fused=True)")
     parser.add_argument("--attention", default="sdpa", choices=["sdpa", "eager"])
