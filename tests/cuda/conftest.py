@@ -8,9 +8,11 @@ import torch
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _deterministic_kernels():
-    """cuDNN's deterministic algorithms: a resumed run and a re-sampled seed must give the same numbers."""
-    before = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
-    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+def _exact_kernels():
+    """cuDNN's deterministic algorithms (a resumed run and a re-sampled seed must give the same numbers)
+    and no TF32 for float32 convolutions (device figures compared with the CPU's to float32 rounding)."""
+    cudnn = torch.backends.cudnn
+    before = cudnn.deterministic, cudnn.benchmark, cudnn.allow_tf32
+    cudnn.deterministic, cudnn.benchmark, cudnn.allow_tf32 = True, False, False
     yield
-    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before
+    cudnn.deterministic, cudnn.benchmark, cudnn.allow_tf32 = before
