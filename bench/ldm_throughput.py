@@ -16,7 +16,7 @@ are options here: --compile (torch.compile), --channels-last (NHWC weights and l
 run is reproducible on any device, then copied); `device` draws them on the GPU, to measure that cost.
 
 FLOPs per sample are counted with torch.utils.flop_counter over one forward + backward (matmuls, convs,
-attention), not estimated. MFU = achieved model FLOP/s ÷ the device's dense peak: for bf16 on an H100
+attention as matmuls: flops_per_sample), not estimated. MFU = achieved model FLOP/s ÷ the device's dense peak: for bf16 on an H100
 or H200 the datasheet figure (DATASHEET_BF16), else a measured matmul; the measured matmul is reported
 beside it either way (`mfu_vs_matmul`). Results: JSON on stdout and in --out (bench/out/ by default).
 """
@@ -112,24 +112,36 @@ def make_step(model, params, scheduler, opt, batch: int, latent, device: torch.d
     return step
 
 
-def flops_per_sample(unet, scheduler, latent, device: torch.device) -> float:
-    """One sample's forward + backward, counted. Attention through SDPA's math kernel (matmul, softmax,
-    matmul), which the counter sees on every device: a GPU may otherwise pick a fused kernel it does not."""
+def flops_per_sample(unet, scheduler, latent) -> dict[str, float]:
+    """One sample's forward + backward, counted by torch.utils.flop_counter on a CPU copy of the model
+    (the same figures whatever the device, and whatever kernels a GPU would pick):
+
+    math: attention through SDPA's math kernel (matmul, softmax, matmul), as diffusers' eager
+        AttnProcessor computes it: every matmul and convolution the model does, no recomputation.
+        MFU's numerator; 310.1 GFLOP for AudioLDM-S with torch 2.14.
+    fused: attention through SDPA's default CPU kernel, which the counter charges less for (274.5
+        GFLOP for AudioLDM-S with torch 2.14; what this benchmark reported before it counted both)."""
+    import contextlib
+    import copy
+
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    counter = FlopCounterMode(display=False)
-    latents = torch.randn(1, *latent, device=device)
-    condition = torch.randn(1, CLAP_DIM, device=device)
-    with counter, sdpa_kernel(SDPBackend.MATH):
-        diffusion_loss(
-            unet,
-            scheduler,
-            latents,
-            {"encoder_hidden_states": None, "class_labels": condition},
-            torch.Generator().manual_seed(0),
-        ).backward()
-    unet.zero_grad(set_to_none=True)
-    return float(counter.get_total_flops())
+    model = copy.deepcopy(unet).float().cpu()
+    latents, condition = torch.randn(1, *latent), torch.randn(1, CLAP_DIM)
+    counts = {}
+    for name, kernels in (("fused", contextlib.nullcontext()), ("math", sdpa_kernel(SDPBackend.MATH))):
+        counter = FlopCounterMode(display=False)
+        with counter, kernels:
+            diffusion_loss(
+                model,
+                scheduler,
+                latents,
+                {"encoder_hidden_states": None, "class_labels": condition},
+                torch.Generator().manual_seed(0),
+            ).backward()
+        model.zero_grad(set_to_none=True)
+        counts[name] = float(counter.get_total_flops())
+    return counts
 
 
 def sync(device: torch.device) -> None:
@@ -182,7 +194,8 @@ def run(args) -> dict:
     loop = LoopConfig(channels_last=args.channels_last, fused_adamw=args.fused_adamw, attention=args.attention)
     unet, scheduler, latent = build(device, args.size, loop)
     params = [p for p in unet.parameters()]
-    flops = flops_per_sample(unet, scheduler, latent, device)
+    counted = flops_per_sample(unet, scheduler, latent)
+    flops = counted["math"]
     opt = torch.optim.AdamW(params, lr=1e-5, **({"fused": True} if args.fused_adamw else {}))
     model = torch.compile(unet, backend=args.compile_backend) if args.compile else unet
     matmul = measured_matmul(device, DTYPES[args.dtype])
@@ -221,7 +234,8 @@ def run(args) -> dict:
         "settings": settings(args),
         "parameters": sum(p.numel() for p in params),
         "latent": list(latent),
-        "gflop_per_sample_fwd_bwd": round(flops / 1e9, 1),
+        "gflop_per_sample_fwd_bwd": round(flops / 1e9, 1),  # MFU's numerator: attention as matmuls
+        "gflop_per_sample_fused_sdpa_count": round(counted["fused"] / 1e9, 1),
         "peak_tflops": round(peak / 1e12, 2),
         "peak_source": source,
         "matmul_tflops": round(matmul / 1e12, 2),
