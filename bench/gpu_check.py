@@ -9,8 +9,10 @@ GPU machine, which comes back; at most 8 files):
     environment.json     Python, torch, CUDA, numpy, diffusers, transformers, accelerate, Beam; the GPU
     cuda_tests.json      every test of `pytest -m cuda tests/cuda`: outcome, seconds, message
     cuda_tests.xml       the same as JUnit XML
-    ldm_throughput.json  every configuration of bench/ldm_throughput.py that ran (or why it did not)
-    summary.json         the counts, the best configuration, its samples/s and MFU
+    ldm_throughput.json  every configuration of bench/ldm_throughput.py that ran (or why it did not), and
+                         `t2a train ldm` itself on latent shards (bench/ldm_train_throughput.py)
+    summary.json         the counts, the best configuration, its samples/s and MFU; the trainer's
+                         samples/s and data wait
     gpu_check.log        everything the steps printed
 
 Each step has a deadline inside --budget-s (the run tool allows 10 minutes a command), and what is
@@ -34,11 +36,34 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+TRAINER = "trainer+channels_last+fused_adamw"
+TRAINER_GPU = ["--device", "cuda", "--size", "audioldm-s"]
+TRAINER_CPU = [
+    "--device",
+    "cpu",
+    "--size",
+    "tiny",
+    "--batch",
+    "4",
+    "--steps",
+    "4",
+    "--log-every",
+    "2",
+    "--workers",
+    "1",
+    "--samples",
+    "32",
+]
 # (name, options) in order of importance: the sweep stops launching configurations when time runs out.
 GPU_SWEEP = [
     ("baseline", ["--batches", "32", "64", "128", "256"]),
     ("fused_adamw", ["--batches", "128", "256", "--fused-adamw"]),
     ("channels_last+fused_adamw", ["--batches", "128", "256", "--channels-last", "--fused-adamw"]),
+    # The trainer itself on latent shards (bench/ldm_train_throughput.py): samples/s and data-wait.
+    (
+        TRAINER,
+        ["--batch", "128", "--steps", "40", "--log-every", "10", "--workers", "4", "--channels-last", "--fused-adamw"],
+    ),
     (
         "device_noise+channels_last+fused_adamw",
         ["--batches", "256", "--channels-last", "--fused-adamw", "--noise-generator", "device"],
@@ -199,8 +224,9 @@ def junit(path: Path) -> dict:
 
 
 def run_sweep(dry_run: bool, deadline: float, per_run: float) -> list[dict]:
-    """bench/ldm_throughput.py once per configuration, each in its own process (a fresh compile cache and
-    allocator); a configuration that would start with less than a minute left is recorded as skipped."""
+    """bench/ldm_throughput.py once per configuration (bench/ldm_train_throughput.py for TRAINER), each in
+    its own process (a fresh compile cache and allocator); a configuration that would start with less
+    than a minute left is recorded as skipped."""
     common = CPU_COMMON if dry_run else GPU_COMMON
     runs, scratch = [], Path(tempfile.mkdtemp(prefix="t2a-ldm-"))
     for name, options in GPU_SWEEP:
@@ -209,8 +235,13 @@ def run_sweep(dry_run: bool, deadline: float, per_run: float) -> list[dict]:
             runs.append({"name": name, "options": options, "skipped": f"out of time ({left:.0f} s left)"})
             continue
         target = scratch / f"{name}.json"  # outside `out`: only the finished figures go back
-        cmd = [sys.executable, "bench/ldm_throughput.py", *common, *_dry(options, dry_run), "--out", str(target)]
-        log(f"ldm_throughput {name}: {' '.join(cmd[2:])}")
+        if name == TRAINER:
+            script, options = "bench/ldm_train_throughput.py", TRAINER_CPU if dry_run else [*TRAINER_GPU, *options]
+            options = [*options, "--channels-last", "--fused-adamw"] if dry_run else options
+        else:
+            script, options = "bench/ldm_throughput.py", [*common, *_dry(options, dry_run)]
+        cmd = [sys.executable, script, *options, "--out", str(target)]
+        log(f"{Path(script).stem} {name}: {' '.join(cmd[2:])}")
         started = time.perf_counter()
         record = {"name": name, "options": options}
         try:
@@ -260,11 +291,12 @@ def summarise(env: dict, tests: dict, runs: list[dict], seconds: float) -> dict:
             "peak_source": run["result"]["peak_source"],
         }
         for run in runs
-        if "result" in run
+        if "result" in run and run["name"] != TRAINER
         for row in run["result"]["rows"]
         if "samples_per_s" in row
     ]
     best = max(rows, key=lambda row: row["samples_per_s"], default=None)
+    trainer = next((run["result"] for run in runs if run["name"] == TRAINER and "result" in run), None)
     return {
         "mode": env["mode"],
         "device": (env.get("gpu") or {}).get("name", "cpu"),
@@ -279,6 +311,7 @@ def summarise(env: dict, tests: dict, runs: list[dict], seconds: float) -> dict:
         "best": best,
         "mfu_target": 0.40,
         "meets_target": bool(best and best["mfu"] >= 0.40) if env["mode"] == "gpu" else None,
+        "trainer": trainer and {"settings": trainer["settings"], "steady": trainer["steady"], "data_wait_target": 0.02},
         "rows": rows,
     }
 
@@ -332,7 +365,13 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarise(env, tests, runs, time.monotonic() - started)
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(table(summary))
-    best = summary["best"]
+    best, trainer = summary["best"], summary["trainer"]
+    if trainer and trainer["steady"]:
+        steady = trainer["steady"]
+        print(
+            f"trainer (t2a train ldm, batch {trainer['settings']['batch']}, {trainer['settings']['workers']} workers): "
+            f"{steady['samples_per_s']:.1f} samples/s, {steady['step_s']:.3f} s/step, data wait {steady['data_wait']:.1%}"
+        )
     print(
         f"tests {summary['tests']} exit {summary['tests_exit']}; sweep {summary['sweep_runs']}; "
         + (
