@@ -88,8 +88,13 @@ class LoopConfig(StrictModel):
     checkpoint_every: PositiveInt = 500
     log_every: PositiveInt = 10
     validate_every: Count = 0  # 0: only at the end
-    compile: bool = False  # torch.compile the model
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU
+    # Speed settings: they change how the step runs, not what it computes (up to rounding), so a run may
+    # resume with other values (training.loop._RESUMABLE). bench/ldm_throughput.py measures each.
+    compile: bool = False  # torch.compile the model
+    channels_last: bool = False  # the model's 4-D weights (and the LDM's latents) in NHWC memory format
+    fused_adamw: bool = False  # AdamW's fused kernel (one launch per step) instead of the foreach one
+    attention: Literal["sdpa", "eager"] = "sdpa"  # diffusers models: scaled_dot_product_attention or matmul-softmax
 
 
 class VaeLossConfig(StrictModel):

@@ -65,12 +65,22 @@ class Session:
         return self.accelerator.is_main_process
 
     def optimizer(self, parameters, optim=None) -> tuple[torch.optim.Optimizer, Any]:
-        """AdamW and a linear warm-up to a constant rate."""
+        """AdamW (fused when loop.fused_adamw) and a linear warm-up to a constant rate."""
         optim = optim or self.loop.optim
-        opt = torch.optim.AdamW(parameters, lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay)
+        opt = torch.optim.AdamW(
+            parameters,
+            lr=optim.lr,
+            betas=optim.betas,
+            weight_decay=optim.weight_decay,
+            **({"fused": True} if self.loop.fused_adamw else {}),
+        )
         warmup = optim.warmup_steps
         schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0)
         return opt, schedule
+
+    def configure(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The loop's speed settings applied to a model before it is prepared: see `configure_model`."""
+        return configure_model(model, self.loop)
 
     def randn(self, shape, like: torch.Tensor) -> torch.Tensor:
         """Noise from this rank's generator (on the CPU, so a run is reproducible on any device)."""
@@ -162,8 +172,34 @@ def run(
     return state
 
 
-# What may change between a run and its resumption: the length and cadence of the schedule.
-_RESUMABLE = {"steps", "checkpoint_every", "log_every", "validate_every"}
+# What may change between a run and its resumption: the length and cadence of the schedule, and the
+# speed settings (LoopConfig: the same step computed another way, e.g. a run resumed on another machine).
+_RESUMABLE = {
+    "steps",
+    "checkpoint_every",
+    "log_every",
+    "validate_every",
+    "compile",
+    "channels_last",
+    "fused_adamw",
+    "attention",
+}
+
+
+def configure_model(model: torch.nn.Module, loop: LoopConfig) -> torch.nn.Module:
+    """`loop.attention` for a diffusers model's attention layers, and `loop.channels_last` for its 4-D
+    weights (cuDNN's NHWC convolutions on tensor cores). In place.
+
+    diffusers already gives every attention layer AttnProcessor2_0 (F.scaled_dot_product_attention:
+    flash or memory-efficient kernels); "eager" swaps in AttnProcessor (matmul, softmax, matmul), the
+    reference the benchmark compares against. Models without diffusers attention are left as they are."""
+    if loop.attention == "eager" and getattr(model, "attn_processors", None):
+        from diffusers.models.attention_processor import AttnProcessor
+
+        model.set_attn_processor(AttnProcessor())
+    if loop.channels_last:
+        model.to(memory_format=torch.channels_last)
+    return model
 
 
 def _check_same_run(saved: dict[str, Any], current: dict[str, Any], path: Path) -> None:

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 import torch
+import yaml
 
 from demo.models import build_clap, build_clip
 from training.config import EncodersConfig, LdmConfig, SchedulerConfig, UnetConfig, VaeConfig, VaeLossConfig
@@ -72,3 +73,49 @@ def smooth_mels(batch: int, frames: int, *, seed: int = 0, n_mels: int = N_MELS)
         ) + torch.tensor([0.5, 0.5, 0.0, 0.5])
         mels.append(-5 + amplitude * torch.sin(2 * math.pi * (a * f + b * t) + phase))
     return torch.stack(mels)[:, None]
+
+
+def tiny_run_config(root: Path, corpus: Path, clap_folder: Path, **overrides) -> Path:
+    """root/config.yaml: a whole tiny run (VAE, LDM on clap-audio, vocoder, sampling) on `corpus`
+    (tests/support/train_corpus.py) with the CLAP `clap_folder`; overrides by dotted key path ("ldm.train.steps": 4)."""
+    config = {
+        "run": str(root / "run"),
+        "seed": 0,
+        "device": "cpu",
+        "data": {"shards": str(corpus), "profile": "audioldm", "crop_frames": 16, "batch_size": 4, "shuffle_buffer": 8},
+        "vae": {
+            "block_out_channels": [8, 16, 16],
+            "layers_per_block": 1,
+            "latent_channels": 8,
+            "norm_num_groups": 4,
+            "loss": {"adversarial_start": 10, "discriminator_channels": 8, "discriminator_layers": 2},
+            "train": {"steps": 30, "optim": {"lr": 3e-3}, "ema_decay": 0.0, "checkpoint_every": 10, "log_every": 1},
+        },
+        "ldm": {
+            "conditioning": "clap-audio",
+            "encoders": {"clap": str(clap_folder)},
+            "unet": {
+                "block_out_channels": [16, 32],
+                "layers_per_block": 1,
+                "attention_head_dim": 8,
+                "norm_num_groups": 8,
+            },
+            "train": {"steps": 12, "optim": {"lr": 1e-3}, "ema_decay": 0.9, "checkpoint_every": 3, "log_every": 1},
+        },
+        "vocoder": {
+            "channels": 32,
+            "segment_frames": 16,
+            "loss": {"discriminator_channels": 4},
+            "train": {"steps": 12, "optim": {"lr": 2e-3}, "ema_decay": 0.0, "checkpoint_every": 6, "log_every": 1},
+        },
+        "sample": {"prompts": ["a dog barks", "rain falls"], "steps": 4, "guidance": 2.0},
+    }
+    for path, value in overrides.items():
+        node = config
+        *parents, last = path.split(".")
+        for part in parents:
+            node = node[part]
+        node[last] = value
+    out = root / "config.yaml"
+    out.write_text(yaml.safe_dump(config))
+    return out

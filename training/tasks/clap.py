@@ -227,7 +227,7 @@ def train(config: TrainConfig) -> Path:
     clap, loop = config.clap, config.clap.train
     session = Session(config, loop, config.clap_dir)
     clap_model, processor, window = load_clap_model(clap)
-    clap_model.train()
+    session.configure(clap_model.train())
     tokenizer, extractor, tokens_max = (
         processor.tokenizer,
         processor.feature_extractor,

@@ -60,7 +60,9 @@ def train(config: TrainConfig) -> Path:
     frames = config.ldm_data.crop_frames or profile.frames
     data, example = _data(config, r, frames, latents_location if ldm.latents else None)
     conditioner = build_conditioner(ldm, device=session.device)
-    unet = build_unet(ldm, conditioner, vae.config.latent_channels, (frames // r, profile.n_mels // r))
+    unet = session.configure(
+        build_unet(ldm, conditioner, vae.config.latent_channels, (frames // r, profile.n_mels // r))
+    )
     scheduler = build_scheduler(ldm.scheduler)
     opt, schedule = session.optimizer(unet.parameters())
     ema = EMAModel(unet.parameters(), decay=loop.ema_decay) if loop.ema_decay else None
@@ -96,8 +98,10 @@ def train(config: TrainConfig) -> Path:
             with torch.no_grad():
                 moments = encode_moments(vae, batch["mel"].to(session.device))
         if ldm.posterior == "mean":
-            return moments.float().chunk(2, dim=1)[0].to(session.device) * scaling
-        return sample_latent(moments, session.generator).to(session.device) * scaling
+            latents = moments.float().chunk(2, dim=1)[0].to(session.device) * scaling
+        else:
+            latents = sample_latent(moments, session.generator).to(session.device) * scaling
+        return latents.contiguous(memory_format=torch.channels_last) if loop.channels_last else latents
 
     def train_step(batches: list[dict[str, Any]]) -> dict[str, float]:
         total = 0.0

@@ -54,7 +54,7 @@ def train(config: TrainConfig) -> Path:
     loop = config.vae.train
     session = Session(config, loop, config.vae_dir)
     profile = get_profile(config.data.profile)
-    vae = build_vae(config.vae)
+    vae = session.configure(build_vae(config.vae))
     r = compression(vae)
     crop = config.data.crop_frames
     if crop is not None and crop % r:

@@ -66,7 +66,7 @@ def train(config: TrainConfig) -> Path:
         if voc.init
         else build_vocoder(profile.n_mels, profile.sample_rate, profile.hop_length, channels=voc.channels)
     )
-    vocoder.train()
+    session.configure(vocoder.train())
     loss = VocoderLoss(
         profile.name,
         channels=voc.loss.discriminator_channels,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-import yaml
+from tiny_training import tiny_run_config as tiny_config
 from train_corpus import build_train_corpus
 
 from demo.models import build_clap
@@ -24,50 +24,6 @@ from training.tasks import vae as train_vae
 from training.tasks import vocoder as train_vocoder
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-
-def tiny_config(root: Path, corpus: Path, clap: Path, **overrides) -> Path:
-    config = {
-        "run": str(root / "run"),
-        "seed": 0,
-        "device": "cpu",
-        "data": {"shards": str(corpus), "profile": "audioldm", "crop_frames": 16, "batch_size": 4, "shuffle_buffer": 8},
-        "vae": {
-            "block_out_channels": [8, 16, 16],
-            "layers_per_block": 1,
-            "latent_channels": 8,
-            "norm_num_groups": 4,
-            "loss": {"adversarial_start": 10, "discriminator_channels": 8, "discriminator_layers": 2},
-            "train": {"steps": 30, "optim": {"lr": 3e-3}, "ema_decay": 0.0, "checkpoint_every": 10, "log_every": 1},
-        },
-        "ldm": {
-            "conditioning": "clap-audio",
-            "encoders": {"clap": str(clap)},
-            "unet": {
-                "block_out_channels": [16, 32],
-                "layers_per_block": 1,
-                "attention_head_dim": 8,
-                "norm_num_groups": 8,
-            },
-            "train": {"steps": 12, "optim": {"lr": 1e-3}, "ema_decay": 0.9, "checkpoint_every": 3, "log_every": 1},
-        },
-        "vocoder": {
-            "channels": 32,
-            "segment_frames": 16,
-            "loss": {"discriminator_channels": 4},
-            "train": {"steps": 12, "optim": {"lr": 2e-3}, "ema_decay": 0.0, "checkpoint_every": 6, "log_every": 1},
-        },
-        "sample": {"prompts": ["a dog barks", "rain falls"], "steps": 4, "guidance": 2.0},
-    }
-    for path, value in overrides.items():
-        node = config
-        *parents, last = path.split(".")
-        for part in parents:
-            node = node[part]
-        node[last] = value
-    out = root / "config.yaml"
-    out.write_text(yaml.safe_dump(config))
-    return out
 
 
 @pytest.fixture(scope="module")
