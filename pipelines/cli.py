@@ -17,6 +17,8 @@ from rich.table import Table
 from pipelines.core.config import ConfigError
 from pipelines.core.console import console
 from pipelines.core.console import fail as _fail
+from pipelines.core.io import StorageFull
+from pipelines.core.redact import RedactingFilter
 from pipelines.core.registry import UnknownName
 from pipelines.datasets import DEFAULT_CORPUS, Corpus
 
@@ -37,6 +39,7 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug 
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
     for handler in logging.getLogger().handlers:
         handler.addFilter(_not_bigquery_notice)
+        handler.addFilter(RedactingFilter())  # no credential in a URL reaches a log line
 
 
 def _not_bigquery_notice(record: logging.LogRecord) -> bool:
@@ -78,6 +81,8 @@ def ingest(
         summary = job.run(loaded, retry_failed=retry_failed, beam_args=ctx.args)
     except (ConfigError, UnknownName) as error:
         _fail(str(error))
+    except StorageFull as error:  # the machine's fault, not the corpus's: exit 1
+        _fail(str(error), code=1)
     _print_summary(summary)
 
 
@@ -124,6 +129,8 @@ def shard(
         index = job.run(loaded, audio_only=audio_only, beam_args=ctx.args)
     except (ConfigError, UnknownName) as error:
         _fail(str(error))
+    except StorageFull as error:
+        _fail(str(error), code=1)
     _print_index(index)
 
 
@@ -224,6 +231,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
         table.add_row(source, *(str(counts[s]) for s in statuses))
     table.add_row("[bold]all", *(f"[bold]{summary['totals'][s]}" for s in statuses))
     output.print(table)
+    for warning in summary.get("warnings", []):
+        console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
     reasons = sorted(summary["reasons"], key=lambda r: -r["rows"])[:12]
     if reasons:
         detail = Table(title="why rows did not become clips (top reasons)")

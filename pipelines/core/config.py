@@ -98,7 +98,16 @@ class MediaConfig(StrictModel):
     frames: int = Field(4, ge=0, le=64)  # Make-An-Audio §4.3 pools 4 uniformly picked frames
     frame_size: int = Field(224, ge=16, le=2048)  # CLIP's input size; shorter side + centre crop
     max_duration: float = Field(600.0, gt=0)  # seconds decoded at most from one input
+    # Clips with less real audio are refused ("only 0.0008 s of audio decoded"): a header that lies
+    # about its rate, a segment in a truncated file. Real one-shot sounds (a click) last ~0.1 s.
+    min_duration: float = Field(0.1, ge=0)
     timeout: float = Field(300.0, gt=0)  # wall-clock seconds for one ffmpeg run
+
+    @model_validator(mode="after")
+    def _durations(self) -> MediaConfig:
+        if self.min_duration >= self.max_duration:
+            raise ValueError(f"min_duration {self.min_duration:g} must be below max_duration {self.max_duration:g}")
+        return self
 
 
 def format_validation_error(
