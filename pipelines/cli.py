@@ -17,7 +17,7 @@ from rich.table import Table
 from pipelines.core.config import ConfigError
 from pipelines.core.console import console
 from pipelines.core.console import fail as _fail
-from pipelines.core.io import StorageFull
+from pipelines.core.io import StorageFull, storage_problem
 from pipelines.core.redact import RedactingFilter
 from pipelines.core.registry import UnknownName
 from pipelines.datasets import DEFAULT_CORPUS, Corpus
@@ -39,12 +39,24 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug 
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
     for handler in logging.getLogger().handlers:
         handler.addFilter(_not_bigquery_notice)
+        handler.addFilter(_not_storage_traceback)
         handler.addFilter(RedactingFilter())  # no credential in a URL reaches a log line
 
 
 def _not_bigquery_notice(record: logging.LogRecord) -> bool:
     """Beam warns on import that BigQuery's client libraries are missing; ingest does not use them."""
     return not str(record.msg).startswith("apitools not found")
+
+
+def _not_storage_traceback(record: logging.LogRecord) -> bool:
+    """Beam logs a failed bundle with its traceback before the job re-raises; a full disk is then
+    said once, as the command's one-line error (pipelines.core.io.StorageFull), not as a traceback."""
+    if not record.name.startswith("apache_beam"):
+        return True
+    text = record.getMessage()
+    if record.exc_info and record.exc_info[1] is not None:
+        text += str(record.exc_info[1])
+    return StorageFull.MARK not in text and not storage_problem(text)
 
 
 class Device(str, enum.Enum):

@@ -32,6 +32,8 @@ SECRET_PARAMS: tuple[str, ...] = (
 REDACTED = "REDACTED"
 # A URL inside free text: scheme://… up to whitespace or a quote/bracket that ends it.
 _URL_RE = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>`]+")
+# A query parameter: `?name=value` or `&name=value`, the value up to the next separator.
+_PARAM_RE = re.compile(r"(?<=[?&])([A-Za-z0-9_.%+-]+)=([^&#\s'\"<>`]*)")
 
 
 def _is_secret(name: str, params: Iterable[str]) -> bool:
@@ -62,11 +64,18 @@ def redact_url(url: str, params: Iterable[str] = SECRET_PARAMS) -> str:
 
 
 def redact_text(text: str, params: Iterable[str] = SECRET_PARAMS) -> str:
-    """Every URL in `text` redacted (error messages of ffmpeg, yt-dlp, requests quote URLs)."""
-    if "://" not in text:
+    """Every URL in `text` redacted (error messages of ffmpeg, yt-dlp, requests quote URLs), and
+    secret parameters of a query string quoted without its URL ("GET /x.wav?token=… HTTP/1.1")."""
+    if "://" not in text and "=" not in text:
         return text
     params = tuple(params)
-    return _URL_RE.sub(lambda match: redact_url(match.group(0), params), text)
+    text = _URL_RE.sub(lambda match: redact_url(match.group(0), params), text)
+
+    def parameter(match: re.Match) -> str:
+        name = match.group(1)
+        return f"{name}={REDACTED}" if _is_secret(unquote_plus(name), params) else match.group(0)
+
+    return _PARAM_RE.sub(parameter, text)
 
 
 def redact_values(value: Any, params: Iterable[str] = SECRET_PARAMS) -> Any:

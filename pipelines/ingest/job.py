@@ -279,14 +279,12 @@ def run(corpus: Corpus, *, retry_failed: bool = False, beam_args: Sequence[str] 
     the same command completes the rest once there is space."""
     try:
         return _run(corpus, retry_failed, beam_args)
-    except StorageFull:
-        raise
     except Exception as error:
         full = find_storage_full(error, corpus.output)
         if full is None:
             raise
         log.debug("storage error, as the runner reported it", exc_info=True)
-        raise full from None
+        raise StorageFull(corpus.output, full.problem) from None
 
 
 def _run(corpus: Corpus, retry_failed: bool, beam_args: Sequence[str]) -> dict[str, Any]:
