@@ -123,16 +123,17 @@ def normalize(media: MediaInput, out_dir: Path, cfg: MediaConfig) -> MediaResult
         raise ClipFailure(
             f"segment of {requested:.1f} s exceeds media.max_duration {cfg.max_duration:.0f} s", retryable=False
         )
-    span = None
-    if cfg.frames > 0 and media.has_video is not False and not _audio_only(media.location):
+    span, note = None, ""
+    if cfg.frames > 0 and (media.has_video is False or _audio_only(media.location)):
+        note = "audio-only media: no frames"
+    elif cfg.frames > 0:
         span = requested if requested is not None else media_span(media, start)
         if span is None:  # a whole-file video of unknown length: read its header first
             total = _probe_duration(media, cfg)
             span = None if total is None else max(0.0, min(total - start, cfg.max_duration))
+        if not span:
+            note = "the media's length is unknown: no frames" if span is None else "no video in the segment: no frames"
     plan = _Plan(start, requested, span or None)
-    note = ""
-    if cfg.frames > 0 and plan.span is None:
-        note = "audio-only media: no frames" if span is None else "no video in the segment: no frames"
     stderr = _run(media, out_dir, cfg, plan)
     if stderr == _NO_FRAMES:
         plan, note = _short_video_plan(media, cfg, plan)
