@@ -409,6 +409,13 @@ def test_an_output_that_is_a_file_is_one_clear_error(tmp_path, hostile):
         ingest.run(load_corpus(config, "c"))
     done = _cli("ingest", "--config", str(config), "--corpus", "c")
     assert done.returncode == 2 and "Traceback" not in done.stderr and "is a file, not a folder" in done.stderr
+    below = tmp_path / "below.yaml"  # an output under a file cannot be created: unwritable, one line too
+    below.write_text(config.read_text().replace("output: out-c", "output: out-c/below"))
+    assert "output: out-c/below" in below.read_text()
+    with pytest.raises(ConfigError, match="cannot write to output"):
+        ingest.run(load_corpus(below, "c"))
+    done = _cli("ingest", "--config", str(below), "--corpus", "c")
+    assert done.returncode == 2 and "Traceback" not in done.stderr and "cannot write to output" in done.stderr
 
 
 # --- 3. a full disk stops the run -----------------------------------------------------------------
