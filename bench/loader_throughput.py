@@ -13,12 +13,21 @@ opened) is not timed. Prints a JSON and writes it to bench/out/loader_throughput
 
     python bench/loader_throughput.py                 # the demo corpus (built: `make demo`)
     python bench/loader_throughput.py --seconds 10
+
+`--checksums` measures instead what verifying each member against the checksum its JSON records
+costs the shard loader (issue 14, item 9): a synthetic split written by the real shard writer
+(`audioldm` mels [64, 1024] float16 = 128 KiB, a CLAP embedding and the JSON per sample), read by
+the same StreamLoader with the check on and off (`verify`), 0 workers, rounds alternated; and the
+check alone, per sample. Writes bench/out/loader_checksums.json.
+
+    python bench/loader_throughput.py --checksums --seconds 36 --rounds 12
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -78,14 +87,109 @@ def forever(loader: DataLoader):
         yield from loader
 
 
+def checksum_cost(seconds: float, rounds: int = 3) -> dict:
+    """Loader samples/s with and without the checksum check, on a synthetic split; and the check alone."""
+    import tempfile
+
+    import numpy as np
+
+    from pipelines.shard import contract, index, writer
+
+    with tempfile.TemporaryDirectory(prefix="t2a-bench-checksum-") as folder:
+        root, stats, rng = Path(folder), [], np.random.default_rng(0)
+        for s in range(8):
+            samples = [_synthetic_sample(f"s{s}-{i:03d}", rng) for i in range(32)]
+            path = root / "train" / f"shard-{s:06d}.tar"
+            stats.append(writer.write_stats(path, writer.write_shard(path, samples), {"split": "train"}))
+        index.write_indexes(root, stats, "0" * 64, [PROFILE])
+        shards = list_shards(str(root), "train")
+        rates: dict[str, list[float]] = {"verified": [], "unverified": []}
+        for _ in range(rounds):
+            for name, verify in (("verified", True), ("unverified", False)):
+                loader = StreamLoader(shards, mel_example(PROFILE), batch_size=BATCH, shuffle_buffer=64, verify=verify)
+                rates[name].append(timed(iter(loader), seconds / rounds)["samples_per_s"])
+        members = [m for _, m in _synthetic_samples_of(root)]
+        passes = []
+        for _ in range(5):  # the best of five passes over every sample
+            start = time.perf_counter()
+            for raw in members:
+                assert not contract.checksum_problems(raw)
+            passes.append((time.perf_counter() - start) / len(members) * 1e6)
+        check_us = min(passes)
+    median = {name: statistics.median(values) for name, values in rates.items()}
+    return {
+        "samples": 256,
+        "rounds": rounds,
+        "member_bytes": {
+            "mel": contract.npy_size([64, 1024], "float16"),
+            "clap_audio": contract.npy_size([512], "float32"),
+        },
+        "samples_per_s": rates,
+        "median_samples_per_s": median,
+        "cost_percent_of_medians": round(100 * (1 - median["verified"] / median["unverified"]), 1),
+        "check_alone_us_per_sample": round(check_us, 1),
+        "check_alone_percent_of_a_verified_sample": round(100 * check_us * median["verified"] / 1e6, 1),
+    }
+
+
+def _synthetic_sample(key: str, rng) -> tuple[str, dict[str, bytes]]:
+    import numpy as np
+
+    from pipelines.shard import contract
+
+    mel = rng.standard_normal((64, 1024)).astype(np.float16)
+    clap = rng.standard_normal(512).astype(np.float32)
+    meta = contract.SampleMeta(
+        key=key,
+        source="bench",
+        format="table",
+        source_id=key,
+        segment={"start": 0.0, "end": 10.24},
+        duration=10.24,
+        audio_seconds=10.24,
+        padded=False,
+        sample_rate=48000,
+        captions=[{"text": f"a sound {key}", "origin": "table", "kind": "human"}],
+        event_count=1,
+        split="train",
+        mels={
+            PROFILE: {
+                "member": contract.mel_member(PROFILE),
+                "shape": [64, 1024],
+                "dtype": "float16",
+                "sample_rate": 16000,
+                "hop_length": 160,
+                "n_mels": 64,
+                "real_frames": 1024,
+            }
+        },
+        embeddings={"clap_audio": {"member": "clap_audio.npy", "shape": [512], "dtype": "float32", "model": "bench"}},
+    )
+    return key, contract.build_sample(meta, {PROFILE: mel}, arrays={"clap_audio": clap})
+
+
+def _synthetic_samples_of(root: Path):
+    from pipelines.shard.reader import iter_members
+
+    for shard in sorted((root / "train").glob("shard-*.tar")):
+        yield from iter_members(shard)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shards", type=Path, default=ROOT / "data/demo/shards")
     parser.add_argument("--clips", type=Path, default=ROOT / "data/demo/clips")
     parser.add_argument("--seconds", type=float, default=8.0, help="timed seconds per configuration")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench/out/loader_throughput.json")
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--checksums", action="store_true", help="measure the checksum check's cost instead")
+    parser.add_argument("--rounds", type=int, default=6, help="--checksums: alternated rounds per configuration")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.checksums:
+        cost = checksum_cost(args.seconds, args.rounds)
+        results = {"machine": machine(), "profile": PROFILE, "batch_size": BATCH, **cost}
+        _write(results, args.out or ROOT / "bench/out/loader_checksums.json")
+        return
     shards = list_shards(str(args.shards), "train")
     keys = {key for info in shards for key in _keys(info.url)}
     paths = sorted(p for p in args.clips.glob("*/*/audio.flac") if p.parent.name in keys)
@@ -110,10 +214,14 @@ def main() -> None:
             rate["samples_per_s_per_worker"] = round(rate["samples_per_s"] / readers, 1)
         ratio = round(stream["samples_per_s"] / direct["samples_per_s"], 1)
         results[f"workers_{workers}"] = {"shard_loader": stream, "naive_dataset": direct, "ratio": ratio}
+    _write(results, args.out or ROOT / "bench/out/loader_throughput.json")
+
+
+def _write(results: dict, out: Path) -> None:
     text = json.dumps(results, indent=1)
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text + "\n")
 
 
 def _keys(shard: str) -> list[str]:

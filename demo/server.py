@@ -34,14 +34,19 @@ class Fault:
 
     `times` is how many matching requests it affects (None: all of them); `status` answers with that
     HTTP status instead of the file; `delay` sleeps before answering; `truncate` sends only that
-    fraction of the body after announcing the full length; `content_type` replaces the real one.
+    fraction of the body after announcing the full length; `stall` then waits that many seconds
+    before closing (a transfer that stops making progress); `content_type` replaces the real one;
+    `ignore_range` answers every request with the whole file, 200 and no `Accept-Ranges`, as
+    Python's http.server and some origins do.
     """
 
     status: int | None = None
     times: int | None = None
     delay: float = 0.0
     truncate: float | None = None
+    stall: float = 0.0
     content_type: str | None = None
+    ignore_range: bool = False
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -220,7 +225,8 @@ def _make_handler(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
             size = file.stat().st_size
             first, last, status = 0, size - 1, 200
             requested = self.headers.get("Range")
-            if requested:
+            ranges = not (fault and fault.ignore_range)
+            if requested and ranges:
                 bounds = _parse_range(requested, size)
                 if bounds is None:
                     self._send_status(path, 416, {"Content-Range": f"bytes */{size}"})
@@ -232,7 +238,8 @@ def _make_handler(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
             self.send_response(status)
             self.send_header("Content-Type", content_type or "application/octet-stream")
             self.send_header("Content-Length", str(length))
-            self.send_header("Accept-Ranges", "bytes")
+            if ranges:
+                self.send_header("Accept-Ranges", "bytes")
             if status == 206:
                 self.send_header("Content-Range", f"bytes {first}-{last}/{size}")
             self.end_headers()
@@ -253,6 +260,8 @@ def _make_handler(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
                         sent += len(chunk)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client closed early (ffmpeg stops reading at the end of its segment)
+            if fault and fault.stall:
+                time.sleep(fault.stall)
             if limit < length:
                 self.close_connection = True  # a truncated body: the length promised was not sent
             return sent

@@ -17,6 +17,8 @@ from rich.table import Table
 from pipelines.core.config import ConfigError
 from pipelines.core.console import console
 from pipelines.core.console import fail as _fail
+from pipelines.core.io import StorageFull, storage_problem
+from pipelines.core.redact import RedactingFilter
 from pipelines.core.registry import UnknownName
 from pipelines.datasets import DEFAULT_CORPUS, Corpus
 
@@ -37,11 +39,24 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug 
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
     for handler in logging.getLogger().handlers:
         handler.addFilter(_not_bigquery_notice)
+        handler.addFilter(_not_storage_traceback)
+        handler.addFilter(RedactingFilter())  # no credential in a URL reaches a log line
 
 
 def _not_bigquery_notice(record: logging.LogRecord) -> bool:
     """Beam warns on import that BigQuery's client libraries are missing; ingest does not use them."""
     return not str(record.msg).startswith("apitools not found")
+
+
+def _not_storage_traceback(record: logging.LogRecord) -> bool:
+    """Beam logs a failed bundle with its traceback before the job re-raises; a full disk is then
+    said once, as the command's one-line error (pipelines.core.io.StorageFull), not as a traceback."""
+    if not record.name.startswith("apache_beam"):
+        return True
+    text = record.getMessage()
+    if record.exc_info and record.exc_info[1] is not None:
+        text += str(record.exc_info[1])
+    return StorageFull.MARK not in text and not storage_problem(text)
 
 
 class Device(str, enum.Enum):
@@ -78,6 +93,8 @@ def ingest(
         summary = job.run(loaded, retry_failed=retry_failed, beam_args=ctx.args)
     except (ConfigError, UnknownName) as error:
         _fail(str(error))
+    except StorageFull as error:  # the machine's fault, not the corpus's: exit 1
+        _fail(str(error), code=1)
     _print_summary(summary)
 
 
@@ -124,6 +141,8 @@ def shard(
         index = job.run(loaded, audio_only=audio_only, beam_args=ctx.args)
     except (ConfigError, UnknownName) as error:
         _fail(str(error))
+    except StorageFull as error:
+        _fail(str(error), code=1)
     _print_index(index)
 
 
@@ -224,6 +243,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
         table.add_row(source, *(str(counts[s]) for s in statuses))
     table.add_row("[bold]all", *(f"[bold]{summary['totals'][s]}" for s in statuses))
     output.print(table)
+    for warning in summary.get("warnings", []):
+        console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
     reasons = sorted(summary["reasons"], key=lambda r: -r["rows"])[:12]
     if reasons:
         detail = Table(title="why rows did not become clips (top reasons)")

@@ -23,14 +23,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from pipelines.annotate.config import AnnotateConfig
-from pipelines.core.config import ConfigError, MediaConfig, Name, OutputDir, StrictModel, format_validation_error
+from pipelines.core.config import (
+    ConfigError,
+    MediaConfig,
+    Name,
+    OutputDir,
+    StrictModel,
+    format_validation_error,
+    load_yaml,
+)
 from pipelines.core.io import write_json_atomic
+from pipelines.core.redact import redact_values
 from pipelines.ingest.config import Exclusion
 from pipelines.ingest.fetch import BACKENDS
+from pipelines.ingest.fetch.configs import secret_params
 from pipelines.ingest.manifests import FORMATS, SourceConfig
 from pipelines.shard.config import ShardConfig
 
@@ -80,11 +89,13 @@ class Corpus:
     def save_resolved(self, stage: str) -> Path:
         """Write the resolved configuration next to the outputs: `<output>/<stage>.config.json`."""
         path = self.output / f"{stage}.config.json"
+        secrets = {name for source in self.config.sources for name in secret_params(source.fetch)}
         payload = {
             "corpus": self.name,
             "config_file": str(self.config_path),
             "config_hash": self.config_hash,
-            "resolved": self.config.model_dump(mode="json"),
+            # A url_template may carry a signature: the saved copy does not.
+            "resolved": redact_values(self.config.model_dump(mode="json"), sorted(secrets)),
         }
         write_json_atomic(path, payload)
         return path
@@ -94,10 +105,7 @@ def load_config(path: str | Path) -> tuple[DatasetsConfig, dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    raw = load_yaml(path)  # a corpus (or any key) given twice is an error, not last-one-wins
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with a `corpora:` key")
     try:

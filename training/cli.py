@@ -32,14 +32,34 @@ def _config(path: Path):
 
 
 def _guard(action):
-    """User-fixable problems (missing stages, bad settings) as one line, not a traceback."""
+    """User-fixable problems (missing stages, bad settings, too many broken samples in the shards)
+    as one line, not a traceback; a full disk the same way with exit status 1."""
     from pipelines.core.config import ConfigError
+    from pipelines.core.io import find_storage_full
     from pipelines.core.registry import UnknownName
+    from training.data.stream import LoaderError
 
     try:
         return action()
     except (ConfigError, UnknownName, FileNotFoundError, ValueError) as error:
         _fail(str(error))
+    except LoaderError as error:
+        _fail(loader_message(error))
+    except OSError as error:
+        full = find_storage_full(error, getattr(error, "filename", None) or "the run folder")
+        if full is None:
+            raise
+        _fail(str(full), code=1)
+
+
+def loader_message(error: Exception) -> str:
+    """The loader's own sentence. Raised in a DataLoader worker, torch re-raises it in the main
+    process with the worker's traceback pasted into the message; that part is dropped."""
+    text = str(error).strip()
+    if "Traceback (most recent call last)" in text:
+        last = text.splitlines()[-1]
+        text = last.split("LoaderError: ", 1)[-1]
+    return text
 
 
 # name → (module of training.tasks, what it writes, a hint printed after it); each trainer module has `train(config) -> Path`.

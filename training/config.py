@@ -12,10 +12,9 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import Field, ValidationError
 
-from pipelines.core.config import ConfigError, OutputDir, StrictModel, format_validation_error
+from pipelines.core.config import ConfigError, OutputDir, StrictModel, format_validation_error, load_yaml
 
 PositiveInt = Annotated[int, Field(gt=0)]
 Count = Annotated[int, Field(ge=0)]
@@ -273,10 +272,7 @@ class TrainConfig(StrictModel):
 def load_config(path: str | Path) -> TrainConfig:
     """Read and validate a training config; relative paths resolve against the file's folder."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as error:
-        raise ConfigError(f"{path}: cannot read the training config: {error}") from None
+    raw = load_yaml(path) or {}  # a key given twice is an error, not last-one-wins
     base = path.resolve().parent
     try:
         config = TrainConfig.model_validate(raw, context={"base_dir": base})

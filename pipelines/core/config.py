@@ -9,10 +9,12 @@ file (passed as validation context), so a config works from any working director
 from __future__ import annotations
 
 import difflib
+import typing
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
+import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -22,6 +24,8 @@ from pydantic import (
     ValidationInfo,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core.core_schema import ErrorType
 
 
 class ConfigError(ValueError):
@@ -31,17 +35,41 @@ class ConfigError(ValueError):
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    @model_validator(mode="before")
+    @model_validator(mode="wrap")
     @classmethod
-    def _known_keys(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            valid = sorted(cls.model_fields)
-            for key in data:
-                if key not in cls.model_fields:
-                    close = difflib.get_close_matches(str(key), valid, n=1)
-                    hint = f" (did you mean {close[0]!r}?)" if close else ""
-                    raise ValueError(f"unknown key {key!r}{hint}; valid keys: {', '.join(valid)}")
-        return data
+    def _known_keys(cls, data: Any, handler: Any) -> Any:
+        """Unknown keys are errors that name the closest valid key, reported together with every
+        other problem of the block (a typo must not hide the ten other mistakes beside it)."""
+        if not isinstance(data, dict):
+            return handler(data)
+        valid = sorted(cls.model_fields)
+        known = {name for field in cls.model_fields.values() for name in (field.alias,) if name}
+        unknown = [key for key in data if key not in cls.model_fields and key not in known]
+        if not unknown:
+            return handler(data)
+        errors = [_unknown_key(key, data[key], valid) for key in unknown]
+        try:
+            handler({key: value for key, value in data.items() if key not in unknown})
+        except ValidationError as error:
+            errors += [_line_error(item) for item in error.errors()]
+        raise ValidationError.from_exception_data(cls.__name__, errors)
+
+
+def _unknown_key(key: Any, value: Any, valid: list[str]) -> InitErrorDetails:
+    close = difflib.get_close_matches(str(key), valid, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    message = f"unknown key {key!r}{hint}; valid keys: {', '.join(valid)}"
+    return InitErrorDetails(type=PydanticCustomError("unknown_key", message), loc=(), input=value)
+
+
+_KNOWN_ERROR_TYPES = frozenset(typing.get_args(ErrorType))
+
+
+def _line_error(item: dict[str, Any]) -> InitErrorDetails:
+    """A reported error as one to raise again (a nested block's own unknown keys included)."""
+    if item["type"] in _KNOWN_ERROR_TYPES and item["type"] != "value_error":
+        return InitErrorDetails(type=item["type"], loc=item["loc"], input=item["input"], ctx=item.get("ctx", {}))
+    return InitErrorDetails(type=PydanticCustomError(item["type"], item["msg"]), loc=item["loc"], input=item["input"])
 
 
 def _base_dir(info: ValidationInfo) -> Path | None:
@@ -98,7 +126,16 @@ class MediaConfig(StrictModel):
     frames: int = Field(4, ge=0, le=64)  # Make-An-Audio §4.3 pools 4 uniformly picked frames
     frame_size: int = Field(224, ge=16, le=2048)  # CLIP's input size; shorter side + centre crop
     max_duration: float = Field(600.0, gt=0)  # seconds decoded at most from one input
+    # Clips with less real audio are refused ("only 0.0008 s of audio decoded"): a header that lies
+    # about its rate, a segment in a truncated file. Real one-shot sounds (a click) last ~0.1 s.
+    min_duration: float = Field(0.1, ge=0)
     timeout: float = Field(300.0, gt=0)  # wall-clock seconds for one ffmpeg run
+
+    @model_validator(mode="after")
+    def _durations(self) -> MediaConfig:
+        if self.min_duration >= self.max_duration:
+            raise ValueError(f"min_duration {self.min_duration:g} must be below max_duration {self.max_duration:g}")
+        return self
 
 
 def format_validation_error(
@@ -144,3 +181,38 @@ def _key_path(loc: Iterable[Any], data: Any) -> str:
             parts.append(f".{item}" if parts else str(item))
             node = None
     return "".join(parts)
+
+
+# --- YAML -----------------------------------------------------------------------------------------
+
+
+class DuplicateKey(yaml.YAMLError):
+    """A mapping that names a key twice: YAML keeps the last one and drops the first silently."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults` may be overridden
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise DuplicateKey(f"duplicate key {key!r} at line {line} (first at line {seen[key]})")
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(path: str | Path) -> Any:
+    """A YAML file's data; a key given twice in one mapping (two corpora of one name) is a
+    ConfigError naming both lines, not a silent last-one-wins."""
+    path = Path(path)
+    try:
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
+    except DuplicateKey as error:
+        raise ConfigError(f"{path}: {error}; rename or remove one") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read it: {error}") from None

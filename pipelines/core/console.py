@@ -11,7 +11,8 @@ from rich.console import Console
 console = Console(stderr=True, soft_wrap=True)
 
 
-def fail(message: str) -> NoReturn:
-    """A problem the user can fix: one red line, exit status 2, no traceback."""
+def fail(message: str, code: int = 2) -> NoReturn:
+    """A problem the user can fix: one red line, exit status 2, no traceback. The machine's own
+    faults (a full disk) stop the same way with exit status 1."""
     console.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(2)
+    raise typer.Exit(code)

@@ -17,6 +17,7 @@ A killed process leaves only dot-named temporaries (`.<name>.tmp-<random>`), whi
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -187,3 +188,70 @@ def _memoised_sha256(file: Path) -> str:
     with _SHA_LOCK:
         _SHA_CACHE[key] = value
     return value
+
+
+# --- the machine's own faults ----------------------------------------------------------------------
+
+# A full disk, a spent quota, a read-only mount: not a property of the clip, shard or checkpoint
+# being written, so never recorded as that item's failure. The run stops with one message.
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+STORAGE_MESSAGES = ("No space left on device", "Disk quota exceeded", "Read-only file system")
+
+
+class StorageFull(RuntimeError):
+    """Output storage refused a write (ENOSPC, EDQUOT, EROFS); the message says what to do."""
+
+    MARK = "output storage refused a write"
+
+    def __init__(self, where: str | os.PathLike, problem: str):
+        self.where, self.problem = str(where), problem
+        super().__init__(
+            f"{self.MARK} under {where}: {problem}. Free space (or make it writable) and run the same "
+            "command again: finished work is kept and the run goes on where it stopped"
+        )
+
+
+def storage_problem(error: BaseException | str) -> str | None:
+    """ "No space left on device" (or the quota / read-only twin) when `error` is one, else None;
+    also finds it in the text of a tool's error (ffmpeg, yt-dlp) or a wrapped exception."""
+    if isinstance(error, OSError) and error.errno in STORAGE_ERRNOS:
+        return os.strerror(error.errno)
+    text = str(error)
+    return next((message for message in STORAGE_MESSAGES if message in text), None)
+
+
+def prepare_output(folder: str | os.PathLike, what: str = "output") -> Path:
+    """Create `folder` (and parents) and check that a file can be written in it, before a job
+    starts: an `output` that is a file, or a folder t2a may not write, is one clear ConfigError
+    rather than a traceback minutes into the run; a full disk is `StorageFull`."""
+    from pipelines.core.config import ConfigError  # config imports nothing of io; keep io light
+
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{what} {folder} is a file, not a folder: point {what} at a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = temp_name(folder / "write-test")
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        problem = storage_problem(error)
+        if problem:
+            raise StorageFull(folder, problem) from None
+        reason = error.strerror or type(error).__name__
+        raise ConfigError(f"cannot write to {what} {folder}: {reason} ({error.filename or folder})") from None
+    return folder
+
+
+def find_storage_full(error: BaseException, where: str | os.PathLike) -> StorageFull | None:
+    """A `StorageFull` for an error that is one, however a runner wrapped it (Beam re-raises a
+    worker's exception as text inside its own); None for any other error."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, StorageFull):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    problem = storage_problem(error)
+    return StorageFull(where, problem) if problem else None

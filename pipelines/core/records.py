@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, TypedDict
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 # docs/ARCHITECTURE.md, "Contracts": keys are [A-Za-z0-9_-]+ with no dots (WebDataset splits keys at the
 # first dot). At most 64 characters: a shard member `<key>.mel.<profile>.npy` must fit the 100-byte
@@ -26,6 +26,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 CLIP_ID_MAX = 64
 CLIP_ID_RE = re.compile(rf"[A-Za-z0-9_-]{{1,{CLIP_ID_MAX}}}")  # always used with fullmatch
 YOUTUBE_ID_RE = re.compile(r"[A-Za-z0-9_-]{11}")
+_ASCII_INT_RE = re.compile(r"[0-9]{1,18}")
+# The latest time t2a seeks to in a media item: ~116 days. Manifest times past it are typos or
+# attacks (ffmpeg's int64 microseconds overflow near 9.2e12 s); they are rejected with the row.
+MAX_SECONDS = 1e7
 _SLUG_RE = re.compile(r"[^A-Za-z0-9]+")
 
 
@@ -135,14 +139,17 @@ def youtube_clip_id(youtube_id: str, start: float | None) -> str:
     """`yt_<YouTube id>_<start ms>`, the AudioSet strong-label segment id with a namespace prefix."""
     if not YOUTUBE_ID_RE.fullmatch(youtube_id):
         raise InvalidId(f"bad YouTube id {youtube_id!r} (expected 11 characters of [A-Za-z0-9_-])")
-    return f"yt_{youtube_id}_{_ms(start)}"
+    if start is not None and not 0 <= start <= MAX_SECONDS:
+        raise InvalidId(f"bad start {start:g} s (expected 0 to {MAX_SECONDS:g} s)")
+    return check_clip_id(f"yt_{youtube_id}_{_ms(start)}")
 
 
 def freesound_clip_id(sound_id: str | int) -> str:
     text = str(sound_id).strip()
-    if not text.isdigit() or int(text) <= 0:
+    # ASCII digits only: str.isdigit() and int() also take "٣" and "²" (issue 14, item 10).
+    if not _ASCII_INT_RE.fullmatch(text) or int(text) <= 0:
         raise InvalidId(f"bad Freesound id {sound_id!r} (expected a positive integer)")
-    return f"fs_{int(text)}"
+    return check_clip_id(f"fs_{int(text)}")
 
 
 def name_clip_id(namespace: str, name: str) -> str:
@@ -178,17 +185,29 @@ def check_clip_id(clip_id: str) -> str:
 
 
 def check_file_name(name: str) -> str:
-    """A catalogue file name that is safe to put into a path template (no traversal, no controls)."""
-    if (
-        not name
-        or len(name) > 255
-        or name.startswith((".", "-"))
-        or "/" in name
-        or "\\" in name
-        or any(ord(ch) < 32 or ord(ch) == 127 for ch in name)
-    ):
-        raise InvalidId(f"bad file name {name!r} (no path separators, leading dots or control characters)")
+    """A catalogue file name that is safe to put into a path template (no traversal, no controls).
+
+    A leading "-" is allowed: about one YouTube id in 64 starts with it (AudioSet's
+    balanced_train_segments.csv starts with such rows), and t2a hands tools argument lists with
+    absolute paths, so such a name is never read as an option."""
+    problem = _file_name_problem(name)
+    if problem:
+        raise InvalidId(f"bad file name {name!r} ({problem})")
     return name
+
+
+def _file_name_problem(name: str) -> str:
+    if not name:
+        return "empty"
+    if len(name) > 255:
+        return "longer than 255 characters"
+    if name.startswith("."):
+        return "starts with a dot: a hidden file or a parent folder"
+    if "/" in name or "\\" in name:
+        return "contains a path separator"
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        return "contains control characters"
+    return ""
 
 
 # --- clip.json ------------------------------------------------------------------------------------
@@ -254,7 +273,11 @@ class ClipRecord(StrictRecord):
     input_duration: float | None = None  # the container's duration, where it says one
     sample_rate: Annotated[int, Field(gt=0)]
     channels: Annotated[int, Field(gt=0)] = 1
-    frames: list[FrameRef] = []
+    frames: list[FrameRef] = []  # the frames taken, each a real frame of the video
+    # Fields with defaults, so that clip.json files written before them still validate:
+    frames_wanted: Count | None = None  # media.frames when the clip was made
+    frames_real: Count | None = None  # len(frames): fewer than wanted where the video is short or absent
+    video_note: str = ""  # why, when the video is to blame ("the video track has 1 frame(s) in ...")
     labels: list[LabelRef] = []
     captions: list[CaptionRef] = []
     split: str | None = None
@@ -266,6 +289,12 @@ class ClipRecord(StrictRecord):
     attempts: Count = 1
     tools: dict[str, str] = {}
     created: str = ""  # when the entry was written (UTC, ISO 8601); varies by run, never hashed into shards
+
+    @model_validator(mode="after")
+    def _frames_counted(self) -> ClipRecord:
+        if self.frames_real is not None and self.frames_real != len(self.frames):
+            raise ValueError(f"frames_real {self.frames_real} but {len(self.frames)} frame(s) listed")
+        return self
 
     def to_json_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)

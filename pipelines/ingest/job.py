@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import sys
 import time
 from collections import Counter
@@ -32,10 +33,13 @@ from apache_beam.utils.windowed_value import WindowedValue
 from tqdm import tqdm
 
 from pipelines.core.beam import pipeline_options
+from pipelines.core.io import StorageFull, find_storage_full, prepare_output
 from pipelines.core.records import Clip, RejectedRow, StatusRow
+from pipelines.core.redact import redact_text
 from pipelines.core.tools import tool_versions
 from pipelines.ingest.cache import ClipCache
 from pipelines.ingest.config import IdList
+from pipelines.ingest.fetch.configs import secret_params
 from pipelines.ingest.manifests.base import FORMATS
 from pipelines.ingest.status import WriteStatus, latest_run, summary_path
 from pipelines.ingest.worker import ClipWorker
@@ -56,19 +60,25 @@ class ReadManifest(beam.DoFn):
 
     def process(self, source: Any) -> Iterator[Any]:
         rows = 0
+        secrets = secret_params(source.fetch)
         try:
             for record in FORMATS.get(source.format).read(source):
                 rows += 1
                 if isinstance(record, RejectedRow):
                     _count("rejected_row")
-                    yield beam.pvalue.TaggedOutput("rejected", record)
+                    yield beam.pvalue.TaggedOutput(
+                        "rejected", replace(record, reason=redact_text(record.reason, secrets))
+                    )
                 else:
                     yield record
         except Exception as error:  # an unreadable source (API down, bad credentials) is recorded, not fatal
-            log.error("source %s could not be read past row %d: %s", source.name, rows, error)
+            reason = redact_text(f"source could not be read past row {rows}: {error}", secrets)
+            log.error("source %s: %s", source.name, reason)
             _count("unreadable_source")
-            reason = f"source could not be read past row {rows}: {error}"
             yield beam.pvalue.TaggedOutput("rejected", RejectedRow(source.name, _manifest_of(source), rows, reason))
+            return
+        if rows == 0:  # said in the run's summary too (build_summary: `warnings`)
+            log.warning("source %s: no rows in %s (an empty manifest?)", source.name, _manifest_of(source))
 
 
 def _manifest_of(source: Any) -> str:
@@ -262,12 +272,31 @@ class Ingest(beam.PTransform):
 
 def run(corpus: Corpus, *, retry_failed: bool = False, beam_args: Sequence[str] = ()) -> dict[str, Any]:
     """Run the ingest job; returns the run's status summary. `retry_failed`: retry clips whose last
-    failure was retryable; `beam_args`: Beam pipeline options (`core.beam.pipeline_options`)."""
+    failure was retryable; `beam_args`: Beam pipeline options (`core.beam.pipeline_options`).
+
+    Raises ConfigError for an `output` that cannot be a folder t2a writes, and `StorageFull` when
+    the output's disk is full (or read-only): the run stops, no clip is marked failed for it, and
+    the same command completes the rest once there is space."""
+    try:
+        return _run(corpus, retry_failed, beam_args)
+    except Exception as error:
+        full = find_storage_full(error, corpus.output)
+        if full is None:
+            raise
+        log.debug("storage error, as the runner reported it", exc_info=True)
+        raise StorageFull(corpus.output, full.problem) from None
+
+
+def _run(corpus: Corpus, retry_failed: bool, beam_args: Sequence[str]) -> dict[str, Any]:
+    prepare_output(corpus.output)
     cache = ClipCache(corpus.output)
     cache.create()
     removed = cache.clean_staging()
     if removed:
         log.info("removed %d half-written entries left by an earlier run", removed)
+    stale = remove_beam_temps(corpus.output / "status")
+    if stale:
+        log.info("removed %d temporary folder(s) of an earlier run's status writer", stale)
     corpus.save_resolved("ingest")
     run_info = {
         "run_id": datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ"),
@@ -277,11 +306,21 @@ def run(corpus: Corpus, *, retry_failed: bool = False, beam_args: Sequence[str] 
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "retry_failed": retry_failed,
         "tools": tool_versions(),
+        "sources": [source.name for source in corpus.config.sources],
     }
     with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
         rows = pipeline | "Ingest" >> Ingest(corpus, retry_failed=retry_failed)
         _ = rows | "WriteStatus" >> WriteStatus(corpus.output, run_info)
     return read_summary(corpus.output, run_info["run_id"])
+
+
+def remove_beam_temps(folder: Path) -> int:
+    """Delete the `beam-temp-*` folders Beam's file sinks leave when a run is killed mid-write
+    (call before the pipeline starts: a running sink's own folder must not go)."""
+    stale = [path for path in folder.glob("beam-temp-*") if path.is_dir() and not path.is_symlink()]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return len(stale)
 
 
 def read_summary(output: Path, run_id: str | None = None) -> dict[str, Any]:

@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from pipelines.core.io import write_json_atomic
 from pipelines.core.records import STATUSES, StatusRow
+from pipelines.core.redact import redact_text
 
 SCHEMA = pa.schema(
     [
@@ -54,7 +55,13 @@ def reason_key(reason: str, *ids: str | None) -> str:
 
 
 def status_dict(row: StatusRow) -> dict[str, Any]:
-    return asdict(row)
+    """A row as written: the worker redacted its texts with the source's own list; the defaults
+    once more here, for every row, whoever made it."""
+    record = asdict(row)
+    for key in ("reason", "source_id", "manifest"):
+        if record[key]:
+            record[key] = redact_text(record[key])
+    return record
 
 
 def status_path(output: Path, run_id: str) -> Path:
@@ -92,6 +99,8 @@ class CountStatuses(beam.CombineFn):
 
 
 def build_summary(counts: list[tuple[str, str, str, int]], run: dict[str, Any]) -> dict[str, Any]:
+    """Counts by source and status, the reasons, and `warnings`: a configured source that gave no
+    row at all (an empty manifest, a search with no results) is said here, not left out silently."""
     by_source: dict[str, dict[str, int]] = {}
     totals = {status: 0 for status in STATUSES}
     for source, status, _, n in counts:
@@ -102,7 +111,19 @@ def build_summary(counts: list[tuple[str, str, str, int]], run: dict[str, Any]) 
         for source, status, reason, n in counts
         if status not in ("ok", "cached")
     ]
-    return {**run, "totals": totals, "rows": sum(totals.values()), "by_source": by_source, "reasons": reasons}
+    warnings = []
+    for source in run.get("sources", []):
+        if source not in by_source:
+            by_source[source] = {s: 0 for s in STATUSES}
+            warnings.append(f"source {source}: no rows read (an empty manifest?)")
+    return {
+        **run,
+        "totals": totals,
+        "rows": sum(totals.values()),
+        "by_source": dict(sorted(by_source.items())),
+        "reasons": reasons,
+        "warnings": warnings,
+    }
 
 
 class WriteStatus(beam.PTransform):

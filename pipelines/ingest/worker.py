@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.core.config import MediaConfig, RetryPolicy
-from pipelines.core.io import sha256_file
+from pipelines.core.io import StorageFull, find_storage_full, sha256_file
 from pipelines.core.records import (
     CaptionRef,
     Clip,
@@ -30,10 +30,11 @@ from pipelines.core.records import (
     Segment,
     StatusRow,
 )
+from pipelines.core.redact import SECRET_PARAMS, redact_text
 from pipelines.core.tools import tool_versions
 from pipelines.ingest.cache import ClipCache
 from pipelines.ingest.fetch import FetchBackend, make_backend
-from pipelines.ingest.fetch.configs import slots
+from pipelines.ingest.fetch.configs import secret_params, slots
 from pipelines.ingest.media import MediaInput, MediaResult, normalize
 
 log = logging.getLogger(__name__)
@@ -52,14 +53,30 @@ class ClipWorker:
         self.slots = {name: threading.BoundedSemaphore(n) for name, n in limits.items()}
         self.tools = tool_versions()
         self.concurrency = max(limits.values())
+        self.secrets = {name: secret_params(s.fetch) for name, s in sources.items()}
 
     def ingest(self, clip: Clip) -> StatusRow:
+        """The clip's status row. Raises only `StorageFull`: a full (or read-only) output is the
+        machine's fault, not the clip's, so nothing is recorded for it and the run stops."""
         started = time.monotonic()
         try:
             return self._ingest(clip, started)
+        except StorageFull:
+            raise
         except Exception as error:  # one broken clip must never kill the bundle (docs/ARCHITECTURE.md, "Rules")
+            full = find_storage_full(error, self.cache.root)
+            if full is not None:
+                raise full from None
             log.exception("internal error on clip %s", clip.clip_id)
-            return self._row(clip, "failed_retryable", started, f"internal error: {type(error).__name__}: {error}")
+            # Recorded like any retryable failure: a plain re-run does not fetch it again, --retry-failed does.
+            failure = ClipFailure(f"internal error: {type(error).__name__}: {error}", retryable=True)
+            try:
+                return self._failed(clip, failure, 1, started)
+            except OSError as unwritable:
+                full = find_storage_full(unwritable, self.cache.root)
+                if full is not None:
+                    raise full from None
+                return self._row(clip, "failed_retryable", started, self._redact(failure.reason))
 
     def _ingest(self, clip: Clip, started: float) -> StatusRow:
         if self.cache.is_complete(clip.clip_id):
@@ -77,8 +94,16 @@ class ClipWorker:
                     entry = self._fetch(clip, attempts + attempt)
             except ClipFailure as failure:
                 if failure.retryable and attempt < policy.attempts:
-                    time.sleep(max(policy.delay(attempt), failure.retry_after or 0.0))
-                    continue
+                    wait = max(policy.delay(attempt), failure.retry_after or 0.0)
+                    if wait <= policy.max_backoff:
+                        time.sleep(wait)
+                        continue
+                    # Every wait is capped: a server asking for an hour gets its answer now, recorded.
+                    failure = ClipFailure(
+                        f"{failure.reason} (the server asks to wait {wait:.0f} s, "
+                        f"over fetch.retry.max_backoff {policy.max_backoff:g} s; try again later with --retry-failed)",
+                        retryable=True,
+                    )
                 return self._failed(clip, failure, attempts + attempt, started)
             self.cache.clear_failure(clip.clip_id)
             return self._row(clip, "ok", started, attempts=attempts + attempt, size=entry.total_bytes)
@@ -93,21 +118,32 @@ class ClipWorker:
                 try:
                     result = normalize(media, staging, self.media)
                 except ClipFailure as failure:
-                    raise backend.explain(media, failure) from None
-            entry = clip_record(clip, media, result, self.media, self.tools, attempts)
+                    # The backend's other way in (a whole-file download from a server that ignores
+                    # Range), or the exact reason ffmpeg failed.
+                    media = backend.recover(media, failure, Path(work))
+                    try:
+                        result = normalize(media, staging, self.media)
+                    except ClipFailure as again:
+                        raise backend.explain(media, again) from None
+            entry = clip_record(clip, media, result, self.media, self.tools, attempts, self.secrets[clip.source])
             self.cache.write_entry(staging, entry)  # last: the entry's completion marker
             self.cache.commit(staging, clip.clip_id)
             return entry
         finally:
             shutil.rmtree(staging, ignore_errors=True)  # gone after a commit; removed after a failure
 
+    def _redact(self, text: str, source: str | None = None) -> str:
+        return redact_text(text, self.secrets.get(source or "", SECRET_PARAMS))
+
     def _failed(self, clip: Clip, failure: ClipFailure, attempts: int, started: float) -> StatusRow:
+        reason = self._redact(failure.reason, clip.source)
+        failure = ClipFailure(reason, retryable=failure.retryable)
         self.cache.record_failure(
             clip.clip_id,
             {
                 "clip_id": clip.clip_id,
                 "source": clip.source,
-                "reason": failure.reason,
+                "reason": reason,
                 "retryable": failure.retryable,
                 "attempts": attempts,
                 "time": _now(),
@@ -126,7 +162,7 @@ class ClipWorker:
             status=status,
             clip_id=clip.clip_id,
             source_id=clip.source_id,
-            reason=reason,
+            reason=self._redact(reason, clip.source),
             attempts=attempts,
             bytes=size,
             seconds=round(time.monotonic() - started, 4),
@@ -135,16 +171,22 @@ class ClipWorker:
 
 
 def clip_record(
-    clip: Clip, media: MediaInput, result: MediaResult, cfg: MediaConfig, tools: dict[str, str], attempts: int
+    clip: Clip,
+    media: MediaInput,
+    result: MediaResult,
+    cfg: MediaConfig,
+    tools: dict[str, str],
+    attempts: int,
+    secrets: tuple[str, ...] = SECRET_PARAMS,
 ) -> ClipRecord:
-    """The clip.json provenance record (schema `t2a.clip/1`)."""
+    """The clip.json provenance record (schema `t2a.clip/1`); URLs in it carry no credentials."""
     files = [result.audio, *result.frames]
     return ClipRecord(
         clip_id=clip.clip_id,
         source=clip.source,
         format=clip.format,
-        source_id=clip.source_id,
-        media_url=media.display,
+        source_id=redact_text(clip.source_id, secrets),
+        media_url=redact_text(media.display, secrets),
         manifest=ManifestRef(file=clip.manifest, line=clip.line, rows=clip.rows),
         segment=Segment(start=_seconds(clip.start), end=_seconds(clip.end)),
         duration=round(result.duration, 6),
@@ -154,6 +196,9 @@ def clip_record(
         sample_rate=cfg.sample_rate,
         channels=1,
         frames=[FrameRef(file=f.name, time=round(t, 6)) for f, t in zip(result.frames, result.frame_times)],
+        frames_wanted=cfg.frames,
+        frames_real=len(result.frames),
+        video_note=result.video_note,
         labels=[LabelRef(mid=label.mid, name=label.name) for label in clip.labels],
         captions=[CaptionRef(text=c.text, origin=c.origin, kind=c.kind) for c in clip.captions],
         split=clip.split,

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 import numpy as np
+import xxhash
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pipelines.core import npy, records
@@ -68,6 +69,11 @@ _HEX64 = r"[0-9a-f]{64}"
 
 class ContractError(ValueError):
     """A key, member, sample or shard that breaks the shard contract."""
+
+
+class ChecksumError(ContractError):
+    """A member whose bytes differ from the checksum its sample's JSON records: corrupt in storage
+    or in transit. Readers skip the sample (the training loader counts it), never decode it."""
 
 
 # --- keys and member names -----------------------------------------------------------------------
@@ -272,6 +278,10 @@ class SampleMeta(_Strict):
     audio: AudioMeta | None = None
     embeddings: dict[str, ArrayMeta] = {}
     tools: dict[str, str] = {}
+    # xxh3_64 (hex) of every member's bytes, and under "json" of this JSON's own bytes with that
+    # value written as zeros (`seal`). A cheap check readers make before decoding; {} in shards
+    # written before it. The last key of the JSON: `_json_checksum_at` relies on it.
+    xxh3: dict[str, Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]] = {}
 
     @model_validator(mode="after")
     def _member_names(self) -> SampleMeta:
@@ -334,18 +344,82 @@ def build_sample(
     arrays: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, bytes]:
     """Encode one sample as {member name: bytes}; raises ContractError where data and meta disagree."""
-    members = {JSON: meta.to_json()}
-    members.update({meta.mels[p].member: encode_npy(m) for p, m in mels.items() if p in meta.mels})
+    members = {meta.mels[p].member: encode_npy(m) for p, m in mels.items() if p in meta.mels}
     if audio is not None:
         members[AUDIO] = bytes(audio)
     members.update({frame_member(i): bytes(f) for i, f in enumerate(frames)})
     for name, array in (arrays or {}).items():
         members[embedding_member(name)] = encode_npy(array)
+    members = seal(meta, members)
     problems = [f"{p} has no entry in meta.mels" for p in mels if p not in meta.mels]
     problems += check_sample(members)
     if problems:
         raise ContractError(f"sample {meta.key}: {'; '.join(problems)}")
     return dict(sorted(members.items()))
+
+
+def checksum(data: bytes) -> str:
+    """xxh3_64 of a member's bytes, 16 hex digits."""
+    return xxhash.xxh3_64_hexdigest(data)
+
+
+_UNSET = b"0" * 16  # the JSON's own checksum while it is computed
+
+
+def seal(meta: SampleMeta, members: Mapping[str, bytes]) -> dict[str, bytes]:
+    """`members` (without the JSON) plus the JSON of `meta`, recording the xxh3_64 of every member
+    and of the JSON itself (over its bytes with its own value as zeros).
+
+    xxh3_64, not sha256: it is there to catch flipped or lost bytes (storage, transfer), not
+    forgery, and costs the loader ~3 µs for a 128 KiB mel where sha256 costs ~170 µs
+    (docs/BENCHMARKS.md, "Member checksums")."""
+    data = {name: bytes(value) for name, value in members.items() if name != JSON}
+    sums = {name: checksum(value) for name, value in data.items()}
+    body = meta.model_copy(update={"xxh3": {**sums, JSON: _UNSET.decode()}}).to_json()
+    at = _json_checksum_at(body)
+    if at is None or body[at : at + 16] != _UNSET:
+        raise ContractError(f"sample {meta.key}: cannot place the JSON's own checksum")
+    return {**data, JSON: body[:at] + checksum(body).encode() + body[at + 16 :]}
+
+
+def _json_checksum_at(data: bytes) -> int | None:
+    """Where the JSON's own checksum value starts: inside the last key's object, `"xxh3":{...}`
+    (keys are sorted, and a quote inside a string value is always escaped)."""
+    start = data.rfind(b'"xxh3":{')
+    if start < 0:
+        return None
+    end = data.find(b"}", start)
+    found = data.find(b'"json":"', start, end)
+    return None if found < 0 else found + len(b'"json":"')
+
+
+def checksum_problems(members: Mapping[str, Any]) -> list[str]:
+    """The members (of those present) whose bytes differ from the xxh3_64 the sample's JSON records."""
+    if JSON not in members:
+        return []
+    data = _bytes(members[JSON])
+    at = _json_checksum_at(data)
+    if at is None:
+        return []  # written before members had checksums (a corrupt JSON fails to decode anyway)
+    expected = data[at : at + 16]
+    if checksum(data[:at] + _UNSET + data[at + 16 :]).encode() != expected:
+        return [f"{JSON} does not match its checksum (corrupt member)"]
+    try:  # the JSON matched its own checksum: this object is as written, hex strings by member
+        sums = json.loads(data[data.rfind(b'"xxh3":{') + len(b'"xxh3":') : data.find(b"}", at) + 1])
+    except ValueError as error:
+        return [f"bad xxh3 object: {error}"]
+    problems = []
+    for name, value in sorted(sums.items()):
+        if name != JSON and name in members and checksum(_bytes(members[name])) != value:
+            problems.append(f"{name} does not match its checksum (corrupt member)")
+    return problems
+
+
+def verify_checksums(members: Mapping[str, Any]) -> None:
+    """Raise ChecksumError for a sample with a corrupt member."""
+    problems = checksum_problems(members)
+    if problems:
+        raise ChecksumError(f"sample {members.get('__key__', '?')}: {'; '.join(problems)}")
 
 
 def decode_sample(members: Mapping[str, Any]) -> Sample:
@@ -371,6 +445,7 @@ def _decode(members: Mapping[str, Any]) -> tuple[Sample | None, list[str]]:
         meta = SampleMeta.from_json(data[JSON])
     except ContractError as error:
         return None, [*problems, str(error)]
+    problems += checksum_problems(data)
     if members.get("__key__", meta.key) != meta.key:
         problems.append(f"json key {meta.key!r} differs from the tar key {members['__key__']!r}")
     declared = set(meta.members())
@@ -421,7 +496,7 @@ def check_latent_sample(members: Mapping[str, Any]) -> list[str]:
         meta = SampleMeta.from_json(data[JSON])
     except ContractError as error:
         return [str(error)]
-    problems = []
+    problems = checksum_problems(data)
     if members.get("__key__", meta.key) != meta.key:
         problems.append(f"json key {meta.key!r} differs from the tar key {members['__key__']!r}")
     allowed = {JSON, LATENT, *(a.member for a in meta.embeddings.values())}

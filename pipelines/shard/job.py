@@ -30,6 +30,7 @@ from apache_beam.metrics import Metrics
 from pipelines.annotate.prompts.labels import label_text
 from pipelines.annotate.store import ROW, AnnotationStore
 from pipelines.core.beam import pipeline_options
+from pipelines.core.io import StorageFull, find_storage_full, prepare_output
 from pipelines.core.labels import event_count
 from pipelines.core.ontology import load_ontology
 from pipelines.core.records import ClipRecord
@@ -352,8 +353,23 @@ class Shard(beam.PTransform):
 
 def run(corpus: Corpus, *, audio_only: bool = False, beam_args: Sequence[str] = ()) -> dict[str, Any]:
     """Run the shard job; returns the corpus index it wrote. `audio_only`: shards without annotations,
-    in <output>/shards-audio; `beam_args`: Beam pipeline options."""
+    in <output>/shards-audio; `beam_args`: Beam pipeline options.
+
+    A full (or read-only) disk raises `StorageFull`: one message, the shards already committed are
+    kept, and the same command writes the rest once there is space."""
     root = shards_root(corpus, audio_only)
+    try:
+        return _run(corpus, audio_only, beam_args, root)
+    except Exception as error:
+        full = find_storage_full(error, root)
+        if full is None:
+            raise
+        log.debug("storage error, as the runner reported it", exc_info=True)
+        raise StorageFull(root, full.problem) from None
+
+
+def _run(corpus: Corpus, audio_only: bool, beam_args: Sequence[str], root: Path) -> dict[str, Any]:
+    prepare_output(root, "the shards folder")
     for folder in (root, *root.glob("*/")):
         if folder.is_dir():
             remove_stale_temps(folder)  # what a killed run left half-written

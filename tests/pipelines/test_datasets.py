@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,37 @@ def test_not_yaml_and_missing_file(tmp_path):
         load_corpus(bad)
     with pytest.raises(ConfigError, match="config file not found"):
         load_corpus(tmp_path / "absent.yaml")
+
+
+def test_an_unknown_key_does_not_hide_the_other_problems_of_its_block(tmp_path):
+    """Issue 14, item 13: one typo used to be the only problem reported for its block."""
+    media = {"sample_rat": 48000, "frames": -1, "frame_size": 3, "timeout": "x", "max_duration": 0}
+    fetch = {"backend": "http", "timout": 3, "retry": {"attempts": 0, "backof": 1}}
+    message = error_of(tmp_path, {"output": "o", "mdia": {}, "media": media, "sources": [source(fetch=fetch, limt=3)]})
+    lines = message.splitlines()[1:]
+    assert "(10 problem(s))" in message and len(lines) == 10
+    for expected in (
+        "corpora.demo: unknown key 'mdia' (did you mean 'media'?)",
+        "corpora.demo.media: unknown key 'sample_rat' (did you mean 'sample_rate'?)",
+        "corpora.demo.media.frames:",
+        "corpora.demo.media.frame_size:",
+        "corpora.demo.media.timeout:",
+        "corpora.demo.media.max_duration:",
+        "corpora.demo.sources[0]: unknown key 'limt' (did you mean 'limit'?)",
+        "corpora.demo.sources[0].fetch: unknown key 'timout' (did you mean 'timeout'?)",
+        "corpora.demo.sources[0].fetch.retry: unknown key 'backof' (did you mean 'backoff'?)",
+        "corpora.demo.sources[0].fetch.retry.attempts:",
+    ):
+        assert any(line.strip().startswith(expected) for line in lines), expected
+
+
+def test_a_corpus_named_twice_is_an_error_not_last_one_wins(tmp_path):
+    """Issue 14, item 13: YAML keeps the last of two equal keys; datasets.yaml may not have them."""
+    (tmp_path / "m.csv").write_text("")
+    block = json.dumps({"output": "o", "sources": [source()]})  # one line of flow YAML
+    path = tmp_path / "datasets.yaml"
+    path.write_text(f"corpora:\n  demo: {block}\n  other: {block}\n  demo: {block}\n")
+    with pytest.raises(ConfigError, match=r"duplicate key 'demo' at line 4 \(first at line 2\)"):
+        load_corpus(path)
+    path.write_text(f"corpora:\n  demo: &d {block}\n  other:\n    <<: *d\n    output: o2\n")
+    assert load_corpus(path, "other").output == tmp_path / "o2"  # a merged key may be overridden

@@ -25,7 +25,7 @@ from pipelines.shard.contract import ContractError
 EVENTS = (1, 2, 0, 1, 3, 1, 2)
 LABELS = ("Dog", "Speech", "Siren", "Rain")
 CLAP_DIM = 8
-CORRUPTIONS = ("garbage", "truncate", "member", "unknown")
+CORRUPTIONS = ("garbage", "truncate", "member", "unknown", "flip")
 
 
 def sample_key(split: str, seed: int, shard: int, i: int) -> str:
@@ -46,9 +46,11 @@ def write_split(
 ) -> Path:
     """Write the split under `root/split` and the indexes; returns `root` (a corpus folder for data.shards).
 
-    `corrupt` maps a shard number to one of CORRUPTIONS: "garbage" (random bytes) and "truncate" (the
-    first 60 % of the tar) damage the file after indexing; "member" (one sample's mel or latent is not
-    a .npy) and "unknown" (one sample gains a `.pkl` member) write the shard that way.
+    `corrupt` maps a shard number to one of CORRUPTIONS: "garbage" (random bytes), "truncate" (the
+    first 60 % of the tar) and "flip" (64 bytes flipped inside the first sample's mel or latent, which
+    still decodes: only its checksum tells) damage the file after indexing; "member" (one sample's mel or
+    latent is not a .npy, its checksums recomputed to match) and "unknown" (one sample gains a `.pkl`
+    member) write the shard that way.
     """
     root, corrupt = Path(root), dict(corrupt or {})
     unknown = sorted(set(corrupt.values()) - set(CORRUPTIONS))
@@ -60,10 +62,11 @@ def write_split(
         if corrupt.get(s) in ("member", "unknown"):
             key, members = rows[0]
             damaged = contract.LATENT if latent else contract.mel_member(next(iter(profile_frames)))
-            rows[0] = (
-                key,
-                {**members, damaged: b"not npy"} if corrupt[s] == "member" else {**members, "pkl": b"\x80\x04N."},
-            )
+            if corrupt[s] == "member":  # written that way: its checksum matches, decoding refuses it
+                meta = contract.SampleMeta.from_json(members[contract.JSON])
+                rows[0] = (key, contract.seal(meta, {**members, damaged: b"not npy"}))
+            else:
+                rows[0] = (key, {**members, "pkl": b"\x80\x04N."})
         path = root / split / f"shard-{s:06d}.tar"
         check = contract.check_latent_sample if latent else contract.check_sample
         info = writer.write_shard(path, rows, check=_unchecked if s in corrupt else check)
@@ -78,6 +81,13 @@ def write_split(
             path.write_bytes(np.random.default_rng(seed + s).bytes(len(data)))
         elif how == "truncate":
             path.write_bytes(data[: int(len(data) * 0.6)])
+        elif how == "flip":
+            member = contract.LATENT if latent else contract.mel_member(next(iter(profile_frames)))
+            flipped = bytearray(data)
+            start = data.index(f"{sample_key(split, seed, s, 0)}.{member}".encode()) + 512 + 160  # past the npy header
+            for k in range(64):
+                flipped[start + k] ^= 0xFF
+            path.write_bytes(bytes(flipped))
     return root
 
 
@@ -107,11 +117,10 @@ def _sample(split, seed, shard, i, n, profile_frames, audio, latent) -> tuple[st
         return key, contract.build_sample(meta, mels, audio=flac, arrays=arrays)
     posterior = rng.standard_normal(latent).astype(np.float16)
     members = {
-        contract.JSON: meta.to_json(),
         contract.embedding_member("clap_audio"): contract.encode_npy(clap),
         contract.LATENT: contract.encode_npy(posterior),
     }
-    return key, members
+    return key, contract.seal(meta, members)
 
 
 def _write_indexes(root: Path, split: str, stats: list[dict], profiles: list[str]) -> None:

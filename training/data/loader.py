@@ -38,9 +38,10 @@ first is rotated so that the in-order DataLoader resumes with the slot that was 
 recorded with another seed, world size, worker count or shard list cannot be resumed exactly: it
 is logged, and every slot restarts at the start of the earliest recorded epoch (counts restart).
 
-Errors. A broken shard (unreadable or truncated tar: its unread samples), an undecodable member or
-a member the contract does not name ("decode: ContractError"), and an example (or filter) function
-raising ("example: ValueError") are logged, counted by reason and skipped. Once a slot has read
+Errors. A broken shard (unreadable or truncated tar: its unread samples), a member whose bytes
+differ from the checksum its JSON records ("checksum": flipped bytes that would still decode), an
+undecodable member or a member the contract does not name ("decode: ContractError"), and an example
+(or filter) function raising ("example: ValueError") are logged, counted by reason and skipped. Once a slot has read
 min_samples_for_rate samples, a skipped share above max_error_rate raises LoaderError with the
 counts. `StreamLoader.errors` sums the slots' counts as seen so far.
 
@@ -70,7 +71,7 @@ from training.data.stream import (
 
 __all__ = [
     "LoaderError", "ShardInfo", "ShardStream", "StreamLoader", "collate", "curriculum_filter", "iter_batches",
-    "latent_example", "list_shards", "make_loader", "mel_example", "mixup_transform", "open_shard",
+    "latent_example", "list_shards", "make_loader", "mel_example", "mixup_transform", "open_shard", "require_split",
 ]
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,7 @@ class ShardStream(IterableDataset):
         sample_filter: SampleFilter | None = None,
         batch_transform: BatchTransform | None = None,
         state: dict | None = None,
+        verify: bool = True,
     ):
         super().__init__()
         if batch_size < 1 or workers < 0 or not 0 <= rank < world_size:
@@ -109,6 +111,7 @@ class ShardStream(IterableDataset):
         self.shuffle_buffer, self.shard_shuffle, self.retries, self.storage_options = shuffle_buffer, shard_shuffle, retries, storage_options
         self.limits = {"max_error_rate": max_error_rate, "min_samples_for_rate": min_samples_for_rate}
         self.sample_filter, self.batch_transform, self.state = sample_filter, batch_transform, state or {}
+        self.verify = verify  # members against their checksums (xxh3_64); off only to measure the check (bench/)
         self.readers = max(workers, 1)  # reader slots per rank
         self.slots = world_size * self.readers
         if len(self.shards) < self.slots:
@@ -154,7 +157,7 @@ class ShardStream(IterableDataset):
         slot = self.slot_of(worker)
         epoch, skip, errors, delivered = self._resume_point(slot)
         tally = Tally(slot, errors, delivered, **self.limits)
-        process = SampleProcessor(self.example, self.sample_filter, self.seed, tally)
+        process = SampleProcessor(self.example, self.sample_filter, self.seed, tally, self.verify)
         pending: list[dict] = []
         idle = 0
         while True:
@@ -272,6 +275,19 @@ class StreamLoader:
             self._slots = {str(slot): {**record, "errors": dict(record["errors"])} for slot, record in state["slots"].items()}
             self._batches, self._epoch = int(state["batches"]), int(state["epoch"])
         self._totals()
+
+
+def require_split(data, split: str, why: str) -> list[ShardInfo]:
+    """The shards of a split a run will read later (validation), listed before the first step: a
+    missing split is one ConfigError now, not a failure after the whole schedule has trained."""
+    try:
+        return list_shards(data.shards, split, data.storage_options)
+    except ConfigError as error:
+        raise ConfigError(
+            f"{why} reads split {split!r}, which the corpus cannot give: {error}. Write that split with "
+            "`t2a shard` (clips with that split in their manifests or shards.default_split), or name a split "
+            "the corpus has in data.valid_split"
+        ) from None
 
 
 def make_loader(data, split: str, example: Example, *, rank: int = 0, world_size: int = 1, seed: int = 0, batch_size: int | None = None,

@@ -224,6 +224,10 @@ def _shard_samples(shard: ShardInfo, tally: Tally, select, retries: int, storage
     if failures:
         error = failures[0]
         tally.skip(f"shard: {type(error).__name__}", max(shard.nsamples - read, 1), f"{shard.url}: {error}")
+    elif held is not None and read + 1 < shard.nsamples:
+        # A tar cut at a block boundary ends "cleanly" for tarfile: only the index's count tells.
+        # The last sample read may be cut short too: it is dropped with the missing ones.
+        tally.skip("shard: truncated", shard.nsamples - read, f"{shard.url}: {read + 1} of {shard.nsamples} samples")
     elif held is not None:
         yield held
 
@@ -250,10 +254,14 @@ def _seed_part(part: int | str) -> int:
 
 
 class SampleProcessor:
-    """raw sample → decoded → filtered → example (or None), with every failure counted by reason."""
+    """raw sample → verified → decoded → filtered → example (or None), with every failure counted
+    by reason. Verified: each member read against the checksum its JSON records (pipelines/shard/
+    contract.py `seal`); a corrupt sample is skipped as "checksum" like a truncated shard's samples,
+    never handed to the trainer. `verify=False` only for measuring what the check costs (bench/)."""
 
-    def __init__(self, example: Example, sample_filter: SampleFilter | None, seed: int, tally: Tally):
+    def __init__(self, example: Example, sample_filter: SampleFilter | None, seed: int, tally: Tally, verify: bool = True):
         self.example, self.sample_filter, self.seed, self.tally = example, sample_filter, seed, tally
+        self.verify = verify
         size = int(getattr(example, "recent", 0))
         self.recent: deque | None = deque(maxlen=size) if size else None
 
@@ -274,6 +282,10 @@ class SampleProcessor:
         key = raw.get("__key__", "?")
         recent = tuple(self.recent) if self.recent is not None else None
         self.pass_over(raw)  # remembered whatever becomes of it, exactly as on a replay
+        problems = contract.checksum_problems(raw) if self.verify else []
+        if problems:
+            self.tally.skip("checksum", 1, f"{raw.get('__url__')} {key}: {'; '.join(problems)}")
+            return None
         try:
             sample = decode(raw)
         except (DecodingError, ContractError) as error:

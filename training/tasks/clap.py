@@ -35,7 +35,7 @@ from pipelines.core.features.mel import RESAMPLE_QUALITY
 from pipelines.shard import contract
 from training.config import ClapTrainConfig, TrainConfig
 from training.data.examples import caption_of
-from training.data.loader import iter_batches, make_loader
+from training.data.loader import iter_batches, make_loader, require_split
 from training.loop import Session, add_mean, command, run, save_model_atomic
 from training.state import TrainState
 
@@ -225,6 +225,7 @@ def train(config: TrainConfig) -> Path:
     from diffusers.training_utils import EMAModel
 
     clap, loop = config.clap, config.clap.train
+    require_split(config.clap_data, config.data.valid_split, "`t2a train clap` measures recall on data.valid_split: it")
     session = Session(config, loop, config.clap_dir)
     clap_model, processor, window = load_clap_model(clap)
     session.configure(clap_model.train())

@@ -110,10 +110,12 @@ def _moments(vae, mels: list[np.ndarray]) -> list[np.ndarray]:
 
 
 def _latent_members(members: dict[str, bytes], moments: np.ndarray) -> dict[str, bytes]:
-    keep = {contract.JSON} | {contract.embedding_member(n) for n in contract.EMBEDDINGS}
+    """The source sample's JSON and embeddings plus the latent; the JSON resealed, so its checksums
+    covers the latent and no longer lists the mels and media left behind."""
+    keep = {contract.embedding_member(n) for n in contract.EMBEDDINGS}
     out = {name: data for name, data in members.items() if name in keep}
     out[contract.LATENT] = contract.encode_npy(moments)
-    return out
+    return contract.seal(contract.SampleMeta.from_json(members[contract.JSON]), out)
 
 
 def _raw_samples(location: str, storage_options: dict[str, Any]) -> Iterator[tuple[str, dict[str, bytes]]]:

@@ -34,6 +34,7 @@ from training.data.loader import (
     make_loader,
     mel_example,
     mixup_transform,
+    require_split,
 )
 from training.loop import Session, command, run
 from training.state import TrainState
@@ -59,6 +60,7 @@ def train(config: TrainConfig) -> Path:
     r, scaling = compression(vae), float(vae.config.scaling_factor)
     frames = config.ldm_data.crop_frames or profile.frames
     data, example = _data(config, r, frames, latents_location if ldm.latents else None)
+    require_split(data, data.valid_split, "`t2a train ldm` validates on data.valid_split: it")
     conditioner = build_conditioner(ldm, device=session.device)
     unet = session.configure(
         build_unet(ldm, conditioner, vae.config.latent_channels, (frames // r, profile.n_mels // r))

@@ -20,7 +20,7 @@ import torch
 
 from pipelines.core.features import get_profile
 from training.config import TrainConfig
-from training.data.loader import iter_batches, make_loader, mel_example
+from training.data.loader import iter_batches, make_loader, mel_example, require_split
 from training.loop import Session, add_mean, command, run, save_model_atomic
 from training.state import TrainState
 
@@ -52,6 +52,7 @@ def train(config: TrainConfig) -> Path:
     from training.models.vae import VaeLoss, build_vae, compression
 
     loop = config.vae.train
+    require_split(config.data, config.data.valid_split, "`t2a train vae` validates on data.valid_split: it")
     session = Session(config, loop, config.vae_dir)
     profile = get_profile(config.data.profile)
     vae = session.configure(build_vae(config.vae))

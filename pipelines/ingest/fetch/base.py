@@ -25,5 +25,10 @@ class FetchBackend(ABC):
         """A more exact failure for media that ffmpeg could not read (e.g. the HTTP status)."""
         return failure
 
+    def recover(self, media: MediaInput, failure: ClipFailure, workdir: Path) -> MediaInput:
+        """Another way to the media after ffmpeg failed on `media` (a whole-file download from a
+        server that ignores Range); raises the explained failure when there is none."""
+        raise self.explain(media, failure)
+
 
 BACKENDS: Registry[type[FetchBackend]] = Registry("fetch backend")

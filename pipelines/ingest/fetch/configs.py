@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, model_validator
 
-from pipelines.core.config import InputFile, PathTemplate, RetryPolicy, StrictModel
+from pipelines.core.config import InputDir, InputFile, PathTemplate, RetryPolicy, StrictModel
+from pipelines.core.redact import SECRET_PARAMS
 from pipelines.ingest.fetch.templates import check_template
 
 # "{id}" and no other placeholder: checked when the config loads, not when a worker starts.
@@ -39,16 +40,35 @@ class HttpFetch(StrictModel):
     concurrency: int | None = Field(None, ge=1, le=256)  # default: 2 per CPU core (see slots)
     auth_env: str | None = None  # environment variable holding a token (never written anywhere)
     auth_scheme: Literal["Bearer", "Token"] = "Bearer"
+    # Whole-file downloads (a server that ignores Range, a token download) stop at this size.
+    max_download_bytes: int = Field(2 * 1024**3, gt=0)
+    # Query parameters whose values are secrets (case-insensitive, `*` globs): redacted wherever a
+    # URL is written or logged (pipelines/core/redact.py).
+    secret_params: list[str] = list(SECRET_PARAMS)
     retry: RetryPolicy = RetryPolicy()
 
 
 class LocalFetch(StrictModel):
-    """A mirror folder; `{id}` in the template is the source id (file name, YouTube id, ...)."""
+    """Files on this machine: a mirror folder (`path_template`, `{id}` = the source id: file name,
+    YouTube id, ...), and/or paths and file:// URLs named by a table's `url` column, which must
+    resolve inside `root` (symlinks followed)."""
 
     backend: Literal["local"]
-    path_template: Annotated[PathTemplate, AfterValidator(check_template)]
+    path_template: Annotated[PathTemplate, AfterValidator(check_template)] | None = None
+    root: InputDir | None = None
     concurrency: int | None = Field(None, ge=1, le=256)  # default: 1 per CPU core
     retry: RetryPolicy = RetryPolicy(attempts=1)
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> LocalFetch:
+        if self.path_template is None and self.root is None:
+            raise ValueError("give path_template (files named by id) or root (the folder a table's paths lie in)")
+        return self
+
+
+def secret_params(config: YoutubeFetch | HttpFetch | LocalFetch | None) -> tuple[str, ...]:
+    """The query parameters to redact for a source: its http fetch's list, else the defaults."""
+    return tuple(getattr(config, "secret_params", SECRET_PARAMS))
 
 
 def slots(config: YoutubeFetch | HttpFetch | LocalFetch) -> int:

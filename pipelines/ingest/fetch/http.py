@@ -8,19 +8,31 @@ copied whole into the work folder. Sources that need a token (Freesound original
 with `requests` so the token stays out of ffmpeg's command line.
 
 When ffmpeg fails on a URL, one small ranged GET explains why (status code, Retry-After, a page
-of HTML instead of media), so the failure is classified exactly as permanent or retryable.
+of HTML instead of media, a redirect loop), so the failure is classified exactly as permanent or
+retryable. The same GET finds servers that ignore Range (a 200 to a ranged request, no
+`Accept-Ranges`: Python's http.server, some CDNs' origins): ffmpeg cannot seek there (an MP4 with
+its index at the end fails), so the file is downloaded whole into the work folder, up to
+`max_download_bytes`, and read from there.
+
+URLs are recorded (clip.json `media_url`, status, failure reasons) without userinfo or the values
+of `secret_params` (pipelines/core/redact.py).
 """
 
 from __future__ import annotations
 
+import email.utils
 import os
-import shutil
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 
+from pipelines.core.io import StorageFull, storage_problem
 from pipelines.core.records import Clip, ClipFailure
+from pipelines.core.redact import redact_text
 from pipelines.ingest.fetch.base import BACKENDS, FetchBackend
 from pipelines.ingest.fetch.configs import HttpFetch
 from pipelines.ingest.fetch.templates import fill_url
@@ -47,8 +59,14 @@ class HttpBackend(FetchBackend):
         scheme = urlsplit(url).scheme.lower()
         if scheme in ("s3", "gs"):
             return self._object_store(clip, url, workdir)
+        if scheme in ("", "file"):
+            raise ClipFailure(
+                f"{self._redact(url)!r} is a local path: local files are read by the local backend "
+                "(fetch: {backend: local, root: <folder>})",
+                retryable=False,
+            )
         if scheme not in ("http", "https"):
-            raise ClipFailure(f"unsupported URL scheme {scheme!r} in {url}", retryable=False)
+            raise ClipFailure(f"unsupported URL scheme {scheme!r} in {self._redact(url)}", retryable=False)
         if self.config.auth_env:
             return self._download(clip, url, workdir)
         return self._media(clip, url, url, NETWORK_PROTOCOLS)
@@ -56,12 +74,28 @@ class HttpBackend(FetchBackend):
     def explain(self, media: MediaInput, failure: ClipFailure) -> ClipFailure:
         if media.protocols == "file" or not media.location.startswith(("http://", "https://")):
             return failure
-        return diagnose(media.location, self.config.timeout) or failure
+        return probe(media.location, self.config.timeout).failure or failure
+
+    def recover(self, media: MediaInput, failure: ClipFailure, workdir: Path) -> MediaInput:
+        """A server that ignores Range: download the whole file (bounded) and read it locally."""
+        if media.protocols == "file" or not media.location.startswith(("http://", "https://")):
+            raise failure
+        answer = probe(media.location, self.config.timeout)
+        if answer.failure is not None:
+            raise answer.failure
+        if answer.ranges:
+            raise failure
+        headers = {"User-Agent": USER_AGENT}
+        target, size = self._fetch_whole(media.location, workdir, headers, "the server ignores Range requests")
+        return replace(media, location=str(target), protocols="file", fetched_bytes=size)
+
+    def _redact(self, url: str) -> str:
+        return redact_text(url, self.config.secret_params)
 
     def _media(self, clip: Clip, location: str, display: str, protocols: str, fetched: int = 0) -> MediaInput:
         return MediaInput(
             location=location,
-            display=display,
+            display=self._redact(display),
             start=clip.start,
             end=clip.end,
             protocols=protocols,
@@ -77,15 +111,34 @@ class HttpBackend(FetchBackend):
                 f"environment variable {self.config.auth_env} (fetch.auth_env) is not set", retryable=False
             )
         headers = {"Authorization": f"{self.config.auth_scheme} {token}", "User-Agent": USER_AGENT}
+        target, size = self._fetch_whole(url, workdir, headers, "download")
+        return self._media(clip, str(target), url, "file", size)
+
+    def _fetch_whole(self, url: str, workdir: Path, headers: dict[str, str], why: str) -> tuple[Path, int]:
+        """GET `url` into the work folder, at most `max_download_bytes`; (file, bytes)."""
+        cap = self.config.max_download_bytes
         target = workdir / ("download" + Path(urlsplit(url).path).suffix[:8])
+        too_big = ClipFailure(
+            f"{why}: the file is over fetch.max_download_bytes ({cap} bytes), so it is not downloaded whole",
+            retryable=False,
+        )
+        size = 0
         try:
             with requests.get(url, headers=headers, stream=True, timeout=self.config.timeout) as response:
                 raise_for_status(response)
+                length = response.headers.get("Content-Length", "")
+                if length.isascii() and length.isdigit() and int(length) > cap:
+                    raise too_big
                 with target.open("wb") as handle:
-                    shutil.copyfileobj(response.raw, handle, 1 << 20)
+                    # iter_content turns a stalled read (urllib3's ReadTimeoutError) into a requests error.
+                    for block in response.iter_content(1 << 20):
+                        size += len(block)
+                        if size > cap:
+                            raise too_big
+                        handle.write(block)
         except requests.RequestException as error:
-            raise ClipFailure(f"download failed: {type(error).__name__}", retryable=True) from None
-        return self._media(clip, str(target), url, "file", target.stat().st_size)
+            raise request_failure(error, self.config.timeout, f"{why} failed") from None
+        return target, size
 
     def _object_store(self, clip: Clip, url: str, workdir: Path) -> MediaInput:
         import fsspec
@@ -103,6 +156,9 @@ class HttpBackend(FetchBackend):
             except FileNotFoundError:
                 raise ClipFailure(f"object not found: {url}", retryable=False) from None
             except OSError as error:
+                problem = storage_problem(error)
+                if problem:
+                    raise StorageFull(workdir, problem) from None
                 raise ClipFailure(f"object store read failed: {error}", retryable=True) from None
             return self._media(clip, str(target), url, "file", target.stat().st_size)
 
@@ -128,21 +184,61 @@ def classify_response(response: requests.Response, body: bytes = b"") -> ClipFai
     return None
 
 
-def diagnose(url: str, timeout: float) -> ClipFailure | None:
-    """Why a URL failed in ffmpeg, from the first KiB of a fresh GET; None if it looks fine."""
+@dataclass(frozen=True)
+class Probe:
+    failure: ClipFailure | None  # why the URL cannot be read; None when it looks like media
+    ranges: bool  # whether the server answered the ranged request with a range (206)
+
+
+def probe(url: str, timeout: float) -> Probe:
+    """Why a URL failed in ffmpeg, from the first KiB of a fresh ranged GET, and whether the
+    server honours Range."""
     headers = {"Range": "bytes=0-1023", "User-Agent": USER_AGENT}
     try:
         with requests.get(url, headers=headers, stream=True, timeout=timeout) as response:
             body = response.raw.read(1024, decode_content=True) if response.status_code < 400 else b""
-            return classify_response(response, body)
-    except requests.Timeout:
-        return ClipFailure(f"timed out after {timeout:.0f} s", retryable=True)
-    except requests.ConnectionError as error:
-        return ClipFailure(f"cannot connect: {type(error).__name__}", retryable=True)
+            ranges = response.status_code == 206 or "bytes" in response.headers.get("Accept-Ranges", "").lower()
+            return Probe(classify_response(response, body), ranges)
+    except (requests.RequestException, urllib3.exceptions.HTTPError) as error:
+        return Probe(request_failure(error, timeout), True)
+
+
+def diagnose(url: str, timeout: float) -> ClipFailure | None:
+    """Why a URL failed in ffmpeg; None if it looks fine."""
+    return probe(url, timeout).failure
+
+
+def request_failure(error: Exception, timeout: float, what: str = "") -> ClipFailure:
+    """A requests/urllib3 error as a clear, classified failure (never a traceback)."""
+    prefix = f"{what}: " if what else ""
+    if isinstance(error, requests.TooManyRedirects):
+        return ClipFailure(
+            f"{prefix}redirect loop (more than {requests.models.DEFAULT_REDIRECT_LIMIT} redirects)", retryable=False
+        )
+    if isinstance(
+        error, (requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema, requests.exceptions.InvalidURL)
+    ):
+        return ClipFailure(
+            f"{prefix}redirected to a URL t2a does not fetch ({redact_text(str(error))[:200]})", retryable=False
+        )
+    if isinstance(error, (requests.Timeout, urllib3.exceptions.TimeoutError)) or "timed out" in str(error).lower():
+        return ClipFailure(f"{prefix}timed out after {timeout:.0f} s without progress", retryable=True)
+    if isinstance(error, (requests.ConnectionError, urllib3.exceptions.HTTPError)):
+        return ClipFailure(f"{prefix}cannot connect: {type(error).__name__}", retryable=True)
+    return ClipFailure(f"{prefix}{type(error).__name__}: {redact_text(str(error))[:200]}", retryable=True)
 
 
 def _retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header: delta-seconds (plain digits) or an HTTP date."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isascii() and text.isdigit():
+        return float(min(int(text), 10**9))
     try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None  # an HTTP date; the policy's own backoff applies
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None  # unreadable: the policy's own backoff applies
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())

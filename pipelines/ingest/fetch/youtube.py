@@ -21,7 +21,9 @@ import yt_dlp
 from yt_dlp.utils import DownloadError, download_range_func
 
 from pipelines.core.config import MediaConfig
+from pipelines.core.io import StorageFull, storage_problem
 from pipelines.core.records import YOUTUBE_ID_RE, Clip, ClipFailure
+from pipelines.core.redact import redact_text
 from pipelines.core.tools import ensure_ffmpeg_on_path
 from pipelines.ingest.fetch.base import BACKENDS, FetchBackend
 from pipelines.ingest.fetch.configs import YoutubeFetch
@@ -119,12 +121,15 @@ class YoutubeBackend(FetchBackend):
                         )
                     info = ydl.process_ie_result(info, download=True)
             except DownloadError as error:
+                problem = storage_problem(str(error))
+                if problem:  # the work folder's disk, not the video
+                    raise StorageFull(workdir, problem) from None
                 raise self._explain(classify(str(error)), info) from None
         path = _downloaded_file(info, workdir)
         end = None if clip.end is None else clip.end - start
         return MediaInput(
             location=str(path),
-            display=url,
+            display=redact_text(url),
             start=0.0,
             end=end,
             protocols="file",

@@ -9,12 +9,13 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
-from pipelines.core.records import Clip, InvalidId, RejectedRow, youtube_clip_id
+from pipelines.core.records import MAX_SECONDS, Clip, InvalidId, RejectedRow, youtube_clip_id
 from pipelines.ingest.manifests.base import Record, SourceBase
 
 T = TypeVar("T")
@@ -69,7 +70,8 @@ class Manifest:
     format: str
 
     def rows(self, fallback_encoding: str | None = None, **csv_options: Any) -> Iterator[Row]:
-        """Non-blank rows with the line each starts on; a csv error ends the file with an error row."""
+        """Non-blank rows with the line each starts on. A csv error (a field over the csv module's
+        limit, a NUL byte) is an error row for its line, and reading goes on after it."""
         with open_text(self.path, fallback_encoding) as stream:
             reader = csv.reader(stream, **csv_options)
             line = 1
@@ -80,7 +82,10 @@ class Manifest:
                     return
                 except csv.Error as error:
                     yield Row(line, [], error=f"unreadable CSV: {error}")
-                    return
+                    if reader.line_num < line:  # nothing consumed: the reader cannot go on
+                        return
+                    line = reader.line_num + 1
+                    continue
                 if any(value.strip() for value in fields):
                     yield Row(line, fields, error=_decode_error(fields))
                 line = reader.line_num + 1
@@ -120,8 +125,24 @@ class Manifest:
             except (BadRow, InvalidId) as error:
                 yield self.reject(row.line, str(error))
                 continue
+            except Exception as error:  # noqa: BLE001 - whatever one row does, the others still count
+                yield self.reject(row.line, unreadable(error))
+                continue
             if result is not None:
                 yield result
+
+    def grouped(
+        self, groups: Iterable[list[T]], build: Callable[[list[T]], Clip], line: Callable[[T], int]
+    ) -> Iterator[Record]:
+        """`build(group)` for the rows that make one clip (AudioCaps captions, strong-label events);
+        a group that cannot become a clip is rejected at its first line, the others go on."""
+        for group in groups:
+            try:
+                yield build(group)
+            except (BadRow, InvalidId) as error:
+                yield self.reject(line(group[0]), str(error))
+            except Exception as error:  # noqa: BLE001
+                yield self.reject(line(group[0]), unreadable(error))
 
     def reject(self, line: int, reason: str) -> RejectedRow:
         return RejectedRow(self.source.name, str(self.path), line, reason)
@@ -133,6 +154,11 @@ class Manifest:
         """A segment of a YouTube video: the id rule of records.youtube_clip_id, media from the backend."""
         clip_id = youtube_clip_id(youtube_id, start)
         return self.clip(line, clip_id=clip_id, source_id=youtube_id, media=None, start=start, end=end, **fields)
+
+
+def unreadable(error: Exception) -> str:
+    """The reason for a row that broke a reader in a way no check foresaw."""
+    return f"unreadable row ({type(error).__name__}: {str(error)[:200]})"
 
 
 def _decode_error(fields: list[str]) -> str:
@@ -188,19 +214,30 @@ def by_line(records: Iterable[Record]) -> list[Record]:
     return sorted(records, key=lambda record: record.line)
 
 
+# A plain ASCII decimal number: "30", "30.000", "-1.5", ".5", "1e-05" (what pandas writes for tiny
+# floats). Python's float() also takes "1_0", "٣", " 3 " with odd spaces, "nan" and "infinity".
+_DECIMAL_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?")
+
+
 def seconds(text: str, column: str) -> float:
+    value = text.strip(" \t")
     try:
-        value = float(text)
+        number = float(value)
     except ValueError:
-        raise BadRow(f"bad {column} {text.strip()!r} (expected a number of seconds)") from None
-    if not math.isfinite(value):
-        raise BadRow(f"bad {column} {text.strip()!r} (expected a finite number of seconds)")
-    return value
+        raise BadRow(f"bad {column} {value!r} (expected a number of seconds)") from None
+    if not _DECIMAL_RE.fullmatch(value) and math.isfinite(number):
+        raise BadRow(f"bad {column} {value!r} (expected a plain ASCII decimal number of seconds, like 30.000)")
+    if not math.isfinite(number):
+        raise BadRow(f"bad {column} {value!r} (expected a finite number of seconds)")
+    return number
 
 
 def check_segment(start: float | None, end: float | None) -> None:
     if start is not None and start < 0:
         raise BadRow(f"negative start {start:g}")
+    for name, value in (("start", start), ("end", end)):
+        if value is not None and value > MAX_SECONDS:
+            raise BadRow(f"{name} {value:g} s is past the longest media t2a reads ({MAX_SECONDS:g} s)")
     if end is not None and end <= (start or 0.0):
         raise BadRow(f"end {end:g} is not after start {start or 0.0:g}")
 

@@ -61,7 +61,7 @@ def _records(source: AudioCapsSource) -> Iterator[Record]:
             rejected.append(item)
         else:
             clips.setdefault((item.youtube_id, item.start), []).append(item)
-    grouped = [_clip(manifest, captions, split) for captions in clips.values()]
+    grouped = manifest.grouped(clips.values(), lambda captions: _clip(manifest, captions, split), lambda c: c.line)
     yield from by_line([*grouped, *rejected])
 
 

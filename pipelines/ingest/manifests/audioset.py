@@ -38,7 +38,7 @@ from pipelines.ingest.manifests.base import Record, SourceBase, register_format
 FORMAT = "audioset"
 SEGMENT_SECONDS = 10.0  # every AudioSet segment is 10 s long (Gemmeke et al. 2017, §3)
 STRONG_COLUMNS = ("segment_id", "start_time_seconds", "end_time_seconds", "label")
-_SEGMENT_ID_RE = re.compile(r"(.{11})_([0-9]+)")  # YouTube ids may hold "_": split at char 11
+_SEGMENT_ID_RE = re.compile(r"(.{11})_([0-9]{1,12})")  # YouTube ids may hold "_": split at char 11
 
 
 class AudioSetSource(SourceBase):
@@ -134,7 +134,8 @@ def _strong_records(manifest: Manifest, ontology: Ontology, split: str) -> Itera
             rejected.append(item)
         else:
             segments.setdefault(item.segment_id, []).append(item)
-    clips = [_strong_clip(manifest, group, ontology, split) for group in segments.values()]
+    build = functools.partial(_strong_clip, manifest, ontology=ontology, split=split)
+    clips = manifest.grouped(segments.values(), build, line=lambda event: event.line)
     yield from by_line([*clips, *rejected])
 
 

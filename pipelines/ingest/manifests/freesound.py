@@ -172,12 +172,19 @@ def _read_ids(source: FreesoundSource, client: _Client) -> Iterator[Record]:
 # --- records --------------------------------------------------------------------------------------
 
 
-def sound_record(source: FreesoundSource, sound: dict[str, Any], manifest: str, line: int) -> Record:
-    """One API sound (search result or sound instance) as a Clip, or the reason it cannot be one."""
+def sound_record(source: FreesoundSource, sound: Any, manifest: str, line: int) -> Record:
+    """One API sound (search result or sound instance) as a Clip, or the reason it cannot be one;
+    an answer of an unexpected shape rejects that sound alone."""
     try:
-        clip_id = freesound_clip_id(sound.get("id", ""))
+        return _sound_record(source, sound, manifest, line)
     except InvalidId as exc:
         return RejectedRow(source.name, manifest, line, str(exc))
+    except Exception as exc:  # noqa: BLE001 - one odd sound never stops the source
+        return RejectedRow(source.name, manifest, line, f"unreadable sound ({type(exc).__name__}: {str(exc)[:200]})")
+
+
+def _sound_record(source: FreesoundSource, sound: dict[str, Any], manifest: str, line: int) -> Record:
+    clip_id = freesound_clip_id(sound.get("id", ""))
     media = _media_url(source, sound)
     if not media:
         wanted = "download" if source.download == "original" else f"previews.{source.preview}"

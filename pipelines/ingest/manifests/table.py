@@ -2,7 +2,9 @@
 
 Columns (renamed through `columns:` for tables with other headers): `url` and/or `id`, and
 optionally `start`, `end`, `labels`, `caption`, `split`, `licence` (or `license`). A row with a
-URL is fetched from it; a row with only an id is fetched through the backend's template.
+URL is fetched from it; a row with only an id is fetched through the backend's template. `url` may
+also be a local path (`/data/sounds/dog bark.wav`, or relative to the local backend's `root`) or a
+`file://` URL: the `local` backend with a `root` reads those, confined to that folder.
 Parquet rows are numbered as the table's CSV export would be: header line 1, first row line 2.
 """
 
@@ -20,6 +22,8 @@ from pydantic import Field, field_validator
 from pipelines.core.config import InputFile
 from pipelines.core.ontology import Ontology, OntologyFile, load_ontology
 from pipelines.core.records import Caption, Clip, Label, keyed_clip_id, url_clip_id
+from pipelines.core.redact import redact_url
+from pipelines.ingest.fetch.configs import secret_params
 from pipelines.ingest.manifests._csv import (
     BadRow,
     Manifest,
@@ -36,6 +40,7 @@ from pipelines.ingest.manifests.base import Record, SourceBase, register_format
 FORMAT = "table"
 COLUMNS = ("url", "id", "start", "end", "labels", "caption", "split", "licence")
 URL_SCHEMES = ("http", "https", "s3", "gs")  # what the http backend (with fsspec) can fetch
+LOCAL_SCHEMES = ("", "file")  # a path, or a file:// URL: the local backend with a root
 SPLITS = {
     "train": "train",
     "valid": "valid",
@@ -107,7 +112,10 @@ def _clip(row: Row, manifest: Manifest, source: TableSource, ontology: Ontology)
     check_segment(start, end)
     if url:
         _check_url(url)
-        identity: dict[str, Any] = {"clip_id": url_clip_id(url, start, end), "media": url, "source_id": url}
+        # The id and the recorded identity carry no credentials (a signed URL's signature changes
+        # with every export of the table; the media does not).
+        shown = redact_url(url, secret_params(source.fetch))
+        identity: dict[str, Any] = {"clip_id": url_clip_id(shown, start, end), "media": url, "source_id": shown}
     elif _KEY_RE.fullmatch(key):
         identity = {"clip_id": keyed_clip_id(source.name, key), "media": None, "source_id": key}
     else:
@@ -128,14 +136,23 @@ def _clip(row: Row, manifest: Manifest, source: TableSource, ontology: Ontology)
 
 
 def _check_url(url: str) -> None:
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        raise BadRow(f"bad URL {url!r} (control characters)")
     try:
         parts = urlsplit(url)
     except ValueError as error:
         raise BadRow(f"bad URL {url!r} ({error})") from None
-    if parts.scheme.lower() not in URL_SCHEMES:
-        raise BadRow(f"unsupported URL scheme {parts.scheme!r} in {url!r} (expected {', '.join(URL_SCHEMES)})")
-    if not parts.netloc or any(ord(ch) < 32 or ord(ch) == 127 for ch in url):
-        raise BadRow(f"bad URL {url!r} (expected scheme://host/path without control characters)")
+    scheme = parts.scheme.lower()
+    if scheme in LOCAL_SCHEMES or (len(scheme) == 1 and url[1:3] in (":/", ":\\")):
+        if scheme == "file" and parts.netloc not in ("", "localhost"):
+            raise BadRow(f"bad file URL {url!r} (it names another host, {parts.netloc!r})")
+        return  # a local path: the local backend confines it to its root
+    if scheme not in URL_SCHEMES:
+        raise BadRow(
+            f"unsupported URL scheme {parts.scheme!r} in {url!r} (expected {', '.join(URL_SCHEMES)}, file or a path)"
+        )
+    if not parts.netloc:
+        raise BadRow(f"bad URL {url!r} (expected scheme://host/path)")
 
 
 def _label(text: str, ontology: Ontology) -> Label:

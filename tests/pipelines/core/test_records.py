@@ -7,6 +7,7 @@ import pytest
 from pipelines.core.records import (
     InvalidId,
     check_clip_id,
+    check_file_name,
     freesound_clip_id,
     name_clip_id,
     url_clip_id,
@@ -36,10 +37,37 @@ def test_bad_freesound_ids_are_refused(bad):
         freesound_clip_id(bad)
 
 
-@pytest.mark.parametrize("name", ["../x.wav", "a/b.wav", ".hidden.wav", "x\x00.wav", "-rf.wav"])
-def test_bad_file_names_are_refused(name):
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("../x.wav", "starts with a dot"),
+        ("a/b.wav", "contains a path separator"),
+        (".hidden.wav", "starts with a dot"),
+        ("x\x00.wav", "contains control characters"),
+        ("", "empty"),
+    ],
+)
+def test_bad_file_names_are_refused_with_the_real_reason(name, why):
+    with pytest.raises(InvalidId, match=why):
+        check_file_name(name)
+
+
+def test_a_leading_dash_is_a_name_not_an_option():
+    """About 1 in 64 YouTube ids starts with "-" (issue 14, item 1); tools get absolute paths."""
+    assert check_file_name("--PJHxphWEs") == "--PJHxphWEs"
+    assert name_clip_id("clotho", "-rf.wav").startswith("clotho_rf_")
+
+
+@pytest.mark.parametrize("bad", ["٣", "²", "1_0", "12345678901234567890", " 7 7"])
+def test_freesound_ids_are_plain_ascii_numbers(bad):
     with pytest.raises(InvalidId):
-        name_clip_id("clotho", name)
+        freesound_clip_id(bad)
+
+
+@pytest.mark.parametrize("start", [1e300, 1e15, -1.0, float("nan")])
+def test_youtube_segment_starts_out_of_range_are_refused(start):
+    with pytest.raises(InvalidId, match="bad start"):
+        youtube_clip_id("AAAAAAAAAAA", start)
 
 
 def test_registry_lists_the_valid_names():

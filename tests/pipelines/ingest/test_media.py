@@ -12,6 +12,7 @@ from PIL import Image
 
 from pipelines.core.config import MediaConfig
 from pipelines.core.records import ClipFailure
+from pipelines.core.tools import die_with_parent, ffmpeg_exe
 from pipelines.ingest.media import NETWORK_PROTOCOLS, MediaInput, _command, _Plan, frame_times, normalize
 
 CFG = MediaConfig(timeout=60)
@@ -94,7 +95,8 @@ def test_segment_longer_than_the_cap_is_refused(media, tmp_path):
 
 def test_command_is_a_hardened_argument_list(media, tmp_path):
     cmd = _command(local(media.video, 1.0, 2.0), tmp_path, CFG, _Plan(1.0, 1.0, 1.0))
-    assert isinstance(cmd, list) and cmd[1] == "-nostdin"
+    assert isinstance(cmd, list) and cmd[cmd.index(ffmpeg_exe()) + 1] == "-nostdin"
+    assert cmd[: len(die_with_parent())] == list(die_with_parent())  # ffmpeg dies with its parent
     assert cmd[cmd.index("-protocol_whitelist") + 1] == "file"
     assert "hls" not in cmd[cmd.index("-format_whitelist") + 1].split(",")
 

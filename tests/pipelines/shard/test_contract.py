@@ -172,7 +172,8 @@ def test_build_and_decode_round_trip():
     members = contract.build_sample(meta, mels, audio=flac, frames=jpgs, arrays=arrays)
     assert list(members) == sorted(meta.members()) == sorted(members)
     sample = contract.decode_sample(members)
-    assert sample.key == "-k_Z9" and sample.meta == meta
+    assert sample.key == "-k_Z9" and sample.meta.model_copy(update={"xxh3": {}}) == meta
+    assert set(sample.meta.xxh3) == set(members)  # every member, the JSON itself included
     assert all(np.array_equal(sample.mels[p], mels[p]) for p in PROFILES)
     assert sample.audio == flac and sample.frames == jpgs
     assert np.array_equal(sample.arrays["clap_audio"], arrays["clap_audio"])
@@ -217,3 +218,26 @@ def test_decode_refuses_unknown_undeclared_and_mismatched_members():
 def test_sample_builders_are_deterministic():
     seeds = random.Random(0).sample(range(100), 3)
     assert [make_sample(f"k{s}", s) for s in seeds] == [make_sample(f"k{s}", s) for s in seeds]
+
+
+@pytest.mark.parametrize("member", ["mel.audioldm.npy", "flac", "frame_01.jpg", "clap_audio.npy", "json"])
+def test_a_flipped_byte_in_any_member_is_a_checksum_error(member):
+    """Issue 14, item 9: bytes flipped inside a member (where the npy/JSON still parses) are caught
+    by the checksum the writer records, before anything is decoded."""
+    mels, flac, jpgs = make_mels(1), flac_bytes(1), [jpeg_bytes(1), jpeg_bytes(2)]
+    arrays = {"clap_audio": np.random.default_rng(0).standard_normal(512).astype(np.float16)}
+    embeddings = {"clap_audio": {"member": "clap_audio.npy", "shape": [512], "dtype": "float16", "model": "clap-tiny"}}
+    meta = make_meta("k", mels=mels, audio=flac, frames=2, embeddings=embeddings)
+    members = contract.build_sample(meta, mels, audio=flac, frames=jpgs, arrays=arrays)
+    contract.verify_checksums(members)
+    data = bytearray(members[member])
+    if member == "json":  # a caption's letter changed: still valid JSON and a valid SampleMeta
+        data = bytearray(bytes(data).replace(b'"source":"audioset"', b'"source":"audiosat"'))
+    else:
+        for i in range(64):  # 64 bytes flipped in the payload's last part (npy header untouched)
+            data[-1 - 3 * i] ^= 0xFF
+    corrupt = {**members, member: bytes(data)}
+    assert corrupt[member] != members[member]
+    with pytest.raises(contract.ChecksumError, match=f"{member} does not match its checksum"):
+        contract.verify_checksums(corrupt)
+    assert any("does not match its checksum" in p for p in contract.check_sample(corrupt))

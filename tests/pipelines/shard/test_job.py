@@ -143,3 +143,25 @@ def test_the_corpus_index_lists_every_shard_but_is_not_a_wids_dataset(mini, cach
         open_wids(cache / "shards" / contract.INDEX_NAME)
     with pytest.raises(Exception, match="wids_version"):  # and wids itself refuses it
         wids.ShardListDataset(str(cache / "shards" / contract.INDEX_NAME))
+
+
+def test_a_full_disk_stops_the_shard_job_with_one_line_and_a_rerun_completes(mini, cache, monkeypatch):
+    """Issue 14, item 12: the writer's spool lands on /dev/full (a real ENOSPC from the kernel):
+    `t2a shard` says so in one line, exit 1, and writes everything once there is space."""
+    from types import SimpleNamespace
+
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+    from pipelines.core.io import StorageFull
+    from pipelines.shard import writer
+
+    full = SimpleNamespace(TemporaryFile=lambda **_: open("/dev/full", "w+b"))  # noqa: SIM115
+    monkeypatch.setattr(writer, "tempfile", full)
+    with pytest.raises(StorageFull, match="No space left on device"):
+        run_shard(mini)
+    done = CliRunner().invoke(app, ["shard", "--config", str(mini.config), "--corpus", "mini"])
+    assert done.exit_code == 1 and "No space left on device" in done.output and "Traceback" not in done.output
+    monkeypatch.undo()
+    index = run_shard(mini)
+    assert index["totals"]["nsamples"] == 7 and not list((cache / "shards").rglob(".*.tmp-*"))

@@ -67,7 +67,7 @@ def test_clips_named_with_spaces(tmp_path):
 def test_rejections(tmp_path):
     _, rejected = load(tmp_path)
     assert [(row.line, row.reason) for row in rejected] == [
-        (5, "bad file name '.hidden.wav' (no path separators, leading dots or control characters)"),
+        (5, "bad file name '.hidden.wav' (starts with a dot: a hidden file or a parent folder)"),
         (6, "no captions"),
         (7, "expected 6 columns, found 3"),
     ]
