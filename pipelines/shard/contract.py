@@ -245,6 +245,17 @@ class ArrayMeta(_Strict):
     model: Text  # the encoder that produced it
 
 
+class ReviewMeta(_Strict):
+    """A human review the sample's caption took (pipelines/shard/overrides.py, `t2a review`)."""
+
+    judgment: Literal["correct", "partly", "wrong"]
+    action: Literal["replaced", "reselected"]  # a typed caption replaced it, or the judged one was rejected
+    reviewer: str
+    time: str  # when the judgment was made (UTC, ISO 8601)
+    judged_caption_sha256: str | None = None
+    original_caption: str | None = None
+
+
 class SampleMeta(_Strict):
     schema_: Literal[SCHEMA] = Field(SCHEMA, alias="schema")
     key: str
@@ -272,6 +283,9 @@ class SampleMeta(_Strict):
     audio: AudioMeta | None = None
     embeddings: dict[str, ArrayMeta] = {}
     tools: dict[str, str] = {}
+    # Added within t2a.sample/1 (optional: samples written before them still read):
+    licence_id: str | None = None  # `licence` as an SPDX-like id (pipelines.core.licences)
+    review: ReviewMeta | None = None  # the human review that changed the selected caption
 
     @model_validator(mode="after")
     def _member_names(self) -> SampleMeta:
