@@ -101,6 +101,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if path in ("/", "/index.html"):
                 self._redirect("/review")
+            elif path == "/favicon.ico":
+                self._send(b"", "image/x-icon", HTTPStatus.NO_CONTENT)
             elif path == "/review":
                 self._send(page_html(self.app.reviewer).encode(), "text/html; charset=utf-8", csp=_csp())
             elif path == "/api/sample":

@@ -158,9 +158,17 @@ def test_demo_annotate_gives_every_clip_a_selected_caption_or_a_reason(demo, ann
 
 
 def test_demo_shards_validate_and_load_in_hugging_face_datasets(demo, annotated, hf_offline, tmp_path):
+    from pipelines.qc import job as qc
+    from pipelines.shard.policy import read_left_out
+
+    qc.run(load_corpus(demo / "datasets.yaml"))  # the dvc stage qc: the demo's quality policy needs it
     index = shard.run(load_corpus(demo / "datasets.yaml"))
     root = demo / "data" / "demo" / "shards"
-    assert index["totals"]["nsamples"] == annotated["statuses"]["ok"]
+    left = read_left_out(root)
+    assert set(left["by_stage"]) <= {"annotation", "licence", "quality"} and left["by_stage"].get("licence")  # by-nc
+    policy = [c for c in left["clips"] if c["stage"] in ("licence", "quality")]
+    assert index["totals"]["nsamples"] == annotated["statuses"]["ok"] - len(policy)
+    assert (root / "ATTRIBUTION.md").is_file() and (root / "attribution.parquet").is_file()
     assert set(index["splits"]) == {"train", "valid", "test"} and index["totals"]["failures"] == 0
     for tar in sorted(root.glob("*/*.tar")):
         assert inspect_shard(tar)["problems"] == [], tar

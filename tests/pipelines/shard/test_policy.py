@@ -4,8 +4,6 @@ sample JSON."""
 
 from __future__ import annotations
 
-import json
-
 import pyarrow.parquet as pq
 import pytest
 from audit_corpus import build_audit_corpus, clip_ids, set_corpus_keys
