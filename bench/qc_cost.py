@@ -34,7 +34,9 @@ RATE = 48000
 def clip(seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     t = np.arange(10 * RATE) / RATE
-    return (0.2 * np.sin(2 * np.pi * rng.uniform(100, 2000) * t) + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
+    return (0.2 * np.sin(2 * np.pi * rng.uniform(100, 2000) * t) + 0.05 * rng.standard_normal(t.size)).astype(
+        np.float32
+    )
 
 
 def per_clip(n: int) -> dict:
@@ -62,7 +64,9 @@ def search(n: int, dim: int = 512) -> dict:
     rng = np.random.default_rng(0)
     x = duplicates.normalise(rng.standard_normal((n, dim)).astype(np.float32))
     planted = n // 100
-    x[n - planted :] = duplicates.normalise(x[:planted] + (0.05 / np.sqrt(dim)) * rng.standard_normal((planted, dim)).astype(np.float32))
+    x[n - planted :] = duplicates.normalise(
+        x[:planted] + (0.05 / np.sqrt(dim)) * rng.standard_normal((planted, dim)).astype(np.float32)
+    )
     start = time.perf_counter()
     pairs = duplicates.near_pairs(x, 0.98)
     seconds = time.perf_counter() - start
