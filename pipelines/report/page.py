@@ -161,7 +161,7 @@ def _quality(report: Mapping[str, Any], scopes: list[Scope], figures) -> str:
         limit = (
             "—"
             if not flag
-            else f"{flag['direction']} {_fmt(flag['limit'] if flag['limit'] is not None else flag['advisory_limit'])}"
+            else f"{flag['direction']} {flag['limit'] if flag['limit'] is not None else flag['advisory_limit']:g}"
         )
         policy = "policy" if flag and flag["limit"] is not None else ("advisory" if flag else "")
         rows.append(

@@ -152,8 +152,9 @@ class PlanEntries(beam.DoFn):
             applied = apply_override(row, override, self.selection)
             if isinstance(applied, str):
                 return left_out(clip_id, "review", applied)
-            if applied[1] is not None:  # the override changes the sample: its shard is rewritten
-                data += json.dumps(override, sort_keys=True).encode()
+            if applied[1] is not None:  # the override (and the policy reselecting) change the sample
+                decided = [override, self.selection.model_dump(mode="json")]
+                data += json.dumps(decided, sort_keys=True).encode()
         return hashlib.sha256(data).hexdigest(), len(data) + sum(8 * 1024 for _ in row.get("embeddings", {}))
 
 
