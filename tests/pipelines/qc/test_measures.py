@@ -4,9 +4,13 @@ are known by construction."""
 from __future__ import annotations
 
 import math
+import os
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
+import soundfile as sf
 import soxr
 
 from pipelines.qc.measures import CLIP_LEVEL, measure
@@ -67,3 +71,31 @@ def test_silero_vad_finds_no_speech_in_a_tone_or_noise():
     t = np.arange(3 * RATE) / RATE
     assert detector((0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), RATE) < 0.1
     assert detector(noise(3.0).astype(np.float32), RATE) < 0.1
+
+
+@pytest.fixture(scope="module")
+def espeak() -> str:
+    """Debian's espeak-ng (a speech synthesizer), installed with apt-get where missing and possible."""
+    found = shutil.which("espeak-ng")
+    if not found and shutil.which("apt-get") and os.geteuid() == 0:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for args in (["install", "-y", "espeak-ng"], ["update"], ["install", "-y", "espeak-ng"]):
+            if subprocess.run(["apt-get", *args], env=env, capture_output=True, timeout=300).returncode == 0 and (
+                shutil.which("espeak-ng")
+            ):
+                break
+        found = shutil.which("espeak-ng")
+    if not found:
+        pytest.skip("espeak-ng is not installed and cannot be (`apt-get install -y espeak-ng`)")
+    return found
+
+
+def test_silero_vad_finds_synthesized_speech_and_its_share(espeak, tmp_path):
+    wav = tmp_path / "speech.wav"
+    subprocess.run([espeak, "-w", str(wav), "The quick brown fox jumps over the lazy dog."], check=True)
+    speech, rate = sf.read(wav, dtype="float32")
+    detector = SpeechDetector()
+    alone = detector(speech, rate)
+    assert alone > 0.7
+    padded = detector(np.concatenate([speech, np.zeros(3 * speech.size, np.float32)]), rate)
+    assert padded == pytest.approx(alone / 4, abs=0.08)
