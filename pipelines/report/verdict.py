@@ -187,7 +187,11 @@ def verdict(report: dict[str, Any], threshold: float) -> list[dict[str, Any]]:
     lic = report.get("licences") or {}
     mix = lic.get("mix") or {}
     removed = sum((lic.get("removed_by_policy") or {}).values())
-    top = ", ".join(f"{k} {v}" for k, v in list(mix.items())[:4]) or "none"
+    # report.json sorts keys, so the mix may arrive alphabetical: the largest licences come first here.
+    ranked = sorted(mix.items(), key=lambda item: (-item[1], item[0]))
+    top = ", ".join(f"{k} {v}" for k, v in ranked[:4]) or "none"
+    if len(ranked) > 4:
+        top += f" and {sum(v for _, v in ranked[4:])} more under {len(ranked) - 4} other licence(s)"
     items.append(
         _item(
             "licences",

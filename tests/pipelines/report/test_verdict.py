@@ -53,6 +53,9 @@ def test_licence_mix_and_what_the_policy_removed(audited):
     nc = sum(1 for i in range(16) if i % 3 == 2)
     assert report["licences"]["mix"] == {"CC-BY-4.0": 5, "CC0-1.0": 6, "CC-BY-NC-4.0": nc}
     assert report["licences"]["removed_by_policy"] == {"CC-BY-NC-4.0": nc}
+    sentence = {item["key"]: item for item in report["verdict"]}["licences"]["sentence"]
+    # the largest licence first, not the alphabetical first (report.json sorts keys)
+    assert sentence.startswith(f"Selected clips by licence: CC0-1.0 6, CC-BY-4.0 5, CC-BY-NC-4.0 {nc}.")
 
 
 def test_quality_measures_flags_and_duplicates(audited):
