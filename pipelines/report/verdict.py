@@ -68,6 +68,8 @@ def quality(output: Path, config: QualityConfig) -> dict[str, Any] | None:
     return {
         "clips": len(rows),
         "failed": sum(r["status"] != "ok" for r in rows.values()),
+        # a clip past two limits, or past one and a duplicate, counts once
+        "flagged_clips": len(set().union(*flagged.values(), duplicates, leaked)),
         "measures": {name: stats[name].summary() for name in MEASURES},
         "flags": {
             name: {
@@ -208,8 +210,9 @@ def verdict(report: dict[str, Any], threshold: float) -> list[dict[str, Any]]:
             _item(
                 "quality",
                 "quality flags",
-                sum(flagged.values()) + q["near_duplicates"]["count"] + q["leaked"]["count"],
-                f"Clips flagged: {text}; {q['near_duplicates']['count']} near-duplicates, {q['leaked']['count']} "
+                q["flagged_clips"],
+                f"{q['flagged_clips']} of {q['clips']} clips flagged. Past a limit: {text}; "
+                f"{q['near_duplicates']['count']} near-duplicates, {q['leaked']['count']} "
                 f"leaked from an evaluation set; the quality policy dropped {q['dropped']['count']}.",
             )
         )

@@ -66,6 +66,9 @@ def test_quality_measures_flags_and_duplicates(audited):
     assert q["flags"]["bandwidth_hz"]["count"] == 1 and q["flags"]["bandwidth_hz"]["examples"] == ["aud_03"]
     assert q["flags"]["clipping"]["limit"] == 0.5 and q["flags"]["clipping"]["count"] == 0
     assert q["near_duplicates"]["examples"] == ["aud_01"] and q["leaked"]["count"] == 0
+    assert q["flagged_clips"] == 2  # aud_03's bandwidth, aud_01 a near-duplicate: each clip once
+    flags = {item["key"]: item for item in report["verdict"]}["quality"]
+    assert flags["value"] == 2 and flags["sentence"].startswith("2 of 16 clips flagged.")
     assert sorted(clip_ids())[0] == "aud_00"
 
 
