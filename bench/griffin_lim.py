@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from _measure import machine  # noqa: E402
+
 from training.models.vocoder import GriffinLim  # noqa: E402
 
 

@@ -146,6 +146,31 @@ def shard(
     _print_index(index)
 
 
+@app.command(context_settings=PASSTHROUGH)
+def qc(
+    ctx: typer.Context,
+    config: Path = typer.Option(Path("datasets.yaml"), help="The datasets.yaml to read."),
+    corpus: str = typer.Option(DEFAULT_CORPUS, help="Which corpus of the config."),
+) -> None:
+    """Audio quality measures, near-duplicate groups and evaluation leakage → <output>/quality (docs/qc.md).
+
+    Beam options go after `--`, as for `t2a ingest`. The shard stage applies the corpus's `quality:` policy.
+    """
+    from pipelines.qc import job
+
+    loaded = _load(config, corpus)
+    try:
+        summary = job.run(loaded, beam_args=ctx.args)
+    except ConfigError as error:
+        _fail(str(error))
+    console.print(
+        f"qc: {summary['clips']} clips measured ({summary['failed']} failed); "
+        f"{summary['near_duplicate_clips']} in {summary['near_duplicate_groups']} near-duplicate group(s); "
+        f"{summary['leaked_clips']} leaked  → {loaded.output / 'quality'}",
+        highlight=False,
+    )
+
+
 @app.command()
 def report(
     config: Path = typer.Option(Path("datasets.yaml"), help="The datasets.yaml to read."),
@@ -161,6 +186,91 @@ def report(
     except ConfigError as error:
         _fail(str(error))
     console.print(f"report: {index}  (figures: {index.parent / 'report.json'})", highlight=False)
+
+
+def _review(corpus: Corpus, margin: float, seed: int):
+    from pipelines.review.session import Review, ReviewError
+
+    try:
+        return Review(corpus.output, corpus.name, corpus.config_hash, margin=margin, seed=seed)
+    except (FileNotFoundError, ReviewError, ValueError) as error:
+        _fail(str(error))
+
+
+@app.command()
+def review(
+    config: Path = typer.Option(Path("datasets.yaml"), help="The datasets.yaml to read."),
+    corpus: str = typer.Option(DEFAULT_CORPUS, help="Which corpus of the config."),
+    port: int = typer.Option(8766, min=0, max=65535, help="Port on 127.0.0.1 (0: any free one)."),
+    margin: float = typer.Option(
+        0.05, min=0.005, max=0.5, help="Target margin of error (95%) of the precision estimate."
+    ),
+    seed: int = typer.Option(0, help="Seed of the stratified sample."),
+    reviewer: str = typer.Option("", help="The reviewer's name, filled in on the page."),
+    export: bool = typer.Option(False, "--export", help="Write judgments.parquet and overrides.json, and exit."),
+) -> None:
+    """Serve the report and a review page on 127.0.0.1: judge a stratified sample of captions (docs/review.md).
+
+    Judgments go into <output>/review/review.sqlite; `--export` (or the page's button) writes the
+    overrides the shard stage applies.
+    """
+    from pipelines.report.job import REPORT_DIR, build_report
+    from pipelines.review.server import ReviewServer
+
+    loaded = _load(config, corpus)
+    session = _review(loaded, margin, seed)
+    if export:
+        done = session.export()
+        console.print(f"exported {done['judgments']} judgment(s), {done['overrides']} override(s): {done['files']}")
+        return
+    report_dir = loaded.output / REPORT_DIR
+    if not (report_dir / "index.html").is_file():
+        try:
+            build_report(loaded)
+        except ConfigError as error:
+            _fail(str(error))
+    try:
+        server = ReviewServer(session, report_dir, port=port, reviewer=reviewer).start()
+    except OSError as error:
+        _fail(f"cannot listen on 127.0.0.1:{port}: {error}")
+    console.print(f"review: {server.url}/review  ({len(session.design)} clips; Ctrl-C stops)", highlight=False)
+    try:
+        server.thread.join()
+    except KeyboardInterrupt:
+        server.close()
+
+
+audit_app = typer.Typer(no_args_is_help=True, help="Sign the auditor's estimate of caption precision.")
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("sign")
+def audit_sign(
+    config: Path = typer.Option(Path("datasets.yaml"), help="The datasets.yaml to read."),
+    corpus: str = typer.Option(DEFAULT_CORPUS, help="Which corpus of the config."),
+    reviewer: str = typer.Option(..., help="Who signs."),
+    margin: float = typer.Option(0.05, min=0.005, max=0.5, help="The margin the review was drawn with."),
+    seed: int = typer.Option(0, help="The seed the review was drawn with."),
+) -> None:
+    """Record who vouches for the current precision estimate, when, for which corpus config (the report shows it)."""
+    from pipelines.review.db import database_path
+    from pipelines.review.session import ReviewError
+
+    loaded = _load(config, corpus)
+    if not database_path(loaded.output).is_file():
+        _fail(f"no review of corpus {corpus!r} yet: run `t2a review` and judge some clips first")
+    session = _review(loaded, margin, seed)
+    try:
+        signed = session.sign(reviewer)
+    except ReviewError as error:
+        _fail(str(error))
+    overall = signed["estimate"]["overall"]
+    console.print(
+        f"signed by {signed['reviewer']} at {signed['time']}: precision {overall['precision']:.3f} "
+        f"(95% CI {overall['ci_low']:.3f}–{overall['ci_high']:.3f}, {overall['judged']} judged), "
+        f"config {signed['config_hash'][:12]}",
+        highlight=False,
+    )
 
 
 @app.command()

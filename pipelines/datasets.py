@@ -9,6 +9,8 @@
         exclude: [<source without fetch> | {ids: file}, ...]
         annotate: {device, clap, clip, prompts, captioning, retrieval, selection, silence_db}
         shards: {profiles, audio, frames, max_samples, max_bytes, default_split}
+        quality: {min_bandwidth_hz, max_clipping, …, drop_near_duplicates, leakage_reference}   (t2a qc)
+        licences: {allow: [CC0-1.0, CC-BY-4.0, …]}
 
 Validation happens at start-up and fails with one message listing every problem by key path
 (`corpora.demo.sources[0].fetch.backend: ...`) — never a traceback. The resolved configuration
@@ -36,11 +38,13 @@ from pipelines.core.config import (
     load_yaml,
 )
 from pipelines.core.io import write_json_atomic
+from pipelines.core.licences import LicencePolicy
 from pipelines.core.redact import redact_values
 from pipelines.ingest.config import Exclusion
 from pipelines.ingest.fetch import BACKENDS
 from pipelines.ingest.fetch.configs import secret_params
 from pipelines.ingest.manifests import FORMATS, SourceConfig
+from pipelines.qc.config import QualityConfig
 from pipelines.shard.config import ShardConfig
 
 DEFAULT_CORPUS = "demo"
@@ -52,6 +56,8 @@ class CorpusConfig(StrictModel):
     media: MediaConfig = MediaConfig()
     annotate: AnnotateConfig | None = None  # no block: `t2a annotate` refuses, shards carry no annotations
     shards: ShardConfig = ShardConfig()
+    quality: QualityConfig = QualityConfig()  # `t2a qc`'s settings and the policy shard applies to its measures
+    licences: LicencePolicy = LicencePolicy()  # which licence ids may go into the shards (all, by default)
     # Clips whose clip id or source id appears here are kept out (AudioCaps/Clotho evaluation
     # sets out of a training corpus). A manifest excludes whole source ids: every segment of a
     # YouTube video whose one segment is an evaluation clip.

@@ -23,10 +23,13 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from pipelines.annotate.store import TABLE, AnnotationStore
+from pipelines.core.licences import clip_licence
 from pipelines.core.ontology import load_ontology
 from pipelines.core.records import ClipRecord
 from pipelines.ingest.cache import ClipCache
 from pipelines.ingest.status import latest_run, reason_key, status_path
+from pipelines.qc.config import QualityConfig
+from pipelines.report import verdict
 from pipelines.report.listening import Listening
 from pipelines.report.provenance import annotate_provenance, clean, provenance, shards_index
 from pipelines.report.section import ClipFacts, Section
@@ -59,6 +62,7 @@ def collect(
     listening_per_stratum: int = 2,
     quantiles: int = 4,
     batch_rows: int = 8192,
+    quality: QualityConfig | None = None,
 ) -> dict[str, Any]:
     """report.json's dict for the corpus whose outputs are in `output`."""
     output = Path(output)
@@ -108,6 +112,10 @@ def collect(
         "sources": {name: sources[name].summary() for name in sorted(sources)},
         "listening": listening.rows(rows.describe),
     }
+    report["quality"] = verdict.quality(output, quality or QualityConfig())
+    report["licences"] = verdict.licences(totals.licences, totals.unread_licences, output)
+    report["review"] = verdict.review(output)
+    report["verdict"] = verdict.verdict(clean(report), threshold)
     return clean(report)
 
 
@@ -219,6 +227,8 @@ class Annotations:
         )
         if full and caption is not None:
             self._analyse(clip, caption, [label.model_dump() for label in entry.labels] if entry else [])
+        if entry is not None:
+            clip.licence, clip.licence_raw = clip_licence(entry), entry.licence
         return clip
 
     def _analyse(self, clip: ClipFacts, caption: str, labels: list[dict]) -> None:

@@ -26,6 +26,11 @@ def build_report(corpus: Corpus, listening_per_stratum: int = 2) -> Path:
         )
     threshold = corpus.config.annotate.selection.threshold if corpus.config.annotate else 0.0
     report = collect(
-        corpus.output, corpus.name, corpus.config_hash, threshold, listening_per_stratum=listening_per_stratum
+        corpus.output,
+        corpus.name,
+        corpus.config_hash,
+        threshold,
+        listening_per_stratum=listening_per_stratum,
+        quality=corpus.config.quality,
     )
     return render(report, corpus.output / REPORT_DIR)

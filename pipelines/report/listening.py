@@ -21,6 +21,7 @@ from pipelines.report.section import ClipFacts, Examples
 from pipelines.report.stats import Stats
 
 OUTLIERS = 3
+WORST = 5  # the verdict's "worst captions": lowest selected score, lowest margin over chance
 FINE_EDGES = np.round(np.linspace(-1.0, 1.0, 2001), 6)
 
 
@@ -48,7 +49,8 @@ class Listening:
             raise ValueError(f"listening: per_stratum must be ≥ 0 and quantiles ≥ 1, got {per_stratum} and {quantiles}")
         self.per_stratum, self.quantiles = per_stratum, quantiles
         self.scores: dict[str, Stats] = {}
-        self.lowest, self.longest = Smallest(OUTLIERS), Smallest(OUTLIERS)
+        self.lowest, self.longest = Smallest(WORST), Smallest(OUTLIERS)
+        self.lowest_margin = Smallest(WORST)
         self.edges: dict[str, list[float]] = {}
         self.flags: dict[str, list[str]] = {}
         self.duplicated: dict[int, Examples] = {}
@@ -62,6 +64,8 @@ class Listening:
         self.scores[source].add(clip.score)
         if clip.score is not None:
             self.lowest.offer((clip.score, clip.key), clip.clip_id)
+            if clip.chance_score is not None:
+                self.lowest_margin.offer((clip.score - clip.chance_score, clip.key), clip.clip_id)
         if clip.caption is not None:
             self.longest.offer((-len(clip.words), clip.key), clip.clip_id)
 
@@ -69,7 +73,8 @@ class Listening:
         """Between the passes: the strata's edges, and which outliers to fetch."""
         for source, stats in self.scores.items():
             self.edges[source] = [stats.quantile(k / self.quantiles) or 0.0 for k in range(1, self.quantiles)]
-        for flag, ids in (("lowest_score", self.lowest.ids()), ("longest", self.longest.ids())):
+        outliers = (("lowest_score", self.lowest), ("lowest_margin", self.lowest_margin), ("longest", self.longest))
+        for flag, ids in ((flag, found.ids()) for flag, found in outliers):
             for clip_id in ids:
                 self.flags.setdefault(clip_id, []).append(flag)
         self.duplicated = {h: Examples(1) for h in duplicated}

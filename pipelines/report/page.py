@@ -20,7 +20,24 @@ from pipelines.annotate.store import STATUSES as ANNOTATION_STATUSES
 from pipelines.core.records import STATUSES as AVAILABILITY_STATUSES
 from pipelines.report.text import ARTEFACT_KINDS
 
-SECTIONS = ("provenance", "availability", "scores", "labels", "text", "artefacts", "composition", "listening")
+# The order of the page: the answer first (verdict, the worst captions), then the distributions,
+# availability with its reasons, the listening table, the auditors' review, provenance last.
+SECTIONS = (
+    "verdict",
+    "worst",
+    "scores",
+    "quality",
+    "licences",
+    "labels",
+    "text",
+    "artefacts",
+    "composition",
+    "availability",
+    "listening",
+    "audit",
+    "provenance",
+)
+WORST_FLAGS = ("lowest_score", "lowest_margin")
 STATS_COLUMNS = ("n", "mean", "std", "min", "p10", "p50", "p90", "max")
 # Make-An-Audio App. A, Table 5: the columns, in the paper's order.
 TABLE5 = (
@@ -116,7 +133,156 @@ def _stats_row(name: str, stats: Mapping[str, Any]) -> tuple[None, list[Any]]:
 
 def _provenance(report: Mapping[str, Any], scopes: list[Scope], _figures) -> str:
     made = {"schema": report["schema"], "corpus": report["corpus"], "generated_from": report["generated_from"]}
-    return _tree(made) + _tree(report["provenance"])
+    return (
+        "<details><summary>models, checksums, settings and tools that built this corpus</summary>"
+        + _tree(made)
+        + _tree(report["provenance"])
+        + "</details>"
+    )
+
+
+def _verdict(report: Mapping[str, Any], scopes: list[Scope], _figures) -> str:
+    cards = "".join(
+        f'<div class="card" data-key="{_e(item["key"])}"><div class="title">{_e(item["title"])}</div>'
+        f'<div class="value">{_e(_fmt(item["value"]))}</div><p>{_e(item["sentence"])}</p></div>'
+        for item in report.get("verdict") or []
+    )
+    return f'<div class="verdict">{cards}</div>'
+
+
+def _quality(report: Mapping[str, Any], scopes: list[Scope], figures) -> str:
+    q = report.get("quality")
+    if not q:
+        return "<p>No quality measures: run <code>t2a qc</code>, then <code>t2a report</code> again.</p>"
+    flags = q["flags"]
+    rows = []
+    for name, st in q["measures"].items():
+        flag = flags.get(name)
+        limit = (
+            "—"
+            if not flag
+            else f"{flag['direction']} {flag['limit'] if flag['limit'] is not None else flag['advisory_limit']:g}"
+        )
+        policy = "policy" if flag and flag["limit"] is not None else ("advisory" if flag else "")
+        rows.append(
+            (
+                None,
+                [
+                    name,
+                    *(st.get(c) for c in ("n", "mean", "p10", "p50", "p90")),
+                    f"{limit} {policy}",
+                    flag["count"] if flag else "—",
+                ],
+            )
+        )
+    head = ["measure", "n", "mean", "p10", "p50", "p90", "flag when", "flagged"]
+    plots_html = "".join(
+        _img(path, f"distribution of {name}", "plot")
+        for name, path in sorted(figures.get("all", {}).items())
+        if name.startswith("quality_")
+    )
+    dup, leak = q["near_duplicates"], q["leaked"]
+    others = _table(
+        ["check", "clips", "dropped by the policy", "examples"],
+        [
+            (
+                None,
+                [
+                    "near-duplicate (not the group's keeper)",
+                    dup["count"],
+                    dup["dropped_by_policy"],
+                    ", ".join(dup["examples"]),
+                ],
+            ),
+            (None, ["evaluation leakage", leak["count"], leak["dropped_by_policy"], ", ".join(leak["examples"])]),
+        ],
+        "near-duplicates and leakage (CLAP audio embeddings)",
+    )
+    dropped = _table(
+        ["clip", "reason"],
+        [(None, [d["clip_id"], d["reason"]]) for d in q["dropped"]["examples"]],
+        f"{q['dropped']['count']} clip(s) the quality policy kept out of the shards",
+    )
+    return (
+        _table(head, rows, f"{q['clips']} clips measured ({q['failed']} failed)")
+        + f'<div class="plots">{plots_html}</div>'
+        + others
+        + dropped
+    )
+
+
+def _licences(report: Mapping[str, Any], scopes: list[Scope], _figures) -> str:
+    lic = report.get("licences") or {}
+    mix = [(None, [k, v]) for k, v in (lic.get("mix") or {}).items()]
+    removed = [(None, [k, v]) for k, v in (lic.get("removed_by_policy") or {}).items()]
+    unread = [(None, [u["text"], u["clips"]]) for u in lic.get("unread_strings") or []]
+    stages = [(None, [k, v]) for k, v in (lic.get("left_out_by_stage") or {}).items()]
+    return (
+        _table(["licence", "selected clips"], mix, "licence mix of the clips with a selected caption")
+        + _table(["licence", "clips"], removed, "removed from the shards by the `licences:` policy")
+        + _table(["stage", "clips"], stages, "everything the shard stage kept out, by stage (shards/left_out.json)")
+        + (
+            _table(["licence as written", "clips"], unread, "licence strings not read (LicenseRef-Other)")
+            if unread
+            else ""
+        )
+    )
+
+
+def _audit(report: Mapping[str, Any], scopes: list[Scope], _figures) -> str:
+    audit = report.get("review")
+    if not audit:
+        return "<p>No review yet: <code>t2a review</code> serves a stratified sample to judge.</p>"
+    keys = ("population", "sample_size", "judged", "correct", "partly", "wrong", "precision", "ci_low", "ci_high")
+    rows = [(None, [name, *(s.get(k) for k in keys)]) for name, s in audit["strata"].items()]
+    o = audit["overall"]
+    rows.append(
+        (
+            None,
+            [
+                "corpus (weighted)",
+                sum(s["population"] for s in audit["strata"].values()),
+                audit["sample_size"],
+                o["judged"],
+                "",
+                "",
+                "",
+                o["precision"],
+                o["ci_low"],
+                o["ci_high"],
+            ],
+        )
+    )
+    signed = [
+        (
+            None,
+            [
+                s["reviewer"],
+                s["time"],
+                s["config_hash"][:12],
+                s["overall"].get("precision"),
+                s["overall"].get("ci_low"),
+                s["overall"].get("ci_high"),
+            ],
+        )
+        for s in audit["signatures"]
+    ]
+    return _table(
+        ["stratum (source/origin)", *keys], rows, "caption precision by stratum, Wilson 95% intervals"
+    ) + _table(
+        ["signed by", "when", "corpus config", "precision", "ci low", "ci high"], signed, "signatures (t2a audit sign)"
+    )
+
+
+def _worst(report: Mapping[str, Any], scopes: list[Scope], clips: list[Mapping[str, Any]]) -> str:
+    slugs = {s.name: s.slug for s in scopes[1:]}
+    chosen = [
+        (row, found) for row, found in zip(report["listening"], clips) if set(row.get("flags") or []) & set(WORST_FLAGS)
+    ]
+    chosen.sort(key=lambda item: (item[0].get("selected_score") is None, item[0].get("selected_score") or 0.0))
+    rows = [(slugs.get(row["source"]), _listening_cells(row, found)) for row, found in chosen]
+    head = ["clip", "listen", "frames", "labels", "candidates (selected highlighted)"]
+    return _table(head, rows, "the lowest selected CLAP scores and the lowest margins over chance")
 
 
 def _availability(report, scopes: list[Scope], _figures) -> str:
@@ -130,16 +296,31 @@ def _availability(report, scopes: list[Scope], _figures) -> str:
         for s, a in zip(scopes, ann)
     ]
 
-    def reasons(s: Scope) -> str:
-        head = ("status", "reason", "rows")
-        fetch = [(None, [r["status"], r["reason"], r["rows"]]) for r in s.data["availability"]["top_reasons"]]
-        notes = [(None, [r["status"], r["reason"], r["rows"]]) for r in s.data["annotations"]["top_reasons"]]
-        return _table(head, fetch, "top reasons: ingest") + _table(head, notes, "top reasons: annotation")
-
+    reasons = [
+        (s.slug, stage, r)
+        for s in scopes[1:]
+        for stage, key in (("ingest", "availability"), ("annotation", "annotations"))
+        for r in s.data[key]["top_reasons"]
+    ]
+    body = "".join(
+        f'<tr data-source="{_e(slug)}"><td>{_e(name)}</td><td>{_e(stage)}</td><td>{_e(r["status"])}</td>'
+        f"<td>{_e(r['reason'])}</td><td>{_e(r['rows'])}</td></tr>\n"
+        for slug, stage, r in reasons
+        for name in [next(s.name for s in scopes if s.slug == slug)]
+    )
+    options = '<option value="*">every source</option>' + "".join(
+        f'<option value="{_e(s.slug)}">{_e(s.name)}</option>' for s in scopes[1:]
+    )
+    table = (
+        f"<details><summary>why rows did not become clips or captions: {len(reasons)} reasons</summary>"
+        f'<label hidden class="filter">source <select data-filter="reasons">{options}</select></label>'
+        '<table id="reasons"><thead><tr><th>source</th><th>stage</th><th>status</th><th>reason</th><th>rows</th></tr></thead>'
+        f"<tbody>\n{body}</tbody></table></details>\n"
+    )
     return (
         _table(["scope", "manifest rows", *statuses], rows, "manifest rows by ingest status")
         + _table(["scope", "clips", *outcomes, "fallback"], ann_rows, "annotated clips by outcome")
-        + _per_scope(scopes, reasons)
+        + table
     )
 
 
@@ -267,14 +448,19 @@ def _candidate(c: Mapping[str, Any], row: Mapping[str, Any]) -> str:
 
 
 _SECTION_TITLES = {
-    "provenance": ("Provenance", _provenance),
-    "availability": ("Availability", _availability),
+    "verdict": ("Verdict", _verdict),
     "scores": ("CLAP scores", _scores),
+    "quality": ("Audio quality", _quality),
+    "licences": ("Licences", _licences),
     "labels": ("Labels", _labels),
     "text": ("Text", _text),
     "artefacts": ("Artefacts", _artefacts),
     "composition": ("Composition", _composition),
+    "availability": ("Availability", _availability),
+    "audit": ("Auditors' review", _audit),
+    "provenance": ("Provenance", _provenance),
 }
+_CLIP_SECTIONS = {"worst": ("Worst captions", _worst), "listening": ("Listening table", None)}
 
 _CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:0 1.5rem 3rem;color:#222}
@@ -292,6 +478,10 @@ li.selected{background:#fff3b0;font-weight:600}.chosen{margin:0 0 .3rem}
 .flag{display:inline-block;background:#c62828;color:#fff;border-radius:3px;padding:0 .3rem;
 margin:.1rem .2rem 0 0;font-size:12px}
 .problem{color:#c62828;margin:.2rem 0}
+.verdict{display:grid;grid-template-columns:repeat(auto-fill,minmax(250px,1fr));gap:.6rem}
+.card{border:1px solid #ddd;border-radius:4px;padding:.5rem .7rem;background:#fafafa}
+.card .title{font-size:12px;text-transform:uppercase;color:#555}.card .value{font-size:24px;font-weight:700}
+.card p{margin:.2rem 0 0}details>summary{cursor:pointer;font-weight:600}
 """
 
 # The selector shows one scope (or all); `?selfcheck` loads every image and audio file and writes
@@ -300,6 +490,15 @@ _JS = """
 (function () {
   var form = document.getElementById("scope-form"), select = document.getElementById("scope");
   form.hidden = false;
+  document.querySelectorAll("select[data-filter]").forEach(function (filter) {
+    filter.parentNode.hidden = false;
+    filter.addEventListener("change", function () {
+      var rows = document.querySelectorAll("#" + filter.getAttribute("data-filter") + " tr[data-source]");
+      rows.forEach(function (row) {
+        row.hidden = filter.value !== "*" && row.getAttribute("data-source") !== filter.value;
+      });
+    });
+  });
   select.addEventListener("change", function () {
     document.querySelectorAll("[data-scope]").forEach(function (el) {
       el.hidden = select.value !== "*" && el.getAttribute("data-scope") !== select.value;
@@ -321,7 +520,7 @@ _JS = """
   if (/[?&]selfcheck\\b/.test(location.search)) {
     var media = Array.prototype.slice.call(document.querySelectorAll("img, audio"));
     Promise.all(media.map(loads)).then(function (results) {
-      var failed = results.filter(function (r) { return r !== null; });
+      var failed = results.filter(function (r, i) { return r !== null && results.indexOf(r) === i; });
       document.body.setAttribute("data-assets-checked", String(media.length));
       document.body.setAttribute("data-assets-failed", failed.join(" "));
       document.body.setAttribute("data-assets-ok", String(media.length > 0 && failed.length === 0));
@@ -348,12 +547,15 @@ def build_page(
 ) -> str:
     """index.html. figures: {scope slug: {plot name: relative path}}; clips: one per listening row."""
     title = f"Caption-quality report: {report['corpus']}"
-    sections = [(sid, *_SECTION_TITLES[sid]) for sid in SECTIONS if sid in _SECTION_TITLES]
-    body = "".join(
-        f'<section id="{sid}"><h2>{_e(name)}</h2>\n{make(report, scopes, figures)}</section>\n'
-        for sid, name, make in sections
-    )
-    body += f'<section id="listening"><h2>Listening table</h2>\n{_listening(report, scopes, clips)}</section>\n'
+    body = ""
+    for sid in SECTIONS:
+        if sid in _CLIP_SECTIONS:
+            name, make = _CLIP_SECTIONS[sid]
+            content = (make or _listening)(report, scopes, clips)
+        else:
+            name, make = _SECTION_TITLES[sid]
+            content = make(report, scopes, figures)
+        body += f'<section id="{sid}"><h2>{_e(name)}</h2>\n{content}</section>\n'
     nav = "".join(f'<a href="#{sid}">{_e(sid)}</a>' for sid in SECTIONS)
     options = '<option value="*">every scope</option>' + "".join(
         f'<option value="{_e(s.slug)}">{_e(s.name)}</option>' for s in scopes

@@ -18,7 +18,9 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from pipelines.core.features import MelExtractor, get_profile, load_audio
+from pipelines.review.media import SPECTROGRAM_PROFILE, spectrogram_png
+
+__all__ = ["SPECTROGRAM_PROFILE", "acceptance_curve", "histograms", "spectrogram_png", "win_rate_bars"]
 
 _STYLE = {
     "svg.hashsalt": "t2a-report",
@@ -28,9 +30,6 @@ _STYLE = {
     "axes.spines.right": False,
 }
 _SVG_METADATA = {"Date": None, "Creator": None}
-# PNG text chunks would carry the matplotlib version: keep the bytes independent of it.
-_PNG_METADATA = {"Software": None}
-SPECTROGRAM_PROFILE = "audioldm"  # 16 kHz, 64 mels, hop 10 ms: AudioLDM App. D
 
 
 def _figure(width: float, height: float, left: float = 0.11, bottom: float = 0.17) -> Figure:
@@ -107,19 +106,3 @@ def win_rate_bars(win_rate: Mapping[str, float], path: Path) -> Path:
             _no_data(ax, "selected captions")
         ax.set(title="win rate by expert", xlabel="share of selected captions", xlim=(0, 1))
     return _save_svg(fig, path)
-
-
-def spectrogram_png(audio_path: Path, path: Path, extractor: MelExtractor | None = None) -> Path:
-    """The clip's log-mel (the AudioLDM profile, real frames only) as a small PNG."""
-    extractor = extractor or MelExtractor(get_profile(SPECTROGRAM_PROFILE))
-    mel, real = extractor(*load_audio(audio_path))  # [64, 1024], frames before the silence padding
-    mel = mel[:, : max(real, 1)]
-    seconds = mel.shape[1] * extractor.profile.hop_length / extractor.profile.sample_rate
-    with matplotlib.rc_context(_STYLE):
-        fig = _figure(3.6, 1.3, left=0.13, bottom=0.3)
-        ax = fig.add_subplot()
-        ax.imshow(mel, origin="lower", aspect="auto", cmap="magma", extent=(0, seconds, 0, mel.shape[0]))
-        ax.set(xlabel="s", ylabel="mel")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, format="png", dpi=100, metadata=_PNG_METADATA)
-    return path

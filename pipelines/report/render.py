@@ -52,6 +52,7 @@ def render(report: Mapping[str, Any], out_dir: Path, *, base_dir: Path | None = 
     write_json(report, out_dir / "report.json")
     scopes = _scopes(report)
     figures = {scope.slug: _plot_scope(scope, out_dir) for scope in scopes}
+    figures["all"].update(_plot_quality(report.get("quality"), out_dir))
     extractor = MelExtractor(get_profile(plots.SPECTROGRAM_PROFILE))
     clips = [_clip_assets(row, out_dir, Path(base_dir or "."), extractor) for row in report["listening"]]
     index = out_dir / "index.html"
@@ -101,6 +102,18 @@ def _plot_scope(scope: Scope, out_dir: Path) -> dict[str, str]:
         "length": plots.histograms(
             {"captions": scope.data["text"]["length_words"]}, folder / "length.svg", "caption length", "words"
         ),
+    }
+    return {name: path.relative_to(out_dir).as_posix() for name, path in made.items()}
+
+
+def _plot_quality(quality: Mapping[str, Any] | None, out_dir: Path) -> dict[str, str]:
+    """One histogram per quality measure (corpus-wide), when `t2a qc` has run."""
+    if not quality:
+        return {}
+    folder = out_dir / ASSETS / "plots" / "quality"
+    made = {
+        f"quality_{name}": plots.histograms({name: stats}, folder / f"{name}.svg", name.replace("_", " "), name)
+        for name, stats in quality["measures"].items()
     }
     return {name: path.relative_to(out_dir).as_posix() for name, path in made.items()}
 

@@ -18,6 +18,7 @@ from pipelines.annotate.store import STATUSES as ANNOTATION_STATUSES
 from pipelines.core.records import STATUSES as INGEST_STATUSES
 from pipelines.report.stats import MARGIN_EDGES, Acceptance, IntStats, Stats, empty_stats, ratio
 from pipelines.report.text import ARTEFACT_KINDS
+from pipelines.review.design import origin
 
 TOP_REASONS = 10
 LABEL_EXAMPLES = 10
@@ -49,6 +50,8 @@ class ClipFacts:
     exact: int = 0
     near: int = 0
     artefacts: list[str] = field(default_factory=list)
+    licence: str | None = None  # SPDX-like id (pipelines.core.licences), where clip.json was read
+    licence_raw: str | None = None
 
 
 class HashCounts:
@@ -155,6 +158,10 @@ class Section:
         self.artefact_examples = {kind: Examples(ARTEFACT_EXAMPLES) for kind in ARTEFACT_KINDS}
         self.composition: Counter = Counter()
         self.texts: dict[int, str] = {}  # the most repeated captions' texts, filled by the second pass
+        self.origins: Counter = Counter()
+        self.margin_positive = 0
+        self.licences: Counter = Counter()
+        self.unread_licences: Counter = Counter()
 
     def add_status(self, status: str, reason: str, rows: int) -> None:
         self.rows += rows
@@ -182,11 +189,17 @@ class Section:
     def _add_selected(self, clip: ClipFacts) -> None:
         self.fallback += clip.reason is not None
         self.wins[clip.expert] += 1
+        self.origins[origin(clip.expert)] += 1
         self.selected.add(clip.score)
+        if clip.licence:
+            self.licences[clip.licence] += 1
+            if clip.licence == "LicenseRef-Other":
+                self.unread_licences[clip.licence_raw or ""] += 1
         if clip.score is not None and clip.label_score is not None:
             self.over_label.add(clip.score - clip.label_score)
         if clip.score is not None and clip.chance_score is not None:
             self.over_chance.add(clip.score - clip.chance_score)
+            self.margin_positive += clip.score > clip.chance_score
         events = clip.event_count or 0
         self.composition["no_labels" if events == 0 else "single_event" if events == 1 else "multi_event"] += 1
         if clip.caption is not None:
@@ -266,6 +279,8 @@ class Section:
             "margin_over_chance": self.over_chance.summary(),
             "acceptance": self.acceptance.summary(),
             "win_rate": {expert: n / oks for expert, n in sorted(self.wins.items())},
+            "origins": {name: self.origins[name] for name in ("human", "label", "expert")},
+            "margin_positive": ratio(self.margin_positive, self.over_chance.summary()["n"]),
             "table5": {name: means[name] for name in TABLE5},
         }
 

@@ -251,6 +251,17 @@ class ArrayMeta(_Strict):
     model: Text  # the encoder that produced it
 
 
+class ReviewMeta(_Strict):
+    """A human review the sample's caption took (pipelines/shard/overrides.py, `t2a review`)."""
+
+    judgment: Literal["correct", "partly", "wrong"]
+    action: Literal["replaced", "reselected"]  # a typed caption replaced it, or the judged one was rejected
+    reviewer: str
+    time: str  # when the judgment was made (UTC, ISO 8601)
+    judged_caption_sha256: str | None = None
+    original_caption: str | None = None
+
+
 class SampleMeta(_Strict):
     schema_: Literal[SCHEMA] = Field(SCHEMA, alias="schema")
     key: str
@@ -278,6 +289,9 @@ class SampleMeta(_Strict):
     audio: AudioMeta | None = None
     embeddings: dict[str, ArrayMeta] = {}
     tools: dict[str, str] = {}
+    # Added within t2a.sample/1 (optional: samples written before them still read):
+    licence_id: str | None = None  # `licence` as an SPDX-like id (pipelines.core.licences)
+    review: ReviewMeta | None = None  # the human review that changed the selected caption
     # xxh3_64 (hex) of every member's bytes, and under "json" of this JSON's own bytes with that
     # value written as zeros (`seal`). A cheap check readers make before decoding; {} in shards
     # written before it. The last key of the JSON: `_json_checksum_at` relies on it.

@@ -30,17 +30,23 @@ from apache_beam.metrics import Metrics
 from pipelines.annotate.prompts.labels import label_text
 from pipelines.annotate.store import ROW, AnnotationStore
 from pipelines.core.beam import pipeline_options
+from pipelines.core.config import ConfigError
 from pipelines.core.io import StorageFull, find_storage_full, prepare_output
 from pipelines.core.labels import event_count
+from pipelines.core.licences import attribution, clip_licence
 from pipelines.core.ontology import load_ontology
 from pipelines.core.records import ClipRecord
 from pipelines.core.tools import package_version
 from pipelines.ingest.cache import ClipCache
 from pipelines.ingest.listing import ListCachedClips
+from pipelines.qc.policy import quality_reason
+from pipelines.qc.store import read_quality
 from pipelines.shard import contract
 from pipelines.shard.config import ShardConfig
 from pipelines.shard.index import read_index, write_indexes
+from pipelines.shard.overrides import HUMAN_REVIEW, apply_override, read_overrides
 from pipelines.shard.plan import ShardPlan, plan_item, plan_shards
+from pipelines.shard.policy import left_out, write_attribution, write_left_out
 from pipelines.shard.writer import is_complete, read_stats, remove_stale_temps, stats_path, write_shard, write_stats
 
 if TYPE_CHECKING:
@@ -75,12 +81,16 @@ def annotated(corpus: Corpus, audio_only: bool) -> bool:
 
 
 class PlanEntries(beam.DoFn):
-    """A clip id → (split, PlanItem), or its failure on the `failed` output."""
+    """A clip id → (split, PlanItem) and its attribution, or why it stays out on the `failed` output
+    (pipelines/shard/policy.py: annotation, licence, quality, review)."""
 
     def __init__(self, corpus: Corpus, audio_only: bool = False):
         self.output = corpus.output
         self.config = corpus.config.shards
         self.annotated = annotated(corpus, audio_only)
+        self.licences = corpus.config.licences
+        self.quality = corpus.config.quality
+        self.selection = corpus.config.annotate.selection if corpus.config.annotate else None
 
     def setup(self) -> None:
         from pipelines.core.features import get_profile
@@ -89,35 +99,63 @@ class PlanEntries(beam.DoFn):
         self.store = AnnotationStore(self.output)
         profiles = [get_profile(name) for name in self.config.profiles]
         self.mel_bytes = sum(contract.npy_size((p.n_mels, p.frames), np.float16) for p in profiles)
+        # Audio-only shards come before annotate and qc: the quality policy applies once its table exists.
+        self.measures = read_quality(self.output) if self.quality.drops() else None
+        self.overrides = read_overrides(self.output) if self.annotated else {}
 
     def process(self, clip_id: str) -> Iterator[Any]:
         try:
             entry = self.cache.read_entry(clip_id)
         except (OSError, ValueError) as error:
-            yield beam.pvalue.TaggedOutput("failed", {"clip_id": clip_id, "reason": f"unreadable clip.json: {error}"})
+            yield self.failed(left_out(clip_id, "clip", f"unreadable clip.json: {error}"))
             return
         split = entry.split or self.config.default_split
         cfg = self.config
+        licence = clip_licence(entry)
         annotation = self.annotation(clip_id)
-        if isinstance(annotation, str):
+        if isinstance(annotation, dict):
             Metrics.counter(NAMESPACE, "clips_not_annotated").inc()
-            yield beam.pvalue.TaggedOutput("failed", {"clip_id": clip_id, "reason": annotation})
+            yield self.failed({**annotation, "source": entry.source, "licence": licence})
             return
+        refused = self.licences.refuses(licence)
+        if refused:
+            yield self.failed(left_out(clip_id, "licence", refused, source=entry.source, licence=licence))
+            return
+        if self.measures is not None:
+            reason = quality_reason(self.measures.get(clip_id), self.quality)
+            if reason:
+                yield self.failed(left_out(clip_id, "quality", reason, source=entry.source, licence=licence))
+                return
         item = plan_item(entry, split, self.mel_bytes, len(cfg.profiles), cfg.audio, cfg.frames, annotation)
+        yield beam.pvalue.TaggedOutput("attribution", {**attribution(entry), "split": split})
         yield split, item
 
-    def annotation(self, clip_id: str) -> tuple[str, int] | str | None:
-        """(sha256, bytes) of the clip's annotation row; a reason when the corpus is annotated and
-        this clip is not usable (failed, dropped, missing); None for a corpus without annotations."""
+    @staticmethod
+    def failed(record: dict[str, Any]) -> beam.pvalue.TaggedOutput:
+        Metrics.counter(NAMESPACE, f"left_out_{record['stage']}").inc()
+        return beam.pvalue.TaggedOutput("failed", record)
+
+    def annotation(self, clip_id: str) -> tuple[str, int] | dict[str, Any] | None:
+        """(sha256, bytes) of the clip's annotation row (and review override); why it stays out when the
+        corpus is annotated and this clip is not usable (failed, dropped, missing, rejected by a
+        reviewer); None for a corpus without annotations."""
         if not self.annotated:
             return None
         path = self.store.entry_dir(clip_id) / ROW
         row = self.store.read(clip_id)
         if row is None:
-            return "not annotated (run `t2a annotate` first)"
+            return left_out(clip_id, "annotation", "not annotated (run `t2a annotate` first)")
         if row["status"] != "ok":
-            return f"annotation {row['status']}: {row.get('reason')}"
+            return left_out(clip_id, "annotation", f"annotation {row['status']}: {row.get('reason')}")
         data = path.read_bytes()
+        override = self.overrides.get(clip_id)
+        if override:
+            applied = apply_override(row, override, self.selection)
+            if isinstance(applied, str):
+                return left_out(clip_id, "review", applied)
+            if applied[1] is not None:  # the override (and the policy reselecting) change the sample
+                decided = [override, self.selection.model_dump(mode="json")]
+                data += json.dumps(decided, sort_keys=True).encode()
         return hashlib.sha256(data).hexdigest(), len(data) + sum(8 * 1024 for _ in row.get("embeddings", {}))
 
 
@@ -142,6 +180,7 @@ class WriteShards(beam.DoFn):
         self.settings = settings
         self.corpus_hash = corpus.config_hash
         self.annotated = annotated(corpus, audio_only)
+        self.selection = corpus.config.annotate.selection if corpus.config.annotate else None
 
     def setup(self) -> None:
         import torch
@@ -154,6 +193,7 @@ class WriteShards(beam.DoFn):
         self.extractors = {name: MelExtractor(get_profile(name)) for name in self.config.profiles}
         self.ontology = load_ontology()
         self.tools = {"t2a": package_version("t2a"), "numpy": np.__version__, "torch": torch.__version__}
+        self.overrides = read_overrides(self.output) if self.annotated else {}
 
     def process(self, plan: ShardPlan) -> Iterator[dict[str, Any]]:
         path = self.root / plan.split / f"{plan.name}.tar"
@@ -199,7 +239,13 @@ class WriteShards(beam.DoFn):
             row = self.store.read(clip_id) if self.annotated else None
             embeddings = self.store.arrays(clip_id, row) if row else {}
             if row:
+                applied = apply_override(row, self.overrides.get(clip_id), self.selection)
+                if isinstance(applied, str):  # the plan left such clips out; the file changed since
+                    raise ValueError(applied)
+                row, review = applied
                 meta = with_annotation(meta, row, embeddings)
+                if review:
+                    meta = with_review(meta, review)
             else:  # no pseudo-prompts yet: the label text (AudioLDM §5) still gives label-only clips a caption
                 meta = meta.model_copy(update={"label_text": label_text([label.name for label in entry.labels])})
             arrays = {name: mel.astype(np.float16) for name, (mel, _) in mels.items()}
@@ -263,6 +309,7 @@ def sample_meta(
         event_count=events,
         split=split,
         licence=entry.licence,
+        licence_id=clip_licence(entry),
         meta=entry.meta,
         mels=profiles,
         frames=[contract.frame_member(i) for i in range(n_frames)],
@@ -300,6 +347,16 @@ def with_annotation(
     )
 
 
+def with_review(meta: contract.SampleMeta, review: dict[str, Any]) -> contract.SampleMeta:
+    """The sample JSON with the human review that changed its caption (pipelines/shard/overrides.py);
+    a typed caption also joins the clip's captions, with origin `human-review`."""
+    update: dict[str, Any] = {"review": contract.ReviewMeta(**review)}
+    if review["action"] == "replaced":
+        typed = contract.CaptionMeta(text=meta.selected_caption, origin=HUMAN_REVIEW, kind="human")
+        update["captions"] = [*meta.captions, typed]
+    return meta.model_copy(update=update)
+
+
 def write_index(stats: list[dict[str, Any]], corpus: Corpus, settings: str, audio_only: bool = False) -> dict[str, Any]:
     """Remove shards the plan no longer has, then write the split and corpus indexes."""
     root = shards_root(corpus, audio_only)
@@ -333,22 +390,33 @@ class Shard(beam.PTransform):
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         config = self.corpus.config.shards
         settings = settings_hash(config, self.audio_only)
+        root = shards_root(self.corpus, self.audio_only)
         planned = (
             pbegin
             | "ListCachedClips" >> ListCachedClips(self.corpus.output)
             | "PlanEntries"
-            >> beam.ParDo(PlanEntries(self.corpus, self.audio_only)).with_outputs("failed", main="items")
+            >> beam.ParDo(PlanEntries(self.corpus, self.audio_only)).with_outputs("failed", "attribution", main="items")
         )
         _ = planned.failed | "ReportLeftOut" >> beam.Map(_left_out)
-        return (
+        _ = (
+            planned.failed
+            | "CollectLeftOut" >> beam.combiners.ToList()
+            | "WriteLeftOut" >> beam.Map(write_left_out, root)
+        )
+        stats = (
             planned.items
             | "GroupBySplit" >> beam.GroupByKey()
             | "PlanShards" >> beam.FlatMap(_Split(config.max_samples, config.max_bytes, settings))
             | "SpreadShards" >> beam.Reshuffle()
             | "WriteShards" >> beam.ParDo(WriteShards(self.corpus, settings, self.audio_only))
             | "CollectStats" >> beam.combiners.ToList()
-            | "WriteIndex" >> beam.Map(write_index, self.corpus, settings, self.audio_only)
         )
+        _ = (
+            planned.attribution
+            | "CollectAttribution" >> beam.combiners.ToList()
+            | "WriteAttribution" >> beam.Map(write_attribution, beam.pvalue.AsSingleton(stats), root)
+        )
+        return stats | "WriteIndex" >> beam.Map(write_index, self.corpus, settings, self.audio_only)
 
 
 def run(corpus: Corpus, *, audio_only: bool = False, beam_args: Sequence[str] = ()) -> dict[str, Any]:
@@ -358,6 +426,15 @@ def run(corpus: Corpus, *, audio_only: bool = False, beam_args: Sequence[str] = 
     A full (or read-only) disk raises `StorageFull`: one message, the shards already committed are
     kept, and the same command writes the rest once there is space."""
     root = shards_root(corpus, audio_only)
+    if not audio_only and corpus.config.quality.drops() and read_quality(corpus.output) is None:
+        raise ConfigError(
+            f"corpus {corpus.name!r} has a `quality:` policy but no measures under {corpus.output / 'quality'}: "
+            "run `t2a qc` first"
+        )
+    try:
+        read_overrides(corpus.output)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     try:
         return _run(corpus, audio_only, beam_args, root)
     except Exception as error:

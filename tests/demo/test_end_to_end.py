@@ -120,12 +120,18 @@ def test_audio_only_shards_give_every_clip_a_caption_before_annotation(demo, cla
     from training.data.examples import caption_of
 
     index, model = clap_trained
+    from pipelines.shard.policy import read_left_out
+
     clips = len(list(ClipCache(demo / "data" / "demo").entries()))
+    left = read_left_out(demo / "data" / "demo" / "shards-audio")  # the licence policy applies here too
+    assert set(left["by_stage"]) <= {"licence"}
+    clips -= len(left["clips"])
     assert index["totals"]["nsamples"] == clips and not (demo / "data" / "demo" / "shards").exists()
     metas = [
         s["json"] for tar in sorted((demo / "data" / "demo" / "shards-audio").glob("*/*.tar")) for s in _samples(tar)
     ]
     assert len(metas) == clips and all(caption_of(meta) for meta in metas)
+    assert not any(meta["licence_id"].startswith("CC-BY-NC") for meta in metas)
     assert not any(meta.get("selected_caption") or meta.get("embeddings") for meta in metas)
     assert Path(load_corpus(demo / "datasets.yaml").config.annotate.clap.model).resolve() == Path(model).resolve()
 
@@ -158,9 +164,17 @@ def test_demo_annotate_gives_every_clip_a_selected_caption_or_a_reason(demo, ann
 
 
 def test_demo_shards_validate_and_load_in_hugging_face_datasets(demo, annotated, hf_offline, tmp_path):
+    from pipelines.qc import job as qc
+    from pipelines.shard.policy import read_left_out
+
+    qc.run(load_corpus(demo / "datasets.yaml"))  # the dvc stage qc: the demo's quality policy needs it
     index = shard.run(load_corpus(demo / "datasets.yaml"))
     root = demo / "data" / "demo" / "shards"
-    assert index["totals"]["nsamples"] == annotated["statuses"]["ok"]
+    left = read_left_out(root)
+    assert set(left["by_stage"]) <= {"annotation", "licence", "quality"}
+    policy = [c for c in left["clips"] if c["stage"] in ("licence", "quality")]
+    assert index["totals"]["nsamples"] == annotated["statuses"]["ok"] - len(policy)
+    assert (root / "ATTRIBUTION.md").is_file() and (root / "attribution.parquet").is_file()
     assert set(index["splits"]) == {"train", "valid", "test"} and index["totals"]["failures"] == 0
     for tar in sorted(root.glob("*/*.tar")):
         assert inspect_shard(tar)["problems"] == [], tar

@@ -15,7 +15,20 @@ runner = CliRunner()
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["ingest"], ["annotate"], ["shard"], ["report"], ["status"], ["demo-corpus"], ["demo-models"], ["serve"]],
+    [
+        [],
+        ["ingest"],
+        ["annotate"],
+        ["qc"],
+        ["shard"],
+        ["report"],
+        ["review"],
+        ["audit", "sign"],
+        ["status"],
+        ["demo-corpus"],
+        ["demo-models"],
+        ["serve"],
+    ],
 )
 def test_every_command_has_help(command):
     result = runner.invoke(app, [*command, "--help"])
@@ -82,3 +95,34 @@ def test_console_script_is_installed():
         [sys.executable, "-m", "pipelines.cli", "--help"], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0 and "ingest" in done.stdout
+
+
+def test_qc_review_and_audit_sign_from_the_command_line(tmp_path):
+    """qc measures, review --export writes the files, audit sign refuses an empty review then signs."""
+    from audit_corpus import build_audit_corpus
+
+    from pipelines.datasets import load_corpus
+    from pipelines.review.session import Review
+
+    config = build_audit_corpus(tmp_path)
+    base = ["--config", str(config), "--corpus", "audit"]
+    result = runner.invoke(app, ["audit", "sign", *base, "--reviewer", "ann"])
+    assert result.exit_code == 2 and "run `t2a review`" in result.output and "Traceback" not in result.output
+    result = runner.invoke(app, ["qc", *base])
+    assert result.exit_code == 0 and "16 clips measured" in result.output and "1 near-duplicate group" in result.output
+    result = runner.invoke(app, ["review", *base, "--export", "--margin", "0.1"])
+    assert result.exit_code == 0 and "exported 0 judgment(s), 0 override(s)" in result.output
+    result = runner.invoke(app, ["audit", "sign", *base, "--reviewer", "ann", "--margin", "0.1"])
+    assert result.exit_code == 2 and "nothing to sign" in result.output
+    corpus = load_corpus(config, "audit")
+    review = Review(tmp_path / "out", "audit", corpus.config_hash, margin=0.1)
+    for clip in review.sample()[:4]:
+        review.judge(clip["clip_id"], clip["caption_sha256"], "correct", "ann")
+    result = runner.invoke(app, ["audit", "sign", *base, "--reviewer", "ann", "--margin", "0.1"])
+    assert result.exit_code == 0 and "signed by ann" in result.output and corpus.config_hash[:12] in result.output
+    audit = (tmp_path / "out" / "review" / "audit.json").read_text()
+    assert '"reviewer": "ann"' in audit and corpus.config_hash in audit
+    result = runner.invoke(app, ["report", *base])
+    assert result.exit_code == 0
+    page = (tmp_path / "out" / "report" / "index.html").read_text()
+    assert "Signed by ann" in page and "auditor estimate of caption precision" in page

@@ -7,10 +7,11 @@ import hashlib
 import json
 
 import pytest
-from report_fixture import CONFIG_HASH, RUN_ID, THRESHOLD, build_report_fixture
+from report_fixture import ANNOTATIONS, CONFIG_HASH, RUN_ID, THRESHOLD, build_report_fixture
 
 from pipelines.core.ontology import load_ontology
 from pipelines.report.data import ReportError, collect
+from pipelines.report.listening import WORST
 from pipelines.report.text import ClassNames, artefacts, mentions, near_key
 
 OK_SCORES = [0.5, 0.6, 0.05, 0.45, 0.35, 0.31, 0.32, 0.33, 0.34]  # a1 a2 a3 b1 b2 b3 b7 b8 b9
@@ -204,11 +205,17 @@ def test_listening_sample(report_output):
         "beta/q2": ["b1", "b2", "b9"],
     }
     sampled = {min(ids, key=sha) for ids in strata.values()}
-    flagged = {"a3", "b3", "b7", "a2", min(["a1", "b1"], key=sha)}  # 3 lowest, 3 longest, most duplicated
+    ok = [r for r in ANNOTATIONS if r["status"] == "ok"]
+    by_score = sorted(ok, key=lambda r: (r["selected_score"], sha(r["clip_id"])))
+    with_chance = [r for r in ok if r["chance_score"] is not None]
+    by_margin = sorted(with_chance, key=lambda r: (r["selected_score"] - r["chance_score"], sha(r["clip_id"])))
+    worst = {r["clip_id"] for r in by_score[:WORST]} | {r["clip_id"] for r in by_margin[:WORST]}
+    flagged = worst | {"b3", "b7", "a2", min(["a1", "b1"], key=sha)}  # the worst, 3 longest, most duplicated
     assert set(rows) == sampled | flagged
     for stratum, ids in strata.items():
         assert all(rows[c]["stratum"] == stratum for c in ids if c in rows)
-    assert set(rows["a3"]["flags"]) == {"lowest_score"} and "longest" in rows["b7"]["flags"]
+    assert "lowest_score" in rows["a3"]["flags"] and "longest" in rows["b7"]["flags"]
+    assert all({"lowest_score", "lowest_margin"} & set(rows[c]["flags"]) for c in worst)
     assert "duplicated" in rows[min(["a1", "b1"], key=sha)]["flags"]
     a1 = rows.get("a1") or rows["b1"]
     assert a1["audio"].endswith("audio.flac") and len(a1["frames"]) == 2

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from pipelines.core.licences import licence_id
 from pipelines.core.records import Caption, Clip, RejectedRow, name_clip_id
 from pipelines.ingest.manifests.clotho import ClothoSource, read
 
@@ -85,6 +86,7 @@ def test_metadata_in_latin1_joins_by_file_name(tmp_path):
         "start_end_samples": "[0, 661500]",
     }
     assert radio.licence == "http://creativecommons.org/licenses/by/3.0/"
+    assert licence_id(radio.licence) == "CC-BY-3.0" and licence_id(water.licence) == "LicenseRef-Unknown"
     assert water.meta == {} and water.licence is None
     assert (cafe.meta["keywords"], cafe.meta["uploader"]) == (["cafe", "people"], "Renée")
     assert rejected[0] == RejectedRow(

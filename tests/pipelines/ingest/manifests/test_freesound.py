@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from demo.freesound_api import db_record, freesound_route
 from demo.server import Fault, LoopbackServer, Request, Response
 from pipelines.core.config import ConfigError
+from pipelines.core.licences import licence_id
 from pipelines.core.records import Caption, Clip, RejectedRow
 from pipelines.ingest.manifests.base import FORMATS
 from pipelines.ingest.manifests.freesound import (
@@ -139,6 +140,7 @@ def test_a_sound_becomes_a_clip(tmp_path, server):
         line=1,
     )
     assert first.start is None and first.end is None
+    assert licence_id(first.licence) == "CC0-1.0" and licence_id(BY_NC) == "CC-BY-NC-4.0"
     assert first.meta == {
         "title": "Rain on a tin roof",
         "uploader": "demo_user",

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from pipelines.core.licences import licence_id
 from pipelines.core.records import Caption, Clip, Label, RejectedRow
 from pipelines.ingest.manifests.fsd50k import FSD50KSource, read
 
@@ -125,6 +126,7 @@ def test_clips_info_gives_meta_licence_and_source_text(tmp_path):
         "uploader": "someone",
     }
     assert riff.licence == "http://creativecommons.org/licenses/by/3.0/"
+    assert licence_id(riff.licence) == "CC-BY-3.0" and licence_id(blank.licence) == "LicenseRef-Unknown"
     assert riff.captions == (Caption("A riff on my guitar, recorded with a phone.", "fsd50k", "source_text"),)
     assert car.captions == (Caption("car revving", "fsd50k", "source_text"),)
     assert blank.captions == () and blank.licence is None

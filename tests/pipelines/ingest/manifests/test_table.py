@@ -7,6 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
+from pipelines.core.licences import licence_id
 from pipelines.core.records import Caption, Clip, Label, RejectedRow, url_clip_id
 from pipelines.ingest.manifests.table import TableSource, read
 
@@ -68,6 +69,7 @@ def test_csv_clips(tmp_path):
         line=2,
     )
     s3, keyed, both = clips[1:]
+    assert licence_id(s3.licence) == "LicenseRef-Unknown"
     assert (s3.clip_id, s3.media, s3.start, s3.end, s3.split, s3.licence, s3.captions) == (
         url_clip_id("s3://bucket/b.flac", 1.5, 4.0),
         "s3://bucket/b.flac",
