@@ -1,11 +1,12 @@
 """Run a job as its own process and measure it: wall time, and the peak RSS of the job's Python
 process and of its whole process tree (children such as ffmpeg or Beam's worker processes),
-sampled every 0.1 s."""
+sampled every 0.1 s, and the CPU seconds of the tree."""
 
 from __future__ import annotations
 
 import os
 import platform
+import resource
 import subprocess
 import sys
 import threading
@@ -31,6 +32,7 @@ def job_command(stage: str, config: Path, corpus: str, beam_args: list[str]) -> 
 
 def run_measured(cmd: list[str]) -> dict:
     started = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     job = psutil.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     peak = {"tree": 0, "job": 0}
     sampler = threading.Thread(target=_sample, args=(job, peak), daemon=True)
@@ -38,11 +40,16 @@ def run_measured(cmd: list[str]) -> dict:
     stdout, _ = job.communicate()
     seconds = time.perf_counter() - started
     sampler.join()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if job.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed with exit code {job.returncode}")
     return {
         "stdout": stdout,
         "wall_s": round(seconds, 2),
+        # CPU seconds of the job and every descendant it waited for: a per-core rate that holds on a
+        # machine other processes share, where wall time does not.
+        "cpu_s": round(cpu, 2),
         "peak_rss_job_mb": round(peak["job"] / 2**20, 1),
         "peak_rss_tree_mb": round(peak["tree"] / 2**20, 1),
     }

@@ -45,12 +45,14 @@ def main() -> None:
     args = parser.parse_args()
     cache = build_cache(args.work / f"shard-cache-{args.clips}", args.clips)
     empty = build_cache(args.work / "shard-cache-0", 0)
-    startup = run_job(empty, [], args.max_samples)["wall_s"]
+    empty_run = run_job(empty, [], args.max_samples)
+    startup, startup_cpu = empty_run["wall_s"], empty_run["cpu_s"]
     result = {
         "clips": args.clips,
         "max_samples": args.max_samples,
         "profile": "audioldm",
         "startup_s": startup,
+        "startup_cpu_s": startup_cpu,
         "machine": machine(),
     }
     for label, beam_args in (
@@ -61,6 +63,7 @@ def main() -> None:
         run = run_job(cache, beam_args, args.max_samples)
         run["clips_per_s"] = round(args.clips / run["wall_s"], 1)
         run["clips_per_s_after_startup"] = round(args.clips / max(run["wall_s"] - startup, 1e-6), 1)
+        run["clips_per_cpu_s_after_startup"] = round(args.clips / max(run["cpu_s"] - startup_cpu, 1e-6), 1)
         result[label] = run
     result["breakdown_ms"] = breakdown(cache, min(args.clips, 100))
     print(json.dumps(result))
