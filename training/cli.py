@@ -18,15 +18,22 @@ from training.config import resolve_device as _device
 train_app = typer.Typer(
     no_args_is_help=True, help="Train the mel VAE, the latent diffusion model or a HiFi-GAN vocoder."
 )
-CONFIG = typer.Option(..., "--config", "-c", help="Training config (training/configs/demo.yaml).")
+CONFIG = typer.Option(
+    None, "--config", "-c", help="Training config (training/configs/demo.yaml); its values override --preset's."
+)
+PRESET = typer.Option(
+    None,
+    "--preset",
+    help="A paper's recipe, training/configs/NAME.yaml: audioldm-s, audioldm-l, make-an-audio (docs/training.md).",
+)
 
 
-def _config(path: Path):
+def _config(path: Path | None, preset: str | None = None):
     from pipelines.core.config import ConfigError
     from training.config import load_config
 
     try:
-        return load_config(path)
+        return load_config(path, preset)
     except ConfigError as error:
         _fail(str(error))
 
@@ -80,10 +87,10 @@ TRAINERS = {
 
 
 def _trainer(name: str, module: str, what: str, hint: str) -> None:
-    def command(config: Path = CONFIG) -> None:
+    def command(config: Path | None = CONFIG, preset: str | None = PRESET) -> None:
         import importlib
 
-        cfg = _config(config)
+        cfg = _config(config, preset)
         out = _guard(lambda: importlib.import_module(f"training.tasks.{module}").train(cfg))
         console.print(f"{name}: {out}{hint}")
 
@@ -111,11 +118,11 @@ def train_classifier(
     train_classifier_command(shards, clap=clap, out=out, epochs=epochs, seed=seed, device=device, cache_dir=cache_dir)
 
 
-def encode_latents(config: Path = CONFIG) -> None:
+def encode_latents(config: Path | None = CONFIG, preset: str | None = PRESET) -> None:
     """Encode the corpus mels with the trained VAE into latent shards keyed by the VAE's hash."""
     from training.tasks import encode_latents as job
 
-    cfg = _config(config)
+    cfg = _config(config, preset)
     out = _guard(lambda: job.encode(cfg))
     console.print(f"latents: {out}")
 

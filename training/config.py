@@ -145,7 +145,10 @@ class UnetConfig(StrictModel):
 
     block_out_channels: list[PositiveInt] = [128, 256, 384, 640]
     layers_per_block: PositiveInt = 2
-    attention_head_dim: PositiveInt = 8
+    attention_head_dim: PositiveInt = 8  # heads per attention layer (diffusers' historical name)
+    # AudioLDM App. B: heads = the attention block's channels / c_h, so each level has its own count;
+    # when set, it replaces attention_head_dim (AudioLDM-S: c_h = 32, AudioLDM-L: 64).
+    head_channels: PositiveInt | None = None
     norm_num_groups: PositiveInt = 32
     cross_attention_dim: PositiveInt | None = None  # None: the conditioning's width
 
@@ -220,6 +223,11 @@ class SampleConfig(StrictModel):
 
 
 class TrainConfig(StrictModel):
+    # Which generator family the config trains: "ldm" (the mel VAE + latent diffusion of training/tasks/vae.py
+    # and ldm.py). Presets (training/configs/*.yaml) name theirs; tests/training/test_presets.py trains one
+    # step of every "ldm" preset.
+    generator: str = "ldm"
+    preset: str | None = None  # training/configs/<preset>.yaml, whose values this file's override (load_config)
     run: OutputDir  # run/vae, run/latents, run/ldm, run/samples
     seed: Count = 0
     device: Device = "auto"
@@ -269,19 +277,72 @@ class TrainConfig(StrictModel):
         return self.run / "samples"
 
 
-def load_config(path: str | Path) -> TrainConfig:
-    """Read and validate a training config; relative paths resolve against the file's folder."""
-    path = Path(path)
-    raw = load_yaml(path) or {}  # a key given twice is an error, not last-one-wins
-    base = path.resolve().parent
+PRESETS = Path(__file__).parent / "configs"  # training/configs/<name>.yaml: one preset per paper
+# The keys whose values are paths, resolved against the folder of the file that gives them.
+_PATH_KEYS = (
+    ("run",),
+    ("data", "shards"),
+    ("vae", "init"),
+    ("ldm", "init"),
+    ("ldm", "encoders", "clap"),
+    ("ldm", "encoders", "clip"),
+    ("vocoder", "model"),
+    ("vocoder", "init"),
+    ("clap", "init"),
+    ("clap", "shards"),
+)
+
+
+def preset_path(name: str) -> Path:
+    """training/configs/<name>.yaml; an unknown name is a ConfigError listing the presets."""
+    path = PRESETS / f"{name}.yaml"
+    if "/" in name or not path.is_file():
+        names = ", ".join(sorted(p.stem for p in PRESETS.glob("*.yaml")))
+        raise ConfigError(f"unknown preset {name!r}; presets: {names}")
+    return path
+
+
+def load_config(path: str | Path | None = None, preset: str | None = None) -> TrainConfig:
+    """Read and validate a training config; relative paths resolve against the file's folder.
+
+    `preset` (or a `preset:` key in the file): the values of training/configs/<preset>.yaml, with the
+    file's own values over them (mappings merged key by key); the preset's relative paths resolve
+    against training/configs/, the file's against its own folder. Only a preset: the preset as it is.
+    The trainer's window: data.crop_frames, else the profile's `train_frames` (CLIPSonic §3: 2-s
+    windows cut from the stored 10-s mel), else the whole stored mel.
+    """
+    if path is None and preset is None:
+        raise ConfigError("give a training config (--config) or a preset (--preset)")
+    raw, base = {}, PRESETS
+    if path is not None:
+        path = Path(path)
+        raw = load_yaml(path) or {}  # a key given twice is an error, not last-one-wins
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: a training config is a mapping of keys, got {type(raw).__name__}")
+        base = path.resolve().parent
+        raw = _absolute_paths(raw, base)
+    named = preset or raw.get("preset")
+    if named is not None:
+        if preset is not None and raw.get("preset") not in (None, preset):
+            raise ConfigError(f"{path}: preset {raw['preset']!r} in the file, --preset {preset!r} given; give one")
+        preset_file = preset_path(str(named))
+        preset_raw = load_yaml(preset_file) or {}
+        raw = _merge(_absolute_paths(preset_raw, PRESETS), {**raw, "preset": str(named)})
+    source = str(path) if path is not None else str(preset_path(str(named)))
     try:
         config = TrainConfig.model_validate(raw, context={"base_dir": base})
     except ValidationError as error:
-        raise ConfigError(format_validation_error(error, raw, str(path))) from None
+        raise ConfigError(format_validation_error(error, raw, source)) from None
+    data = _local(config.data, base)
+    if data.crop_frames is None:
+        from pipelines.core.features import PROFILES
+
+        window = PROFILES.get(data.profile).train_frames if data.profile in PROFILES else None
+        data = data.model_copy(update={"crop_frames": window})
     return config.model_copy(
         update={
             "run": Path(os.path.normpath(config.run)),
-            "data": _local(config.data, base),
+            "data": data,
             "vae": _init(config.vae, base),
             "ldm": _ldm(config.ldm, base),
             "vocoder": _vocoder(config.vocoder, base),
@@ -290,6 +351,28 @@ def load_config(path: str | Path) -> TrainConfig:
             ),
         }
     )
+
+
+def _absolute_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
+    """A copy of a raw config with its relative path values made absolute against `base`."""
+    import copy
+
+    raw = copy.deepcopy(raw)
+    for keys in _PATH_KEYS:
+        node = raw
+        for key in keys[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and isinstance(node.get(keys[-1]), str):
+            node[keys[-1]] = resolve(node[keys[-1]], base)
+    return raw
+
+
+def _merge(under: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over`'s values on top of `under`'s; mappings merge key by key, anything else is replaced."""
+    out = dict(under)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def resolve(location: str | None, base: Path) -> str | None:

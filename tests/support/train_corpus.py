@@ -19,11 +19,11 @@ CAPTIONS = ("a dog barks", "rain falls on a roof", "a car passes by", "a bell ri
 N_MELS = 64
 
 
-def smooth_mel(rng: np.random.Generator, frames: int) -> np.ndarray:
-    """[64, frames] log-mel-like: a sum of a few separable low-frequency waves around -5 (ln units)."""
+def smooth_mel(rng: np.random.Generator, frames: int, n_mels: int = N_MELS) -> np.ndarray:
+    """[n_mels, frames] log-mel-like: a sum of a few separable low-frequency waves around -5 (ln units)."""
     t = np.linspace(0, 1, frames)[None, :]
-    f = np.linspace(0, 1, N_MELS)[:, None]
-    mel = np.full((N_MELS, frames), -5.0)
+    f = np.linspace(0, 1, n_mels)[:, None]
+    mel = np.full((n_mels, frames), -5.0)
     for _ in range(3):
         a, b, phase = rng.uniform(0.5, 3, 3)
         mel += rng.uniform(0.5, 1.5) * np.sin(2 * np.pi * (a * f + b * t) + phase)
@@ -31,22 +31,29 @@ def smooth_mel(rng: np.random.Generator, frames: int) -> np.ndarray:
 
 
 def build_train_corpus(
-    root: Path, *, splits: dict[str, tuple[int, int]] | None = None, frames: int = 32, dim: int = 32, seed: int = 0
+    root: Path,
+    *,
+    splits: dict[str, tuple[int, int]] | None = None,
+    frames: int = 32,
+    dim: int = 32,
+    seed: int = 0,
+    profiles: tuple[str, ...] = ("audioldm",),
 ) -> Path:
-    """root/index.json + root/<split>/shard-NNNNNN.tar; splits: name → (shards, samples per shard)."""
+    """root/index.json + root/<split>/shard-NNNNNN.tar; splits: name → (shards, samples per shard);
+    one smooth mel per profile (its own mel count)."""
     splits = splits or {"train": (4, 6), "valid": (1, 4)}
     rng = np.random.default_rng(seed)
     stats = []
     for split, (shards, per_shard) in splits.items():
         for s in range(shards):
             samples = [
-                _sample(f"{split}-{s:02d}-{i:03d}", split, rng, frames, dim, s * per_shard + i)
+                _sample(f"{split}-{s:02d}-{i:03d}", split, rng, frames, dim, s * per_shard + i, profiles)
                 for i in range(per_shard)
             ]
             path = Path(root) / split / f"shard-{s:06d}.tar"
             info = writer.write_shard(path, samples)
             stats.append(writer.write_stats(path, info, {"split": split}))
-    index.write_indexes(Path(root), stats, "0" * 64, ["audioldm"])
+    index.write_indexes(Path(root), stats, "0" * 64, list(profiles))
     return Path(root)
 
 
@@ -60,16 +67,18 @@ def tone_flac(rng: np.random.Generator, seconds: float = 0.5, rate: int = 48000)
 
 
 def _sample(
-    key: str, split: str, rng: np.random.Generator, frames: int, dim: int, n: int
+    key: str, split: str, rng: np.random.Generator, frames: int, dim: int, n: int, profiles=("audioldm",)
 ) -> tuple[str, dict[str, bytes]]:
-    mel = smooth_mel(rng, frames)
+    from pipelines.core.features import get_profile
+
+    mels = {name: smooth_mel(rng, frames, get_profile(name).n_mels) for name in profiles}
     flac = tone_flac(rng)
     embedding = rng.standard_normal(dim).astype(np.float32)
     embedding /= np.linalg.norm(embedding)
     caption = CAPTIONS[n % len(CAPTIONS)]
     meta = make_meta(
         key,
-        mels={"audioldm": mel},
+        mels=mels,
         audio=flac,
         split=split,
         selected_caption=caption,
@@ -77,4 +86,4 @@ def _sample(
         event_count=1 + n % 2,
         embeddings={"clap_audio": {"member": "clap_audio.npy", "shape": [dim], "dtype": "float32", "model": "test"}},
     )
-    return key, contract.build_sample(meta, {"audioldm": mel}, audio=flac, arrays={"clap_audio": embedding})
+    return key, contract.build_sample(meta, mels, audio=flac, arrays={"clap_audio": embedding})

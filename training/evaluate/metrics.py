@@ -51,7 +51,22 @@ def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
 
 
 def embedding_fd(generated: np.ndarray, reference: np.ndarray) -> float:
-    """FD between the Gaussians fitted to two embedding sets ([N, D] and [M, D])."""
+    """FD between the Gaussians fitted to two embedding sets ([N, D] and [M, D]).
+
+    With fewer samples than dimensions (N + M ≤ D: e.g. a few hundred clips of 2048-d Cnn14 embeddings)
+    the same value comes from the samples: with A, B the centred sets, Σ1 = AᵀA/(N−1), Σ2 = BᵀB/(M−1),
+    the eigenvalues of Σ1Σ2 are the squared singular values of ABᵀ/√((N−1)(M−1)), so Tr((Σ1Σ2)^½)
+    is their sum — an N × M SVD instead of D × D eigendecompositions (exact, not an approximation).
+    """
+    x, y = np.asarray(generated, np.float64), np.asarray(reference, np.float64)
+    if x.ndim == 2 and y.ndim == 2 and len(x) >= 2 and len(y) >= 2 and x.shape[1] == y.shape[1]:
+        if len(x) + len(y) <= x.shape[1]:
+            a, b = x - x.mean(axis=0), y - y.mean(axis=0)
+            scale = (len(x) - 1) * (len(y) - 1)
+            trace_root = np.linalg.svd(a @ b.T, compute_uv=False).sum() / np.sqrt(scale)
+            diff = x.mean(axis=0) - y.mean(axis=0)
+            value = diff @ diff + (a * a).sum() / (len(x) - 1) + (b * b).sum() / (len(y) - 1) - 2 * trace_root
+            return float(max(value, 0.0))
     return frechet_distance(*gaussian_stats(generated), *gaussian_stats(reference))
 
 
@@ -173,3 +188,52 @@ def per_prompt_ranking(audio: np.ndarray, prompt_of: np.ndarray, prompts: np.nda
             }
         )
     return out
+
+
+# --- audioldm_eval's formulas (training/evaluate/audioldm_eval.py), on logits --------------------------
+
+AUDIOLDM_EPS = 1e-6  # audioldm_eval metrics/kl.py: log(q + 1e-6)
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    x = x - x.max(axis=1, keepdims=True)
+    e = np.exp(x)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _plogp_over_q(p: np.ndarray, q: np.ndarray) -> float:
+    """Σ p·(log p − log(q + eps)), with 0·log 0 = 0 (torch.nn.functional.kl_div's xlogy)."""
+    safe = np.where(p > 0, p, 1.0)
+    return float(np.sum(np.where(p > 0, p * (np.log(safe) - np.log(q + AUDIOLDM_EPS)), 0.0)))
+
+
+def audioldm_kl(generated_logits: np.ndarray, reference_logits: np.ndarray) -> dict[str, float]:
+    """audioldm_eval's KL over paired logits [N, C] (row i of each side is one pair): `softmax` (AudioGen's
+    and AudioLDM's Table 1 KL) and `sigmoid`, each the sum over pairs and classes divided by the pairs."""
+    g, r = np.asarray(generated_logits, np.float64), np.asarray(reference_logits, np.float64)
+    if g.shape != r.shape or g.ndim != 2 or not len(g):
+        raise ValueError(f"KL needs paired logits of one shape [N ≥ 1, C], got {g.shape} and {r.shape}")
+    sigmoid = lambda x: 1.0 / (1.0 + np.exp(-x))  # noqa: E731
+    return {
+        "softmax": _plogp_over_q(_softmax(r), _softmax(g)) / len(g),
+        "sigmoid": _plogp_over_q(sigmoid(r), sigmoid(g)) / len(g),
+    }
+
+
+def audioldm_inception_score(logits: np.ndarray, splits: int = 10, seed: int = 2020) -> dict[str, float]:
+    """audioldm_eval's IS: softmax of the logits, rows shuffled by RandomState(seed), `splits` chunks
+    [i·N // splits, (i + 1)·N // splits); per chunk exp(mean KL(p(y|x) ‖ chunk mean)); mean and std."""
+    x = np.asarray(logits, np.float64)
+    if x.ndim != 2 or len(x) < splits:
+        raise ValueError(f"IS needs logits [N ≥ {splits}, C] for {splits} splits, got {x.shape}")
+    n = len(x)
+    x = x[np.random.RandomState(seed).permutation(n)]
+    shifted = x - x.max(axis=1, keepdims=True)
+    log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    p = np.exp(log_p)
+    scores = []
+    for i in range(splits):
+        chunk, log_chunk = p[i * n // splits : (i + 1) * n // splits], log_p[i * n // splits : (i + 1) * n // splits]
+        q = chunk.mean(axis=0, keepdims=True)
+        scores.append(float(np.exp((chunk * (log_chunk - np.log(q))).sum(axis=1).mean())))
+    return {"mean": float(np.mean(scores)), "std": float(np.std(scores))}

@@ -53,11 +53,17 @@ def evaluate(
     split: str = "test",
     panns: Path | None = None,
     baseline: Path | None = None,
+    audioldm_eval: bool = False,
+    cnn14: Path | None = None,
+    vggish: Path | None = None,
 ) -> dict[str, Any]:
     """Every metric for the clips in `generated_dir` against `reference` (a shard corpus folder and
     `split`, or a folder of sound files); the result is JSON-ready (schema t2a.evaluation/1).
     `panns`: a Cnn14 checkpoint file, adding fd_panns (FAD over PANNs embeddings). `baseline`: the
-    same prompts sampled without guidance (`t2a sample --guidance 0`): its FD is the bar to beat."""
+    same prompts sampled without guidance (`t2a sample --guidance 0`): its FD is the bar to beat.
+    `audioldm_eval`: add AudioLDM Table 1's FD, FAD, KL and IS as audioldm_eval computes them
+    (training/evaluate/audioldm_eval.py), over the 16-kHz Cnn14 at `cnn14` and VGGish at `vggish`
+    (random weights where a path is not given; result["audioldm_eval"] says which)."""
     generated, references = generated_clips(Path(generated_dir), prompts), reference_clips(reference, split)
     if not generated or not references:
         raise ValueError(
@@ -89,6 +95,15 @@ def evaluate(
         }
     else:
         metrics.update({"kl": None, "is": None, "is_reference": None})
+    paper_info = None
+    if audioldm_eval:
+        from training.evaluate.audioldm_eval import audioldm_eval_metrics
+
+        paper, paper_info = audioldm_eval_metrics(
+            generated, references, cnn14=cnn14, vggish=vggish, device=device, cache_dir=cache_dir
+        )
+        metrics.update(paper)
+        models["cnn14"], models["vggish"] = paper_info["cnn14"], paper_info["vggish"]
     counts = {
         "generated": len(generated),
         "reference": len(references),
@@ -103,6 +118,8 @@ def evaluate(
         "split": split,
         "prompts": str(prompts) if prompts else None,
     }
+    if paper_info is not None:
+        counts["audioldm_kl_pairs"] = paper_info["kl_pairs"]
     return {
         "schema": SCHEMA,
         "metrics": metrics,
@@ -110,6 +127,7 @@ def evaluate(
         "models": models,
         "inputs": inputs,
         "prompts": per_prompt,
+        **({"audioldm_eval": {"random_weights": paper_info["random_weights"]}} if paper_info else {}),
     }
 
 
@@ -213,6 +231,25 @@ def verdict(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def paper_note(result: dict[str, Any]) -> list[str]:
+    """What the audioldm_eval rows were computed with: trained weights, or random ones (not the papers' scale)."""
+    if "audioldm_eval" not in result:
+        return []
+    models, random = result["models"], result["audioldm_eval"]["random_weights"]
+    line = (
+        f"audioldm_eval rows (AudioLDM Table 1): Cnn14 weights {models['cnn14']['model']}, VGGish weights "
+        f"{models['vggish']['model']}; KL over {result['counts'].get('audioldm_kl_pairs', 0)} file-name pairs"
+    )
+    if not result["counts"].get("audioldm_kl_pairs"):
+        line += " (n/a: the generated and reference file names differ, as audioldm_eval requires them equal)"
+    if random:
+        line += (
+            f". {' and '.join(random)} random-weight: the formulas are the papers', the values are not on their "
+            "scale (give --cnn14 Cnn14_16k_mAP=0.438.pth, --vggish vggish-10086976.pth)"
+        )
+    return [line + "."]
+
+
 def _load_classifier(folder: Path, clap_sha256: str, device: str) -> LabelClassifier:
     probe = LabelClassifier.load(folder, device)
     if probe.clap_sha256 and probe.clap_sha256 != clap_sha256:
@@ -249,9 +286,15 @@ def _sha256(path: Path) -> str:
 LABELS = {
     "fd_clap": "FD (CLAP) ↓",
     "fd_panns": "FD (PANNs) ↓",
-    "kl": "KL ↓",
-    "is": "IS ↑",
-    "is_reference": "IS, reference",
+    "kl": "KL (CLAP probe, Bernoulli) ↓",
+    "is": "IS (CLAP probe) ↑",
+    "is_reference": "IS (CLAP probe), reference",
+    "audioldm_fd": "FD (Cnn14 2048-d, audioldm_eval) ↓",
+    "audioldm_fad": "FAD (VGGish, audioldm_eval) ↓",
+    "audioldm_kl_softmax": "KL softmax (Cnn14, audioldm_eval) ↓",
+    "audioldm_kl_sigmoid": "KL sigmoid (Cnn14, audioldm_eval) ↓",
+    "audioldm_is": "IS (Cnn14, 10 splits, audioldm_eval) ↑",
+    "audioldm_is_std": "  IS std over splits",
     "clap_score": "CLAP score ↑",
     "clap_score_reference": "CLAP score, reference",
     "fd_clap_baseline": "FD (CLAP), guidance 0",
@@ -320,6 +363,17 @@ def evaluate_command(
     baseline: Path | None = typer.Option(
         None, "--baseline", help="The same prompts sampled with --guidance 0: FD to beat."
     ),
+    paper: bool = typer.Option(
+        True,
+        "--audioldm-eval/--no-audioldm-eval",
+        help="AudioLDM Table 1's FD, FAD, KL and IS as audioldm_eval computes them (16-kHz Cnn14, VGGish).",
+    ),
+    cnn14: Path | None = typer.Option(
+        None, "--cnn14", help="A 16-kHz PANNs Cnn14 checkpoint (Cnn14_16k_mAP=0.438.pth); without it: random weights."
+    ),
+    vggish: Path | None = typer.Option(
+        None, "--vggish", help="A torchvggish VGGish state dict (vggish-10086976.pth); without it: random weights."
+    ),
 ) -> None:
     """Score generated audio against a reference set: FD, KL, IS and CLAP score."""
     from rich.console import Console
@@ -345,6 +399,9 @@ def evaluate_command(
             split=split,
             panns=panns,
             baseline=baseline,
+            audioldm_eval=paper,
+            cnn14=cnn14,
+            vggish=vggish,
         )
     )
     target = write_evaluation(result, out or Path(generated) / EVALUATION_JSON)
@@ -359,7 +416,7 @@ def evaluate_command(
                 row["prompt"], str(row["clips"]), f"{row['own']:.3f}", f"{row['others']:.3f}", f"{row['rank']:.1f}"
             )
         Console().print(table)
-    for line in verdict(result):
+    for line in verdict(result) + paper_note(result):
         Console().print(line, highlight=False)
     Console(stderr=True, soft_wrap=True).print(f"written: {target}")
 

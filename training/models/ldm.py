@@ -43,7 +43,18 @@ def build_unet(
         return unet
     u = cfg.unet
     attended = u.block_out_channels[1:] or u.block_out_channels  # the levels with attention, and the middle
-    if any(c % u.norm_num_groups for c in u.block_out_channels) or any(c % u.attention_head_dim for c in attended):
+    if u.head_channels is not None:
+        if any(c % u.head_channels for c in attended):
+            raise ConfigError(
+                f"ldm.unet.block_out_channels {u.block_out_channels} must divide by head_channels {u.head_channels}"
+            )
+        # AudioLDM App. B: heads = channels / c_h per level (the first level has no attention; any count works there)
+        heads: int | tuple[int, ...] = tuple(max(1, c // u.head_channels) for c in u.block_out_channels)
+    else:
+        heads = u.attention_head_dim
+    if any(c % u.norm_num_groups for c in u.block_out_channels) or (
+        u.head_channels is None and any(c % u.attention_head_dim for c in attended)
+    ):
         raise ConfigError(
             f"ldm.unet.block_out_channels {u.block_out_channels} must divide by norm_num_groups {u.norm_num_groups} and attention_head_dim {u.attention_head_dim}"
         )
@@ -56,7 +67,7 @@ def build_unet(
         block_out_channels=tuple(u.block_out_channels),
         norm_num_groups=u.norm_num_groups,
         # diffusers' (historically named) attention_head_dim is the number of heads; AudioLDM's conversion keeps 8.
-        attention_head_dim=u.attention_head_dim,
+        attention_head_dim=heads,
         down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (levels - 1),
         up_block_types=("CrossAttnUpBlock2D",) * (levels - 1) + ("UpBlock2D",),
     )

@@ -111,13 +111,19 @@ class MelExtractor:
 
         A longer clip is cropped from the start (only the samples the first `frames` frames
         see are transformed, so the result equals cropping the full clip's mel); a shorter one
-        is padded on the right with the silence column.
+        is padded on the right with the silence column — or, for a `zero_pad_waveform` profile
+        (AudioLDM's), its conditioned waveform is zero-padded to frames x hop samples before the
+        STFT, so the frames around and after its end are those of the padded signal.
         """
         p = self.profile
         audio = to_mono(audio)
         if not np.isfinite(audio).all():
             raise ValueError("audio contains NaN or infinite samples")
         real = min(p.frames_for(audio.size), p.frames)
+        window = p.frames * p.hop_length
+        if p.zero_pad_waveform and 0 < audio.size < window:
+            padded = np.pad(self.condition(audio), (0, window - audio.size))
+            return np.ascontiguousarray(self._log_mel(padded)[:, : p.frames]), real
         out = np.empty((p.n_mels, p.frames), np.float32)
         if real:
             out[:, :real] = self._log_mel(self.condition(audio[: p.samples_needed]))[:, :real]

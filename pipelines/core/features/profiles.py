@@ -57,6 +57,10 @@ class MelProfile:
     peak: float | None = None  # scale so that max |x| is this (None: keep the level)
     clamp_waveform: bool = False  # clamp samples to [-1, 1]
     train_frames: int | None = None  # when the model trains on windows the loader cuts: their length
+    # A clip shorter than the window (frames x hop samples): False: framed as it is and the frames after its
+    # end filled with the silence column; True: the conditioned waveform zero-padded to the window before the
+    # STFT, as AudioLDM's `pad_wav` does (so fine-tuning from AudioLDM weights sees the input they were trained on).
+    zero_pad_waveform: bool = False
     tolerance: float = 1e-3  # max |torch - librosa float64| in stored units (see the docstring)
 
     def __post_init__(self) -> None:
@@ -108,6 +112,7 @@ def _register(profile: MelProfile) -> MelProfile:
 # Open choices follow that released code (audioldm/audio/tools.py, stft.py):
 # TacotronSTFT = reflect padding of n_fft/2 (centred frames), magnitude |X| with no epsilon,
 # log(clamp(mel, 1e-5)); `normalize_wav` = mean removed, peak scaled to 0.5; then clamped to [-1, 1].
+# A shorter clip is zero-padded to 10.24 s as a waveform before the STFT (`read_wav_file` → `pad_wav`).
 _register(
     MelProfile(
         name="audioldm",
@@ -124,6 +129,7 @@ _register(
         clamp_waveform=True,
         remove_dc=True,
         peak=0.5,
+        zero_pad_waveform=True,
         source="AudioLDM App. D",
     )
 )

@@ -260,6 +260,12 @@ def test_the_command_writes_evaluation_json_and_prints_the_table(generated, corp
     saved = json.loads(out.read_text())
     assert saved["schema"] == "t2a.evaluation/1" and saved["counts"]["pairs"] == 8
     assert "FD (CLAP)" in result.output and "KL" in result.output
+    # AudioLDM Table 1's rows, as audioldm_eval computes them; random-weight nets without --cnn14/--vggish, and said so.
+    for label in ("FD (Cnn14 2048-d, audioldm_eval)", "FAD (VGGish, audioldm_eval)", "KL softmax (Cnn14"):
+        assert label in result.output
+    assert saved["metrics"]["audioldm_fd"] is not None and saved["metrics"]["audioldm_fad"] is not None
+    assert saved["audioldm_eval"]["random_weights"] == ["cnn14", "vggish"] and "random-weight" in result.output
+    assert saved["counts"]["audioldm_kl_pairs"] == 0 and "file names differ" in result.output
 
 
 def test_the_train_classifier_command_writes_a_loadable_classifier(corpus, clap, tmp_path):

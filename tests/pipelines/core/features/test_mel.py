@@ -60,7 +60,8 @@ def signal(kind: str, rate: int, seconds: float = 10.0, seed: int = 0) -> np.nda
 
 
 def reference(p: MelProfile, audio: np.ndarray) -> np.ndarray:
-    """The profile computed the librosa way in float64, over the whole clip (no crop, no pad)."""
+    """The profile computed the librosa way in float64, over the whole clip (no crop; a zero_pad_waveform
+    profile's short clip zero-padded to the window)."""
     x = audio.astype(np.float64)
     if p.remove_dc:
         x = x - x.mean()
@@ -68,6 +69,8 @@ def reference(p: MelProfile, audio: np.ndarray) -> np.ndarray:
         x = x / (np.abs(x).max() + 1e-8) * p.peak
     if p.clamp_waveform:
         x = np.clip(x, -1.0, 1.0)
+    if p.zero_pad_waveform and x.size < p.frames * p.hop_length:  # AudioLDM's pad_wav
+        x = np.pad(x, (0, p.frames * p.hop_length - x.size))
     center = p.padding == "center"
     if not center:  # HiFi-GAN framing: reflect (n_fft - hop) / 2, then no centring
         x = np.pad(x, (p.n_fft - p.hop_length) // 2, mode="reflect")
@@ -165,7 +168,7 @@ def test_a_1khz_sine_peaks_in_the_mel_bin_centred_nearest_1khz(extractors, name)
 # --- padding and cropping --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [n for n in NAMES if not get_profile(n).zero_pad_waveform])
 def test_a_short_clip_is_padded_with_the_silence_value(extractors, name):
     p, extractor = get_profile(name), extractors[name]
     audio = signal("noise", p.sample_rate, seconds=3.0)
@@ -174,6 +177,42 @@ def test_a_short_clip_is_padded_with_the_silence_value(extractors, name):
     assert np.array_equal(extractor.silence, np.full(p.n_mels, SILENCE[p.compression]))
     assert (mel[:, real:] == SILENCE[p.compression]).all()
     np.testing.assert_allclose(mel[:, :real], reference(p, audio)[:, :real], atol=1e-5, rtol=0)
+
+
+def audioldm_fbank(audio: np.ndarray, rate: int = 16000) -> np.ndarray:
+    """AudioLDM's `wav_to_fbank(target_length=1024)` (package audioldm 0.1.1, audio/tools.py), in float64 with
+    librosa: normalize_wav (mean removed, peak 0.5), pad_wav (zeros after the clip to 1024 x 160 samples),
+    peak 0.5 again, TacotronSTFT (centred reflect framing, |X|, Slaney mel 0–8 kHz, log(clamp(·, 1e-5))),
+    then the first 1024 frames (_pad_spec)."""
+    x = audio.astype(np.float64)
+    x = x - x.mean()
+    x = x / (np.abs(x).max() + 1e-8) * 0.5
+    x = np.pad(x, (0, 1024 * 160 - x.size))
+    x = 0.5 * x / np.abs(x).max()
+    stft = librosa.stft(x, n_fft=1024, hop_length=160, win_length=1024, window="hann", center=True, pad_mode="reflect")
+    mel = librosa.feature.melspectrogram(S=np.abs(stft), sr=rate, n_fft=1024, n_mels=64, fmin=0, fmax=8000)
+    return np.log(np.maximum(mel, 1e-5))[:, :1024]
+
+
+@pytest.mark.parametrize("seconds", [3.0, 10.0, 10.2])
+def test_a_short_audioldm_clip_is_zero_padded_to_10_24_s_before_the_stft_as_audioldm_does(extractors, seconds):
+    """AudioLDM pads the waveform with zeros to 10.24 s and then frames it: the frames around the clip's
+    end see the zeros, not a reflection, and later frames are the STFT of zeros (log 1e-5)."""
+    p, extractor = get_profile("audioldm"), extractors["audioldm"]
+    audio = signal("tones", p.sample_rate, seconds=seconds)
+    mel, real = extractor.mel(audio)
+    expected = audioldm_fbank(audio)
+    assert real == min(p.frames_for(audio.size), p.frames) and mel.shape == expected.shape == (64, 1024)
+    near = db_below_peak(p, expected) <= REFERENCE_RANGE_DB
+    assert np.abs(mel - expected)[near].max() <= p.tolerance
+    end = audio.size // p.hop_length
+    if seconds < 10.0:
+        assert (mel[:, end + 4 :] == SILENCE["ln"]).all()  # frames wholly in the zeros
+        # The old convention (reflect at the clip's end, then the silence column) differs around the end.
+        old = dataclasses.replace(p, zero_pad_waveform=False)
+        before, _ = MelExtractor(old).mel(audio)
+        assert np.abs(before - expected)[:, end - 3 : end + 4].max() > 1.0
+        np.testing.assert_array_equal(before[:, : end - 4], mel[:, : end - 4])  # inside the clip: unchanged
 
 
 @pytest.mark.parametrize("name", NAMES)
