@@ -71,6 +71,12 @@ TRAINERS = {
         "a HiFi-GAN vocoder on the corpus audio; writes <run>/vocoder/model.",
         " (set vocoder.model to it to use it)",
     ),
+    "vggishish": (
+        "vggishish",
+        "the VGGish-ish mel classifier on the corpus labels; writes <run>/vggishish/model.",
+        " (codebook.loss.perceptual)",
+    ),
+    "vq": ("vq", "the spectrogram codebook (VQ-VAE / VQGAN); writes <run>/vq/model.", ""),
     "clap": (
         "clap",
         "a CLAP (ClapModel) contrastively on the corpus pairs; writes <run>/clap/model and recall.json.",
@@ -118,6 +124,15 @@ def encode_latents(config: Path = CONFIG) -> None:
     cfg = _config(config)
     out = _guard(lambda: job.encode(cfg))
     console.print(f"latents: {out}")
+
+
+def encode_tokens(config: Path = CONFIG) -> None:
+    """Encode the corpus mels with the trained codebook into token shards (uint16 indices) keyed by its hash."""
+    from training.tasks import encode_tokens as job
+
+    cfg = _config(config)
+    out = _guard(lambda: job.encode(cfg))
+    console.print(f"tokens: {out}")
 
 
 def sample(
