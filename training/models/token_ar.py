@@ -112,7 +112,7 @@ def sample_tokens(
         out = gpt(
             inputs_embeds=gpt.transformer.wte(step)[:, None],
             attention_mask=attention,
-            past_key_values=out.past_key_values,
+            cache=out.cache,
             use_cache=True,
         )
     return torch.stack(tokens, dim=1)

@@ -229,7 +229,8 @@ def dd_loss(
     kl = (q * ((q + EPS).log() - (p + EPS).log())).sum(1).mean(1)  # KL per sample; at t = 1: −log p(x_0)
     prior = schedule.prior_kl(x0).to(kl)
     loss = (aux_weight * x0_nll + kl + prior).mean()
-    return loss, {"loss_x0": float(x0_nll.mean()), "loss_vlb": float(kl.mean()), "prior_kl": float(prior.mean())}
+    parts = {"loss_x0": x0_nll.detach().mean(), "loss_vlb": kl.detach().mean(), "prior_kl": prior.detach().mean()}
+    return loss, {key: float(value) for key, value in parts.items()}
 
 
 @torch.no_grad()

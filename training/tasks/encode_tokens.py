@@ -82,7 +82,7 @@ def encode(config: TrainConfig) -> Path:
     if state.is_main_process:
         stats = [writer.read_stats(out / s / Path(e["url"]).name) for s, entries in splits.items() for e in entries]
         shard_index.write_indexes(out, stats, digest, [profile.name])
-        grid = grid_shape(vq, profile.frames, profile.n_mels)
+        grid = _one_grid(stats, grid_shape(vq, profile.frames, profile.n_mels))
         info = {
             "codebook_sha256": digest,
             "codebook_size": codebook_size(vq),
@@ -91,6 +91,17 @@ def encode(config: TrainConfig) -> Path:
         }
         write_json_atomic(out / TOKENS_INFO, info)
     return out
+
+
+def _one_grid(stats: list[dict[str, Any]], default: tuple[int, int]) -> tuple[int, int]:
+    """The token grid every sample has (the generators train on one sequence length)."""
+    grids = {tuple(grid) for item in stats for grid in item.get("grids", [])}
+    if len(grids) > 1:
+        raise ValueError(
+            f"the corpus mels give token grids of {len(grids)} shapes ({sorted(grids)[:3]}): "
+            "a token generator needs one; write the shards with one mel length (the profile pads to it)"
+        )
+    return next(iter(grids), default)
 
 
 def _encode_shard(vq, entry: dict[str, Any], path: Path, profile: str, digest: str, config: TrainConfig) -> None:
@@ -120,8 +131,9 @@ def _encode_shard(vq, entry: dict[str, Any], path: Path, profile: str, digest: s
             tokens[key] = grid
     rows = [(key, _token_members(members, meta, tokens[key])) for key, members, meta, _ in good]
     info = writer.write_shard(path, rows, check=contract.check_token_sample)
+    grids = sorted({tuple(grid.shape) for grid in tokens.values()})
     extra = {"source_sha256": entry["sha256"], "source": entry["url"], "codebook_sha256": digest, "profile": profile}
-    writer.write_stats(path, info, extra | {"skipped": skipped})
+    writer.write_stats(path, info, extra | {"skipped": skipped, "grids": [list(g) for g in grids]})
     log.info("%s: %d token grids, %d skipped", path, info.samples, len(skipped))
 
 
