@@ -175,7 +175,7 @@ def sample(
 ) -> None:
     """Generate audio (WAV) and mel spectrograms (PNG) for prompts, from an LDM or a token generator (ar, dd)."""
     from training.sample.generate import Request, read_prompts, run
-    from training.sample.tokens import token_kind
+    from training.sample.tokens import run_tokens, token_kind
 
     cfg = _config(config) if config else None
     defaults = cfg.sample if cfg else None
@@ -215,7 +215,8 @@ def sample(
     vocoder = vocoder or (cfg.vocoder.model if cfg else None)
     out = out or (cfg.samples_dir if cfg else Path("samples"))
     logging.getLogger("training").setLevel(logging.INFO)
-    written = _guard(lambda: run(folder, request, out, device=_device(device), vocoder=vocoder))
+    sampler_run = run_tokens if token_kind(folder) else run  # token generators: tokens → codebook decoder → mel
+    written = _guard(lambda: sampler_run(folder, request, out, device=_device(device), vocoder=vocoder))
     console.print(f"{len(written)} files in {out}")
 
 

@@ -330,10 +330,7 @@ def run(
 ) -> list[Path]:
     """load_bundle → generate → write_outputs; `vocoder` (a SpeechT5HifiGan folder) overrides the bundle's."""
     from training.models.pipeline import load_bundle
-    from training.sample.tokens import run_tokens, token_kind
 
-    if token_kind(checkpoint):  # `t2a train ar|dd`: token grid → codebook decoder → mel (training/sample/tokens.py)
-        return run_tokens(checkpoint, request, out_dir, device, vocoder=vocoder)
     bundle = load_bundle(checkpoint, device)
     if vocoder is not None:
         bundle.vocoder = load_vocoder(vocoder).to(device)
