@@ -19,7 +19,7 @@ def tiny_tokens_config(root: Path, corpus: Path, clap_folder: Path, **overrides)
     loop = {"optim": {"lr": 3e-3}, "ema_decay": 0.0, "checkpoint_every": 10, "log_every": 1}
     text = {"kind": "clap", "model": str(clap_folder), "max_tokens": 8}
     config |= {
-        "vggishish": {"channels": [4, 8], "train": {**loop, "steps": 6}},
+        "vggishish": {"channels": [4, 8], "train": {**loop, "steps": 4}},
         "codebook": {
             "codebook_size": K,
             "code_dim": 8,
@@ -28,8 +28,9 @@ def tiny_tokens_config(root: Path, corpus: Path, clap_folder: Path, **overrides)
             "norm_num_groups": 4,
             "restart_every": 5,
             "dead_usage": 0.01,
-            "loss": {"adversarial_start": 20, "discriminator_channels": 8, "discriminator_layers": 2},
-            "train": {**loop, "steps": 30},
+            "usage_decay": 0.8,
+            "loss": {"adversarial_start": 12, "discriminator_channels": 8, "discriminator_layers": 2},
+            "train": {**loop, "steps": 20},
         },
         "ar": {
             "text": text,

@@ -71,14 +71,15 @@ def test_codebook_health_counts_usage_perplexity_and_restarts_dead_codes():
 def test_the_codebook_reconstruction_falls_its_usage_stays_above_a_floor_and_health_is_logged(token_run):
     config = load_config(token_run)
     rec = metric(config.codebook_dir, "rec")
-    assert len(rec) == 30 and np.mean(rec[-5:]) < 0.7 * np.mean(rec[:5])
+    assert len(rec) == 20 and np.mean(rec[-5:]) < 0.75 * np.mean(rec[:5])
     assert min(metric(config.codebook_dir, "valid_usage")) >= 2 / K  # not collapsed to one code
     for key in ("usage", "perplexity", "dead_codes", "restarted", "perceptual", "commitment", "codebook"):
-        assert len(metric(config.codebook_dir, key)) == 30
+        assert len(metric(config.codebook_dir, key)) == 20
     assert max(metric(config.codebook_dir, "perceptual")) > 0
-    assert any(v > 0 for v in metric(config.codebook_dir, "disc_loss"))  # the discriminator joined at step 20
+    assert sum(metric(config.codebook_dir, "restarted")) > 0  # unused codes were restarted (every 5 steps)
+    assert any(v > 0 for v in metric(config.codebook_dir, "disc_loss"))  # the discriminator joined at step 12
     assert (config.vggishish_dir / "model" / "config.json").is_file()
-    assert len(metric(config.vggishish_dir, "loss")) == 6 and metric(config.vggishish_dir, "valid_accuracy")
+    assert len(metric(config.vggishish_dir, "loss")) == 4 and metric(config.vggishish_dir, "valid_accuracy")
 
 
 def test_token_shards_are_keyed_by_the_codebook_hold_uint16_grids_and_a_rerun_skips_them(token_run):
@@ -95,3 +96,37 @@ def test_token_shards_are_keyed_by_the_codebook_hold_uint16_grids_and_a_rerun_sk
     before = {p: p.stat().st_mtime_ns for p in shards}
     encode_tokens.encode(config)
     assert {p: p.stat().st_mtime_ns for p in shards} == before
+
+
+def test_encode_tokens_leaves_out_a_corrupt_sample_records_it_and_redoes_a_changed_shard(token_run, tmp_path):
+    """A flipped mel byte (fails its checksum) is skipped and named in the shard's stats; the other samples are kept."""
+    import os
+    import shutil
+
+    import yaml
+
+    from pipelines.shard import writer
+
+    source = load_config(token_run)
+    shards = tmp_path / "shards"
+    shutil.copytree(source.data.shards, shards)
+    target = shards / "train" / "shard-000000.tar"
+    rows = [(key, dict(members)) for key, members in iter_members(target)]
+    member = contract.mel_member("audioldm")
+    broken = bytearray(rows[0][1][member])
+    broken[-3] ^= 0xFF
+    rows[0][1][member] = bytes(broken)
+    target.unlink()
+    writer.write_shard(target, rows, check=lambda members: [])
+    raw = yaml.safe_load(token_run.read_text())
+    raw["run"], raw["data"]["shards"] = str(tmp_path / "run"), str(shards)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    config = load_config(path)
+    config.run.mkdir(parents=True)
+    os.symlink(source.codebook_dir, config.codebook_dir)
+    location = encode_tokens.encode(config)
+    stats = writer.read_stats(location / "train" / "shard-000000.tar")
+    assert list(stats["skipped"]) == [rows[0][0]] and "checksum" in stats["skipped"][rows[0][0]]
+    keys = [key for key, _ in iter_members(location / "train" / "shard-000000.tar")]
+    assert keys == [key for key, _ in rows[1:]]
