@@ -15,7 +15,7 @@ TORCHVISION ?= 0.29.1
 PIP_TOOLS   := pip-tools==7.7.0
 UPGRADE     ?=
 
-.PHONY: install lock check-lock demo test lint format bench clean
+.PHONY: install lock check-lock demo demo-tokens test lint format bench clean
 
 install: $(STAMP)
 
@@ -52,6 +52,16 @@ demo: $(STAMP)
 	@echo "synthetic clips: the figures say whether samples follow their prompts, not that they sound good."
 	@echo "TensorBoard logs: runs/demo/clap/logs, runs/demo/vae/logs, runs/demo/ldm/logs."
 
+# The token demo (tokens/dvc.yaml): a tiny codebook and Diffsound's discrete diffusion on the demo corpus,
+# sampled on the held-out prompts and scored; runs the main pipeline's stages it needs first.
+demo-tokens: $(STAMP)
+	PATH="$(BIN):$$PATH" t2a serve data/demo-corpus --port 8765 -- dvc repro tokens/dvc.yaml
+	@echo
+	@PATH="$(BIN):$$PATH" t2a evaluate --generated runs/demo-tokens/samples --reference data/demo/shards --split test \
+		--prompts runs/demo/prompts.txt --clap runs/demo/clap/model --baseline runs/demo-tokens/samples_unconditional \
+		--out runs/demo-tokens/evaluation.json --cache-dir runs/demo/embeddings
+	@echo "Samples: runs/demo-tokens/samples/ (codebook tokens → mel → Griffin-Lim). Logs: runs/demo-tokens/{vq,dd}/logs."
+
 test: $(STAMP)
 	$(PYTHON) .ci/lock.py check
 	$(BIN)/python -m pytest
@@ -70,4 +80,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest_throughput.py
 
 clean:
-	rm -rf data/demo data/demo-corpus runs/demo bench/out $(VENV)-lock
+	rm -rf data/demo data/demo-corpus runs/demo runs/demo-tokens bench/out $(VENV)-lock

@@ -78,6 +78,14 @@ TRAINERS = {
         "a HiFi-GAN vocoder on the corpus audio; writes <run>/vocoder/model.",
         " (set vocoder.model to it to use it)",
     ),
+    "vggishish": (
+        "vggishish",
+        "the VGGish-ish mel classifier on the corpus labels; writes <run>/vggishish/model.",
+        " (codebook.loss.perceptual)",
+    ),
+    "vq": ("vq", "the spectrogram codebook (VQ-VAE / VQGAN); writes <run>/vq/model.", ""),
+    "ar": ("ar", "the autoregressive token transformer (GPT-2) on token shards; writes <run>/ar/model.", ""),
+    "dd": ("dd", "Diffsound's discrete diffusion on token shards; writes <run>/dd/model.", ""),
     "clap": (
         "clap",
         "a CLAP (ClapModel) contrastively on the corpus pairs; writes <run>/clap/model and recall.json.",
@@ -127,6 +135,15 @@ def encode_latents(config: Path | None = CONFIG, preset: str | None = PRESET) ->
     console.print(f"latents: {out}")
 
 
+def encode_tokens(config: Path = CONFIG) -> None:
+    """Encode the corpus mels with the trained codebook into token shards (uint16 indices) keyed by its hash."""
+    from training.tasks import encode_tokens as job
+
+    cfg = _config(config)
+    out = _guard(lambda: job.encode(cfg))
+    console.print(f"tokens: {out}")
+
+
 def sample(
     prompts: list[str] = typer.Argument(None, help="Text prompts (or use --prompts-file)."),
     checkpoint: Path | None = typer.Option(
@@ -158,14 +175,19 @@ def sample(
         "--vocoder",
         help="A SpeechT5HifiGan folder (default: the config's vocoder.model, else the model's trained one, else Griffin-Lim).",
     ),
+    top_k: int | None = typer.Option(
+        None, "--top-k", min=1, help="Token AR models: sample from the K likeliest codes (default: the model's, 512)."
+    ),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
 ) -> None:
-    """Generate audio (WAV) and mel spectrograms (PNG) for prompts."""
+    """Generate audio (WAV) and mel spectrograms (PNG) for prompts, from an LDM or a token generator (ar, dd)."""
     from training.sample.generate import Request, read_prompts, run
+    from training.sample.tokens import run_tokens, token_kind
 
     cfg = _config(config) if config else None
     defaults = cfg.sample if cfg else None
-    checkpoint = checkpoint or (cfg.ldm_dir if cfg else None)
+    generated = {"ldm": "ldm_dir", "ar": "ar_dir", "dd": "dd_dir"}
+    checkpoint = checkpoint or (getattr(cfg, generated[cfg.generator]) if cfg else None)
     if checkpoint is None:
         _fail("give --checkpoint (a model folder) or --config")
     texts = _guard(lambda: read_prompts(list(prompts or []), prompts_file)) or (
@@ -176,6 +198,12 @@ def sample(
     pick = lambda value, name, fallback: (
         value if value is not None else (getattr(defaults, name) if defaults else fallback)
     )  # noqa: E731
+    folder = _guard(lambda: model_folder(checkpoint))
+    if token_kind(folder):  # a token generator: its own guidance (1 unless trained for it) and DD steps
+        token_cfg = getattr(cfg, token_kind(folder).removeprefix("token-")) if cfg else None
+        guidance = guidance if guidance is not None else (token_cfg.guidance if token_cfg else 1.0)
+        if steps is None:  # DD: the config's dd.steps, else the model's; AR ignores steps
+            steps = token_cfg.steps if token_cfg is not None and hasattr(token_cfg, "steps") else _saved_steps(folder)
     request = Request(
         prompts=texts,
         steps=pick(steps, "steps", 50),
@@ -189,11 +217,13 @@ def sample(
         inpaint_source=inpaint_source,
         inpaint_keep=_span(keep) if keep else None,
         griffin_lim_iters=cfg.vocoder.griffin_lim_iters if cfg else 32,
+        top_k=top_k,
     )
     vocoder = vocoder or (cfg.vocoder.model if cfg else None)
     out = out or (cfg.samples_dir if cfg else Path("samples"))
     logging.getLogger("training").setLevel(logging.INFO)
-    written = _guard(lambda: run(model_folder(checkpoint), request, out, device=_device(device), vocoder=vocoder))
+    sampler_run = run_tokens if token_kind(folder) else run  # token generators: tokens → codebook decoder → mel
+    written = _guard(lambda: sampler_run(folder, request, out, device=_device(device), vocoder=vocoder))
     console.print(f"{len(written)} files in {out}")
 
 
@@ -223,6 +253,12 @@ def model_folder(path: Path) -> Path:
     raise FileNotFoundError(
         f"{path} holds no trained model (t2a.json / model_index.json): train one with `t2a train ldm`"
     )
+
+
+def _saved_steps(folder: Path) -> int:
+    import json
+
+    return int(json.loads((Path(folder) / "t2a.json").read_text()).get("sample_steps", 50))
 
 
 def _span(text: str) -> tuple[float, float]:

@@ -212,6 +212,94 @@ class ClapTrainConfig(StrictModel):
     train: LoopConfig = LoopConfig()
 
 
+# --- the discrete-token generators (training/models/vq.py, token_ar.py, token_dd.py) -----------------
+
+
+class VggishishConfig(StrictModel):
+    """`t2a train vggishish`: a small VGG-style mel classifier on the corpus labels, whose per-scale
+    features are the codebook's perceptual term (Li et al. 2023 §2.1 eq. 4, "VGGish-ish")."""
+
+    channels: list[PositiveInt] = [64, 128, 256, 512]  # one block (2 convs + 2x2 max-pool) per width: one scale each
+    crop_frames: PositiveInt | None = None  # None: data.crop_frames
+    train: LoopConfig = LoopConfig()
+
+
+class CodebookLossConfig(StrictModel):
+    """Diffsound §III-B eq. 2–3 / Li et al. 2023 §2.1 eq. 3–4: reconstruction + codebook + β·commitment,
+    a patch discriminator joining after `adversarial_start` steps, an optional perceptual term."""
+
+    reconstruction: Literal["l1", "l2"] = "l1"  # Diffsound eq. 2: ‖s − ŝ‖₁; Li et al. eq. 3: ‖x̂ − x‖²
+    beta: Annotated[float, Field(ge=0)] = 1.0  # commitment weight β (Diffsound eq. 2: 1; Li et al. eq. 3)
+    adversarial_weight: Annotated[float, Field(ge=0)] = 0.8  # λ_d (Diffsound §VI-B: 0.8)
+    adversarial_start: Count = 0  # steps with the adversarial part zeroed (Diffsound §VI-B; Li et al. §3.2)
+    adaptive: bool = True  # λ_d scaled by ‖∇rec‖/‖∇adv‖ at the decoder's last layer (taming-transformers)
+    discriminator_channels: PositiveInt = 64
+    discriminator_layers: PositiveInt = 3
+    perceptual_weight: Annotated[float, Field(ge=0)] = 0.0  # Li et al. eq. 4's Σ_s term; 0: none (Diffsound)
+    perceptual: str | None = None  # a `t2a train vggishish` model folder (local)
+
+
+class CodebookConfig(StrictModel):
+    """A diffusers VQModel over one-channel mels: len(block_out_channels) − 1 halvings of time and frequency."""
+
+    init: str | None = None  # a VQModel folder to fine-tune
+    codebook_size: PositiveInt = 256  # K (Diffsound §VI-B: 256; Li et al. §3.2: |Z| = 1024)
+    code_dim: PositiveInt = 256  # n_z (Diffsound §VI-B: 256)
+    block_out_channels: list[PositiveInt] = [128, 128, 256, 256, 512]  # SpecVQGAN's ch_mult (1,1,2,2,4): /16
+    layers_per_block: PositiveInt = 2
+    norm_num_groups: PositiveInt = 32
+    restart_every: Count = 100  # steps between dead-code restarts; 0: never
+    dead_usage: Annotated[float, Field(ge=0)] = 1e-3  # a code whose usage share (EMA) is below this is dead
+    usage_decay: Annotated[float, Field(ge=0, lt=1)] = 0.99  # EMA of the per-batch code histogram
+    loss: CodebookLossConfig = CodebookLossConfig()
+    train: LoopConfig = LoopConfig()
+
+
+class TextFeaturesConfig(StrictModel):
+    """The frozen text encoder whose hidden states condition a token generator (Li et al. 2023 §2.2, §3.2:
+    BERT, CLIP or CLAP text, at most 30 tokens; Diffsound §IV uses CLIP's)."""
+
+    kind: Literal["clap", "clip", "bert"] = "clap"
+    model: str | None = None  # a local ClapModel / CLIPModel / BertModel (AutoModel) folder with its tokenizer
+    max_tokens: PositiveInt = 30  # Li et al. 2023 §3.2
+
+
+class ArConfig(StrictModel):
+    """Li et al. 2023 §2.3: a GPT-2 (transformers) over column-major codebook indices, text states as prefix."""
+
+    text: TextFeaturesConfig = TextFeaturesConfig()
+    n_layer: PositiveInt = 24
+    n_head: PositiveInt = 16
+    n_embd: PositiveInt = 1024  # Li et al. 2023 §3.2: hidden dimension 1024
+    dropout: Probability = 0.1
+    cfg_dropout: Probability = 0.0  # text dropped (→ the states of "") in training: guidance at sampling
+    top_k: PositiveInt = 512  # Li et al. 2023 §3.2: K = 512
+    guidance: Annotated[float, Field(ge=0)] = 1.0  # 1: no guidance
+    mbtg: Probability = 0.0  # share of training texts replaced by Diffsound's MBTG of the labels (§IV-C)
+    batch_size: PositiveInt | None = None  # None: data.batch_size
+    train: LoopConfig = LoopConfig()
+
+
+class DdConfig(StrictModel):
+    """Diffsound §IV: discrete diffusion over codebook indices, a transformer denoiser with cross-attention."""
+
+    text: TextFeaturesConfig = TextFeaturesConfig(kind="clip")
+    transition: Literal["uniform", "mask", "mask-uniform"] = "mask-uniform"  # §VI-B: mask and uniform
+    timesteps: PositiveInt = 100  # T (§VI-B)
+    final_mask: Probability = 0.9  # γ̄_T (§VI-B, Table IV); "mask" uses 1, "uniform" 0
+    aux_weight: Annotated[float, Field(ge=0)] = 1e-4  # λ of eq. 23 (§VI-B)
+    layers: PositiveInt = 19  # §VI-B 3): 19 layers, 16 heads, dimension 1024
+    heads: PositiveInt = 16
+    dim: PositiveInt = 1024
+    dropout: Probability = 0.0
+    cfg_dropout: Probability = 0.0
+    guidance: Annotated[float, Field(ge=0)] = 1.0
+    steps: PositiveInt = 100  # sampling steps: stride T / steps (Algorithm 2's fast inference)
+    mbtg: Probability = 0.0  # share of training texts replaced by MBTG of the labels (§IV-C, Algorithm 3)
+    batch_size: PositiveInt | None = None
+    train: LoopConfig = LoopConfig()
+
+
 class SampleConfig(StrictModel):
     prompts: list[str] = []
     steps: PositiveInt = 50
@@ -237,6 +325,11 @@ class TrainConfig(StrictModel):
     vocoder: VocoderConfig = VocoderConfig()
     sample: SampleConfig = SampleConfig()
     clap: ClapTrainConfig = ClapTrainConfig()
+    generator: Literal["ldm", "ar", "dd"] = "ldm"  # what `t2a sample --config` samples from
+    vggishish: VggishishConfig = VggishishConfig()
+    codebook: CodebookConfig = CodebookConfig()
+    ar: ArConfig = ArConfig()
+    dd: DdConfig = DdConfig()
 
     @property
     def clap_data(self) -> DataConfig:
@@ -271,6 +364,26 @@ class TrainConfig(StrictModel):
     @property
     def clap_dir(self) -> Path:
         return self.run / "clap"
+
+    @property
+    def vggishish_dir(self) -> Path:
+        return self.run / "vggishish"
+
+    @property
+    def codebook_dir(self) -> Path:
+        return self.run / "vq"
+
+    @property
+    def tokens_dir(self) -> Path:
+        return self.run / "tokens"
+
+    @property
+    def ar_dir(self) -> Path:
+        return self.run / "ar"
+
+    @property
+    def dd_dir(self) -> Path:
+        return self.run / "dd"
 
     @property
     def samples_dir(self) -> Path:
@@ -346,6 +459,16 @@ def load_config(path: str | Path | None = None, preset: str | None = None) -> Tr
             "vae": _init(config.vae, base),
             "ldm": _ldm(config.ldm, base),
             "vocoder": _vocoder(config.vocoder, base),
+            "codebook": config.codebook.model_copy(
+                update={
+                    "init": resolve(config.codebook.init, base),
+                    "loss": config.codebook.loss.model_copy(
+                        update={"perceptual": resolve(config.codebook.loss.perceptual, base)}
+                    ),
+                }
+            ),
+            "ar": config.ar.model_copy(update={"text": _text(config.ar.text, base)}),
+            "dd": config.dd.model_copy(update={"text": _text(config.dd.text, base)}),
             "clap": config.clap.model_copy(
                 update={"init": resolve(config.clap.init, base), "shards": resolve(config.clap.shards, base)}
             ),
@@ -396,6 +519,10 @@ def _ldm(ldm: LdmConfig, base: Path) -> LdmConfig:
         update={"clap": resolve(ldm.encoders.clap, base), "clip": resolve(ldm.encoders.clip, base)}
     )
     return ldm.model_copy(update={"init": resolve(ldm.init, base), "encoders": encoders})
+
+
+def _text(text: TextFeaturesConfig, base: Path) -> TextFeaturesConfig:
+    return text.model_copy(update={"model": resolve(text.model, base)})
 
 
 def _vocoder(vocoder: VocoderConfig, base: Path) -> VocoderConfig:

@@ -55,9 +55,10 @@ JSON = "json"
 AUDIO = "flac"
 EMBEDDINGS = ("clap_audio", "clip_image", "clip_image_mean")
 LATENT = "latent.npy"  # latent shards only
+TOKENS = "tokens.npy"  # token shards only (`t2a encode-tokens`): uint16 codebook indices [T', F']
 MAX_FRAMES = 100  # frame_00 .. frame_99
 MEL_DTYPE = "float16"
-KINDS = ("json", "mel", "audio", "frame", "embedding", "latent")
+KINDS = ("json", "mel", "audio", "frame", "embedding", "latent", "tokens")
 
 # Lower case: webdataset lower-cases member suffixes when it groups a sample.
 # ≤ 26 characters: with a 64-character key, `<key>.mel.<profile>.npy` stays within NAME_MAX.
@@ -118,6 +119,8 @@ def member_kind(member: str) -> str | None:
         return "embedding"
     if member == LATENT:
         return "latent"
+    if member == TOKENS:
+        return "tokens"
     return None
 
 
@@ -524,6 +527,29 @@ def check_latent_sample(members: Mapping[str, Any]) -> list[str]:
             problems.append(f"{LATENT} is {latent.dtype}{list(latent.shape)}, expected float16 [2·C, H, W]")
     except ContractError as error:
         problems.append(f"{LATENT}: {error}")
+    return problems
+
+
+def check_token_sample(members: Mapping[str, Any]) -> list[str]:
+    """Every way a token-shard sample breaks the contract: the source's JSON (valid SampleMeta), its
+    declared embeddings, and one uint16 `tokens.npy` [T', F']; no mels, media or anything else."""
+    data = {name: _bytes(value) for name, value in members.items() if not name.startswith("__")}
+    if JSON not in data or TOKENS not in data:
+        return [f"a token sample needs {JSON} and {TOKENS}, has {sorted(data)}"]
+    try:
+        meta = SampleMeta.from_json(data[JSON])
+    except ContractError as error:
+        return [str(error)]
+    problems = checksum_problems(data)
+    allowed = {JSON, TOKENS, *(a.member for a in meta.embeddings.values())}
+    problems += [f"member {m} does not belong in a token shard" for m in sorted(set(data) - allowed)]
+    problems += [f"declared member {m} is missing" for m in sorted(allowed - set(data))]
+    try:
+        tokens = decode_npy(data[TOKENS])
+        if tokens.ndim != 2 or tokens.dtype != np.uint16:
+            problems.append(f"{TOKENS} is {tokens.dtype}{list(tokens.shape)}, expected uint16 [T', F']")
+    except ContractError as error:
+        problems.append(f"{TOKENS}: {error}")
     return problems
 
 

@@ -57,7 +57,7 @@ def decode_member(extension: str, data: bytes) -> Any:
         raise ContractError(f"unknown member {member!r}: not decoded")
     if kind == "json":
         return contract.decode_json(data)
-    if kind in ("mel", "embedding", "latent"):
+    if kind in ("mel", "embedding", "latent", "tokens"):
         return contract.decode_npy(data)
     return data  # flac, jpg: bytes as stored
 

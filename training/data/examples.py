@@ -186,6 +186,38 @@ def latent_example(crop_rows: int | None = None, *, random_crop: bool = True, pr
     return LatentExample(crop_rows, random_crop, profile)
 
 
+class TokenExample:
+    """token_example(...): a token-shard sample (`t2a encode-tokens`) → {"key", "tokens" [T', F'] int64,
+    "caption", embeddings, "event_count"}.
+
+    With `mbtg` > 0 that share of the texts is Diffsound's mask-based text (§IV-C, MBTG: the clip's labels
+    with 1 or 2 [MASK] tokens in each gap; pipelines.annotate.prompts.mbtg), drawn afresh each time the
+    sample is read (the draw comes from the example's seeded generator), as Algorithm 3 builds its texts."""
+
+    def __init__(self, mbtg: float = 0.0):
+        self.mbtg = mbtg
+
+    def wants(self, member: str) -> bool:
+        return member in (contract.JSON, contract.TOKENS) or contract.member_kind(member) == "embedding"
+
+    def __call__(self, sample: dict, rng: np.random.Generator) -> dict:
+        from pipelines.annotate.prompts.mbtg import mbtg_text
+
+        meta, tokens = sample[contract.JSON], sample[contract.TOKENS]
+        if tokens.ndim != 2:
+            raise ValueError(f"{contract.TOKENS} is {list(tokens.shape)}, not [T', F']")
+        caption = caption_of(meta)
+        if self.mbtg and rng.random() < self.mbtg:
+            names = [label["name"] for label in meta.get("labels") or [] if label.get("name")]
+            caption = mbtg_text(names, f"{sample['__key__']}/{int(rng.integers(2**31))}") or caption
+        grid = torch.from_numpy(tokens.astype(np.int64))
+        return {"key": sample["__key__"], "tokens": grid, **_conditions(sample, caption)}
+
+
+def token_example(mbtg: float = 0.0) -> TokenExample:
+    return TokenExample(mbtg)
+
+
 class MixupTransform:
     """AudioLDM §3.3 eq. 8 within a batch: x = λ·x₁ + (1 − λ)·x₂, λ ~ Beta(α, α), one λ per mixed pair.
 

@@ -63,7 +63,7 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from pipelines.core.config import ConfigError
-from training.data.examples import curriculum_filter, latent_example, mel_example, mixup_transform
+from training.data.examples import curriculum_filter, latent_example, mel_example, mixup_transform, token_example
 from training.data.stream import (
     BatchTransform, Example, LoaderError, SampleFilter, SampleProcessor, ShardInfo, Tally, collate, list_shards,
     open_shard, read_samples, sample_rng, MAX_IDLE_EPOCHS,
@@ -71,7 +71,7 @@ from training.data.stream import (
 
 __all__ = [
     "LoaderError", "ShardInfo", "ShardStream", "StreamLoader", "collate", "curriculum_filter", "iter_batches",
-    "latent_example", "list_shards", "make_loader", "mel_example", "mixup_transform", "open_shard", "require_split",
+    "latent_example", "list_shards", "token_example", "make_loader", "mel_example", "mixup_transform", "open_shard", "require_split",
 ]
 
 log = logging.getLogger(__name__)

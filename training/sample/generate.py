@@ -44,13 +44,19 @@ class Request:
     inpaint_source: Path | None = None  # AudioLDM §4 inpainting: the audio whose part is kept
     inpaint_keep: tuple[float, float] | None = None  # seconds of the source kept; the rest is regenerated
     griffin_lim_iters: int = 32  # when the bundle has no vocoder (VocoderConfig.griffin_lim_iters)
+    top_k: int | None = None  # token AR models: top-K sampling (None: the model's, Li et al. 2023 §3.2: 512)
 
     def __post_init__(self) -> None:
         problems = []
         if not self.prompts:
             problems.append("no prompts")
-        if self.steps < 1 or self.per_prompt < 1 or self.griffin_lim_iters < 1:
-            problems.append("steps, per_prompt and griffin_lim_iters must be at least 1")
+        if (
+            self.steps < 1
+            or self.per_prompt < 1
+            or self.griffin_lim_iters < 1
+            or (self.top_k is not None and self.top_k < 1)
+        ):
+            problems.append("steps, per_prompt, griffin_lim_iters and top_k must be at least 1")
         if self.guidance < 0 or self.seed < 0 or (self.seconds is not None and self.seconds <= 0):
             problems.append("guidance and seed must be >= 0 and seconds > 0")
         if self.sampler not in SAMPLERS:
