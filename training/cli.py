@@ -195,13 +195,19 @@ def prompts(
     split: str = typer.Option("test", help="The held-out split whose texts become prompts."),
     limit: int | None = typer.Option(None, min=1, help="At most this many prompts (the first, in shard order)."),
     out: Path = typer.Option(..., "--out", help="The prompts file to write (one per line), for sample --prompts-file."),
+    form: str = typer.Option(
+        "text",
+        "--form",
+        help='text: human caption, else label text; photo: "a photo of [label]" per label (CLIPSonic §3, CLIP queries); sound: "the sound of [label]".',
+    ),
 ) -> None:
     """Held-out prompts: a split's ground-truth texts (human captions, else label text), each once."""
     from training.evaluate.data import heldout_prompts
     from training.sample.io import atomic_path
 
-    texts = _guard(lambda: heldout_prompts(shards, split, limit))
-    header = f"# held-out prompts: split {split!r} of {shards} (human caption, else label text)\n"
+    texts = _guard(lambda: heldout_prompts(shards, split, limit, form))
+    what = "human caption, else label text" if form == "text" else f"{form} prompts of the labels, CLIPSonic §3"
+    header = f"# held-out prompts: split {split!r} of {shards} ({what})\n"
     with atomic_path(out) as temp:
         temp.write_text(header + "".join(f"{text}\n" for text in texts), encoding="utf-8")
     console.print(f"{len(texts)} prompts in {out}")

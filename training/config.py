@@ -153,6 +153,9 @@ class UnetConfig(StrictModel):
 class LdmConfig(StrictModel):
     init: str | None = None  # a UNet2DConditionModel folder (or a pipeline's unet/) to fine-tune
     conditioning: str = "clap-audio"  # training.models.conditioning registry: clap-audio, clap-text, clip-image
+    # clip-image only: the frames' pooled embedding (Make-An-Audio §4.3 V2A), or one random frame's
+    # embedding per clip per step (CLIPSonic §2: "a CLIP-encoded frame, randomly selected from the video").
+    clip_frames: Literal["mean", "random"] = "mean"
     encoders: EncodersConfig = EncodersConfig()
     unet: UnetConfig = UnetConfig()
     scheduler: SchedulerConfig = SchedulerConfig()

@@ -6,8 +6,9 @@
                  diffusers' AudioLDMPipeline uses as its negative prompt, so guidance agrees with it.
     clap-text    Make-An-Audio §3.3 / App. E.2: the frozen CLAP text encoder's token states of the
                  caption, padded to 77 tokens (App. B Table 6), by cross-attention. Null: the states of "".
-    clip-image   CLIPSonic §2 / Make-An-Audio §4.3: the clip's pooled CLIP frame embedding as one
-                 token by cross-attention; prompts through CLIP's text tower (CLIPSonic-ZS zero-shot modality
+    clip-image   CLIPSonic §2 / Make-An-Audio §4.3: the clip's pooled CLIP frame embedding
+                 (`ldm.clip_frames: mean`, Make-An-Audio §4.3), or one frame's embedding drawn at random
+                 per clip per step (`random`, CLIPSonic §2), as one token by cross-attention; prompts through CLIP's text tower (CLIPSonic-ZS zero-shot modality
                  transfer). L2-normalised (Make-An-Audio App. E.3: the normalised condition trains better).
                  Null: a zero token.
 
@@ -37,7 +38,15 @@ TEXT_ENCODER, TOKENIZER = "text_encoder", "tokenizer"  # the diffusers pipeline'
 
 def build_conditioner(cfg: LdmConfig, device: str | torch.device = "cpu"):
     """The `cfg.conditioning` mode with its frozen encoders from `cfg.encoders`, on `device`."""
-    return CONDITIONERS.get(cfg.conditioning).from_encoders(cfg.encoders, device)
+    mode = CONDITIONERS.get(cfg.conditioning)
+    if cfg.clip_frames != "mean" and mode is not ClipImage:
+        raise ConfigError(
+            f"ldm.clip_frames applies to clip-image conditioning; {cfg.conditioning!r} does not read frames: remove it"
+        )
+    conditioner = mode.from_encoders(cfg.encoders, device)
+    if mode is ClipImage:
+        conditioner.frames = cfg.clip_frames
+    return conditioner
 
 
 def drop_condition(condition: Tensor, null: Tensor, probability: float, generator: torch.Generator) -> Tensor:
@@ -118,7 +127,7 @@ class ClapAudio(_TextTower):
             device
         )
 
-    def from_batch(self, batch: dict[str, Any]) -> Tensor:
+    def from_batch(self, batch: dict[str, Any], generator: torch.Generator | None = None) -> Tensor:
         embedding = _batch_tensor(batch, "clap_audio", self.name).to(self.device)
         if embedding.shape[-1] != self.dim:
             raise ValueError(
@@ -147,7 +156,7 @@ class ClapText(ClapAudio):
     def dim(self) -> int:
         return self.encoder.config.hidden_size
 
-    def from_batch(self, batch: dict[str, Any]) -> Tensor:
+    def from_batch(self, batch: dict[str, Any], generator: torch.Generator | None = None) -> Tensor:
         if "caption" not in batch:
             raise ValueError("the batch has no caption: clap-text conditioning trains on the samples' captions")
         return self.from_prompts(list(batch["caption"]))
@@ -169,6 +178,7 @@ class ClapText(ClapAudio):
 @CONDITIONERS.register("clip-image")
 class ClipImage(_TextTower):
     name, kind, tokens = "clip-image", "cross", 1
+    frames = "mean"  # ldm.clip_frames: "mean" (Make-An-Audio §4.3) or "random" (CLIPSonic §2)
 
     @property
     def dim(self) -> int:
@@ -185,16 +195,28 @@ class ClipImage(_TextTower):
             device
         )
 
-    def from_batch(self, batch: dict[str, Any]) -> Tensor:
-        if "clip_image_mean" in batch:
+    def from_batch(self, batch: dict[str, Any], generator: torch.Generator | None = None) -> Tensor:
+        """[B, 1, D]: the pooled frames (`frames` "mean"), or one frame per clip drawn from `generator`
+        ("random"; B draws on the generator's device, whatever the frame counts)."""
+        if self.frames == "random":
+            embedding = self._random_frames(batch, generator)
+        elif "clip_image_mean" in batch:
             embedding = _batch_tensor(batch, "clip_image_mean", self.name)
         else:  # Make-An-Audio §4.3: the frames' pooled embedding
-            embedding = _batch_tensor(batch, "clip_image", self.name).mean(dim=1)
+            embedding = torch.stack([f.mean(dim=0) for f in _frame_list(batch, self.name)])
         if embedding.shape[-1] != self.dim:
             raise ValueError(
                 f"the batch's CLIP embeddings have width {embedding.shape[-1]} but ldm.encoders.clip projects to {self.dim}: use the CLIP that annotated the corpus"
             )
         return F.normalize(embedding.to(self.device), dim=-1)[:, None]  # [B, 1, D]
+
+    def _random_frames(self, batch: dict[str, Any], generator: torch.Generator | None) -> Tensor:
+        if generator is None:
+            raise ValueError("ldm.clip_frames random draws a frame per clip: from_batch needs a generator")
+        frames = _frame_list(batch, self.name)
+        draws = torch.rand(len(frames), generator=generator, device=generator.device).cpu()
+        # CLIPSonic §2: q_img of one randomly selected frame (the annotate stage keeps the frames ingest picked)
+        return torch.stack([f[min(int(u * len(f)), len(f) - 1)] for f, u in zip(frames, draws)])
 
     @torch.no_grad()
     def from_prompts(self, prompts: list[str]) -> Tensor:
@@ -263,6 +285,20 @@ def _folder(path: str | None, key: str, mode: str, what: str) -> Path:
     if not (folder / "config.json").is_file():
         raise ConfigError(f"{key}: no model at {folder} (config.json not found); point it at {what}")
     return folder
+
+
+def _frame_list(batch: dict[str, Any], mode: str) -> list[Tensor]:
+    """The batch's clip_image rows as [frames_i, D] tensors (collate keeps clips of differing frame counts as a list)."""
+    if "clip_image" not in batch:
+        raise ValueError(
+            f"the batch has no 'clip_image': conditioning {mode!r} needs the frames' embeddings in the corpus shards (or latent shards)"
+        )
+    frames = batch["clip_image"]
+    rows = list(frames) if isinstance(frames, (list, tuple)) else list(torch.as_tensor(frames))
+    rows = [torch.as_tensor(row).float().reshape(-1, torch.as_tensor(row).shape[-1]) for row in rows]
+    if any(len(row) == 0 for row in rows):
+        raise ValueError("a clip in the batch has no frame embedding (clip_image is empty)")
+    return rows
 
 
 def _batch_tensor(batch: dict[str, Any], key: str, mode: str) -> Tensor:

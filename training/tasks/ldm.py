@@ -109,7 +109,7 @@ def train(config: TrainConfig) -> Path:
         total = 0.0
         for batch in batches:
             latents = latents_of(batch)
-            condition = conditioner.from_batch(batch)
+            condition = conditioner.from_batch(batch, session.generator)
             condition = drop_condition(condition, conditioner.null(len(condition)), ldm.cfg_dropout, session.generator)
             with session.accelerator.autocast():
                 loss = diffusion_loss(
@@ -185,7 +185,7 @@ def _validate(
         world_size=session.world_size,
     ):
         latents = latents_of(batch)
-        condition = conditioner.from_batch(batch)
+        condition = conditioner.from_batch(batch, session.generator)
         total += float(
             diffusion_loss(unet, scheduler, latents, conditioner.unet_kwargs(condition), session.generator)
         ) * len(latents)
