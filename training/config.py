@@ -129,7 +129,8 @@ class SchedulerConfig(StrictModel):
     num_train_timesteps: PositiveInt = 1000
     beta_start: Annotated[float, Field(gt=0)] = 0.0015
     beta_end: Annotated[float, Field(gt=0)] = 0.0195
-    beta_schedule: Literal["linear", "scaled_linear"] = "scaled_linear"
+    # squaredcos_cap_v2: the cosine schedule (Nichol & Dhariwal 2021) CLIPSonic §3 trains with
+    beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "scaled_linear"
     prediction_type: Literal["epsilon", "v_prediction"] = "epsilon"
 
 
@@ -169,6 +170,9 @@ class LdmConfig(StrictModel):
         None  # Min-SNR-γ loss weights (Hang et al. 2023; diffusers' --snr_gamma, 5.0)
     )
     latents: bool = True  # read pre-encoded latent shards (`t2a encode-latents`); False: encode on the fly
+    # latent: diffusion on the VAE's latents (AudioLDM, Make-An-Audio); mel: on the normalised mel crops
+    # themselves, no VAE (CLIPSonic §3; training/models/melspace.py). In mel space `latents` is not read.
+    space: Literal["latent", "mel"] = "latent"
     train: LoopConfig = LoopConfig()
 
 

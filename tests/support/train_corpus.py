@@ -31,22 +31,33 @@ def smooth_mel(rng: np.random.Generator, frames: int) -> np.ndarray:
 
 
 def build_train_corpus(
-    root: Path, *, splits: dict[str, tuple[int, int]] | None = None, frames: int = 32, dim: int = 32, seed: int = 0
+    root: Path,
+    *,
+    splits: dict[str, tuple[int, int]] | None = None,
+    frames: int = 32,
+    dim: int = 32,
+    seed: int = 0,
+    profile: str = "audioldm",
+    clip_frames: int = 0,
 ) -> Path:
-    """root/index.json + root/<split>/shard-NNNNNN.tar; splits: name → (shards, samples per shard)."""
+    """root/index.json + root/<split>/shard-NNNNNN.tar; splits: name → (shards, samples per shard).
+
+    `profile`: the mel profile the (64-band) mels are stored under; `clip_frames` > 0: each clip also
+    carries that many CLIP frame embeddings (clip_image) and their normalised mean (clip_image_mean),
+    each frame its clip's caption direction plus noise, so a condition on them is learnable."""
     splits = splits or {"train": (4, 6), "valid": (1, 4)}
     rng = np.random.default_rng(seed)
     stats = []
     for split, (shards, per_shard) in splits.items():
         for s in range(shards):
             samples = [
-                _sample(f"{split}-{s:02d}-{i:03d}", split, rng, frames, dim, s * per_shard + i)
+                _sample(f"{split}-{s:02d}-{i:03d}", split, rng, frames, dim, s * per_shard + i, profile, clip_frames)
                 for i in range(per_shard)
             ]
             path = Path(root) / split / f"shard-{s:06d}.tar"
             info = writer.write_shard(path, samples)
             stats.append(writer.write_stats(path, info, {"split": split}))
-    index.write_indexes(Path(root), stats, "0" * 64, ["audioldm"])
+    index.write_indexes(Path(root), stats, "0" * 64, [profile])
     return Path(root)
 
 
@@ -60,21 +71,40 @@ def tone_flac(rng: np.random.Generator, seconds: float = 0.5, rate: int = 48000)
 
 
 def _sample(
-    key: str, split: str, rng: np.random.Generator, frames: int, dim: int, n: int
+    key: str,
+    split: str,
+    rng: np.random.Generator,
+    frames: int,
+    dim: int,
+    n: int,
+    profile: str = "audioldm",
+    clip_frames: int = 0,
 ) -> tuple[str, dict[str, bytes]]:
     mel = smooth_mel(rng, frames)
     flac = tone_flac(rng)
     embedding = rng.standard_normal(dim).astype(np.float32)
     embedding /= np.linalg.norm(embedding)
     caption = CAPTIONS[n % len(CAPTIONS)]
+    arrays = {"clap_audio": embedding}
+    if clip_frames:
+        direction = np.random.default_rng(1000 + n % len(CAPTIONS)).standard_normal(dim)
+        frames_ = direction + 0.3 * rng.standard_normal((clip_frames, dim))
+        frames_ /= np.linalg.norm(frames_, axis=-1, keepdims=True)
+        mean = frames_.mean(axis=0)
+        arrays["clip_image"] = frames_.astype(np.float32)
+        arrays["clip_image_mean"] = (mean / np.linalg.norm(mean)).astype(np.float32)
+    described = {
+        name: {"member": f"{name}.npy", "shape": list(array.shape), "dtype": "float32", "model": "test"}
+        for name, array in arrays.items()
+    }
     meta = make_meta(
         key,
-        mels={"audioldm": mel},
+        mels={profile: mel},
         audio=flac,
         split=split,
         selected_caption=caption,
         selected_expert="human",
         event_count=1 + n % 2,
-        embeddings={"clap_audio": {"member": "clap_audio.npy", "shape": [dim], "dtype": "float32", "model": "test"}},
+        embeddings=described,
     )
-    return key, contract.build_sample(meta, {"audioldm": mel}, audio=flac, arrays={"clap_audio": embedding})
+    return key, contract.build_sample(meta, {profile: mel}, audio=flac, arrays=arrays)
