@@ -71,6 +71,11 @@ TRAINERS = {
         "a HiFi-GAN vocoder on the corpus audio; writes <run>/vocoder/model.",
         " (set vocoder.model to it to use it)",
     ),
+    "prior": (
+        "prior",
+        "CLIPSonic-SD's diffusion prior (CLIP text → CLIP image embedding); writes <run>/prior/model and gap.json.",
+        " (t2a sample --query text-prior --prior it)",
+    ),
     "clap": (
         "clap",
         "a CLAP (ClapModel) contrastively on the corpus pairs; writes <run>/clap/model and recall.json.",
@@ -151,9 +156,19 @@ def sample(
         "--vocoder",
         help="A SpeechT5HifiGan folder (default: the config's vocoder.model, else the model's trained one, else Griffin-Lim).",
     ),
+    query: str = typer.Option(
+        "text-zs",
+        "--query",
+        help="text-zs: the prompts through the model's text tower; text-prior: CLIP text → the diffusion prior's image embedding; image / video: CLIP image queries (CLIPSonic §2).",
+    ),
+    images: list[Path] = typer.Option(None, "--image", help="--query image: a picture (repeat for several)."),
+    video: Path | None = typer.Option(
+        None, "--video", help="--query video: a video; 4 frames picked as ingest picks them, pooled."
+    ),
+    prior: Path | None = typer.Option(None, "--prior", help="--query text-prior: a `t2a train prior` model folder."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
 ) -> None:
-    """Generate audio (WAV) and mel spectrograms (PNG) for prompts."""
+    """Generate audio (WAV) and mel spectrograms (PNG) for prompts, or for image / video queries."""
     from training.sample.generate import Request, read_prompts, run
 
     cfg = _config(config) if config else None
@@ -161,27 +176,39 @@ def sample(
     checkpoint = checkpoint or (cfg.ldm_dir if cfg else None)
     if checkpoint is None:
         _fail("give --checkpoint (a model folder) or --config")
-    texts = _guard(lambda: read_prompts(list(prompts or []), prompts_file)) or (
-        list(defaults.prompts) if defaults else []
-    )
+    images = list(images or [])
+    if query in ("image", "video"):  # the queries name the items (file names in samples.json)
+        texts = [p.name for p in images] if query == "image" else ([video.name] if video else [])
+    else:
+        texts = _guard(lambda: read_prompts(list(prompts or []), prompts_file)) or (
+            list(defaults.prompts) if defaults else []
+        )
+    if not texts and query in ("image", "video"):
+        _fail(f"--query {query} needs --{query}")
     if not texts:
         _fail("no prompts: pass them as arguments, with --prompts-file, or in the config's sample.prompts")
     pick = lambda value, name, fallback: (
         value if value is not None else (getattr(defaults, name) if defaults else fallback)
     )  # noqa: E731
-    request = Request(
-        prompts=texts,
-        steps=pick(steps, "steps", 50),
-        guidance=pick(guidance, "guidance", 2.0),
-        sampler=pick(sampler, "sampler", "ddim"),
-        seed=pick(seed, "seed", 0),
-        seconds=pick(seconds, "seconds", None),
-        per_prompt=pick(per_prompt, "per_prompt", 1),
-        style_source=style_source,
-        style_strength=strength,
-        inpaint_source=inpaint_source,
-        inpaint_keep=_span(keep) if keep else None,
-        griffin_lim_iters=cfg.vocoder.griffin_lim_iters if cfg else 32,
+    request = _guard(
+        lambda: Request(
+            prompts=texts,
+            steps=pick(steps, "steps", 50),
+            guidance=pick(guidance, "guidance", 2.0),
+            sampler=pick(sampler, "sampler", "ddim"),
+            seed=pick(seed, "seed", 0),
+            seconds=pick(seconds, "seconds", None),
+            per_prompt=pick(per_prompt, "per_prompt", 1),
+            style_source=style_source,
+            style_strength=strength,
+            inpaint_source=inpaint_source,
+            inpaint_keep=_span(keep) if keep else None,
+            griffin_lim_iters=cfg.vocoder.griffin_lim_iters if cfg else 32,
+            query=query,
+            images=tuple(images),
+            video=video,
+            prior=prior,
+        )
     )
     vocoder = vocoder or (cfg.vocoder.model if cfg else None)
     out = out or (cfg.samples_dir if cfg else Path("samples"))

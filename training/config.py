@@ -216,6 +216,23 @@ class ClapTrainConfig(StrictModel):
     train: LoopConfig = LoopConfig()
 
 
+class PriorConfig(StrictModel):
+    """`t2a train prior`: CLIPSonic-SD's diffusion prior (training/models/prior.py), CLIPSonic App. values."""
+
+    width: PositiveInt = 256  # transformer width (the paper's: CLIP's, 768 for ViT-L/14)
+    layers: PositiveInt = 4  # the paper's: 12
+    heads: PositiveInt = 4
+    num_train_timesteps: PositiveInt = 1000  # CLIPSonic App.: cosine schedule, 1000 training steps
+    sample_steps: PositiveInt = 64  # CLIPSonic App.: 64 steps at inference
+    candidates: PositiveInt = 2  # CLIPSonic App.: two draws per text, the closer to it kept
+    cfg_dropout: Probability = 0.1  # CLIPSonic App.: text replaced by the learnable placeholder 10 % of the time
+    batch_size: PositiveInt = 32  # CLIPSonic §3
+    # CLIPSonic App.: AdamW, lr 1e-4, weight decay 0.06, EMA 0.9999; ~200 k steps to convergence
+    train: LoopConfig = LoopConfig(
+        steps=200_000, optim=OptimConfig(lr=1e-4, weight_decay=0.06), ema_decay=0.9999, checkpoint_every=10_000
+    )
+
+
 class SampleConfig(StrictModel):
     prompts: list[str] = []
     steps: PositiveInt = 50
@@ -236,6 +253,7 @@ class TrainConfig(StrictModel):
     vocoder: VocoderConfig = VocoderConfig()
     sample: SampleConfig = SampleConfig()
     clap: ClapTrainConfig = ClapTrainConfig()
+    prior: PriorConfig = PriorConfig()
 
     @property
     def clap_data(self) -> DataConfig:
@@ -266,6 +284,10 @@ class TrainConfig(StrictModel):
     @property
     def vocoder_dir(self) -> Path:
         return self.run / "vocoder"
+
+    @property
+    def prior_dir(self) -> Path:
+        return self.run / "prior"
 
     @property
     def clap_dir(self) -> Path:

@@ -16,6 +16,7 @@ from shard_samples import make_meta
 from pipelines.shard import contract, index, writer
 
 CAPTIONS = ("a dog barks", "rain falls on a roof", "a car passes by", "a bell rings twice", "people talk in a room")
+LABELS = ("Dog", "Rain", "Car", "Bell", "Speech")  # each caption's label (clip_frames corpora)
 N_MELS = 64
 
 
@@ -93,6 +94,7 @@ def _sample(
         mean = frames_.mean(axis=0)
         arrays["clip_image"] = frames_.astype(np.float32)
         arrays["clip_image_mean"] = (mean / np.linalg.norm(mean)).astype(np.float32)
+    labels = {"labels": [{"mid": None, "name": LABELS[n % len(CAPTIONS)]}]} if clip_frames else {}
     described = {
         name: {"member": f"{name}.npy", "shape": list(array.shape), "dtype": "float32", "model": "test"}
         for name, array in arrays.items()
@@ -106,5 +108,6 @@ def _sample(
         selected_expert="human",
         event_count=1 + n % 2,
         embeddings=described,
+        **labels,
     )
     return key, contract.build_sample(meta, {profile: mel}, audio=flac, arrays=arrays)

@@ -19,6 +19,7 @@ samples with, so training/models/pipeline.py can save it beside the UNet (text_e
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from training.config import EncodersConfig, LdmConfig
 CONDITIONERS: Registry[type] = Registry("conditioning mode")
 MAX_TOKENS = 77  # Make-An-Audio App. B Table 6: CLAP text encoder token length
 TEXT_ENCODER, TOKENIZER = "text_encoder", "tokenizer"  # the diffusers pipeline's component folders
+CLIP = "clip"  # clip-image: the whole CLIPModel folder, for image and video queries
 
 
 def build_conditioner(cfg: LdmConfig, device: str | torch.device = "cpu"):
@@ -184,16 +186,53 @@ class ClipImage(_TextTower):
     def dim(self) -> int:
         return self.encoder.config.projection_dim
 
+    clip_folder: Path | None = None  # the whole CLIPModel + CLIPProcessor: image and video queries
+
     @classmethod
     def from_encoders(cls, encoders: EncodersConfig, device: str | torch.device = "cpu") -> ClipImage:
         folder = _folder(encoders.clip, "ldm.encoders.clip", cls.name, "a transformers CLIPModel folder")
-        return cls(*load_clip_text(folder), source=str(folder)).to(device)
+        conditioner = cls(*load_clip_text(folder), source=str(folder)).to(device)
+        conditioner.clip_folder = folder if _model_type(folder) == "clip" else None
+        return conditioner
 
     @classmethod
     def from_folder(cls, folder: Path, device: str | torch.device = "cpu") -> ClipImage:
-        return cls(*load_clip_text(Path(folder) / TEXT_ENCODER, Path(folder) / TOKENIZER), source=str(folder)).to(
-            device
-        )
+        conditioner = cls(
+            *load_clip_text(Path(folder) / TEXT_ENCODER, Path(folder) / TOKENIZER), source=str(folder)
+        ).to(device)
+        clip = Path(folder) / CLIP
+        conditioner.clip_folder = clip if (clip / "config.json").is_file() else None
+        return conditioner
+
+    def save(self, folder: Path) -> None:
+        """text_encoder/, tokenizer/ and clip/ (the CLIPModel + processor the image queries encode with)."""
+        super().save(folder)
+        if self.clip_folder is not None and Path(self.clip_folder).resolve() != (Path(folder) / CLIP).resolve():
+            shutil.copytree(self.clip_folder, Path(folder) / CLIP, dirs_exist_ok=True)
+
+    @torch.no_grad()
+    def from_images(self, images: list[bytes]) -> Tensor:
+        """[N, 1, D]: CLIPSonic-IQ's q_img of each picture (JPEG/PNG bytes), embedded exactly as the
+        annotate stage embeds the corpus frames (pipelines.annotate.encoders.clip)."""
+        embeddings = self.image_encoder().embed_images(images)
+        return torch.from_numpy(embeddings).float().to(self.device)[:, None]
+
+    def image_encoder(self):
+        if self.clip_folder is None:
+            raise ConfigError(
+                "image and video queries need the CLIP image tower: this model folder has no clip/ (trained before "
+                "image queries existed); retrain, or copy the ldm.encoders.clip CLIPModel folder to <model>/clip"
+            )
+        if getattr(self, "_images", None) is None:
+            from pipelines.annotate.encoders.base import ModelLoadError
+            from pipelines.annotate.encoders.clip import load_clip
+            from pipelines.annotate.encoders.config import ClipConfig
+
+            try:
+                self._images = load_clip(ClipConfig(model=str(self.clip_folder)), self.device.type)
+            except ModelLoadError as error:
+                raise ConfigError(str(error)) from None
+        return self._images
 
     def from_batch(self, batch: dict[str, Any], generator: torch.Generator | None = None) -> Tensor:
         """[B, 1, D]: the pooled frames (`frames` "mean"), or one frame per clip drawn from `generator`

@@ -26,6 +26,7 @@ from pipelines.core.features import MelExtractor, MelProfile, get_profile, load_
 from training.models.bundle import Bundle
 from training.models.vocoder import load_vocoder, mel_to_audio
 from training.sample.io import slug, write_json, write_mel_png, write_wav
+from training.sample.queries import query_condition
 
 SAMPLERS = ("ddim", "dpm-solver++", "ddpm")
 
@@ -44,6 +45,10 @@ class Request:
     inpaint_source: Path | None = None  # AudioLDM §4 inpainting: the audio whose part is kept
     inpaint_keep: tuple[float, float] | None = None  # seconds of the source kept; the rest is regenerated
     griffin_lim_iters: int = 32  # when the bundle has no vocoder (VocoderConfig.griffin_lim_iters)
+    query: str = "text-zs"  # training/sample/queries.py: text-zs | text-prior | image | video (CLIPSonic §2)
+    images: tuple[Path, ...] = ()  # query image: one item per picture (prompts name them)
+    video: Path | None = None  # query video: one item
+    prior: Path | None = None  # query text-prior: a `t2a train prior` model folder (CLIPSonic-SD / -PD)
 
     def __post_init__(self) -> None:
         problems = []
@@ -61,8 +66,30 @@ class Request:
             problems.append("inpainting needs both inpaint_source and inpaint_keep (start, end seconds)")
         if self.inpaint_keep is not None and not 0 <= self.inpaint_keep[0] < self.inpaint_keep[1]:
             problems.append(f"inpaint_keep must be (start, end) seconds with 0 <= start < end, got {self.inpaint_keep}")
+        problems += self._query_problems()
         if problems:
             raise ConfigError("sample request: " + "; ".join(problems))
+
+    def _query_problems(self) -> list[str]:
+        from training.sample.queries import QUERIES
+
+        if self.query not in QUERIES:
+            return [f"unknown query {self.query!r}; valid: {', '.join(QUERIES)}"]
+        wanted = {"image": bool(self.images), "video": self.video is not None, "text-prior": self.prior is not None}
+        problems = [
+            f"--query {mode} needs {option}"
+            for mode, option in (("image", "--image"), ("video", "--video"), ("text-prior", "--prior"))
+            if self.query == mode and not wanted[mode]
+        ]
+        problems += [
+            f"{option} is for --query {mode}"
+            for mode, option in (("image", "--image"), ("video", "--video"), ("text-prior", "--prior"))
+            if self.query != mode and wanted[mode]
+        ]
+        items = len(self.images) if self.query == "image" else 1 if self.query == "video" else len(self.prompts)
+        if not problems and len(self.prompts) != items:
+            problems.append(f"{len(self.prompts)} names for {items} {self.query} queries")
+        return problems
 
 
 @dataclass(frozen=True)
@@ -118,7 +145,7 @@ def sample_latents(bundle: Bundle, request: Request, device: str | torch.device 
     scheduler = _sampler(request.sampler, bundle.scheduler_config)
     scheduler.set_timesteps(request.steps, device=device)
     with torch.no_grad(), evaluating(unet, bundle.vae):
-        cond = conditioner.from_prompts(list(request.prompts)).repeat_interleave(request.per_prompt, dim=0)
+        cond = query_condition(bundle, request).repeat_interleave(request.per_prompt, dim=0)
         cond = cond.to(device, unet.dtype) if cond.is_floating_point() else cond.to(device)
         null = conditioner.null(n).to(cond) if request.guidance != 1 else None
         noise = _noise(generators, shape.latent).to(device, unet.dtype)

@@ -60,13 +60,39 @@ def test_the_presets_keep_the_papers_values():
         assert (ldm.train.optim.lr, config.sample.steps, config.sample.guidance) == (1e-4, 1000, 1.5)
 
 
-def test_mel_space_preset_trains_on_64x64_mels_and_samples_deterministically(corpus, tmp_path):
+@pytest.fixture(scope="module")
+def mel_model(corpus, tmp_path_factory) -> tuple[Path, Path]:
+    """(config, model folder) of the clipsonic-mel preset trained 6 steps on the tiny corpus."""
+    config_path = preset("clipsonic-mel", tmp_path_factory.mktemp("mel"), corpus, steps=6)
+    return config_path, train_ldm.train(load_config(config_path))
+
+
+@pytest.fixture(scope="module")
+def prior(corpus, mel_model) -> Path:
+    """CLIPSonic-SD's prior trained on the corpus's "a photo of [label]" texts against its frames."""
+    from training.tasks import prior as train_prior
+
+    raw = yaml.safe_load(mel_model[0].read_text())
+    raw["data"]["batch_size"] = 8
+    raw["prior"] = {
+        "width": 32,
+        "layers": 2,
+        "heads": 2,
+        "sample_steps": 8,
+        "batch_size": 8,
+        "train": {"steps": 120, "optim": {"lr": 3e-3}, "ema_decay": 0.0, "checkpoint_every": 120, "log_every": 1},
+    }
+    path = mel_model[0].with_name("prior.yaml")
+    path.write_text(yaml.safe_dump(raw))
+    return train_prior.train(load_config(path))
+
+
+def test_mel_space_preset_trains_on_64x64_mels_and_samples_deterministically(mel_model):
     from training.models.melspace import MelSpace
     from training.models.pipeline import load_bundle
     from training.sample.generate import Request, generate
 
-    config = load_config(preset("clipsonic-mel", tmp_path, corpus, steps=6))
-    model = train_ldm.train(config)
+    config, model = load_config(mel_model[0]), mel_model[1]
     loss = [m["loss"] for m in read_metrics(config.ldm_dir) if "loss" in m]
     assert len(loss) == 6 and all(np.isfinite(loss))
     bundle = load_bundle(model)
@@ -88,3 +114,91 @@ def test_latent_preset_trains_one_step(corpus, tmp_path):
     model = train_ldm.train(config)
     assert (model / "unet" / "config.json").is_file()
     assert [m["step"] for m in read_metrics(config.ldm_dir) if "loss" in m] == [1]
+
+
+def test_the_prior_learns_to_close_the_modality_gap(prior):
+    """CLIPSonic Table 2 on a learnable fixture: each label's frames lie around one direction that the raw
+    CLIP text embedding of "a photo of [label]" does not point to; the prior's outputs do."""
+    import json
+
+    loss = [m["loss"] for m in read_metrics(prior.parent) if "loss" in m]
+    assert np.mean(loss[-20:]) < 0.5 * np.mean(loss[:20])
+    gap = json.loads((prior.parent / "gap.json").read_text())
+    assert gap["split"] == "valid" and gap["clips"] == 4
+    assert abs(gap["text-zs"]) < 0.4 and gap["text-prior"] > 0.6 and gap["text-prior"] > gap["text-zs"] + 0.4
+
+
+def _jpeg(path: Path, colour: tuple[int, int, int]) -> Path:
+    from PIL import Image
+
+    Image.new("RGB", (64, 48), colour).save(path, format="JPEG")
+    return path
+
+
+def _mp4(path: Path) -> Path:
+    import subprocess
+
+    from pipelines.core.tools import ffmpeg_exe
+
+    video = ["-f", "lavfi", "-i", "testsrc=size=96x64:rate=25:duration=2"]
+    audio = ["-f", "lavfi", "-i", "sine=frequency=440:duration=2:sample_rate=16000"]
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", *video, *audio, "-shortest", str(path)], check=True)
+    return path
+
+
+def test_query_modes_sample_with_shapes_and_determinism(mel_model, prior, tmp_path):
+    """CLIPSonic §2: text-zs, text-prior, image (CLIPSonic-IQ) and video (Make-An-Audio §4.3's 4 pooled frames)."""
+    from pipelines.annotate.encoders.clip import load_clip
+    from pipelines.annotate.encoders.config import ClipConfig
+    from pipelines.core.frames import video_frames
+    from training.models.pipeline import load_bundle
+    from training.sample.generate import Request, generate
+    from training.sample.queries import query_condition
+
+    bundle = load_bundle(mel_model[1])
+    images = (_jpeg(tmp_path / "red.jpg", (200, 30, 30)), _jpeg(tmp_path / "blue.jpg", (20, 30, 220)))
+    clip = tmp_path / "clip.mp4"
+    _mp4(clip)
+    requests = {
+        "text-zs": Request(prompts=["a photo of dog"], steps=2, seed=1),
+        "text-prior": Request(
+            prompts=["a photo of dog", "a photo of rain"], steps=2, seed=1, query="text-prior", prior=prior
+        ),
+        "image": Request(prompts=["red.jpg", "blue.jpg"], steps=2, seed=1, query="image", images=images),
+        "video": Request(prompts=["clip.mp4"], steps=2, seed=1, query="video", video=clip),
+    }
+    for mode, request in requests.items():
+        condition = query_condition(bundle, request)
+        assert condition.shape == (len(request.prompts), 1, 32), mode
+        torch.testing.assert_close(condition.norm(dim=-1), torch.ones(len(request.prompts), 1))
+        mels, _ = generate(bundle, request)
+        assert mels.shape == (len(request.prompts), 64, 64) and torch.equal(mels, generate(bundle, request)[0]), mode
+    # the image query is the annotate stage's embedding of the picture; the video's, the mean of 4 ingest frames
+    encoder = load_clip(ClipConfig(model=str(mel_model[1] / "clip")), "cpu")
+    expected = torch.from_numpy(encoder.embed_images([images[0].read_bytes()]))
+    torch.testing.assert_close(query_condition(bundle, requests["image"])[:1, 0], expected)
+    frames = video_frames(clip)
+    assert len(frames) == 4
+    pooled = torch.nn.functional.normalize(torch.from_numpy(encoder.embed_images(frames)).mean(0), dim=-1)
+    torch.testing.assert_close(query_condition(bundle, requests["video"])[0, 0], pooled)
+
+
+def test_query_mistakes_are_one_line_errors(mel_model, tmp_path):
+    from pipelines.core.config import ConfigError
+    from training.models.pipeline import load_bundle
+    from training.sample.generate import Request, generate
+
+    with pytest.raises(ConfigError, match="--query image needs --image"):
+        Request(prompts=["x"], query="image")
+    with pytest.raises(ConfigError, match="unknown query 'audio'"):
+        Request(prompts=["x"], query="audio")
+    with pytest.raises(ConfigError, match="--prior is for --query text-prior"):
+        Request(prompts=["x"], prior=tmp_path)
+    bundle = load_bundle(mel_model[1])
+    with pytest.raises(ConfigError, match="no diffusion prior there"):
+        generate(bundle, Request(prompts=["x"], steps=1, query="text-prior", prior=tmp_path))
+    with pytest.raises(ConfigError, match="cannot read the image"):
+        generate(bundle, Request(prompts=["x"], steps=1, query="image", images=(tmp_path / "none.jpg",)))
+    (tmp_path / "not.mp4").write_bytes(b"not a video")
+    with pytest.raises(ConfigError, match="not.mp4: cannot read the video"):
+        generate(bundle, Request(prompts=["x"], steps=1, query="video", video=tmp_path / "not.mp4"))
