@@ -151,6 +151,18 @@ def sample(
         None, "--inpaint", help="Audio whose kept region stays (AudioLDM eq. 11)."
     ),
     keep: str | None = typer.Option(None, help="Inpainting: seconds kept, START:END (the rest is generated)."),
+    keep_band: str | None = typer.Option(
+        None, "--keep-band", help="Inpainting: the frequency band kept, LOW:HIGH Hz (with --keep: their intersection)."
+    ),
+    super_resolve: Path | None = typer.Option(
+        None, "--super-resolve", help="Low-rate audio whose band is kept and the rest generated (AudioLDM §4)."
+    ),
+    cutoff: float | None = typer.Option(None, help="Super-resolution: Hz observed (default: the input's Nyquist)."),
+    reference: Path | None = typer.Option(
+        None,
+        "--reference",
+        help="Full-band audio to score the samples against: LSD in samples.json (AudioLDM Table 5).",
+    ),
     vocoder: Path | None = typer.Option(
         None,
         "--vocoder",
@@ -203,6 +215,9 @@ def sample(
             style_strength=strength,
             inpaint_source=inpaint_source,
             inpaint_keep=_span(keep) if keep else None,
+            inpaint_band=_span(keep_band, "--keep-band", "LOW:HIGH in Hz") if keep_band else None,
+            super_resolve=super_resolve,
+            cutoff=cutoff,
             griffin_lim_iters=cfg.vocoder.griffin_lim_iters if cfg else 32,
             query=query,
             images=tuple(images),
@@ -213,7 +228,11 @@ def sample(
     vocoder = vocoder or (cfg.vocoder.model if cfg else None)
     out = out or (cfg.samples_dir if cfg else Path("samples"))
     logging.getLogger("training").setLevel(logging.INFO)
-    written = _guard(lambda: run(model_folder(checkpoint), request, out, device=_device(device), vocoder=vocoder))
+    written = _guard(
+        lambda: run(
+            model_folder(checkpoint), request, out, device=_device(device), vocoder=vocoder, reference=reference
+        )
+    )
     console.print(f"{len(written)} files in {out}")
 
 
@@ -251,9 +270,9 @@ def model_folder(path: Path) -> Path:
     )
 
 
-def _span(text: str) -> tuple[float, float]:
+def _span(text: str, option: str = "--keep", form: str = "START:END in seconds") -> tuple[float, float]:
     try:
         start, end = (float(part) for part in text.split(":"))
     except ValueError:
-        _fail(f"--keep must be START:END in seconds, got {text!r}")
+        _fail(f"{option} must be {form}, got {text!r}")
     return start, end
