@@ -424,7 +424,7 @@ def run(
     rate = get_profile(bundle.profile).sample_rate
     extra = None
     if reference is not None:
-        from training.evaluate.lsd import lsd_to_file
+        from training.sample.lsd import lsd_to_file
 
         if not Path(reference).is_file():
             raise ConfigError(f"{reference}: no such reference audio file")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from training.evaluate.lsd import lsd, lsd_to_file
+from training.sample.lsd import lsd, lsd_to_file
 
 
 def reference_lsd(estimate: np.ndarray, reference: np.ndarray, n_fft: int = 2048, hop: int = 512) -> float:
