@@ -71,6 +71,11 @@ TRAINERS = {
         "a HiFi-GAN vocoder on the corpus audio; writes <run>/vocoder/model.",
         " (set vocoder.model to it to use it)",
     ),
+    "inpaint": (
+        "inpaint",
+        "the inpainting fine-tune of the trained LDM (Make-An-Audio §4.2); writes <run>/inpaint/model.",
+        " (t2a sample --checkpoint it --inpaint src.wav --mask START:END)",
+    ),
     "prior": (
         "prior",
         "CLIPSonic-SD's diffusion prior (CLIP text → CLIP image embedding); writes <run>/prior/model and gap.json.",
@@ -151,6 +156,9 @@ def sample(
         None, "--inpaint", help="Audio whose kept region stays (AudioLDM eq. 11)."
     ),
     keep: str | None = typer.Option(None, help="Inpainting: seconds kept, START:END (the rest is generated)."),
+    mask: str | None = typer.Option(
+        None, "--mask", help="Inpainting: seconds regenerated, START:END (the rest is kept; Make-An-Audio §4.2)."
+    ),
     keep_band: str | None = typer.Option(
         None, "--keep-band", help="Inpainting: the frequency band kept, LOW:HIGH Hz (with --keep: their intersection)."
     ),
@@ -215,6 +223,7 @@ def sample(
             style_strength=strength,
             inpaint_source=inpaint_source,
             inpaint_keep=_span(keep) if keep else None,
+            inpaint_mask=_span(mask, "--mask") if mask else None,
             inpaint_band=_span(keep_band, "--keep-band", "LOW:HIGH in Hz") if keep_band else None,
             super_resolve=super_resolve,
             cutoff=cutoff,

@@ -233,6 +233,17 @@ class PriorConfig(StrictModel):
     )
 
 
+class InpaintConfig(StrictModel):
+    """`t2a train inpaint`: Make-An-Audio §4.2's inpainting fine-tune of a trained LDM (training/tasks/inpaint.py)."""
+
+    init: str | None = None  # the LDM model folder to start from; None: <run>/ldm/model
+    # training/data/masks.py families, one drawn per example: LaMa's thin / medium / thick, wav2vec 2.0's frame
+    masks: list[Literal["thin", "medium", "thick", "frame"]] = ["thin", "medium", "thick", "frame"]
+    p: Annotated[float, Field(gt=0, lt=1)] = 0.5  # frame masks' probability (Make-An-Audio Table 2: 0.3, 0.5, 0.7)
+    span: PositiveInt = 10  # frame masks' span M, in latent rows (wav2vec 2.0: 10)
+    train: LoopConfig = LoopConfig()
+
+
 class SampleConfig(StrictModel):
     prompts: list[str] = []
     steps: PositiveInt = 50
@@ -254,6 +265,7 @@ class TrainConfig(StrictModel):
     sample: SampleConfig = SampleConfig()
     clap: ClapTrainConfig = ClapTrainConfig()
     prior: PriorConfig = PriorConfig()
+    inpaint: InpaintConfig = InpaintConfig()
 
     @property
     def clap_data(self) -> DataConfig:
@@ -286,6 +298,10 @@ class TrainConfig(StrictModel):
         return self.run / "vocoder"
 
     @property
+    def inpaint_dir(self) -> Path:
+        return self.run / "inpaint"
+
+    @property
     def prior_dir(self) -> Path:
         return self.run / "prior"
 
@@ -313,6 +329,7 @@ def load_config(path: str | Path) -> TrainConfig:
             "data": _local(config.data, base),
             "vae": _init(config.vae, base),
             "ldm": _ldm(config.ldm, base),
+            "inpaint": config.inpaint.model_copy(update={"init": resolve(config.inpaint.init, base)}),
             "vocoder": _vocoder(config.vocoder, base),
             "clap": config.clap.model_copy(
                 update={"init": resolve(config.clap.init, base), "shards": resolve(config.clap.shards, base)}

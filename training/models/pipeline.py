@@ -57,11 +57,15 @@ def _write(folder: Path, bundle: Bundle, clap_dir: str | None) -> None:
         conditioner.save(folder)
     vocoder = bundle.vocoder
     if vocoder is None and conditioner.name == "clap-audio" and isinstance(bundle.vae, AutoencoderKL):
+        # (an inpainting UNet, 2C + 1 inputs, gets no model_index.json: AudioLDMPipeline cannot run it)
         profile = get_profile(bundle.profile)  # AudioLDMPipeline needs one: untrained, right shape
         vocoder = build_vocoder(profile.n_mels, profile.sample_rate, profile.hop_length)
     if vocoder is not None:
         vocoder.save_pretrained(folder / "vocoder")
-    if conditioner.name == "clap-audio" and (folder / TEXT_ENCODER).is_dir() and isinstance(bundle.vae, AutoencoderKL):
+    plain = (
+        isinstance(bundle.vae, AutoencoderKL) and bundle.unet.config.in_channels == bundle.vae.config.latent_channels
+    )
+    if conditioner.name == "clap-audio" and (folder / TEXT_ENCODER).is_dir() and plain:
         _write_json(folder / "model_index.json", _model_index(conditioner))
     _write_json(folder / META, _meta(bundle, clap_dir))
 

@@ -24,6 +24,7 @@ from torch import Tensor
 from pipelines.core.config import ConfigError
 from pipelines.core.features import MelExtractor, MelProfile, get_profile, load_audio
 from training.models.bundle import Bundle
+from training.models.inpaint import WithContext, context, is_inpainting
 from training.models.vocoder import load_vocoder, mel_to_audio
 from training.sample.io import slug, write_json, write_mel_png, write_wav
 from training.sample.queries import query_condition
@@ -44,6 +45,7 @@ class Request:
     style_strength: float = 0.5  # n0 / N: 0 returns the source, 1 ignores it
     inpaint_source: Path | None = None  # AudioLDM §4 inpainting: the audio whose part is kept
     inpaint_keep: tuple[float, float] | None = None  # seconds of the source kept; the rest is regenerated
+    inpaint_mask: tuple[float, float] | None = None  # seconds of the source regenerated; the rest is kept
     inpaint_band: tuple[float, float] | None = None  # Hz of the source kept (a frequency mask); None: all
     super_resolve: Path | None = None  # AudioLDM §4 super-resolution: low-rate audio whose band is kept
     cutoff: float | None = None  # Hz observed in super_resolve's audio; None: half its sample rate
@@ -65,7 +67,9 @@ class Request:
             problems.append(f"unknown sampler {self.sampler!r}; valid names: {', '.join(SAMPLERS)}")
         if not 0 <= self.style_strength <= 1:
             problems.append(f"style_strength must be in [0, 1], got {self.style_strength}")
-        masked = self.inpaint_keep is not None or self.inpaint_band is not None
+        if self.inpaint_keep is not None and self.inpaint_mask is not None:
+            problems.append("give inpaint_keep (seconds kept) or inpaint_mask (seconds regenerated), not both")
+        masked = self.inpaint_keep is not None or self.inpaint_band is not None or self.inpaint_mask is not None
         if (self.inpaint_source is None) == masked:
             problems.append(
                 "inpainting needs inpaint_source and inpaint_keep (start, end seconds) and/or inpaint_band (low, high Hz)"
@@ -76,8 +80,10 @@ class Request:
             problems.append("super-resolution, inpainting and style transfer are separate requests")
         if self.cutoff is not None and (self.super_resolve is None or self.cutoff <= 0):
             problems.append("cutoff (Hz, > 0) is for super-resolution")
-        if self.inpaint_keep is not None and not 0 <= self.inpaint_keep[0] < self.inpaint_keep[1]:
-            problems.append(f"inpaint_keep must be (start, end) seconds with 0 <= start < end, got {self.inpaint_keep}")
+        for name in ("inpaint_keep", "inpaint_mask"):
+            span = getattr(self, name)
+            if span is not None and not 0 <= span[0] < span[1]:
+                problems.append(f"{name} must be (start, end) seconds with 0 <= start < end, got {span}")
         problems += self._query_problems()
         if problems:
             raise ConfigError("sample request: " + "; ".join(problems))
@@ -170,6 +176,13 @@ def sample_latents(bundle: Bundle, request: Request, device: str | torch.device 
             path, mask = observation(bundle, shape, request)
             source = encode_source(bundle, path, shape.padded, device).to(noise).expand(n, -1, -1, -1)
             observed = Observed(source, mask.to(device, unet.dtype))
+        if is_inpainting(unet, bundle.vae.config.latent_channels):
+            # Make-An-Audio §4.2's fine-tuned model: the observation enters as input channels, not eq. 11
+            if observed is None:
+                raise ConfigError(
+                    "this is an inpainting model (t2a train inpaint): give --inpaint SOURCE with --mask or --keep"
+                )
+            unet, observed = WithContext(unet, context(observed.latent, 1 - observed.mask)), None
         return _denoise(
             unet, conditioner, scheduler, latents, timesteps, cond, null, request.guidance, generators, observed
         )
@@ -311,6 +324,8 @@ def observation(bundle: Bundle, shape: Layout, request: Request) -> tuple[Path, 
     mask = torch.ones(1, 1, h, w)
     if request.inpaint_keep is not None:
         mask = mask * keep_mask(bundle, shape, request.inpaint_keep)
+    if request.inpaint_mask is not None:  # Make-An-Audio §4.2 / AudioLDM Table 5: 2.5-7.5 s regenerated
+        mask = mask * (1 - keep_mask(bundle, shape, request.inpaint_mask))
     if request.inpaint_band is not None:
         mask = mask * band_mask(bundle, shape, request.inpaint_band)
     return Path(request.inpaint_source), mask

@@ -202,3 +202,106 @@ def test_query_mistakes_are_one_line_errors(mel_model, tmp_path):
     (tmp_path / "not.mp4").write_bytes(b"not a video")
     with pytest.raises(ConfigError, match="not.mp4: cannot read the video"):
         generate(bundle, Request(prompts=["x"], steps=1, query="video", video=tmp_path / "not.mp4"))
+
+
+def test_widened_unet_starts_from_the_trained_predictions():
+    """Make-An-Audio §4.2's inpainting UNet: 1 + C + C inputs, new channels zero → the same output at init."""
+    from diffusers import UNet2DConditionModel
+
+    from training.models.inpaint import WithContext, context, is_inpainting, widen
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=8,
+        attention_head_dim=2,
+        norm_num_groups=4,
+        sample_size=8,
+    ).eval()
+    wide = widen(unet).eval()
+    assert wide.config.in_channels == 9 and wide.config.out_channels == 4 and is_inpainting(wide, 4)
+    assert not is_inpainting(unet, 4)
+    x, t, states = torch.randn(2, 4, 8, 8), torch.tensor([10, 500]), torch.randn(2, 1, 8)
+    mask = (torch.rand(2, 1, 8, 8) > 0.5).float()
+    extra = context(torch.randn(2, 4, 8, 8), mask)
+    assert extra.shape == (2, 5, 8, 8) and torch.equal(extra[:, :1], mask)
+    with torch.no_grad():
+        expected = unet(x, t, encoder_hidden_states=states).sample
+        torch.testing.assert_close(WithContext(wide, extra)(x, t, encoder_hidden_states=states).sample, expected)
+        doubled = WithContext(wide, extra)(
+            torch.cat([x, x]), torch.tensor(10), encoder_hidden_states=torch.cat([states, states])
+        )
+    assert doubled.sample.shape == (4, 4, 8, 8)  # classifier-free guidance's [null; cond] batch
+
+
+def test_inpainting_fine_tune_trains_and_samples_with_the_mask_as_input(mel_model, tmp_path):
+    import soundfile as sf
+
+    from pipelines.core.config import ConfigError
+    from training.models.pipeline import load_bundle
+    from training.sample.generate import Request, generate
+    from training.tasks import inpaint as train_inpaint
+
+    raw = yaml.safe_load(mel_model[0].read_text())
+    raw["inpaint"] = {
+        "masks": ["frame", "thin", "thick"],
+        "span": 4,
+        "train": {"steps": 4, "optim": {"lr": 1e-3}, "ema_decay": 0.0, "checkpoint_every": 4, "log_every": 1},
+    }
+    path = mel_model[0].with_name("inpaint.yaml")
+    path.write_text(yaml.safe_dump(raw))
+    config = load_config(path)
+    model = train_inpaint.train(config)
+    metrics = list(read_metrics(config.inpaint_dir))
+    assert len([m for m in metrics if "loss" in m]) == 4 and all(np.isfinite(m["loss"]) for m in metrics if "loss" in m)
+    assert {"valid_loss_wide", "valid_loss_narrow"} <= {k for m in metrics for k in m}
+    bundle = load_bundle(model)
+    assert bundle.unet.config.in_channels == 3 and bundle.unet.config.out_channels == 1  # 1 + C + C, C = 1
+    t = np.arange(3 * 16000) / 16000
+    source = tmp_path / "src.wav"
+    sf.write(source, (0.3 * np.sin(2 * np.pi * 500 * t)).astype(np.float32), 16000)
+    request = Request(["a photo of dog"], steps=2, seconds=3.0, inpaint_source=source, inpaint_mask=(1.0, 2.0), seed=2)
+    mels, _ = generate(bundle, request)
+    assert mels.shape == (1, 94, 64) and torch.equal(mels, generate(bundle, request)[0])
+    with pytest.raises(ConfigError, match="this is an inpainting model"):
+        generate(bundle, Request(["a photo of dog"], steps=1))
+
+
+def test_clipsonic_sd_through_the_commands(corpus, mel_model, prior, tmp_path):
+    """The demo's CLIPSonic-SD stages (dvc.yaml *_clipsonic) as a user runs them, on the tiny corpus:
+    photo prompts of the held-out labels → the prior → the mel model; and the mistakes a user makes."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    runner = CliRunner()
+    assert load_config(CONFIGS / "demo-clipsonic.yaml").ldm.space == "mel"
+    listed = runner.invoke(app, ["train", "--help"])
+    assert all(name in listed.output for name in ("prior", "inpaint"))
+    prompts = tmp_path / "prompts.txt"
+    made = runner.invoke(app, ["prompts", str(corpus[0]), "--split", "valid", "--form", "photo", "--out", str(prompts)])
+    assert made.exit_code == 0, made.output
+    assert prompts.read_text().splitlines()[1:] == [
+        "a photo of dog",
+        "a photo of rain",
+        "a photo of car",
+        "a photo of bell",
+    ]
+    out = tmp_path / "samples"
+    common = ["sample", "--config", str(mel_model[0]), "--steps", "2", "--device", "cpu", "--out", str(out)]
+    done = runner.invoke(app, [*common, "--prompts-file", str(prompts), "--query", "text-prior", "--prior", str(prior)])
+    assert done.exit_code == 0, done.output
+    summary = json.loads((out / "samples.json").read_text())
+    assert summary["request"]["query"] == "text-prior" and len(summary["items"]) == 4
+    assert len(list(out.glob("*.wav"))) == 4
+    wrong = runner.invoke(app, [*common, "--query", "image"])
+    assert wrong.exit_code == 2 and "--query image needs --image" in wrong.output
+    wrong = runner.invoke(app, [*common, "x", "--query", "text-prior", "--prior", str(tmp_path)])
+    assert wrong.exit_code == 2 and "no diffusion prior there" in wrong.output and "Traceback" not in wrong.output
