@@ -86,6 +86,16 @@ TRAINERS = {
     "vq": ("vq", "the spectrogram codebook (VQ-VAE / VQGAN); writes <run>/vq/model.", ""),
     "ar": ("ar", "the autoregressive token transformer (GPT-2) on token shards; writes <run>/ar/model.", ""),
     "dd": ("dd", "Diffsound's discrete diffusion on token shards; writes <run>/dd/model.", ""),
+    "inpaint": (
+        "inpaint",
+        "the inpainting fine-tune of the trained LDM (Make-An-Audio §4.2); writes <run>/inpaint/model.",
+        " (t2a sample --checkpoint it --inpaint src.wav --mask START:END)",
+    ),
+    "prior": (
+        "prior",
+        "CLIPSonic-SD's diffusion prior (CLIP text → CLIP image embedding); writes <run>/prior/model and gap.json.",
+        " (t2a sample --query text-prior --prior it)",
+    ),
     "clap": (
         "clap",
         "a CLAP (ClapModel) contrastively on the corpus pairs; writes <run>/clap/model and recall.json.",
@@ -170,6 +180,21 @@ def sample(
         None, "--inpaint", help="Audio whose kept region stays (AudioLDM eq. 11)."
     ),
     keep: str | None = typer.Option(None, help="Inpainting: seconds kept, START:END (the rest is generated)."),
+    mask: str | None = typer.Option(
+        None, "--mask", help="Inpainting: seconds regenerated, START:END (the rest is kept; Make-An-Audio §4.2)."
+    ),
+    keep_band: str | None = typer.Option(
+        None, "--keep-band", help="Inpainting: the frequency band kept, LOW:HIGH Hz (with --keep: their intersection)."
+    ),
+    super_resolve: Path | None = typer.Option(
+        None, "--super-resolve", help="Low-rate audio whose band is kept and the rest generated (AudioLDM §4)."
+    ),
+    cutoff: float | None = typer.Option(None, help="Super-resolution: Hz observed (default: the input's Nyquist)."),
+    reference: Path | None = typer.Option(
+        None,
+        "--reference",
+        help="Full-band audio to score the samples against: LSD in samples.json (AudioLDM Table 5).",
+    ),
     vocoder: Path | None = typer.Option(
         None,
         "--vocoder",
@@ -178,9 +203,19 @@ def sample(
     top_k: int | None = typer.Option(
         None, "--top-k", min=1, help="Token AR models: sample from the K likeliest codes (default: the model's, 512)."
     ),
+    query: str = typer.Option(
+        "text-zs",
+        "--query",
+        help="text-zs: the prompts through the model's text tower; text-prior: CLIP text → the diffusion prior's image embedding; image / video: CLIP image queries (CLIPSonic §2).",
+    ),
+    images: list[Path] = typer.Option(None, "--image", help="--query image: a picture (repeat for several)."),
+    video: Path | None = typer.Option(
+        None, "--video", help="--query video: a video; 4 frames picked as ingest picks them, pooled."
+    ),
+    prior: Path | None = typer.Option(None, "--prior", help="--query text-prior: a `t2a train prior` model folder."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
 ) -> None:
-    """Generate audio (WAV) and mel spectrograms (PNG) for prompts, from an LDM or a token generator (ar, dd)."""
+    """Generate audio (WAV) and mel spectrograms (PNG) for prompts (an LDM or a token generator: ar, dd), or for image / video queries."""
     from training.sample.generate import Request, read_prompts, run
     from training.sample.tokens import run_tokens, token_kind
 
@@ -190,9 +225,15 @@ def sample(
     checkpoint = checkpoint or (getattr(cfg, generated[cfg.generator]) if cfg else None)
     if checkpoint is None:
         _fail("give --checkpoint (a model folder) or --config")
-    texts = _guard(lambda: read_prompts(list(prompts or []), prompts_file)) or (
-        list(defaults.prompts) if defaults else []
-    )
+    images = list(images or [])
+    if query in ("image", "video"):  # the queries name the items (file names in samples.json)
+        texts = [p.name for p in images] if query == "image" else ([video.name] if video else [])
+    else:
+        texts = _guard(lambda: read_prompts(list(prompts or []), prompts_file)) or (
+            list(defaults.prompts) if defaults else []
+        )
+    if not texts and query in ("image", "video"):
+        _fail(f"--query {query} needs --{query}")
     if not texts:
         _fail("no prompts: pass them as arguments, with --prompts-file, or in the config's sample.prompts")
     pick = lambda value, name, fallback: (
@@ -204,26 +245,40 @@ def sample(
         guidance = guidance if guidance is not None else (token_cfg.guidance if token_cfg else 1.0)
         if steps is None:  # DD: the config's dd.steps, else the model's; AR ignores steps
             steps = token_cfg.steps if token_cfg is not None and hasattr(token_cfg, "steps") else _saved_steps(folder)
-    request = Request(
-        prompts=texts,
-        steps=pick(steps, "steps", 50),
-        guidance=pick(guidance, "guidance", 2.0),
-        sampler=pick(sampler, "sampler", "ddim"),
-        seed=pick(seed, "seed", 0),
-        seconds=pick(seconds, "seconds", None),
-        per_prompt=pick(per_prompt, "per_prompt", 1),
-        style_source=style_source,
-        style_strength=strength,
-        inpaint_source=inpaint_source,
-        inpaint_keep=_span(keep) if keep else None,
-        griffin_lim_iters=cfg.vocoder.griffin_lim_iters if cfg else 32,
-        top_k=top_k,
+    request = _guard(
+        lambda: Request(
+            prompts=texts,
+            steps=pick(steps, "steps", 50),
+            guidance=pick(guidance, "guidance", 2.0),
+            sampler=pick(sampler, "sampler", "ddim"),
+            seed=pick(seed, "seed", 0),
+            seconds=pick(seconds, "seconds", None),
+            per_prompt=pick(per_prompt, "per_prompt", 1),
+            style_source=style_source,
+            style_strength=strength,
+            inpaint_source=inpaint_source,
+            inpaint_keep=_span(keep) if keep else None,
+            inpaint_mask=_span(mask, "--mask") if mask else None,
+            inpaint_band=_span(keep_band, "--keep-band", "LOW:HIGH in Hz") if keep_band else None,
+            super_resolve=super_resolve,
+            cutoff=cutoff,
+            griffin_lim_iters=cfg.vocoder.griffin_lim_iters if cfg else 32,
+            query=query,
+            images=tuple(images),
+            video=video,
+            prior=prior,
+            top_k=top_k,
+        )
     )
     vocoder = vocoder or (cfg.vocoder.model if cfg else None)
     out = out or (cfg.samples_dir if cfg else Path("samples"))
     logging.getLogger("training").setLevel(logging.INFO)
-    sampler_run = run_tokens if token_kind(folder) else run  # token generators: tokens → codebook decoder → mel
-    written = _guard(lambda: sampler_run(folder, request, out, device=_device(device), vocoder=vocoder))
+    if token_kind(folder):  # token generators: tokens → codebook decoder → mel
+        written = _guard(lambda: run_tokens(folder, request, out, device=_device(device), vocoder=vocoder))
+    else:
+        written = _guard(
+            lambda: run(folder, request, out, device=_device(device), vocoder=vocoder, reference=reference)
+        )
     console.print(f"{len(written)} files in {out}")
 
 
@@ -232,13 +287,19 @@ def prompts(
     split: str = typer.Option("test", help="The held-out split whose texts become prompts."),
     limit: int | None = typer.Option(None, min=1, help="At most this many prompts (the first, in shard order)."),
     out: Path = typer.Option(..., "--out", help="The prompts file to write (one per line), for sample --prompts-file."),
+    form: str = typer.Option(
+        "text",
+        "--form",
+        help='text: human caption, else label text; photo: "a photo of [label]" per label (CLIPSonic §3, CLIP queries); sound: "the sound of [label]".',
+    ),
 ) -> None:
     """Held-out prompts: a split's ground-truth texts (human captions, else label text), each once."""
     from training.evaluate.data import heldout_prompts
     from training.sample.io import atomic_path
 
-    texts = _guard(lambda: heldout_prompts(shards, split, limit))
-    header = f"# held-out prompts: split {split!r} of {shards} (human caption, else label text)\n"
+    texts = _guard(lambda: heldout_prompts(shards, split, limit, form))
+    what = "human caption, else label text" if form == "text" else f"{form} prompts of the labels, CLIPSonic §3"
+    header = f"# held-out prompts: split {split!r} of {shards} ({what})\n"
     with atomic_path(out) as temp:
         temp.write_text(header + "".join(f"{text}\n" for text in texts), encoding="utf-8")
     console.print(f"{len(texts)} prompts in {out}")
@@ -261,9 +322,9 @@ def _saved_steps(folder: Path) -> int:
     return int(json.loads((Path(folder) / "t2a.json").read_text()).get("sample_steps", 50))
 
 
-def _span(text: str) -> tuple[float, float]:
+def _span(text: str, option: str = "--keep", form: str = "START:END in seconds") -> tuple[float, float]:
     try:
         start, end = (float(part) for part in text.split(":"))
     except ValueError:
-        _fail(f"--keep must be START:END in seconds, got {text!r}")
+        _fail(f"{option} must be {form}, got {text!r}")
     return start, end

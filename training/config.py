@@ -129,7 +129,8 @@ class SchedulerConfig(StrictModel):
     num_train_timesteps: PositiveInt = 1000
     beta_start: Annotated[float, Field(gt=0)] = 0.0015
     beta_end: Annotated[float, Field(gt=0)] = 0.0195
-    beta_schedule: Literal["linear", "scaled_linear"] = "scaled_linear"
+    # squaredcos_cap_v2: the cosine schedule (Nichol & Dhariwal 2021) CLIPSonic §3 trains with
+    beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "scaled_linear"
     prediction_type: Literal["epsilon", "v_prediction"] = "epsilon"
 
 
@@ -156,6 +157,9 @@ class UnetConfig(StrictModel):
 class LdmConfig(StrictModel):
     init: str | None = None  # a UNet2DConditionModel folder (or a pipeline's unet/) to fine-tune
     conditioning: str = "clap-audio"  # training.models.conditioning registry: clap-audio, clap-text, clip-image
+    # clip-image only: the frames' pooled embedding (Make-An-Audio §4.3 V2A), or one random frame's
+    # embedding per clip per step (CLIPSonic §2: "a CLIP-encoded frame, randomly selected from the video").
+    clip_frames: Literal["mean", "random"] = "mean"
     encoders: EncodersConfig = EncodersConfig()
     unet: UnetConfig = UnetConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
@@ -169,6 +173,9 @@ class LdmConfig(StrictModel):
         None  # Min-SNR-γ loss weights (Hang et al. 2023; diffusers' --snr_gamma, 5.0)
     )
     latents: bool = True  # read pre-encoded latent shards (`t2a encode-latents`); False: encode on the fly
+    # latent: diffusion on the VAE's latents (AudioLDM, Make-An-Audio); mel: on the normalised mel crops
+    # themselves, no VAE (CLIPSonic §3; training/models/melspace.py). In mel space `latents` is not read.
+    space: Literal["latent", "mel"] = "latent"
     train: LoopConfig = LoopConfig()
 
 
@@ -300,6 +307,34 @@ class DdConfig(StrictModel):
     train: LoopConfig = LoopConfig()
 
 
+class PriorConfig(StrictModel):
+    """`t2a train prior`: CLIPSonic-SD's diffusion prior (training/models/prior.py), CLIPSonic App. values."""
+
+    width: PositiveInt = 256  # transformer width (the paper's: CLIP's, 768 for ViT-L/14)
+    layers: PositiveInt = 4  # the paper's: 12
+    heads: PositiveInt = 4
+    num_train_timesteps: PositiveInt = 1000  # CLIPSonic App.: cosine schedule, 1000 training steps
+    sample_steps: PositiveInt = 64  # CLIPSonic App.: 64 steps at inference
+    candidates: PositiveInt = 2  # CLIPSonic App.: two draws per text, the closer to it kept
+    cfg_dropout: Probability = 0.1  # CLIPSonic App.: text replaced by the learnable placeholder 10 % of the time
+    batch_size: PositiveInt = 32  # CLIPSonic §3
+    # CLIPSonic App.: AdamW, lr 1e-4, weight decay 0.06, EMA 0.9999; ~200 k steps to convergence
+    train: LoopConfig = LoopConfig(
+        steps=200_000, optim=OptimConfig(lr=1e-4, weight_decay=0.06), ema_decay=0.9999, checkpoint_every=10_000
+    )
+
+
+class InpaintConfig(StrictModel):
+    """`t2a train inpaint`: Make-An-Audio §4.2's inpainting fine-tune of a trained LDM (training/tasks/inpaint.py)."""
+
+    init: str | None = None  # the LDM model folder to start from; None: <run>/ldm/model
+    # training/data/masks.py families, one drawn per example: LaMa's thin / medium / thick, wav2vec 2.0's frame
+    masks: list[Literal["thin", "medium", "thick", "frame"]] = ["thin", "medium", "thick", "frame"]
+    p: Annotated[float, Field(gt=0, lt=1)] = 0.5  # frame masks' probability (Make-An-Audio Table 2: 0.3, 0.5, 0.7)
+    span: PositiveInt = 10  # frame masks' span M, in latent rows (wav2vec 2.0: 10)
+    train: LoopConfig = LoopConfig()
+
+
 class SampleConfig(StrictModel):
     prompts: list[str] = []
     steps: PositiveInt = 50
@@ -314,7 +349,7 @@ class TrainConfig(StrictModel):
     # Which generator family the config trains: "ldm" (the mel VAE + latent diffusion of training/tasks/vae.py
     # and ldm.py). Presets (training/configs/*.yaml) name theirs; tests/training/test_presets.py trains one
     # step of every "ldm" preset.
-    generator: str = "ldm"
+    generator: Literal["ldm", "ar", "dd"] = "ldm"  # also what `t2a sample --config` samples from
     preset: str | None = None  # training/configs/<preset>.yaml, whose values this file's override (load_config)
     run: OutputDir  # run/vae, run/latents, run/ldm, run/samples
     seed: Count = 0
@@ -325,11 +360,12 @@ class TrainConfig(StrictModel):
     vocoder: VocoderConfig = VocoderConfig()
     sample: SampleConfig = SampleConfig()
     clap: ClapTrainConfig = ClapTrainConfig()
-    generator: Literal["ldm", "ar", "dd"] = "ldm"  # what `t2a sample --config` samples from
     vggishish: VggishishConfig = VggishishConfig()
     codebook: CodebookConfig = CodebookConfig()
     ar: ArConfig = ArConfig()
     dd: DdConfig = DdConfig()
+    prior: PriorConfig = PriorConfig()
+    inpaint: InpaintConfig = InpaintConfig()
 
     @property
     def clap_data(self) -> DataConfig:
@@ -360,6 +396,14 @@ class TrainConfig(StrictModel):
     @property
     def vocoder_dir(self) -> Path:
         return self.run / "vocoder"
+
+    @property
+    def inpaint_dir(self) -> Path:
+        return self.run / "inpaint"
+
+    @property
+    def prior_dir(self) -> Path:
+        return self.run / "prior"
 
     @property
     def clap_dir(self) -> Path:
@@ -458,6 +502,7 @@ def load_config(path: str | Path | None = None, preset: str | None = None) -> Tr
             "data": data,
             "vae": _init(config.vae, base),
             "ldm": _ldm(config.ldm, base),
+            "inpaint": config.inpaint.model_copy(update={"init": resolve(config.inpaint.init, base)}),
             "vocoder": _vocoder(config.vocoder, base),
             "codebook": config.codebook.model_copy(
                 update={

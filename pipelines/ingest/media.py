@@ -4,7 +4,8 @@ Built with ffmpeg-python and run as a list of arguments (never a shell), hardene
 protocol and demuxer whitelists, a network read timeout, a wall-clock timeout and a cap on the
 seconds decoded. Frames are picked uniformly in the segment — the first frame at or after the
 centre of each of K equal parts (Make-An-Audio §4.3 pools 4 such frames; CLIPSonic §2 uses one).
-They are resized on the shorter side and centre-cropped to a square: CLIP's own preprocessing.
+They are resized on the shorter side and centre-cropped to a square: CLIP's own preprocessing
+(pipelines/core/frames.py, shared with the trainer's video queries).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 import soundfile as sf
 
 from pipelines.core.config import MediaConfig
+from pipelines.core.frames import frame_times, square, uniform_pick
 from pipelines.core.io import StorageFull, storage_problem
 from pipelines.core.records import ClipFailure
 from pipelines.core.tools import ffmpeg_command
@@ -173,11 +175,6 @@ def media_span(media: MediaInput, start: float) -> float | None:
     return max(0.0, media.media_duration - start)
 
 
-def frame_times(span: float, count: int) -> list[float]:
-    """Centres of `count` equal parts of [0, span)."""
-    return [(i + 0.5) * span / count for i in range(count)]
-
-
 def _audio_only(location: str) -> bool:
     return Path(location.split("?", 1)[0]).suffix.lower() in AUDIO_ONLY_SUFFIXES
 
@@ -214,24 +211,16 @@ def _command(media: MediaInput, out_dir: Path, cfg: MediaConfig, plan: _Plan) ->
     if plan.span is not None or plan.pick:
         if plan.pick:  # by frame number, and the frames' own times logged (showinfo)
             selected = source["v:0"].filter("select", "+".join(f"eq(n,{n})" for n in plan.pick)).filter("showinfo")
-        else:
-            step = plan.span / cfg.frames
-            first = step / 2
-            pick = f"gte(t,{first})*not(eq(floor((t-{first})/{step}),floor((prev_selected_t-{first})/{step})))"
-            selected = source["v:0"].filter("select", pick)
-        size = cfg.frame_size
-        video = (
-            selected.filter("scale", size, size, force_original_aspect_ratio="increase")
-            .filter("crop", size, size)
-            .output(
-                str(out_dir / FRAME_PATTERN),
-                vframes=len(plan.pick) or cfg.frames,
-                start_number=0,
-                fps_mode="passthrough",
-                map_metadata=-1,
-                fflags="+bitexact",
-                **{"q:v": 2, "flags:v": "+bitexact"},
-            )
+        else:  # pipelines.core.frames: the trainer's video queries pick theirs the same way
+            selected = uniform_pick(source["v:0"], plan.span, cfg.frames)
+        video = square(selected, cfg.frame_size).output(
+            str(out_dir / FRAME_PATTERN),
+            vframes=len(plan.pick) or cfg.frames,
+            start_number=0,
+            fps_mode="passthrough",
+            map_metadata=-1,
+            fflags="+bitexact",
+            **{"q:v": 2, "flags:v": "+bitexact"},
         )
         outputs.append(video)
     return ffmpeg.merge_outputs(*outputs).compile(cmd=[*ffmpeg_command(), *LOG_ARGS], overwrite_output=True)

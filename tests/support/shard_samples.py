@@ -15,6 +15,7 @@ from pipelines.shard.contract import SampleMeta
 
 # profile → (n_mels, frames, sample_rate, hop_length): small stand-ins for the real presets
 PROFILES = {"audioldm": (64, 20, 16000, 160), "make-an-audio": (80, 12, 16000, 256)}
+MEL_ONLY = {"clipsonic": (64, 20, 16000, 512)}  # declared by make_meta when given, not made by make_mels
 ALL_CHARS_KEY = string.ascii_letters + string.digits + "_-"
 
 
@@ -45,8 +46,8 @@ def make_meta(
             "member": contract.mel_member(p),
             "shape": list(m.shape),
             "dtype": "float16",
-            "sample_rate": PROFILES[p][2],
-            "hop_length": PROFILES[p][3],
+            "sample_rate": {**PROFILES, **MEL_ONLY}[p][2],
+            "hop_length": {**PROFILES, **MEL_ONLY}[p][3],
             "n_mels": m.shape[0],
             "real_frames": m.shape[1] - 2,
         }

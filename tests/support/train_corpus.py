@@ -16,6 +16,7 @@ from shard_samples import make_meta
 from pipelines.shard import contract, index, writer
 
 CAPTIONS = ("a dog barks", "rain falls on a roof", "a car passes by", "a bell rings twice", "people talk in a room")
+LABELS = ("Dog", "Rain", "Car", "Bell", "Speech")  # each caption's label (clip_frames corpora)
 N_MELS = 64
 
 
@@ -38,16 +39,24 @@ def build_train_corpus(
     dim: int = 32,
     seed: int = 0,
     profiles: tuple[str, ...] = ("audioldm",),
+    profile: str | None = None,
+    clip_frames: int = 0,
 ) -> Path:
     """root/index.json + root/<split>/shard-NNNNNN.tar; splits: name → (shards, samples per shard);
-    one smooth mel per profile (its own mel count)."""
+    one smooth mel per profile (its own mel count; `profile`: one profile, as `profiles=(profile,)`).
+
+    `clip_frames` > 0: each clip also carries that many CLIP frame embeddings (clip_image) and their
+    normalised mean (clip_image_mean), each frame its clip's caption direction plus noise, so a
+    condition on them is learnable."""
+    if profile is not None:
+        profiles = (profile,)
     splits = splits or {"train": (4, 6), "valid": (1, 4)}
     rng = np.random.default_rng(seed)
     stats = []
     for split, (shards, per_shard) in splits.items():
         for s in range(shards):
             samples = [
-                _sample(f"{split}-{s:02d}-{i:03d}", split, rng, frames, dim, s * per_shard + i, profiles)
+                _sample(f"{split}-{s:02d}-{i:03d}", split, rng, frames, dim, s * per_shard + i, profiles, clip_frames)
                 for i in range(per_shard)
             ]
             path = Path(root) / split / f"shard-{s:06d}.tar"
@@ -67,7 +76,14 @@ def tone_flac(rng: np.random.Generator, seconds: float = 0.5, rate: int = 48000)
 
 
 def _sample(
-    key: str, split: str, rng: np.random.Generator, frames: int, dim: int, n: int, profiles=("audioldm",)
+    key: str,
+    split: str,
+    rng: np.random.Generator,
+    frames: int,
+    dim: int,
+    n: int,
+    profiles=("audioldm",),
+    clip_frames: int = 0,
 ) -> tuple[str, dict[str, bytes]]:
     from pipelines.core.features import get_profile
 
@@ -76,6 +92,19 @@ def _sample(
     embedding = rng.standard_normal(dim).astype(np.float32)
     embedding /= np.linalg.norm(embedding)
     caption = CAPTIONS[n % len(CAPTIONS)]
+    arrays = {"clap_audio": embedding}
+    if clip_frames:
+        direction = np.random.default_rng(1000 + n % len(CAPTIONS)).standard_normal(dim)
+        frames_ = direction + 0.3 * rng.standard_normal((clip_frames, dim))
+        frames_ /= np.linalg.norm(frames_, axis=-1, keepdims=True)
+        mean = frames_.mean(axis=0)
+        arrays["clip_image"] = frames_.astype(np.float32)
+        arrays["clip_image_mean"] = (mean / np.linalg.norm(mean)).astype(np.float32)
+    labels = {"labels": [{"mid": None, "name": LABELS[n % len(CAPTIONS)]}]} if clip_frames else {}
+    described = {
+        name: {"member": f"{name}.npy", "shape": list(array.shape), "dtype": "float32", "model": "test"}
+        for name, array in arrays.items()
+    }
     meta = make_meta(
         key,
         mels=mels,
@@ -84,6 +113,7 @@ def _sample(
         selected_caption=caption,
         selected_expert="human",
         event_count=1 + n % 2,
-        embeddings={"clap_audio": {"member": "clap_audio.npy", "shape": [dim], "dtype": "float32", "model": "test"}},
+        embeddings=described,
+        **labels,
     )
-    return key, contract.build_sample(meta, mels, audio=flac, arrays={"clap_audio": embedding})
+    return key, contract.build_sample(meta, mels, audio=flac, arrays=arrays)

@@ -155,23 +155,44 @@ def ground_truth(meta: dict) -> str | None:
     return text or None
 
 
-def heldout_prompts(reference: str | Path, split: str = "test", limit: int | None = None) -> list[str]:
+PROMPT_FORMS = ("text", "photo", "sound")
+
+
+def heldout_prompts(
+    reference: str | Path, split: str = "test", limit: int | None = None, form: str = "text"
+) -> list[str]:
     """Prompts no model trained on: each clip of a held-out split's ground-truth text (its first human
     caption, else its label text, AudioLDM §5), never the pseudo-prompt annotate selected for it;
-    each text once, in shard and key order; at most `limit`."""
+    each text once, in shard and key order; at most `limit`.
+
+    `form` "photo" / "sound": each label of the split's clips as CLIPSonic's queries instead — "a photo
+    of [label]" for CLIP's text tower (CLIPSonic §3 "Data", the -ZS and -PD modes), "the sound of [label]"
+    for a CLAP text tower (its CLAP-TTA baseline)."""
+    if form not in PROMPT_FORMS:
+        raise ValueError(f"unknown prompt form {form!r}; valid: {', '.join(PROMPT_FORMS)}")
     shards = shard_paths(Path(reference), split)
     if not shards:
         raise FileNotFoundError(f"{reference}: no shard of split {split!r} (root/<split>/shard-*.tar)")
     found: dict[str, str] = {}
     for shard in shards:
         for _, members in iter_members(shard):
-            text = ground_truth(contract.decode_json(members[contract.JSON]))
-            if text and text.casefold() not in found:
-                found[text.casefold()] = text
+            meta = contract.decode_json(members[contract.JSON])
+            texts = [ground_truth(meta)] if form == "text" else _label_prompts(meta, form)
+            for text in texts:
+                if text and text.casefold() not in found:
+                    found[text.casefold()] = text
     prompts = list(found.values())[:limit]
     if not prompts:
-        raise ValueError(f"{reference}: split {split!r} has no human caption or label text to prompt with")
+        wanted = "human caption or label text" if form == "text" else "label"
+        raise ValueError(f"{reference}: split {split!r} has no {wanted} to prompt with")
     return prompts
+
+
+def _label_prompts(meta: dict, form: str) -> list[str]:
+    from pipelines.annotate.prompts.labels import distinct_names, photo_prompt, sound_prompt
+
+    make = photo_prompt if form == "photo" else sound_prompt
+    return [make(name) for name in distinct_names([label["name"] for label in meta.get("labels") or []])]
 
 
 def pair_indices(generated: list[Clip], reference: list[Clip]) -> list[tuple[int, int]]:

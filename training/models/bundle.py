@@ -17,8 +17,9 @@ class Conditioner(Protocol):
     name: str  # the registry name: clap-audio, clap-text, clip-image
     kind: str  # "class": a global vector through the UNet's class embedding (FiLM); "cross": token states
 
-    def from_batch(self, batch: dict[str, Any]) -> torch.Tensor:
-        """The training condition of a collated batch (embeddings from the shards, or encoded captions)."""
+    def from_batch(self, batch: dict[str, Any], generator: torch.Generator | None = None) -> torch.Tensor:
+        """The training condition of a collated batch (embeddings from the shards, or encoded captions);
+        `generator` draws what the mode draws per step (clip-image's random frame, CLIPSonic §2)."""
 
     def from_prompts(self, prompts: list[str]) -> torch.Tensor:
         """The sampling condition of text prompts."""

@@ -6,8 +6,9 @@
                  diffusers' AudioLDMPipeline uses as its negative prompt, so guidance agrees with it.
     clap-text    Make-An-Audio §3.3 / App. E.2: the frozen CLAP text encoder's token states of the
                  caption, padded to 77 tokens (App. B Table 6), by cross-attention. Null: the states of "".
-    clip-image   CLIPSonic §2 / Make-An-Audio §4.3: the clip's pooled CLIP frame embedding as one
-                 token by cross-attention; prompts through CLIP's text tower (CLIPSonic-ZS zero-shot modality
+    clip-image   CLIPSonic §2 / Make-An-Audio §4.3: the clip's pooled CLIP frame embedding
+                 (`ldm.clip_frames: mean`, Make-An-Audio §4.3), or one frame's embedding drawn at random
+                 per clip per step (`random`, CLIPSonic §2), as one token by cross-attention; prompts through CLIP's text tower (CLIPSonic-ZS zero-shot modality
                  transfer). L2-normalised (Make-An-Audio App. E.3: the normalised condition trains better).
                  Null: a zero token.
 
@@ -18,6 +19,7 @@ samples with, so training/models/pipeline.py can save it beside the UNet (text_e
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +35,20 @@ from training.config import EncodersConfig, LdmConfig
 CONDITIONERS: Registry[type] = Registry("conditioning mode")
 MAX_TOKENS = 77  # Make-An-Audio App. B Table 6: CLAP text encoder token length
 TEXT_ENCODER, TOKENIZER = "text_encoder", "tokenizer"  # the diffusers pipeline's component folders
+CLIP = "clip"  # clip-image: the whole CLIPModel folder, for image and video queries
 
 
 def build_conditioner(cfg: LdmConfig, device: str | torch.device = "cpu"):
     """The `cfg.conditioning` mode with its frozen encoders from `cfg.encoders`, on `device`."""
-    return CONDITIONERS.get(cfg.conditioning).from_encoders(cfg.encoders, device)
+    mode = CONDITIONERS.get(cfg.conditioning)
+    if cfg.clip_frames != "mean" and mode is not ClipImage:
+        raise ConfigError(
+            f"ldm.clip_frames applies to clip-image conditioning; {cfg.conditioning!r} does not read frames: remove it"
+        )
+    conditioner = mode.from_encoders(cfg.encoders, device)
+    if mode is ClipImage:
+        conditioner.frames = cfg.clip_frames
+    return conditioner
 
 
 def drop_condition(condition: Tensor, null: Tensor, probability: float, generator: torch.Generator) -> Tensor:
@@ -118,7 +129,7 @@ class ClapAudio(_TextTower):
             device
         )
 
-    def from_batch(self, batch: dict[str, Any]) -> Tensor:
+    def from_batch(self, batch: dict[str, Any], generator: torch.Generator | None = None) -> Tensor:
         embedding = _batch_tensor(batch, "clap_audio", self.name).to(self.device)
         if embedding.shape[-1] != self.dim:
             raise ValueError(
@@ -147,7 +158,7 @@ class ClapText(ClapAudio):
     def dim(self) -> int:
         return self.encoder.config.hidden_size
 
-    def from_batch(self, batch: dict[str, Any]) -> Tensor:
+    def from_batch(self, batch: dict[str, Any], generator: torch.Generator | None = None) -> Tensor:
         if "caption" not in batch:
             raise ValueError("the batch has no caption: clap-text conditioning trains on the samples' captions")
         return self.from_prompts(list(batch["caption"]))
@@ -169,32 +180,82 @@ class ClapText(ClapAudio):
 @CONDITIONERS.register("clip-image")
 class ClipImage(_TextTower):
     name, kind, tokens = "clip-image", "cross", 1
+    frames = "mean"  # ldm.clip_frames: "mean" (Make-An-Audio §4.3) or "random" (CLIPSonic §2)
 
     @property
     def dim(self) -> int:
         return self.encoder.config.projection_dim
 
+    clip_folder: Path | None = None  # the whole CLIPModel + CLIPProcessor: image and video queries
+
     @classmethod
     def from_encoders(cls, encoders: EncodersConfig, device: str | torch.device = "cpu") -> ClipImage:
         folder = _folder(encoders.clip, "ldm.encoders.clip", cls.name, "a transformers CLIPModel folder")
-        return cls(*load_clip_text(folder), source=str(folder)).to(device)
+        conditioner = cls(*load_clip_text(folder), source=str(folder)).to(device)
+        conditioner.clip_folder = folder if _model_type(folder) == "clip" else None
+        return conditioner
 
     @classmethod
     def from_folder(cls, folder: Path, device: str | torch.device = "cpu") -> ClipImage:
-        return cls(*load_clip_text(Path(folder) / TEXT_ENCODER, Path(folder) / TOKENIZER), source=str(folder)).to(
-            device
-        )
+        conditioner = cls(
+            *load_clip_text(Path(folder) / TEXT_ENCODER, Path(folder) / TOKENIZER), source=str(folder)
+        ).to(device)
+        clip = Path(folder) / CLIP
+        conditioner.clip_folder = clip if (clip / "config.json").is_file() else None
+        return conditioner
 
-    def from_batch(self, batch: dict[str, Any]) -> Tensor:
-        if "clip_image_mean" in batch:
+    def save(self, folder: Path) -> None:
+        """text_encoder/, tokenizer/ and clip/ (the CLIPModel + processor the image queries encode with)."""
+        super().save(folder)
+        if self.clip_folder is not None and Path(self.clip_folder).resolve() != (Path(folder) / CLIP).resolve():
+            shutil.copytree(self.clip_folder, Path(folder) / CLIP, dirs_exist_ok=True)
+
+    @torch.no_grad()
+    def from_images(self, images: list[bytes]) -> Tensor:
+        """[N, 1, D]: CLIPSonic-IQ's q_img of each picture (JPEG/PNG bytes), embedded exactly as the
+        annotate stage embeds the corpus frames (pipelines.annotate.encoders.clip)."""
+        embeddings = self.image_encoder().embed_images(images)
+        return torch.from_numpy(embeddings).float().to(self.device)[:, None]
+
+    def image_encoder(self):
+        if self.clip_folder is None:
+            raise ConfigError(
+                "image and video queries need the CLIP image tower: this model folder has no clip/ (trained before "
+                "image queries existed); retrain, or copy the ldm.encoders.clip CLIPModel folder to <model>/clip"
+            )
+        if getattr(self, "_images", None) is None:
+            from pipelines.annotate.encoders.base import ModelLoadError
+            from pipelines.annotate.encoders.clip import load_clip
+            from pipelines.annotate.encoders.config import ClipConfig
+
+            try:
+                self._images = load_clip(ClipConfig(model=str(self.clip_folder)), self.device.type)
+            except ModelLoadError as error:
+                raise ConfigError(str(error)) from None
+        return self._images
+
+    def from_batch(self, batch: dict[str, Any], generator: torch.Generator | None = None) -> Tensor:
+        """[B, 1, D]: the pooled frames (`frames` "mean"), or one frame per clip drawn from `generator`
+        ("random"; B draws on the generator's device, whatever the frame counts)."""
+        if self.frames == "random":
+            embedding = self._random_frames(batch, generator)
+        elif "clip_image_mean" in batch:
             embedding = _batch_tensor(batch, "clip_image_mean", self.name)
         else:  # Make-An-Audio §4.3: the frames' pooled embedding
-            embedding = _batch_tensor(batch, "clip_image", self.name).mean(dim=1)
+            embedding = torch.stack([f.mean(dim=0) for f in _frame_list(batch, self.name)])
         if embedding.shape[-1] != self.dim:
             raise ValueError(
                 f"the batch's CLIP embeddings have width {embedding.shape[-1]} but ldm.encoders.clip projects to {self.dim}: use the CLIP that annotated the corpus"
             )
         return F.normalize(embedding.to(self.device), dim=-1)[:, None]  # [B, 1, D]
+
+    def _random_frames(self, batch: dict[str, Any], generator: torch.Generator | None) -> Tensor:
+        if generator is None:
+            raise ValueError("ldm.clip_frames random draws a frame per clip: from_batch needs a generator")
+        frames = _frame_list(batch, self.name)
+        draws = torch.rand(len(frames), generator=generator, device=generator.device).cpu()
+        # CLIPSonic §2: q_img of one randomly selected frame (the annotate stage keeps the frames ingest picked)
+        return torch.stack([f[min(int(u * len(f)), len(f) - 1)] for f, u in zip(frames, draws)])
 
     @torch.no_grad()
     def from_prompts(self, prompts: list[str]) -> Tensor:
@@ -263,6 +324,20 @@ def _folder(path: str | None, key: str, mode: str, what: str) -> Path:
     if not (folder / "config.json").is_file():
         raise ConfigError(f"{key}: no model at {folder} (config.json not found); point it at {what}")
     return folder
+
+
+def _frame_list(batch: dict[str, Any], mode: str) -> list[Tensor]:
+    """The batch's clip_image rows as [frames_i, D] tensors (collate keeps clips of differing frame counts as a list)."""
+    if "clip_image" not in batch:
+        raise ValueError(
+            f"the batch has no 'clip_image': conditioning {mode!r} needs the frames' embeddings in the corpus shards (or latent shards)"
+        )
+    frames = batch["clip_image"]
+    rows = list(frames) if isinstance(frames, (list, tuple)) else list(torch.as_tensor(frames))
+    rows = [torch.as_tensor(row).float().reshape(-1, torch.as_tensor(row).shape[-1]) for row in rows]
+    if any(len(row) == 0 for row in rows):
+        raise ValueError("a clip in the batch has no frame embedding (clip_image is empty)")
+    return rows
 
 
 def _batch_tensor(batch: dict[str, Any], key: str, mode: str) -> Tensor:

@@ -56,12 +56,16 @@ def _write(folder: Path, bundle: Bundle, clap_dir: str | None) -> None:
     if hasattr(conditioner, "save"):  # the text tower it samples with: the folder is self-contained
         conditioner.save(folder)
     vocoder = bundle.vocoder
-    if vocoder is None and conditioner.name == "clap-audio":
+    if vocoder is None and conditioner.name == "clap-audio" and isinstance(bundle.vae, AutoencoderKL):
+        # (an inpainting UNet, 2C + 1 inputs, gets no model_index.json: AudioLDMPipeline cannot run it)
         profile = get_profile(bundle.profile)  # AudioLDMPipeline needs one: untrained, right shape
         vocoder = build_vocoder(profile.n_mels, profile.sample_rate, profile.hop_length)
     if vocoder is not None:
         vocoder.save_pretrained(folder / "vocoder")
-    if conditioner.name == "clap-audio" and (folder / TEXT_ENCODER).is_dir():
+    plain = (
+        isinstance(bundle.vae, AutoencoderKL) and bundle.unet.config.in_channels == bundle.vae.config.latent_channels
+    )
+    if conditioner.name == "clap-audio" and (folder / TEXT_ENCODER).is_dir() and plain:
         _write_json(folder / "model_index.json", _model_index(conditioner))
     _write_json(folder / META, _meta(bundle, clap_dir))
 
@@ -111,7 +115,7 @@ def load_bundle(path: Path, device: str | torch.device = "cpu") -> Bundle:
     """A folder save_pipeline wrote, or a plain diffusers AudioLDM pipeline (clap-audio, profile audioldm)."""
     path = Path(path)
     meta = _read_meta(path)
-    vae = AutoencoderKL.from_pretrained(path / "vae", local_files_only=True).to(device).eval()
+    vae = _load_vae(path / "vae").to(device).eval()
     unet = UNet2DConditionModel.from_pretrained(path / "unet", local_files_only=True).to(device).eval()
     mode = CONDITIONERS.get(meta["conditioning"])
     if (path / TEXT_ENCODER / "config.json").is_file():
@@ -130,6 +134,15 @@ def load_bundle(path: Path, device: str | torch.device = "cpu") -> Bundle:
         frames=frames,
         info=meta.get("info", {}),
     )
+
+
+def _load_vae(folder: Path):
+    """The AutoencoderKL, or the identity MelSpace of a mel-domain model (CLIPSonic §3)."""
+    from training.models.melspace import MelSpace, is_mel_space
+
+    if is_mel_space(folder):
+        return MelSpace.from_pretrained(folder, local_files_only=True)
+    return AutoencoderKL.from_pretrained(folder, local_files_only=True)
 
 
 def _read_meta(path: Path) -> dict[str, Any]:

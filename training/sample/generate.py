@@ -24,8 +24,10 @@ from torch import Tensor
 from pipelines.core.config import ConfigError
 from pipelines.core.features import MelExtractor, MelProfile, get_profile, load_audio
 from training.models.bundle import Bundle
+from training.models.inpaint import WithContext, context, is_inpainting
 from training.models.vocoder import load_vocoder, mel_to_audio
 from training.sample.io import slug, write_json, write_mel_png, write_wav
+from training.sample.queries import query_condition
 
 SAMPLERS = ("ddim", "dpm-solver++", "ddpm")
 
@@ -43,8 +45,16 @@ class Request:
     style_strength: float = 0.5  # n0 / N: 0 returns the source, 1 ignores it
     inpaint_source: Path | None = None  # AudioLDM §4 inpainting: the audio whose part is kept
     inpaint_keep: tuple[float, float] | None = None  # seconds of the source kept; the rest is regenerated
+    inpaint_mask: tuple[float, float] | None = None  # seconds of the source regenerated; the rest is kept
+    inpaint_band: tuple[float, float] | None = None  # Hz of the source kept (a frequency mask); None: all
+    super_resolve: Path | None = None  # AudioLDM §4 super-resolution: low-rate audio whose band is kept
+    cutoff: float | None = None  # Hz observed in super_resolve's audio; None: half its sample rate
     griffin_lim_iters: int = 32  # when the bundle has no vocoder (VocoderConfig.griffin_lim_iters)
     top_k: int | None = None  # token AR models: top-K sampling (None: the model's, Li et al. 2023 §3.2: 512)
+    query: str = "text-zs"  # training/sample/queries.py: text-zs | text-prior | image | video (CLIPSonic §2)
+    images: tuple[Path, ...] = ()  # query image: one item per picture (prompts name them)
+    video: Path | None = None  # query video: one item
+    prior: Path | None = None  # query text-prior: a `t2a train prior` model folder (CLIPSonic-SD / -PD)
 
     def __post_init__(self) -> None:
         problems = []
@@ -63,12 +73,47 @@ class Request:
             problems.append(f"unknown sampler {self.sampler!r}; valid names: {', '.join(SAMPLERS)}")
         if not 0 <= self.style_strength <= 1:
             problems.append(f"style_strength must be in [0, 1], got {self.style_strength}")
-        if (self.inpaint_source is None) != (self.inpaint_keep is None):
-            problems.append("inpainting needs both inpaint_source and inpaint_keep (start, end seconds)")
-        if self.inpaint_keep is not None and not 0 <= self.inpaint_keep[0] < self.inpaint_keep[1]:
-            problems.append(f"inpaint_keep must be (start, end) seconds with 0 <= start < end, got {self.inpaint_keep}")
+        if self.inpaint_keep is not None and self.inpaint_mask is not None:
+            problems.append("give inpaint_keep (seconds kept) or inpaint_mask (seconds regenerated), not both")
+        masked = self.inpaint_keep is not None or self.inpaint_band is not None or self.inpaint_mask is not None
+        if (self.inpaint_source is None) == masked:
+            problems.append(
+                "inpainting needs inpaint_source and inpaint_keep (start, end seconds) and/or inpaint_band (low, high Hz)"
+            )
+        if self.inpaint_band is not None and not 0 <= self.inpaint_band[0] < self.inpaint_band[1]:
+            problems.append(f"inpaint_band must be (low, high) Hz with 0 <= low < high, got {self.inpaint_band}")
+        if self.super_resolve is not None and (self.inpaint_source is not None or self.style_source is not None):
+            problems.append("super-resolution, inpainting and style transfer are separate requests")
+        if self.cutoff is not None and (self.super_resolve is None or self.cutoff <= 0):
+            problems.append("cutoff (Hz, > 0) is for super-resolution")
+        for name in ("inpaint_keep", "inpaint_mask"):
+            span = getattr(self, name)
+            if span is not None and not 0 <= span[0] < span[1]:
+                problems.append(f"{name} must be (start, end) seconds with 0 <= start < end, got {span}")
+        problems += self._query_problems()
         if problems:
             raise ConfigError("sample request: " + "; ".join(problems))
+
+    def _query_problems(self) -> list[str]:
+        from training.sample.queries import QUERIES
+
+        if self.query not in QUERIES:
+            return [f"unknown query {self.query!r}; valid: {', '.join(QUERIES)}"]
+        wanted = {"image": bool(self.images), "video": self.video is not None, "text-prior": self.prior is not None}
+        problems = [
+            f"--query {mode} needs {option}"
+            for mode, option in (("image", "--image"), ("video", "--video"), ("text-prior", "--prior"))
+            if self.query == mode and not wanted[mode]
+        ]
+        problems += [
+            f"{option} is for --query {mode}"
+            for mode, option in (("image", "--image"), ("video", "--video"), ("text-prior", "--prior"))
+            if self.query != mode and wanted[mode]
+        ]
+        items = len(self.images) if self.query == "image" else 1 if self.query == "video" else len(self.prompts)
+        if not problems and len(self.prompts) != items:
+            problems.append(f"{len(self.prompts)} names for {items} {self.query} queries")
+        return problems
 
 
 @dataclass(frozen=True)
@@ -124,7 +169,7 @@ def sample_latents(bundle: Bundle, request: Request, device: str | torch.device 
     scheduler = _sampler(request.sampler, bundle.scheduler_config)
     scheduler.set_timesteps(request.steps, device=device)
     with torch.no_grad(), evaluating(unet, bundle.vae):
-        cond = conditioner.from_prompts(list(request.prompts)).repeat_interleave(request.per_prompt, dim=0)
+        cond = query_condition(bundle, request).repeat_interleave(request.per_prompt, dim=0)
         cond = cond.to(device, unet.dtype) if cond.is_floating_point() else cond.to(device)
         null = conditioner.null(n).to(cond) if request.guidance != 1 else None
         noise = _noise(generators, shape.latent).to(device, unet.dtype)
@@ -133,10 +178,17 @@ def sample_latents(bundle: Bundle, request: Request, device: str | torch.device 
             source = encode_source(bundle, request.style_source, shape.padded, device).to(noise).expand(n, -1, -1, -1)
             latents, timesteps = _shallow_start(scheduler, source, noise, request.style_strength)
         observed = None
-        if request.inpaint_source is not None:
-            mask = keep_mask(bundle, shape, request.inpaint_keep).to(device, unet.dtype)
-            source = encode_source(bundle, request.inpaint_source, shape.padded, device).to(noise).expand(n, -1, -1, -1)
-            observed = Observed(source, mask)
+        if request.inpaint_source is not None or request.super_resolve is not None:
+            path, mask = observation(bundle, shape, request)
+            source = encode_source(bundle, path, shape.padded, device).to(noise).expand(n, -1, -1, -1)
+            observed = Observed(source, mask.to(device, unet.dtype))
+        if is_inpainting(unet, bundle.vae.config.latent_channels):
+            # Make-An-Audio §4.2's fine-tuned model: the observation enters as input channels, not eq. 11
+            if observed is None:
+                raise ConfigError(
+                    "this is an inpainting model (t2a train inpaint): give --inpaint SOURCE with --mask or --keep"
+                )
+            unet, observed = WithContext(unet, context(observed.latent, 1 - observed.mask)), None
         return _denoise(
             unet, conditioner, scheduler, latents, timesteps, cond, null, request.guidance, generators, observed
         )
@@ -186,7 +238,7 @@ class Observed:
     """AudioLDM §4 inpainting: z_ob (the source latent) and the mask m over it (1 = kept)."""
 
     latent: Tensor  # [N, C, h, w], scaled
-    mask: Tensor  # [1, 1, h, 1]
+    mask: Tensor  # [1, 1, h, w]: time rows × frequency columns (1 = observed)
 
     def impose(self, scheduler, latents: Tensor, t_next: Tensor | None, generators: list[torch.Generator]) -> Tensor:
         """Eq. 11: z'_{n-1} = (1 − m) ⊙ z_{n-1} + m ⊙ z^ob_{n-1}, z^ob_{n-1} = z_ob forward-diffused (eq. 2)
@@ -259,6 +311,53 @@ def keep_mask(bundle: Bundle, shape: Layout, keep: tuple[float, float]) -> Tenso
     return mask
 
 
+def observation(bundle: Bundle, shape: Layout, request: Request) -> tuple[Path, Tensor]:
+    """The observed audio and its mask m [1, 1, T/r, n_mels/r] (AudioLDM §4, eq. 11).
+
+    Inpainting: the kept seconds × the kept band. Super-resolution (AudioLDM §4, Table 5: 8 → 16 kHz): all
+    of the time × the band below the low-rate audio's Nyquist frequency (or `cutoff`); the rest is generated."""
+    h, w = shape.latent[1], shape.latent[2]
+    if request.super_resolve is not None:
+        path = Path(request.super_resolve)
+        cutoff = request.cutoff or _nyquist(path)
+        mask = torch.ones(1, 1, h, 1) * band_mask(bundle, shape, (0.0, cutoff))
+        if bool(mask.all()):
+            profile = get_profile(bundle.profile)
+            raise ConfigError(
+                f"{path}: its band (up to {cutoff:g} Hz) already covers the model's mels (up to {profile.fmax:g} Hz): nothing to super-resolve"
+            )
+        return path, mask
+    mask = torch.ones(1, 1, h, w)
+    if request.inpaint_keep is not None:
+        mask = mask * keep_mask(bundle, shape, request.inpaint_keep)
+    if request.inpaint_mask is not None:  # Make-An-Audio §4.2 / AudioLDM Table 5: 2.5-7.5 s regenerated
+        mask = mask * (1 - keep_mask(bundle, shape, request.inpaint_mask))
+    if request.inpaint_band is not None:
+        mask = mask * band_mask(bundle, shape, request.inpaint_band)
+    return Path(request.inpaint_source), mask
+
+
+def band_mask(bundle: Bundle, shape: Layout, band: tuple[float, float]) -> Tensor:
+    """m [1, 1, 1, n_mels/r]: a latent column is observed when every mel band it covers lies inside `band`
+    (a band's triangle spans its neighbours' centres: librosa's Slaney mel edges over [fmin, fmax])."""
+    import librosa
+
+    profile = get_profile(bundle.profile)
+    edges = librosa.mel_frequencies(profile.n_mels + 2, fmin=profile.fmin, fmax=profile.fmax)
+    inside = torch.from_numpy((edges[:-2] >= band[0]) & (edges[2:] <= band[1]))
+    columns = inside.reshape(shape.latent[2], shape.ratio).all(dim=1).float()
+    if not bool(columns.any()):
+        raise ConfigError(f"the band {band[0]:g}-{band[1]:g} Hz covers no whole mel band of profile {profile.name}")
+    return columns.reshape(1, 1, 1, -1)
+
+
+def _nyquist(path: Path) -> float:
+    try:
+        return sf.info(str(path)).samplerate / 2
+    except (OSError, sf.SoundFileError, RuntimeError) as error:
+        raise ConfigError(f"{path}: cannot read the source audio ({error}); give a readable WAV/FLAC file") from None
+
+
 def write_outputs(
     out_dir: Path,
     prompts: list[str],
@@ -268,8 +367,10 @@ def write_outputs(
     request: Request,
     *,
     info: dict[str, Any] | None = None,
+    extra: list[dict[str, Any]] | None = None,
 ) -> list[Path]:
     """Per item NNN-<slug>.wav (16-bit PCM) and NNN-<slug>.png (the mel), then samples.json; returns the paths.
+    `extra`: per-item fields added to samples.json's items (e.g. super-resolution's LSD).
 
     `prompts`: one per item, or the request's prompts (repeated per_prompt times, prompt-major)."""
     out_dir, n = Path(out_dir), mels.shape[0]
@@ -285,7 +386,10 @@ def write_outputs(
         write_wav(wav, waves[i].numpy(), sample_rate)
         write_mel_png(png, mels[i].numpy(), seconds_per_frame, prompt)
         paths += [wav, png]
-        records.append({"index": i, "prompt": prompt, "seed": request.seed + i, "wav": wav.name, "png": png.name})
+        records.append(
+            {"index": i, "prompt": prompt, "seed": request.seed + i, "wav": wav.name, "png": png.name}
+            | (extra[i] if extra else {})
+        )
     summary = {
         "request": _jsonable(asdict(request)),
         "sample_rate": sample_rate,
@@ -327,8 +431,11 @@ def run(
     device: str | torch.device = "cpu",
     *,
     vocoder: str | Path | None = None,
+    reference: Path | None = None,
 ) -> list[Path]:
-    """load_bundle → generate → write_outputs; `vocoder` (a SpeechT5HifiGan folder) overrides the bundle's."""
+    """load_bundle → generate → write_outputs; `vocoder` (a SpeechT5HifiGan folder) overrides the bundle's.
+    `reference`: the full-band audio a super-resolution is scored against (LSD per item in samples.json,
+    AudioLDM §4 Table 5)."""
     from training.models.pipeline import load_bundle
 
     bundle = load_bundle(checkpoint, device)
@@ -336,4 +443,11 @@ def run(
         bundle.vocoder = load_vocoder(vocoder).to(device)
     mels, waves = generate(bundle, request, device)
     rate = get_profile(bundle.profile).sample_rate
-    return write_outputs(out_dir, request.prompts, mels, waves, rate, request, info=bundle.info)
+    extra = None
+    if reference is not None:
+        from training.sample.lsd import lsd_to_file
+
+        if not Path(reference).is_file():
+            raise ConfigError(f"{reference}: no such reference audio file")
+        extra = [{"lsd": lsd_to_file(wave.numpy(), rate, Path(reference))} for wave in waves]
+    return write_outputs(out_dir, request.prompts, mels, waves, rate, request, info=bundle.info, extra=extra)

@@ -42,6 +42,7 @@ from training.state import TrainState
 log = logging.getLogger(__name__)
 VALID_SAMPLES = 2  # prompts sampled at each validation
 VALID_STEPS = 25
+CALIBRATION_CLIPS = 64  # validation clips whose mels set the mel-space normalisation
 
 
 def train(config: TrainConfig) -> Path:
@@ -56,10 +57,15 @@ def train(config: TrainConfig) -> Path:
     loop, ldm = config.ldm.train, config.ldm
     session = Session(config, loop, config.ldm_dir)
     profile = get_profile(config.data.profile)
-    vae = AutoencoderKL.from_pretrained(vae_model_dir(config)).to(session.device).eval().requires_grad_(False)
+    mel_space = ldm.space == "mel"
+    if mel_space:  # CLIPSonic §3: no VAE; its train_frames (64: 2 s) unless a crop is given
+        frames = config.ldm_data.crop_frames or profile.train_frames or profile.frames
+        vae = _mel_space(config, frames).to(session.device)
+    else:
+        vae = AutoencoderKL.from_pretrained(vae_model_dir(config)).to(session.device).eval().requires_grad_(False)
+        frames = config.ldm_data.crop_frames or profile.frames
     r, scaling = compression(vae), float(vae.config.scaling_factor)
-    frames = config.ldm_data.crop_frames or profile.frames
-    data, example = _data(config, r, frames, latents_location if ldm.latents else None)
+    data, example = _data(config, r, frames, latents_location if ldm.latents and not mel_space else None)
     require_split(data, data.valid_split, "`t2a train ldm` validates on data.valid_split: it")
     conditioner = build_conditioner(ldm, device=session.device)
     unet = session.configure(
@@ -94,6 +100,9 @@ def train(config: TrainConfig) -> Path:
     )
 
     def latents_of(batch: dict[str, Any]) -> torch.Tensor:
+        if mel_space:
+            latents = vae.normalise(batch["mel"].to(session.device))
+            return latents.contiguous(memory_format=torch.channels_last) if loop.channels_last else latents
         if "latent" in batch:
             moments = batch["latent"].to(session.device)
         else:
@@ -109,7 +118,7 @@ def train(config: TrainConfig) -> Path:
         total = 0.0
         for batch in batches:
             latents = latents_of(batch)
-            condition = conditioner.from_batch(batch)
+            condition = conditioner.from_batch(batch, session.generator)
             condition = drop_condition(condition, conditioner.null(len(condition)), ldm.cfg_dropout, session.generator)
             with session.accelerator.autocast():
                 loss = diffusion_loss(
@@ -131,6 +140,22 @@ def train(config: TrainConfig) -> Path:
     session.accelerator.wait_for_everyone()
     session.logs.close()
     return config.ldm_dir / "model"
+
+
+def _mel_space(config: TrainConfig, frames: int):
+    """CLIPSonic §3 mel-domain diffusion: the identity MelSpace, its scale calibrated on the validation mels."""
+    from training.models.melspace import calibrated
+
+    data = config.ldm_data
+    require_split(data, data.valid_split, "mel-space diffusion calibrates its scale on data.valid_split: it")
+    mels = []
+    for batch in iter_batches(
+        data, data.valid_split, mel_example(data.profile, frames, random_crop=False), batch_size=data.batch_size
+    ):
+        mels.append(batch["mel"])
+        if sum(len(m) for m in mels) >= CALIBRATION_CLIPS:
+            break
+    return calibrated(mels)
 
 
 def _data(config: TrainConfig, r: int, frames: int, latents_location) -> tuple[Any, Any]:
@@ -185,7 +210,7 @@ def _validate(
         world_size=session.world_size,
     ):
         latents = latents_of(batch)
-        condition = conditioner.from_batch(batch)
+        condition = conditioner.from_batch(batch, session.generator)
         total += float(
             diffusion_loss(unet, scheduler, latents, conditioner.unet_kwargs(condition), session.generator)
         ) * len(latents)
@@ -204,7 +229,7 @@ def _deterministic(config: TrainConfig, frames: int, vae):
     """Validation crops from the start of each clip (the training example crops at random)."""
     from training.models.vae import compression
 
-    if config.ldm.latents:
+    if config.ldm.latents and config.ldm.space == "latent":
         return latent_example(frames // compression(vae), random_crop=False)
     return mel_example(config.data.profile, frames, random_crop=False)
 

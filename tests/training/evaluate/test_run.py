@@ -449,6 +449,11 @@ def test_heldout_prompts_are_the_split_texts_never_the_pseudo_prompts(tmp_path):
     assert heldout_prompts(tmp_path, "test", limit=2) == ["A bell tolls", "Rain and water"]
     with pytest.raises(FileNotFoundError, match="split 'valid'"):
         heldout_prompts(tmp_path, "valid")
+    # CLIPSonic §3: "a photo of [label]" per label (make_sample's clips are Dog + bark), each once
+    assert heldout_prompts(tmp_path, "test", form="photo") == ["a photo of dog", "a photo of bark"]
+    assert heldout_prompts(tmp_path, "test", form="sound", limit=1) == ["the sound of dog"]
+    with pytest.raises(ValueError, match="unknown prompt form 'video'"):
+        heldout_prompts(tmp_path, "test", form="video")
 
 
 def test_evaluate_takes_generated_as_an_option_and_checks_the_prompts_file(generated, corpus, clap, tmp_path):

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 import transformers
 from tiny_training import build_tiny_clap, build_tiny_clip, tiny_ldm_config
+from torch import Tensor
 
 from pipelines.core.config import ConfigError
 from pipelines.core.registry import UnknownName
@@ -96,6 +97,29 @@ def test_clip_image_trains_on_frames_and_samples_with_clip_text(encoders):
     )  # CLIPSonic-ZS
     assert torch.equal(conditioner.null(2), torch.zeros(2, 1, 32))
     assert set(conditioner.unet_kwargs(conditioner.null(2))) == {"encoder_hidden_states"}
+
+
+def test_clip_image_random_frames_draw_one_frame_per_clip_per_step(encoders):
+    """CLIPSonic §2: q_img of one randomly selected frame; clips with differing frame counts (a list)."""
+    conditioner = build_conditioner(tiny_ldm_config("clip-image", **encoders, clip_frames="random"))
+    frames = [torch.randn(3, 32), torch.randn(1, 32), torch.randn(4, 32)]
+    batch = {"clip_image": frames, "clip_image_mean": torch.zeros(3, 32)}  # the mean is not read
+
+    def draw(seed: int) -> Tensor:
+        return conditioner.from_batch(batch, torch.Generator().manual_seed(seed))
+
+    first = draw(0)
+    assert first.shape == (3, 1, 32)
+    torch.testing.assert_close(first, draw(0))  # determinism by seed
+    for i, clip in enumerate(frames):  # each row is one of its clip's frames, normalised
+        assert min(float((first[i, 0] - F.normalize(f, dim=-1)).abs().max()) for f in clip) < 1e-6
+    torch.testing.assert_close(first[1, 0], F.normalize(frames[1][0], dim=-1))
+    picks = {int(torch.argmax(draw(seed)[0, 0] @ F.normalize(frames[0], dim=-1).T)) for seed in range(20)}
+    assert len(picks) == 3  # every frame of the 3-frame clip is drawn over 20 steps
+    with pytest.raises(ValueError, match="needs a generator"):
+        conditioner.from_batch(batch)
+    with pytest.raises(ConfigError, match="ldm.clip_frames applies to clip-image conditioning"):
+        build_conditioner(tiny_ldm_config("clap-audio", **encoders, clip_frames="random"))
 
 
 def test_encoders_are_frozen_and_in_eval_mode(encoders):

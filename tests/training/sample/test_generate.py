@@ -278,6 +278,64 @@ def test_inpainting_keeps_the_observed_rows_exactly(bundle, source_wav, sampler)
     assert not torch.allclose(latents[0, :, kept:], latents[1, :, kept:], atol=1e-3)  # two seeds fill in differently
 
 
+@pytest.fixture(scope="module")
+def low_wav(tmp_path_factory) -> str:
+    """8-kHz audio (AudioLDM §4 super-resolution, Table 5: 8 → 16 kHz)."""
+    t = np.arange(int(0.32 * 8000)) / 8000
+    path = tmp_path_factory.mktemp("low") / "low.wav"
+    sf.write(path, (0.4 * np.sin(2 * np.pi * (300 * t + 2000 * t**2))).astype(np.float32), 8000)
+    return str(path)
+
+
+def test_band_mask_keeps_the_columns_whose_mel_bands_lie_inside():
+    import librosa
+
+    from training.sample.generate import Layout, band_mask
+
+    bundle = Bundle(vae=None, unet=None, scheduler_config={}, conditioner=None, profile="audioldm")
+    shape = Layout(frames=24, padded=24, ratio=2, latent=(4, 12, 32))
+    mask = band_mask(bundle, shape, (0.0, 4000.0))
+    edges = librosa.mel_frequencies(N_MELS + 2, fmin=0, fmax=8000)  # the audioldm profile's bands
+    bands = int((edges[2:] <= 4000).sum())  # bands wholly below 4 kHz: their upper edge is
+    assert mask.shape == (1, 1, 1, 32) and mask.flatten().tolist() == [1.0] * (bands // 2) + [0.0] * (32 - bands // 2)
+    assert band_mask(bundle, shape, (0.0, 8000.0)).all()
+    with pytest.raises(ConfigError, match="covers no whole mel band"):
+        band_mask(bundle, shape, (100.0, 110.0))
+
+
+def test_super_resolution_keeps_the_observed_low_band_exactly(bundle, low_wav):
+    """AudioLDM §4 eq. 11 with a frequency mask: the low band of the 8-kHz input is kept, the rest generated."""
+    from training.sample.generate import band_mask
+
+    request = Request(["speech"], steps=4, per_prompt=2, super_resolve=low_wav)
+    latents = sample_latents(bundle, request)
+    with torch.no_grad():
+        source = encode_source(bundle, low_wav, layout(bundle, None).padded, "cpu").expand(2, -1, -1, -1)
+    kept = int(band_mask(bundle, layout(bundle, None), (0.0, 4000.0)).sum())
+    assert 0 < kept < 32
+    assert torch.equal(latents[..., :kept], source[..., :kept])
+    assert not torch.allclose(latents[..., kept:], source[..., kept:], atol=1e-2)
+    assert torch.equal(latents, sample_latents(bundle, request))  # determinism by seed
+    lower = sample_latents(bundle, replace(request, cutoff=2000.0))  # a lower cutoff keeps fewer columns
+    assert not torch.equal(lower[..., kept - 2 : kept], source[..., kept - 2 : kept])
+
+
+def test_inpainting_masks_have_a_frequency_axis(bundle, source_wav):
+    from training.sample.generate import band_mask
+
+    request = Request(
+        ["thunder"], steps=4, inpaint_source=source_wav, inpaint_keep=(0.0, 0.1), inpaint_band=(0.0, 4000.0)
+    )
+    latents = sample_latents(bundle, request)
+    with torch.no_grad():
+        source = encode_source(bundle, source_wav, layout(bundle, None).padded, "cpu")
+    columns = int(band_mask(bundle, layout(bundle, None), (0.0, 4000.0)).sum())
+    assert torch.equal(latents[:, :, :5, :columns], source[:, :, :5, :columns])  # kept: time ∩ band
+    assert not torch.allclose(latents[:, :, :5, columns:], source[:, :, :5, columns:], atol=1e-2)
+    band_only = sample_latents(bundle, replace(request, inpaint_keep=None))  # the whole time, the low band
+    assert torch.equal(band_only[..., :columns], source[..., :columns])
+
+
 def test_bad_requests_are_one_line_errors(bundle, tmp_path):
     with pytest.raises(ConfigError, match="unknown sampler 'euler'"):
         Request(["a"], sampler="euler")
@@ -287,6 +345,14 @@ def test_bad_requests_are_one_line_errors(bundle, tmp_path):
         sample_latents(bundle, Request(["a"], steps=1, inpaint_source=tmp_path / "x.wav", inpaint_keep=(5.0, 6.0)))
     with pytest.raises(ConfigError, match="cannot read the source audio"):
         sample_latents(bundle, Request(["a"], steps=1, style_source=tmp_path / "missing.wav"))
+    with pytest.raises(ConfigError, match="cannot read the source audio"):
+        sample_latents(bundle, Request(["a"], steps=1, super_resolve=tmp_path / "missing.wav"))
+    with pytest.raises(ConfigError, match="cutoff"):
+        Request(["a"], cutoff=4000.0)
+    full = tmp_path / "full.wav"
+    sf.write(full, np.zeros(1600, np.float32), 16000)
+    with pytest.raises(ConfigError, match="nothing to super-resolve"):
+        sample_latents(bundle, Request(["a"], steps=1, super_resolve=full))
 
 
 def test_write_outputs_files_and_summary(tmp_path):
