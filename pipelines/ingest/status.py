@@ -111,7 +111,7 @@ def build_summary(counts: list[tuple[str, str, str, int]], run: dict[str, Any]) 
         for source, status, reason, n in counts
         if status not in ("ok", "cached")
     ]
-    warnings = []
+    warnings = list(run.get("warnings", []))  # the job's own (a different ffmpeg), then these
     for source in run.get("sources", []):
         if source not in by_source:
             by_source[source] = {s: 0 for s in STATUSES}
