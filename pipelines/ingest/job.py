@@ -36,6 +36,7 @@ from pipelines.core.beam import pipeline_options
 from pipelines.core.io import StorageFull, find_storage_full, prepare_output
 from pipelines.core.records import Clip, RejectedRow, StatusRow
 from pipelines.core.redact import redact_text
+from pipelines.core.storage import is_remote
 from pipelines.core.tools import tool_versions
 from pipelines.ingest.cache import ClipCache
 from pipelines.ingest.config import IdList
@@ -294,7 +295,7 @@ def _run(corpus: Corpus, retry_failed: bool, beam_args: Sequence[str]) -> dict[s
     removed = cache.clean_staging()
     if removed:
         log.info("removed %d half-written entries left by an earlier run", removed)
-    stale = remove_beam_temps(corpus.output / "status")
+    stale = 0 if is_remote(corpus.output) else remove_beam_temps(corpus.output / "status")
     if stale:
         log.info("removed %d temporary folder(s) of an earlier run's status writer", stale)
     corpus.save_resolved("ingest")
