@@ -124,6 +124,7 @@ def _remote_or(check: Any) -> Any:
 _AsText = PlainSerializer(lambda value: str(value) if isinstance(value, ObjectPath) else value)
 InputFile = Annotated[Path | ObjectPath, BeforeValidator(_remote), AfterValidator(_remote_or(_existing_file)), _AsText]
 InputDir = Annotated[Path, AfterValidator(_existing_dir)]
+LocalFile = Annotated[Path, AfterValidator(_existing_file)]  # read by a tool that knows local paths only (yt-dlp)
 OutputDir = Annotated[Path | ObjectPath, BeforeValidator(_remote), AfterValidator(_remote_or(_resolve)), _AsText]
 # A path that may contain {placeholders}; resolved against the config folder like any other path.
 PathTemplate = Annotated[str, AfterValidator(lambda value, info: str(_resolve(Path(value), info)))]

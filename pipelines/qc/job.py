@@ -150,7 +150,6 @@ def search(output: Path, rows: list[dict[str, Any]], config: QualityConfig) -> d
 
 def run(corpus: Corpus, *, beam_args: Sequence[str] = ()) -> dict[str, Any]:
     """Measure every cached clip, search near-duplicates and leakage; returns summary.json's dict."""
-    corpus.local_output("t2a qc")  # its stores go through pipelines.core.storage, but it is not tested on one yet
     config = corpus.config.quality
     cache = ClipCache(corpus.output)
     if not cache.clips.is_dir():

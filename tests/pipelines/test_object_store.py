@@ -1,5 +1,5 @@
 """Every output on object storage: moto's S3 server on loopback, reached through fsspec (s3fs) the
-way a cluster reaches S3. Ingest (with a kill -9 in the middle, then a re-run) → annotate → shard →
+way a cluster reaches S3. Ingest (with a kill -9 in the middle, then a re-run) → annotate → qc → shard →
 the training loader, with manifests and exclusion lists on S3 too; the bytes equal a local run's."""
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from pipelines.core.tools import run_ffmpeg
 from pipelines.datasets import load_corpus
 from pipelines.ingest import job as ingest
 from pipelines.ingest.cache import CLIP_JSON, ClipCache
+from pipelines.qc import job as qc
+from pipelines.qc.store import read_quality
 from pipelines.shard import job as shard
 from training.data.loader import iter_batches, mel_example
 
@@ -78,6 +80,7 @@ def corpus_config(tmp_path: Path, server, media, s3, models) -> Path:
                 "retrieval": {"top_k": 2},
                 "selection": {"threshold": -1.0},
             },
+            "quality": {"max_clipping": 0.9, "speech": False},  # a policy: shard then needs qc's table
         }
 
     config = tmp_path / "datasets.yaml"
@@ -106,7 +109,7 @@ def clip_files(cache: ClipCache) -> dict[str, dict]:
     return found
 
 
-def test_ingest_killed_midway_annotate_shard_and_load_on_s3_equal_the_local_run(tmp_path, server, media, s3, models):
+def test_ingest_killed_midway_annotate_qc_shard_and_load_on_s3_equal_the_local_run(tmp_path, server, media, s3, models):
     config = corpus_config(tmp_path, server, media, s3, models)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     job = subprocess.Popen(
@@ -150,6 +153,11 @@ def test_ingest_killed_midway_annotate_shard_and_load_on_s3_equal_the_local_run(
         read_table(tmp_path / "out").to_pylist(), digests
     )
     assert any(key.startswith("annotations/banks/") for key in listed("corpus", "remote/"))
+
+    # qc: per-clip measures and the table on S3; the shard policy reads them from there
+    measured = qc.run(load_corpus(config, "remote"))
+    assert measured == qc.run(load_corpus(config, "local")) and measured["clips"] == CLIPS
+    assert _without(read_quality("s3://corpus/remote"), digests) == _without(read_quality(tmp_path / "out"), digests)
 
     # shard: byte-identical tars; stats and indexes differ only by the corpus config's hash
     remote_index = shard.run(load_corpus(config, "remote"))

@@ -101,14 +101,14 @@ def test_prepare_output_on_an_object_store_writes_nothing_that_stays(bucket):
     assert list(bucket.iterdir()) == []
 
 
-def test_report_review_and_qc_refuse_a_remote_corpus_in_one_line(tmp_path):
+def test_report_and_review_refuse_a_remote_corpus_in_one_line(tmp_path):
     (tmp_path / "t.csv").write_text("url\nhttp://127.0.0.1:1/a.wav\n")
     config = tmp_path / "d.yaml"
     config.write_text(
         "corpora:\n  demo:\n    output: s3://t2a/corpus\n"
         "    sources: [{name: t, format: table, manifest: t.csv, fetch: {backend: http}}]\n"
     )
-    for command in (["report"], ["review", "--export"], ["qc"]):
+    for command in (["report"], ["review", "--export"], ["audit", "sign", "--reviewer", "x"]):
         result = CliRunner().invoke(app, [*command, "--config", str(config)])
         assert result.exit_code == 2, command
         assert "works on a local corpus only, and corpus 'demo' is at s3://t2a/corpus" in result.output
