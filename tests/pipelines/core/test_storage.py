@@ -113,3 +113,16 @@ def test_report_and_review_refuse_a_remote_corpus_in_one_line(tmp_path):
         assert result.exit_code == 2, command
         assert "works on a local corpus only, and corpus 'demo' is at s3://t2a/corpus" in result.output
         assert "Traceback" not in result.output and not (tmp_path / "s3:").exists()
+
+
+def test_an_unknown_scheme_is_exit_2_in_one_line(tmp_path):
+    (tmp_path / "t.csv").write_text("url\nhttp://127.0.0.1:1/a.wav\n")
+    config = tmp_path / "d.yaml"
+    config.write_text(
+        "corpora:\n  demo:\n    output: ftp9://t2a/corpus\n"
+        "    sources: [{name: t, format: table, manifest: t.csv, fetch: {backend: http}}]\n"
+    )
+    result = CliRunner().invoke(app, ["ingest", "--config", str(config)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "corpora.demo.output: unknown storage scheme 'ftp9://'" in result.output
+    assert not (tmp_path / "ftp9:").exists()
