@@ -224,3 +224,15 @@ def test_a_missing_driver_names_the_extra(tmp_path, monkeypatch):
     ):
         load_corpus(config, "c")
     assert CLIP_JSON == "clip.json"
+
+
+def test_worker_processes_write_to_s3_without_a_shared_folder(tmp_path, server, media, s3, models):
+    """Beam's multi_processing workers are separate processes: they reach S3 through their own
+    environment, and what the launcher reads back (status, summary) is theirs."""
+    config = corpus_config(tmp_path, server, media, s3, models)
+    server.faults.clear()  # no need to be slow here
+    processes = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    summary = ingest.run(load_corpus(config, "remote"), beam_args=processes)
+    assert {k: v for k, v in summary["totals"].items() if v} == {"ok": CLIPS, "excluded": 1}
+    ingest.run(load_corpus(config, "local"))
+    assert clip_files(ClipCache("s3://corpus/remote")) == clip_files(ClipCache(tmp_path / "out"))

@@ -126,3 +126,19 @@ def test_an_unknown_scheme_is_exit_2_in_one_line(tmp_path):
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "corpora.demo.output: unknown storage scheme 'ftp9://'" in result.output
     assert not (tmp_path / "ftp9:").exists()
+
+
+def test_a_shard_on_an_object_store_counts_only_once_its_stats_are_written(bucket, tmp_path):
+    from shard_samples import make_sample
+
+    from pipelines.shard.writer import is_complete, read_stats, stats_path, write_shard, write_stats
+
+    samples = [make_sample(f"k{i}", i) for i in range(3)]
+    local = write_shard(tmp_path / "shard-000000.tar", samples)
+    remote = bucket / "shards" / "train" / "shard-000000.tar"
+    stats_path(remote).write_bytes(b"{}")  # an old marker: deleted before the new tar goes up
+    info = write_shard(remote, samples)
+    assert not stats_path(remote).exists() and not is_complete(remote)  # the tar alone is not a shard
+    assert remote.read_bytes() == (tmp_path / "shard-000000.tar").read_bytes() and info.sha256 == local.sha256
+    write_stats(remote, info, {"split": "train"})
+    assert is_complete(remote) and read_stats(remote)["sha256"] == local.sha256
