@@ -188,6 +188,13 @@ def report(
     console.print(f"report: {index}  (figures: {index.parent / 'report.json'})", highlight=False)
 
 
+def _local_only(corpus: Corpus, command: str) -> None:
+    try:
+        corpus.local_output(command)
+    except ConfigError as error:
+        _fail(str(error))
+
+
 def _review(corpus: Corpus, margin: float, seed: int):
     from pipelines.review.session import Review, ReviewError
 
@@ -218,6 +225,7 @@ def review(
     from pipelines.review.server import ReviewServer
 
     loaded = _load(config, corpus)
+    _local_only(loaded, "t2a review")
     session = _review(loaded, margin, seed)
     if export:
         done = session.export()
@@ -257,6 +265,7 @@ def audit_sign(
     from pipelines.review.session import ReviewError
 
     loaded = _load(config, corpus)
+    _local_only(loaded, "t2a audit sign")
     if not database_path(loaded.output).is_file():
         _fail(f"no review of corpus {corpus!r} yet: run `t2a review` and judge some clips first")
     session = _review(loaded, margin, seed)

@@ -3,7 +3,7 @@
 
     corpora:
       <name>:
-        output: data/<name>            # clips/, failures/, status/ (later shards/, report/)
+        output: data/<name>            # clips/, failures/, status/ (later shards/, report/); or s3://…, gs://…
         sources: [<source>, ...]       # each: name, format (+ its files), fetch: {backend, ...}
         media: {sample_rate, frames, frame_size, max_duration, timeout}
         exclude: [<source without fetch> | {ids: file}, ...]
@@ -40,6 +40,7 @@ from pipelines.core.config import (
 from pipelines.core.io import write_json_atomic
 from pipelines.core.licences import LicencePolicy
 from pipelines.core.redact import redact_values
+from pipelines.core.storage import ObjectPath, is_remote
 from pipelines.ingest.config import Exclusion
 from pipelines.ingest.fetch import BACKENDS
 from pipelines.ingest.fetch.configs import secret_params
@@ -89,8 +90,18 @@ class Corpus:
     config_hash: str  # sha256 of the corpus block as written: the same on every machine
 
     @property
-    def output(self) -> Path:
+    def output(self) -> Path | ObjectPath:
+        """A local folder, or an object store location (s3://, gs://, any fsspec URL: pipelines.core.storage)."""
         return self.config.output
+
+    def local_output(self, command: str) -> Path:
+        """The output of a command that works on local disk only; an object store is one ConfigError."""
+        if is_remote(self.output):
+            raise ConfigError(
+                f"{command} works on a local corpus only, and corpus {self.name!r} is at {self.output}: "
+                "copy it to a local folder (e.g. `aws s3 sync`) and point `output` at that copy"
+            )
+        return self.output
 
     def save_resolved(self, stage: str) -> Path:
         """Write the resolved configuration next to the outputs: `<output>/<stage>.config.json`."""

@@ -8,6 +8,9 @@
     <output>/annotations/annotations.parquet                      every row of the last run, one per clip
     <output>/annotations/summary.json                             counts by status and selected expert
 
+On an object store (`output: s3://…`) a folder is staged on local disk and uploaded with
+annotation.json last (`pipelines.core.io.commit_folder`); a clip counts as annotated only once it is.
+
 The layout mirrors the clip cache (`pipelines.ingest.cache`, same `<bb>` buckets) but lives beside it, so the
 annotate stage never rewrites what the ingest stage produced (DVC keeps each stage's outputs apart).
 A folder is built under `.staging/` and renamed into place; a re-annotated clip's old folder is moved
@@ -32,6 +35,7 @@ from pipelines.core.io import atomic_path, commit_folder, remove_leftovers, writ
 from pipelines.core.npy import decode as decode_npy
 from pipelines.core.npy import encode as encode_npy
 from pipelines.core.records import check_clip_id
+from pipelines.core.storage import ObjectPath, is_remote, local_staging, location
 from pipelines.ingest.cache import CLIP_JSON, bucket
 
 SCHEMA = "t2a.annotation/1"
@@ -73,11 +77,11 @@ def clip_digest(entry_dir: Path) -> str:
 
 
 class AnnotationStore:
-    def __init__(self, output: str | Path):
-        self.root = Path(output).absolute() / "annotations"
+    def __init__(self, output: str | Path | ObjectPath):
+        self.root = location(output).absolute() / "annotations"
         self.clips = self.root / "clips"
         self.banks = self.root / "banks"
-        self.staging_root = self.clips / ".staging"
+        self.staging_root = local_staging(self.clips)  # clips/.staging; a local temp folder for an object store
 
     def entry_dir(self, clip_id: str) -> Path:
         check_clip_id(clip_id)
@@ -177,5 +181,9 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def read_table(output: str | Path) -> pa.Table:
-    return pq.read_table(AnnotationStore(output).root / TABLE)
+def read_table(output: str | Path | ObjectPath) -> pa.Table:
+    path = AnnotationStore(output).root / TABLE
+    if is_remote(path):
+        with path.open("rb") as handle:
+            return pq.read_table(handle)
+    return pq.read_table(path)

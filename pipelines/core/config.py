@@ -18,14 +18,18 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     ValidationError,
     ValidationInfo,
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_core.core_schema import ErrorType
+
+from pipelines.core.storage import ObjectPath, is_url, location
 
 
 class ConfigError(ValueError):
@@ -99,9 +103,29 @@ def _existing_dir(path: Path, info: ValidationInfo) -> Path:
     return path
 
 
-InputFile = Annotated[Path, AfterValidator(_existing_file)]
+def _remote(value: Any) -> Any:
+    """A URL (s3://, gs://, any fsspec URL) as an ObjectPath, before pydantic makes a Path of it (which
+    would turn `s3://b/x` into the local folder `s3:/b/x`); an unknown scheme or a missing driver is
+    this key's error. Anything else goes on to the Path validators."""
+    if isinstance(value, ObjectPath) or (isinstance(value, str) and is_url(value)):
+        return location(value)  # UnsupportedStorage is a ValueError: reported under the key's path
+    return value
+
+
+def _remote_or(check: Any) -> Any:
+    def validate(value: Any, info: ValidationInfo) -> Any:
+        return value if isinstance(value, ObjectPath) else check(value, info)
+
+    return validate
+
+
+# Local paths resolve against the config's folder; URLs (object storage) are taken as they are: an
+# output is created on first write, an input is read when the job runs (no credentials needed to validate).
+_AsText = PlainSerializer(lambda value: str(value) if isinstance(value, ObjectPath) else value)
+InputFile = Annotated[Path | ObjectPath, BeforeValidator(_remote), AfterValidator(_remote_or(_existing_file)), _AsText]
 InputDir = Annotated[Path, AfterValidator(_existing_dir)]
-OutputDir = Annotated[Path, AfterValidator(_resolve)]
+LocalFile = Annotated[Path, AfterValidator(_existing_file)]  # read by a tool that knows local paths only (yt-dlp)
+OutputDir = Annotated[Path | ObjectPath, BeforeValidator(_remote), AfterValidator(_remote_or(_resolve)), _AsText]
 # A path that may contain {placeholders}; resolved against the config folder like any other path.
 PathTemplate = Annotated[str, AfterValidator(lambda value, info: str(_resolve(Path(value), info)))]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$", max_length=64)]

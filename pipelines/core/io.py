@@ -13,6 +13,11 @@ WAVs) is written through these helpers:
 
 A killed process leaves only dot-named temporaries (`.<name>.tmp-<random>`), which
 `remove_leftovers` clears for folders a stage owns.
+
+Each helper takes an `ObjectPath` (`pipelines.core.storage`: s3://, gs://, any fsspec URL) as well.
+An object store has no rename, so there a file is built locally and uploaded as one object (a PUT
+is all or nothing), and a folder is uploaded member by member with its marker last: readers that
+look for the marker never see half an entry, and a re-run overwrites a half-uploaded one.
 """
 
 from __future__ import annotations
@@ -22,12 +27,15 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from pipelines.core.storage import ObjectPath, UnsupportedStorage, is_remote
 
 
 def temp_name(path: Path, kind: str = "tmp") -> Path:
@@ -36,12 +44,19 @@ def temp_name(path: Path, kind: str = "tmp") -> Path:
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike, *, fsync: bool = False) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike | ObjectPath, *, fsync: bool = False) -> Iterator[Path]:
     """A temporary path beside `path`, renamed onto it when the block succeeds, removed when it fails.
 
     The caller writes the file (or hands the path to a library). With `fsync`, the folder is synced
     after the rename, so the new name survives a power cut (the caller syncs the file's own bytes).
+    For an ObjectPath the temporary is a local file, uploaded as one object when the block succeeds.
     """
+    if is_remote(path):
+        with tempfile.TemporaryDirectory(prefix="t2a-upload-") as folder:
+            temp = Path(folder) / path.name
+            yield temp
+            path.upload(temp)
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = temp_name(path)
@@ -54,7 +69,10 @@ def atomic_path(path: str | os.PathLike, *, fsync: bool = False) -> Iterator[Pat
         fsync_folder(path.parent)
 
 
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+def write_bytes_atomic(path: str | os.PathLike | ObjectPath, data: bytes) -> None:
+    if is_remote(path):
+        path.write_bytes(data)  # one PUT: the object appears whole or not at all
+        return
     with atomic_path(path) as temp:
         temp.write_bytes(data)
 
@@ -88,7 +106,13 @@ def commit_folder(staging: Path, target: Path, *, marker: str | None = None, rep
     replace=True: an existing `target` is first renamed aside, so a crash leaves one of the two
     complete folders, never a mix; the old one is then deleted. A twin that commits between the two
     renames wins as above.
+
+    An ObjectPath `target` (object stores have no rename): replace=False keeps a committed twin as
+    above; otherwise the old entry is deleted (marker first), every member is uploaded, `marker`
+    last, and `staging` is removed.
     """
+    if is_remote(target):
+        return _upload_folder(staging, target, marker=marker, replace=replace)
     target.parent.mkdir(parents=True, exist_ok=True)
     if replace and target.exists():
         old = temp_name(target, "old")
@@ -108,10 +132,33 @@ def commit_folder(staging: Path, target: Path, *, marker: str | None = None, rep
     return True
 
 
+def _upload_folder(staging: Path, target: ObjectPath, *, marker: str | None, replace: bool) -> bool:
+    try:
+        if marker is not None and not replace and (target / marker).is_file():
+            return False  # a retried bundle's twin committed it first
+        if replace:
+            if marker is not None:
+                (target / marker).unlink(missing_ok=True)  # from now on the old entry is absent, not half-new
+            target.rmtree()
+        files = sorted(p for p in Path(staging).rglob("*") if p.is_file())
+        last = [p for p in files if marker is not None and p.relative_to(staging).as_posix() == marker]
+        for file in [p for p in files if p not in last] + last:  # the marker is the last object written
+            (target / file.relative_to(staging).as_posix()).upload(file)
+        return True
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 @contextmanager
 def staged_folder(target: str | os.PathLike) -> Iterator[Path]:
     """A folder path beside `target` for the block to fill (not created: libraries' `save_pretrained`
     create their own); swapped in for `target` when the block succeeds, deleted when it fails."""
+    if is_remote(target):
+        with tempfile.TemporaryDirectory(prefix="t2a-stage-") as folder:
+            temp = Path(folder) / target.name
+            yield temp
+            commit_folder(temp, target, replace=True)
+        return
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = temp_name(target)
@@ -141,10 +188,12 @@ _SHA_CACHE: dict[tuple[str, int, int], str] = {}
 _SHA_LOCK = threading.Lock()
 
 
-def sha256_file(path: str | os.PathLike) -> str:
+def sha256_file(path: str | os.PathLike | ObjectPath) -> str:
     """sha256 of a file's bytes, streamed."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:  # follows symlinks: hub cache snapshots link to blobs
+    with (
+        path.open("rb") if is_remote(path) else open(path, "rb") as handle
+    ):  # follows symlinks: hub cache snapshots link to blobs
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -226,6 +275,8 @@ def prepare_output(folder: str | os.PathLike, what: str = "output") -> Path:
     rather than a traceback minutes into the run; a full disk is `StorageFull`."""
     from pipelines.core.config import ConfigError  # config imports nothing of io; keep io light
 
+    if is_remote(folder):
+        return _prepare_remote(folder, what, ConfigError)
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"{what} {folder} is a file, not a folder: point {what} at a folder")
@@ -240,6 +291,21 @@ def prepare_output(folder: str | os.PathLike, what: str = "output") -> Path:
             raise StorageFull(folder, problem) from None
         reason = error.strerror or type(error).__name__
         raise ConfigError(f"cannot write to {what} {folder}: {reason} ({error.filename or folder})") from None
+    return folder
+
+
+def _prepare_remote(folder: ObjectPath, what: str, config_error: type[Exception]) -> ObjectPath:
+    """Write and delete one small object: a missing bucket, no credentials or no driver is one
+    clear ConfigError before the job starts, not a failure per clip."""
+    probe = folder / f".write-test-{uuid.uuid4().hex[:12]}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink(missing_ok=True)
+    except UnsupportedStorage as error:
+        raise config_error(f"{what} {folder}: {error}") from None
+    except Exception as error:  # botocore / google-auth errors: no bucket, no credentials, access denied
+        reason = str(error).splitlines()[0][:300] if str(error) else type(error).__name__
+        raise config_error(f"cannot write to {what} {folder}: {type(error).__name__}: {reason}") from None
     return folder
 
 

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator
 
-from pipelines.core.config import InputFile
+from pipelines.core.config import LocalFile
 
 
 class OntologyError(ValueError):
@@ -124,4 +124,4 @@ def _valid_ontology(path: Path) -> Path:
 
 
 # A config key naming an ontology file: it must exist and parse, so mistakes surface at validation.
-OntologyFile = Annotated[InputFile, AfterValidator(_valid_ontology)]
+OntologyFile = Annotated[LocalFile, AfterValidator(_valid_ontology)]

@@ -1,4 +1,5 @@
-"""External tools: where ffmpeg is, and the versions recorded in every output's provenance."""
+"""External tools: which ffmpeg runs (pinned: the locked imageio-ffmpeg binary unless `T2A_FFMPEG`
+says otherwise), and the versions recorded in every output's provenance."""
 
 from __future__ import annotations
 
@@ -12,21 +13,62 @@ import subprocess
 import sys
 import tempfile
 import threading
-from importlib import metadata
+from importlib import metadata, resources
 from pathlib import Path
+
+FFMPEG_ENV = "T2A_FFMPEG"  # unset: the locked imageio-ffmpeg binary; "PATH": ffmpeg from PATH; else a binary's path
 
 
 @functools.lru_cache(maxsize=1)
 def ffmpeg_exe() -> str:
-    """ffmpeg from PATH (not the wrapper `ensure_ffmpeg_on_path` puts there), else the binary
-    shipped with the imageio-ffmpeg package."""
-    path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if not _is_wrapper_folder(p))
-    found = shutil.which("ffmpeg", path=path)
-    if found:
-        return found
-    import imageio_ffmpeg
+    """The one ffmpeg every clip is encoded with: pinned, so every worker writes the same bytes.
 
-    return imageio_ffmpeg.get_ffmpeg_exe()
+    By default the binary the locked imageio-ffmpeg wheel ships (its `binaries/` folder; neither
+    PATH nor imageio-ffmpeg's own IMAGEIO_FFMPEG_EXE is consulted: Debian's ffmpeg 5.1 and the
+    wheel's 9.0 encode different FLAC and JPEG bytes). `T2A_FFMPEG=PATH` takes the ffmpeg on PATH
+    (not the wrapper `ensure_ffmpeg_on_path` puts there), `T2A_FFMPEG=/path/to/ffmpeg` that binary.
+    A setting that names no runnable ffmpeg is a ConfigError."""
+    from pipelines.core.config import ConfigError  # config imports nothing of tools
+
+    chosen = os.environ.get(FFMPEG_ENV, "").strip()
+    if chosen == "PATH":
+        path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if not _is_wrapper_folder(p))
+        found = shutil.which("ffmpeg", path=path)
+        if found is None:
+            raise ConfigError(
+                f"{FFMPEG_ENV}=PATH but there is no ffmpeg on PATH; unset {FFMPEG_ENV} to use the pinned one"
+            )
+        return found
+    if chosen:
+        if not (os.path.isfile(chosen) and os.access(chosen, os.X_OK)):
+            raise ConfigError(f"{FFMPEG_ENV}={chosen}: not an executable file; unset it to use the pinned ffmpeg")
+        return os.path.abspath(chosen)
+    return bundled_ffmpeg()
+
+
+def bundled_ffmpeg() -> str:
+    """The ffmpeg binary inside the installed imageio-ffmpeg wheel (the version requirements.lock pins)."""
+    from pipelines.core.config import ConfigError
+
+    try:
+        from imageio_ffmpeg._definitions import FNAME_PER_PLATFORM, get_platform
+    except ImportError:  # pragma: no cover - imageio-ffmpeg is a dependency
+        raise ConfigError(f"imageio-ffmpeg is not installed: install it, or set {FFMPEG_ENV}") from None
+    folder = Path(str(resources.files("imageio_ffmpeg.binaries") / "__init__.py")).parent
+    name = FNAME_PER_PLATFORM.get(get_platform(), "")
+    exe = folder / name
+    if not name or not exe.is_file():
+        raise ConfigError(
+            f"the imageio-ffmpeg wheel has no ffmpeg binary for this platform ({get_platform()}): "
+            f"set {FFMPEG_ENV}=PATH or {FFMPEG_ENV}=/path/to/ffmpeg"
+        )
+    return str(exe)
+
+
+def ffmpeg_origin() -> str:
+    """Which ffmpeg was chosen: "imageio-ffmpeg" (pinned), "PATH", or the configured binary's path."""
+    chosen = os.environ.get(FFMPEG_ENV, "").strip()
+    return chosen if chosen == "PATH" else (ffmpeg_exe() if chosen else "imageio-ffmpeg")
 
 
 @functools.lru_cache(maxsize=1)
@@ -108,6 +150,7 @@ def tool_versions() -> dict[str, str]:
     return {
         "t2a": package_version("t2a"),
         "ffmpeg": ffmpeg_version(),
+        "ffmpeg_origin": ffmpeg_origin(),
         "yt_dlp": package_version("yt-dlp"),
         "apache_beam": package_version("apache-beam"),
     }

@@ -8,6 +8,11 @@
 millions of clips. An entry is built in the staging folder, `clip.json` is written last, and the
 folder is renamed into place, so a killed job never leaves half an entry, and a bundle retried by
 the runner finds the entry done (or loses the rename race harmlessly).
+
+`output` may be an object store (`s3://…`, `gs://…`: `pipelines.core.storage`). Entries are then
+staged on the worker's local disk and uploaded file by file, clip.json last: an entry is complete
+exactly when its clip.json exists, which is all a reader (`is_complete`, `entries`) looks at, and a
+killed upload is redone whole by the next run.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 
 from pipelines.core.io import commit_folder, remove_leftovers, write_json_atomic
 from pipelines.core.records import CLIP_SCHEMA, ClipRecord, check_clip_id
+from pipelines.core.storage import ObjectPath, is_remote, local_staging, location
 
 CLIP_JSON = "clip.json"
 __all__ = ["CLIP_JSON", "CLIP_SCHEMA", "ClipCache", "CorruptEntry", "bucket"]
@@ -31,11 +37,11 @@ class CorruptEntry(ValueError):
 
 
 class ClipCache:
-    def __init__(self, output: str | Path):
-        self.root = Path(output).absolute()
+    def __init__(self, output: str | Path | ObjectPath):
+        self.root = location(output).absolute()
         self.clips = self.root / "clips"
         self.failures = self.root / "failures"
-        self.staging_root = self.clips / ".staging"
+        self.staging_root = local_staging(self.clips)  # clips/.staging; a local temp folder for an object store
 
     def create(self) -> None:
         for folder in (self.clips, self.failures, self.root / "status"):
@@ -72,7 +78,7 @@ class ClipCache:
 
     def staging(self, clip_id: str) -> Path:
         check_clip_id(clip_id)
-        path = self.staging_root / f"{clip_id}.{uuid.uuid4().hex}"
+        path = self.staging_root / f"{clip_id}.{uuid.uuid4().hex}"  # always local disk: ffmpeg writes here
         path.mkdir(parents=True)
         return path
 
@@ -98,8 +104,22 @@ class ClipCache:
     def clear_failure(self, clip_id: str) -> None:
         self.failure_path(clip_id).unlink(missing_ok=True)
 
+    def bucket_entries(self, name: str) -> list[str]:
+        """Clip ids of the complete entries of one `<bb>` bucket (on an object store: one listing)."""
+        folder = self.clips / name
+        if is_remote(folder):
+            return sorted(marker.parent.name for marker in folder.glob(f"*/{CLIP_JSON}"))
+        if not folder.is_dir():
+            return []
+        return sorted(entry.name for entry in folder.iterdir() if (entry / CLIP_JSON).is_file())
+
     def entries(self) -> Iterator[str]:
         """Clip ids of the complete entries, in a stable order."""
+        if is_remote(self.clips):  # one listing, not a request per entry; the marker decides
+            markers = self.clips.glob(f"*/*/{CLIP_JSON}")
+            found = sorted((m.parent.parent.name, m.parent.name) for m in markers if len(m.parent.parent.name) == 2)
+            yield from (clip_id for _, clip_id in found)
+            return
         if not self.clips.exists():
             return
         for bucket_dir in sorted(p for p in self.clips.iterdir() if len(p.name) == 2):

@@ -18,7 +18,7 @@ class IdList(StrictModel):
 
 
 def _exclusion_kind(value: Any) -> str:
-    return "id-list" if isinstance(value, dict) and "ids" in value else "source-manifest"
+    return "id-list" if isinstance(value, IdList) or (isinstance(value, dict) and "ids" in value) else "source-manifest"
 
 
 Exclusion = Annotated[

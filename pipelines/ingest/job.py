@@ -36,6 +36,7 @@ from pipelines.core.beam import pipeline_options
 from pipelines.core.io import StorageFull, find_storage_full, prepare_output
 from pipelines.core.records import Clip, RejectedRow, StatusRow
 from pipelines.core.redact import redact_text
+from pipelines.core.storage import is_remote
 from pipelines.core.tools import tool_versions
 from pipelines.ingest.cache import ClipCache
 from pipelines.ingest.config import IdList
@@ -294,10 +295,12 @@ def _run(corpus: Corpus, retry_failed: bool, beam_args: Sequence[str]) -> dict[s
     removed = cache.clean_staging()
     if removed:
         log.info("removed %d half-written entries left by an earlier run", removed)
-    stale = remove_beam_temps(corpus.output / "status")
+    stale = 0 if is_remote(corpus.output) else remove_beam_temps(corpus.output / "status")
     if stale:
         log.info("removed %d temporary folder(s) of an earlier run's status writer", stale)
     corpus.save_resolved("ingest")
+    tools = tool_versions()
+    ffmpeg = ffmpeg_check(corpus.output, tools)
     run_info = {
         "run_id": datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ"),
         "corpus": corpus.name,
@@ -305,13 +308,57 @@ def _run(corpus: Corpus, retry_failed: bool, beam_args: Sequence[str]) -> dict[s
         "config_hash": corpus.config_hash,
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "retry_failed": retry_failed,
-        "tools": tool_versions(),
+        "tools": tools,
+        "ffmpeg": ffmpeg,
         "sources": [source.name for source in corpus.config.sources],
+        "warnings": [ffmpeg["warning"]] if ffmpeg.get("warning") else [],
     }
     with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
         rows = pipeline | "Ingest" >> Ingest(corpus, retry_failed=retry_failed)
         _ = rows | "WriteStatus" >> WriteStatus(corpus.output, run_info)
     return read_summary(corpus.output, run_info["run_id"])
+
+
+def ffmpeg_check(output: Path, tools: dict[str, str]) -> dict[str, Any]:
+    """This run's ffmpeg against the one(s) the clip cache was built with (docs/ingest.md, "ffmpeg").
+
+    The versions come from the earlier runs' summaries (else from one clip.json). A different
+    version is said (a warning in the log and the summary, and `differs` here) but cached entries
+    are kept: they are valid clips, and re-encoding them would mean fetching every source again.
+    Only new clips get the new ffmpeg's bytes, so a byte-identical rebuild needs the same ffmpeg
+    (the pinned one by default, T2A_FFMPEG otherwise)."""
+    now = tools["ffmpeg"]
+    before: set[str] = set()
+    for path in sorted((output / "status").glob("*.summary.json")):
+        try:
+            version = json.loads(path.read_text()).get("tools", {}).get("ffmpeg")
+        except (OSError, ValueError):
+            continue
+        if version:
+            before.add(version)
+    if not before:
+        cache = ClipCache(output)
+        first = next(cache.entries(), None)
+        if first is not None:
+            try:
+                version = cache.read_entry(first).tools.get("ffmpeg")
+            except ValueError:
+                version = None
+            before.update([version] if version else [])
+    check: dict[str, Any] = {
+        "version": now,
+        "origin": tools.get("ffmpeg_origin", ""),
+        "cache_built_with": sorted(before),
+        "differs": bool(before - {now}),
+    }
+    if check["differs"]:
+        check["warning"] = (
+            f"ffmpeg {now} ({check['origin']}) differs from the ffmpeg the clip cache was built with "
+            f"({', '.join(sorted(before - {now}))}): cached clips are kept, new clips get this ffmpeg's bytes; "
+            "unset T2A_FFMPEG (or set it to that build) for byte-identical regeneration"
+        )
+        log.warning("%s", check["warning"])
+    return check
 
 
 def remove_beam_temps(folder: Path) -> int:

@@ -19,9 +19,7 @@ class ListClips(beam.DoFn):
         self.output = output
 
     def process(self, name: str) -> Iterator[str]:
-        folder = ClipCache(self.output).clips / name
-        if folder.is_dir():
-            yield from sorted(entry.name for entry in folder.iterdir() if (entry / "clip.json").is_file())
+        yield from ClipCache(self.output).bucket_entries(name)
 
 
 class ListCachedClips(beam.PTransform):

@@ -3,6 +3,9 @@
     <output>/status/<run_id>.parquet         every StatusRow of the run
     <output>/status/<run_id>.summary.json    counts by source × status × reason, run provenance
 
+On an object store (`output: s3://…`) the parquet is written through fsspec as one object, from
+the rows gathered on one worker (Beam's own parquet sink knows only the filesystems Beam ships).
+
 Every run covers every manifest row (finished clips appear as `cached`), so the newest run alone
 describes the whole corpus. Failure reasons carry numbers and names; `reason_key` folds those out
 so the summary counts kinds of failure, not individual messages.
@@ -19,10 +22,12 @@ from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from pipelines.core.io import write_json_atomic
+from pipelines.core.io import atomic_path, write_json_atomic
 from pipelines.core.records import STATUSES, StatusRow
 from pipelines.core.redact import redact_text
+from pipelines.core.storage import ObjectPath, is_remote, location
 
 SCHEMA = pa.schema(
     [
@@ -64,15 +69,15 @@ def status_dict(row: StatusRow) -> dict[str, Any]:
     return record
 
 
-def status_path(output: Path, run_id: str) -> Path:
+def status_path(output: Path | ObjectPath, run_id: str) -> Path | ObjectPath:
     return output / "status" / f"{run_id}.parquet"
 
 
-def summary_path(output: Path, run_id: str) -> Path:
+def summary_path(output: Path | ObjectPath, run_id: str) -> Path | ObjectPath:
     return output / "status" / f"{run_id}.summary.json"
 
 
-def latest_run(output: Path) -> str | None:
+def latest_run(output: Path | ObjectPath) -> str | None:
     runs = sorted(p.name.removesuffix(".summary.json") for p in (output / "status").glob("*.summary.json"))
     return runs[-1] if runs else None
 
@@ -111,7 +116,7 @@ def build_summary(counts: list[tuple[str, str, str, int]], run: dict[str, Any]) 
         for source, status, reason, n in counts
         if status not in ("ok", "cached")
     ]
-    warnings = []
+    warnings = list(run.get("warnings", []))  # the job's own (a different ffmpeg), then these
     for source in run.get("sources", []):
         if source not in by_source:
             by_source[source] = {s: 0 for s in STATUSES}
@@ -129,13 +134,21 @@ def build_summary(counts: list[tuple[str, str, str, int]], run: dict[str, Any]) 
 class WriteStatus(beam.PTransform):
     """StatusRows → `<run_id>.parquet` (Beam's parquet sink) and `<run_id>.summary.json`."""
 
-    def __init__(self, output: Path, run: dict[str, Any]):
+    def __init__(self, output: Path | ObjectPath, run: dict[str, Any]):
         super().__init__()
-        self.output = Path(output)
+        self.output = location(output)
         self.run = run
 
     def expand(self, rows):
         parquet = status_path(self.output, self.run["run_id"])
+        if is_remote(parquet):
+            (
+                rows
+                | "StatusToDicts" >> beam.Map(status_dict)
+                | "GatherStatus" >> beam.combiners.ToList()
+                | "WriteStatusObject" >> beam.Map(_write_parquet, parquet)
+            )
+            return self._summary(rows)
         (
             rows
             | "StatusToDicts" >> beam.Map(status_dict)
@@ -144,12 +157,21 @@ class WriteStatus(beam.PTransform):
                 str(parquet.with_suffix("")), SCHEMA, file_name_suffix=".parquet", num_shards=1, shard_name_template=""
             )
         )
+        return self._summary(rows)
+
+    def _summary(self, rows):
         summary = summary_path(self.output, self.run["run_id"])
         return (
             rows
             | "CountStatuses" >> beam.CombineGlobally(CountStatuses())
             | "WriteSummary" >> beam.Map(_write_summary, summary, self.run)
         )
+
+
+def _write_parquet(rows: list[dict[str, Any]], path: ObjectPath) -> None:
+    ordered = sorted(rows, key=lambda r: (r["source"], r["manifest"], r["line"], r["clip_id"] or ""))
+    with atomic_path(path) as temp:  # built locally, uploaded as one object
+        pq.write_table(pa.Table.from_pylist(ordered, schema=SCHEMA), temp)
 
 
 def _write_summary(counts: list[tuple[str, str, str, int]], path: Path, run: dict[str, Any]) -> dict[str, Any]:

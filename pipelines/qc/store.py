@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from pipelines.core.io import atomic_path, write_json_atomic
 from pipelines.core.records import check_clip_id
+from pipelines.core.storage import is_remote, location
 from pipelines.ingest.cache import bucket
 from pipelines.qc.measures import MEASURES
 
@@ -47,7 +48,7 @@ TABLE_SCHEMA = pa.schema(
 
 class QualityStore:
     def __init__(self, output: str | Path):
-        self.root = Path(output).absolute() / FOLDER
+        self.root = location(output).absolute() / FOLDER  # a local folder or an object store (s3://…)
         self.clips = self.root / "clips"
 
     def path(self, clip_id: str) -> Path:
@@ -78,6 +79,9 @@ def read_quality(output: str | Path) -> dict[str, dict[str, Any]] | None:
     path = QualityStore(output).root / TABLE
     if not path.is_file():
         return None
+    if is_remote(path):
+        with path.open("rb") as handle:
+            return {row["clip_id"]: row for row in pq.read_table(handle).to_pylist()}
     return {row["clip_id"]: row for row in pq.read_table(path).to_pylist()}
 
 

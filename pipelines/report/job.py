@@ -19,6 +19,7 @@ def build_report(corpus: Corpus, listening_per_stratum: int = 2) -> Path:
     from pipelines.report.data import collect
     from pipelines.report.render import render
 
+    corpus.local_output("t2a report")
     annotations = corpus.output / "annotations" / "annotations.parquet"
     if not annotations.is_file():
         raise ConfigError(

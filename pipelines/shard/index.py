@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.core.io import dumps, write_json_atomic
+from pipelines.core.storage import ObjectPath, location
 from pipelines.shard import contract
 from pipelines.shard.contract import ContractError
 
@@ -51,7 +52,7 @@ def build_split_index(
 
 def build_index(stats: list[Mapping[str, Any]], root: Path, config_hash: str, profiles: list[str]) -> dict[str, Any]:
     """The corpus index over `root/<split>/index.json`; every shard is checked to be on disk, whole."""
-    by_split = _by_split(stats, Path(root))
+    by_split = _by_split(stats, location(root))
     splits = {}
     for split, items in by_split.items():
         index = build_split_index(split, items, config_hash, profiles)
@@ -78,7 +79,7 @@ def build_index(stats: list[Mapping[str, Any]], root: Path, config_hash: str, pr
 
 def write_indexes(root: Path, stats: list[Mapping[str, Any]], config_hash: str, profiles: list[str]) -> dict[str, Any]:
     """Write every split's index, then the corpus index (last); returns the corpus index."""
-    root = Path(root)
+    root = location(root)
     corpus = build_index(stats, root, config_hash, profiles)
     for split, items in _by_split(stats, root).items():
         write_json_atomic(root / split / contract.INDEX_NAME, build_split_index(split, items, config_hash, profiles))
@@ -86,8 +87,8 @@ def write_indexes(root: Path, stats: list[Mapping[str, Any]], config_hash: str, 
     return corpus
 
 
-def read_index(path: Path) -> dict[str, Any]:
-    return contract.decode_json(Path(path).read_bytes())
+def read_index(path: Path | ObjectPath) -> dict[str, Any]:
+    return contract.decode_json(location(path).read_bytes())
 
 
 def _shard_entry(stats: Mapping[str, Any]) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from pipelines.core.labels import event_count
 from pipelines.core.licences import attribution, clip_licence
 from pipelines.core.ontology import load_ontology
 from pipelines.core.records import ClipRecord
+from pipelines.core.storage import is_remote
 from pipelines.core.tools import package_version
 from pipelines.ingest.cache import ClipCache
 from pipelines.ingest.listing import ListCachedClips
@@ -447,9 +448,9 @@ def run(corpus: Corpus, *, audio_only: bool = False, beam_args: Sequence[str] = 
 
 def _run(corpus: Corpus, audio_only: bool, beam_args: Sequence[str], root: Path) -> dict[str, Any]:
     prepare_output(root, "the shards folder")
-    for folder in (root, *root.glob("*/")):
+    for folder in () if is_remote(root) else (root, *root.glob("*/")):
         if folder.is_dir():
-            remove_stale_temps(folder)  # what a killed run left half-written
+            remove_stale_temps(folder)  # what a killed run left half-written (an object store has no temporaries)
     corpus.save_resolved("shard-audio" if audio_only else "shard")
     with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
         _ = pipeline | "Shard" >> Shard(corpus, audio_only)

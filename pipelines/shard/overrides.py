@@ -21,6 +21,7 @@ from typing import Any
 from pipelines.annotate.prompts.config import SelectionConfig
 from pipelines.annotate.prompts.select import Candidate, select_caption
 from pipelines.core.io import write_json_atomic
+from pipelines.core.storage import location
 
 SCHEMA = "t2a.overrides/1"
 REVIEW_DIR = "review"
@@ -33,7 +34,7 @@ def caption_hash(text: str | None) -> str:
 
 
 def overrides_path(output: str | Path) -> Path:
-    return Path(output) / REVIEW_DIR / OVERRIDES
+    return location(output) / REVIEW_DIR / OVERRIDES
 
 
 def write_overrides(output: str | Path, overrides: dict[str, dict[str, Any]]) -> Path:

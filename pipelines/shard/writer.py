@@ -16,6 +16,10 @@ the sort and the name checks, which are a dozen lines with tarfile itself.
 
 Samples are spooled to an anonymous temporary file as they arrive and the tar is written from it in
 key order: memory stays at one sample, whatever the order of the input.
+
+On an object store (`s3://…`: `pipelines.core.storage`) the tar is built in a local temporary file
+and uploaded as one object after the old stats are deleted; the stats object, uploaded after it,
+is the commit marker there too.
 """
 
 from __future__ import annotations
@@ -31,13 +35,14 @@ from pathlib import Path
 from typing import IO, Any
 
 from pipelines.core.io import atomic_path, sha256_file, write_json_atomic
+from pipelines.core.storage import ObjectPath, is_remote, location
 from pipelines.shard import contract
 from pipelines.shard.contract import ContractError
 
 
 @dataclass(frozen=True)
 class ShardInfo:
-    path: Path
+    path: Path | ObjectPath
     samples: int
     bytes: int
     sha256: str
@@ -62,7 +67,7 @@ def tar_info(name: str, size: int) -> tarfile.TarInfo:
 
 
 def write_shard(
-    path: Path,
+    path: Path | ObjectPath,
     samples: Iterable[tuple[str, Mapping[str, bytes]]],
     check: Callable[[Mapping[str, Any]], list[str]] = contract.check_sample,
 ) -> ShardInfo:
@@ -72,11 +77,12 @@ def write_shard(
     contract.check_latent_sample for latent shards); a duplicate key, a bad key,
     an unknown member, a JSON not matching the schema, or a second split in one shard is an error.
     """
-    path = Path(path)
+    path = location(path)
     if path.suffix != ".tar":
         raise ContractError(f"shard file name must end in .tar: {path}")
     with atomic_path(path, fsync=True) as tmp:
-        with tempfile.TemporaryFile(dir=path.parent, prefix=f".{path.stem}.spool-") as spool:
+        spool_dir = tmp.parent if is_remote(path) else path.parent
+        with tempfile.TemporaryFile(dir=spool_dir, prefix=f".{path.stem}.spool-") as spool:
             index, tally = _spool(samples, spool, check)
             with tmp.open("xb") as out:
                 hashing = _HashingWriter(out)
@@ -166,8 +172,11 @@ class _HashingWriter:
         return self.out.write(data)
 
 
-def remove_stale_temps(folder: Path) -> int:
-    """Remove the temporary files of writers that were killed; call before writers start."""
+def remove_stale_temps(folder: Path | ObjectPath) -> int:
+    """Remove the temporary files of writers that were killed; call before writers start. (An object
+    store has none: its temporaries are local files, its uploads all or nothing.)"""
+    if is_remote(folder):
+        return 0
     patterns = (".*.tar.tmp-*", f".*{contract.STATS_SUFFIX}.*")  # ours, and write_json_atomic's
     stale = [p for pattern in patterns for p in Path(folder).glob(pattern) if p.is_file()]
     for path in stale:
@@ -178,8 +187,9 @@ def remove_stale_temps(folder: Path) -> int:
 # --- stats: the commit marker ---------------------------------------------------------------------
 
 
-def stats_path(shard: Path) -> Path:
-    return Path(shard).with_name(contract.stats_name(Path(shard).name))
+def stats_path(shard: Path | ObjectPath) -> Path | ObjectPath:
+    shard = location(shard)
+    return shard.with_name(contract.stats_name(shard.name))
 
 
 def shard_stats(info: ShardInfo, extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -217,7 +227,7 @@ def shard_stats(info: ShardInfo, extra: Mapping[str, Any]) -> dict[str, Any]:
 
 def write_stats(path: Path, info: ShardInfo, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Write `<shard>.stats.json` (atomically, last): from then on the shard counts as complete."""
-    path = Path(path)
+    path = location(path)
     if path.stat().st_size != info.bytes:
         raise ContractError(f"{path} is {path.stat().st_size} bytes, not the {info.bytes} just written")
     stats = shard_stats(info, extra or {})
@@ -231,7 +241,7 @@ def read_stats(path: Path) -> dict[str, Any]:
 
 def is_complete(path: Path, verify: bool = True) -> bool:
     """Stats exist and the tar's size (and, with `verify`, sha256) match them."""
-    path = Path(path)
+    path = location(path)
     try:
         stats = read_stats(path)
         if stats.get("schema") != contract.STATS_SCHEMA or path.stat().st_size != stats["bytes"]:

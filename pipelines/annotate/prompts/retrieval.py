@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import io
 import json
 import logging
 from collections.abc import Collection, Iterable, Sequence
@@ -26,6 +27,7 @@ from pydantic import Field
 
 from pipelines.core.config import InputFile, StrictModel
 from pipelines.core.io import atomic_path, write_text_atomic
+from pipelines.core.storage import location
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +67,7 @@ def bank_texts(captions: Iterable[str], files: Sequence[Path] = ()) -> tuple[str
     """Sorted unique non-empty normalised captions from `captions` and the caption files."""
     lines = list(captions)
     for path in files:
-        lines.extend(_caption_lines(Path(path)))
+        lines.extend(_caption_lines(location(path)))
     return tuple(sorted({text for text in map(normalise, lines) if text}))
 
 
@@ -105,7 +107,7 @@ def load_or_build_bank(
     checksum = bank_checksum(texts, encoder)
     if not texts:
         return CaptionBank((), _frozen(np.zeros((0, 0), np.float32)), checksum)
-    cache_dir = Path(cache_dir)
+    cache_dir = location(cache_dir)  # a local folder or an object store (annotations/banks of the output)
     embeddings = _load_cached(cache_dir, checksum, texts, _encoder_sha(encoder))
     if embeddings is None:
         embeddings = _embed(texts, encoder, batch_size)
@@ -138,7 +140,7 @@ def _load_cached(cache_dir: Path, checksum: str, texts: tuple[str, ...], encoder
         return None
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        embeddings = np.load(array_path, allow_pickle=False)
+        embeddings = np.load(io.BytesIO(array_path.read_bytes()), allow_pickle=False)
         problem = _cache_problem(meta, embeddings, texts, encoder_sha)
     except (OSError, ValueError, EOFError) as error:  # JSONDecodeError is a ValueError
         problem = f"unreadable: {error}"

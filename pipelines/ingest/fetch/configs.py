@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from pipelines.core.config import InputDir, InputFile, PathTemplate, RetryPolicy, StrictModel
+from pipelines.core.config import InputDir, LocalFile, PathTemplate, RetryPolicy, StrictModel
 from pipelines.core.redact import SECRET_PARAMS
 from pipelines.ingest.fetch.templates import check_template
 
@@ -20,7 +20,7 @@ class YoutubeFetch(StrictModel):
 
     backend: Literal["youtube"]
     url_template: UrlTemplate | None = None
-    cookies: InputFile | None = None  # a Netscape cookie file, as yt-dlp's --cookies
+    cookies: LocalFile | None = None  # a Netscape cookie file, as yt-dlp's --cookies (a local path)
     proxy: str | None = None
     rate_limit: int | None = Field(None, gt=0)  # bytes/s per download
     sleep_interval: float = Field(0.0, ge=0)  # seconds before each download (yt-dlp --sleep-interval)

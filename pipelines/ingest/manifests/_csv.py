@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 from pipelines.core.records import MAX_SECONDS, Clip, InvalidId, RejectedRow, youtube_clip_id
+from pipelines.core.storage import location
 from pipelines.ingest.manifests.base import Record, SourceBase
 
 T = TypeVar("T")
@@ -52,8 +53,8 @@ def open_text(path: Path, fallback_encoding: str | None = None) -> TextIO:
     (Clotho's metadata files are partly latin-1), so one odd byte does not lose a row.
     """
     if fallback_encoding is None:
-        return open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")
-    data = Path(path).read_bytes()
+        return location(path).open("r", encoding="utf-8-sig", errors="surrogateescape", newline="")
+    data = location(path).read_bytes()  # a local path or an fsspec URL (s3://, gs://)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:

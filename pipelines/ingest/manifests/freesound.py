@@ -25,6 +25,7 @@ from pydantic import Field, model_validator
 
 from pipelines.core.config import ConfigError, InputFile, RetryPolicy
 from pipelines.core.records import Caption, Clip, InvalidId, RejectedRow, freesound_clip_id
+from pipelines.core.storage import location
 from pipelines.ingest.manifests.base import Record, SourceBase, register_format
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,7 @@ def _id_entries(source: FreesoundSource) -> Iterator[tuple[str, int, str]]:
         for line, sound_id in enumerate(source.ids, start=1):
             yield f"{FORMAT}:ids", line, str(sound_id)
         return
-    with open(source.ids_file, encoding="utf-8") as handle:
+    with location(source.ids_file).open("r", encoding="utf-8") as handle:
         for line, text in enumerate(handle, start=1):
             text = text.strip()
             if text and not text.startswith("#"):

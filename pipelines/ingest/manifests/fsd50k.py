@@ -10,12 +10,12 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any, Literal
 
 from pipelines.core.config import InputFile
 from pipelines.core.ontology import Ontology, OntologyFile, load_ontology
 from pipelines.core.records import Caption, Clip, Label, RejectedRow, freesound_clip_id
+from pipelines.core.storage import location
 from pipelines.ingest.manifests._csv import (
     BadRow,
     Manifest,
@@ -82,7 +82,7 @@ def _clips_info(source: FSD50KSource) -> Mapping[str, Any] | RejectedRow:
         return {}
     path = source.clips_info
     try:
-        info = json.loads(Path(path).read_text("utf-8"))
+        info = json.loads(location(path).read_text("utf-8"))
     except json.JSONDecodeError as error:
         return RejectedRow(source.name, str(path), error.lineno, f"clips info is not valid JSON ({error.msg})")
     except UnicodeDecodeError:

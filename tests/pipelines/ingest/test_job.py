@@ -191,3 +191,29 @@ def _slow_corpus(tmp_path: Path, media, server) -> Path:
         )
     )
     return config
+
+
+def test_clip_json_records_the_pinned_ffmpeg_and_another_one_is_said(mini, monkeypatch, tmp_path):
+    from pipelines.core import tools
+
+    first = run(mini)
+    pinned = tools.ffmpeg_version()
+    assert first["ffmpeg"] == {"version": pinned, "origin": "imageio-ffmpeg", "cache_built_with": [], "differs": False}
+    recorded = {(e["tools"]["ffmpeg"], e["tools"]["ffmpeg_origin"]) for e in entries(mini.root / "out").values()}
+    assert recorded == {(pinned, "imageio-ffmpeg")}
+    other = tmp_path / "bin" / "ffmpeg"
+    other.parent.mkdir()
+    other.write_text(
+        f'#!/bin/sh\n[ "$2" = "-version" ] && echo "ffmpeg version 5.1-test" && exit 0\nexec {tools.bundled_ffmpeg()} "$@"\n'
+    )
+    other.chmod(0o755)
+    monkeypatch.setenv(tools.FFMPEG_ENV, str(other))
+    tools.ffmpeg_exe.cache_clear(), tools.ffmpeg_version.cache_clear()
+    try:
+        second = run(mini)
+    finally:
+        monkeypatch.delenv(tools.FFMPEG_ENV)
+        tools.ffmpeg_exe.cache_clear(), tools.ffmpeg_version.cache_clear()
+    assert second["ffmpeg"]["differs"] and second["ffmpeg"]["cache_built_with"] == [pinned]
+    assert second["ffmpeg"]["version"] == "5.1-test" and second["totals"]["cached"] == 7  # kept, not re-encoded
+    assert any("ffmpeg 5.1-test" in w and pinned in w for w in second["warnings"])
