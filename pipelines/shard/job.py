@@ -504,4 +504,11 @@ def _run(corpus: Corpus, audio_only: bool, beam_args: Sequence[str], root: Path)
     corpus.save_resolved("shard-audio" if audio_only else "shard")
     with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
         _ = pipeline | "Shard" >> Shard(corpus, audio_only)
-    return read_index(root / contract.INDEX_NAME)
+    index = root / contract.INDEX_NAME
+    if not index.is_file():  # a worker wrote it, to an `output` this machine does not see
+        raise ConfigError(
+            f"the run finished but its index {index} is not on this machine: the workers wrote `output` "
+            "somewhere the launcher cannot see. On a cluster, `output` must be a folder the launcher and every "
+            "worker share (docs/runners.md)"
+        )
+    return read_index(index)

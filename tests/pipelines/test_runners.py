@@ -203,3 +203,12 @@ def test_every_command_in_the_runner_docs_is_valid_for_the_installed_beam():
         unknown = set(options.get_all_options(retain_unknown_options=True)) - set(known)
         assert not unknown, (line, unknown)
         assert "1.18" not in line
+
+
+def test_a_shard_launcher_that_does_not_see_the_output_says_so(tmp_path, monkeypatch):
+    add_clips(tmp_path / "out", ["synth_000"])
+    config = write_config(tmp_path, tmp_path / "out", max_samples=3)
+    monkeypatch.setattr(shard, "write_index", lambda *args: {})  # the index went to the workers' own disk
+    done = runner.invoke(app, ["shard", "--config", str(config), "--corpus", "synth"])
+    assert done.exit_code == 2 and "is not on this machine: the workers wrote `output` somewhere" in done.output
+    assert "Traceback" not in done.output
