@@ -8,7 +8,7 @@ and order); each shard is built by one call, samples streamed in key order throu
 into the deterministic, atomic writer of `pipelines.shard.writer`; `<shard>.stats.json` is written
 last. A re-run keeps the committed layout (stats' `clip_ids`; new clips go to few shards), skips
 every complete shard whose stats record the planned digest (trusting an untouched tar's size and
-fixed mtime, not re-hashing it) and rewrites the rest; a clip whose cache entry is corrupt or missing is a recorded failure and its shard is written
+mtime, not re-hashing it) and rewrites the rest; a clip whose cache entry is corrupt or missing is a recorded failure and its shard is written
 without it. Run with `t2a shard` or `python -m pipelines.shard.job --config … --corpus … [Beam options]`.
 """
 
@@ -55,6 +55,7 @@ from pipelines.shard.writer import (
     is_complete,
     read_stats,
     remove_stale_temps,
+    stamp,
     stats_path,
     write_shard,
     write_stats,
@@ -246,6 +247,7 @@ class WriteShards(beam.DoFn):
             if done.get("clip_ids") != clip_ids:  # stats written before they recorded the layout
                 done = {**done, "clip_ids": clip_ids}
                 write_json_atomic(stats_path(path), done)
+                stamp(path)
             yield done
             return
         failures: list[dict[str, str]] = []
