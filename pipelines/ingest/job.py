@@ -23,6 +23,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import apache_beam as beam
@@ -32,10 +33,12 @@ from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 from tqdm import tqdm
 
-from pipelines.core.beam import pipeline_options
+from pipelines.core.beam import T2aOptions, WorkerSetupError, find_worker_setup_error, pipeline_options
+from pipelines.core.config import ConfigError
 from pipelines.core.io import StorageFull, find_storage_full, prepare_output
 from pipelines.core.records import Clip, RejectedRow, StatusRow
 from pipelines.core.redact import redact_text
+from pipelines.core.secrets import WorkerSecrets
 from pipelines.core.storage import is_remote
 from pipelines.core.tools import tool_versions
 from pipelines.ingest.cache import ClipCache
@@ -57,11 +60,19 @@ def _count(name: str, n: int = 1) -> None:
 
 
 class ReadManifest(beam.DoFn):
-    """A source config → its Clips, and RejectedRows on the `rejected` output."""
+    """A source config → its Clips, and RejectedRows on the `rejected` output. `worker_secrets`: the
+    launcher's credentials (pipelines/core/secrets.py), set in this worker's environment."""
+
+    def __init__(self, worker_secrets: WorkerSecrets | None = None):
+        self.worker_secrets = worker_secrets or WorkerSecrets()
+
+    def setup(self) -> None:
+        self.worker_secrets.install()
 
     def process(self, source: Any) -> Iterator[Any]:
         rows = 0
         secrets = secret_params(source.fetch)
+        _check_manifest(source)
         try:
             for record in FORMATS.get(source.format).read(source):
                 rows += 1
@@ -82,12 +93,36 @@ class ReadManifest(beam.DoFn):
             log.warning("source %s: no rows in %s (an empty manifest?)", source.name, _manifest_of(source))
 
 
+def _check_manifest(source: Any) -> None:
+    """The launcher checked the config's files when it loaded it; a worker that does not see them
+    does not share the launcher's files, which fails the run (not one row saying so, exit 0)."""
+    for key in ("manifest", "vocabulary"):
+        path = getattr(source, key, None)
+        if isinstance(path, Path) and not path.exists():
+            raise WorkerSetupError(
+                f"source {source.name!r}: the workers cannot see its {key} {path} (the launcher can): the workers "
+                "must read the config's files at the same paths, on a filesystem they share (docs/runners.md)"
+            )
+
+
+def secret_env_names(corpus: Corpus) -> list[str]:
+    """The environment variables the corpus's sources and exclusion lists read credentials from."""
+    names = set()
+    for entry in (*corpus.config.sources, *corpus.config.exclude):
+        fetch = getattr(entry, "fetch", None)
+        names.update(name for name in (getattr(entry, "token_env", None), getattr(fetch, "auth_env", None)) if name)
+    return sorted(names)
+
+
 def _manifest_of(source: Any) -> str:
     return str(getattr(source, "manifest", None) or f"{source.format}:{source.name}")
 
 
-def read_exclusions(entry: Any) -> Iterator[tuple[str, str]]:
+def read_exclusions(entry: Any, worker_secrets: WorkerSecrets | None = None) -> Iterator[tuple[str, str]]:
     """(id, exclusion name) pairs: clip ids and source ids to keep out of the corpus."""
+    if worker_secrets:
+        worker_secrets.install()
+    _check_manifest(SimpleNamespace(name=entry.ids.name, manifest=entry.ids) if isinstance(entry, IdList) else entry)
     if isinstance(entry, IdList):
         for line in entry.ids.read_text(encoding="utf-8").splitlines():
             value = line.split("#", 1)[0].strip()
@@ -165,13 +200,15 @@ class FetchClips(beam.DoFn):
     here, in the DoFn's own thread, where Beam attributes them.
     """
 
-    def __init__(self, corpus: Corpus, retry_failed: bool):
+    def __init__(self, corpus: Corpus, retry_failed: bool, worker_secrets: WorkerSecrets | None = None):
         self.sources = {source.name: source for source in corpus.config.sources}
         self.media = corpus.config.media
         self.output = corpus.output
         self.retry_failed = retry_failed
+        self.worker_secrets = worker_secrets or WorkerSecrets()
 
     def setup(self) -> None:
+        self.worker_secrets.install()  # fetch.auth_env tokens, from the launcher
         self.worker = ClipWorker(self.sources, self.media, self.output, self.retry_failed)
         self.pool = ThreadPoolExecutor(self.worker.concurrency, thread_name_prefix="ingest")
         self.progress: _Progress | None = None
@@ -235,22 +272,23 @@ class _Progress:
 class Ingest(beam.PTransform):
     """A corpus config → the StatusRows of every manifest row (clips land in the cache)."""
 
-    def __init__(self, corpus: Corpus, retry_failed: bool = False):
+    def __init__(self, corpus: Corpus, retry_failed: bool = False, worker_secrets: WorkerSecrets | None = None):
         super().__init__()
         self.corpus = corpus
         self.retry_failed = retry_failed
+        self.worker_secrets = worker_secrets or WorkerSecrets()
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         config = self.corpus.config
         read = (
             pbegin
             | "ListSources" >> beam.Create(config.sources)
-            | "ReadManifests" >> beam.ParDo(ReadManifest()).with_outputs("rejected", main="clips")
+            | "ReadManifests" >> beam.ParDo(ReadManifest(self.worker_secrets)).with_outputs("rejected", main="clips")
         )
         excluded = (
             pbegin
             | "ListExclusions" >> beam.Create(config.exclude)
-            | "ReadExclusions" >> beam.FlatMap(read_exclusions)
+            | "ReadExclusions" >> beam.FlatMap(read_exclusions, self.worker_secrets)
             | "DistinctExcluded" >> beam.CombinePerKey(min)
         )
         order = {source.name: i for i, source in enumerate(config.sources)}
@@ -265,7 +303,7 @@ class Ingest(beam.PTransform):
         )
         total = collapsed.clips | "CountClips" >> beam.combiners.Count.Globally()
         fetched = collapsed.clips | "FetchClips" >> beam.ParDo(
-            FetchClips(self.corpus, self.retry_failed), total=beam.pvalue.AsSingleton(total)
+            FetchClips(self.corpus, self.retry_failed, self.worker_secrets), total=beam.pvalue.AsSingleton(total)
         )
         rejected = read.rejected | "RejectedToStatus" >> beam.Map(rejected_status)
         return (rejected, collapsed.status, fetched) | "MergeStatus" >> beam.Flatten()
@@ -281,6 +319,12 @@ def run(corpus: Corpus, *, retry_failed: bool = False, beam_args: Sequence[str] 
     try:
         return _run(corpus, retry_failed, beam_args)
     except Exception as error:
+        setup = find_worker_setup_error(error)
+        if setup is not None:
+            log.debug("worker setup error, as the runner reported it", exc_info=True)
+            raise setup from None
+        if isinstance(error, ConfigError):
+            raise
         full = find_storage_full(error, corpus.output)
         if full is None:
             raise
@@ -313,9 +357,19 @@ def _run(corpus: Corpus, retry_failed: bool, beam_args: Sequence[str]) -> dict[s
         "sources": [source.name for source in corpus.config.sources],
         "warnings": [ffmpeg["warning"]] if ffmpeg.get("warning") else [],
     }
-    with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
-        rows = pipeline | "Ingest" >> Ingest(corpus, retry_failed=retry_failed)
+    options = pipeline_options(beam_args)
+    forward = options.view_as(T2aOptions).forward_secrets
+    worker_secrets = WorkerSecrets.from_environment(secret_env_names(corpus), forward=forward)
+    with beam.Pipeline(options=options) as pipeline:
+        rows = pipeline | "Ingest" >> Ingest(corpus, retry_failed=retry_failed, worker_secrets=worker_secrets)
         _ = rows | "WriteStatus" >> WriteStatus(corpus.output, run_info)
+    summary = summary_path(corpus.output, run_info["run_id"])
+    if not summary.is_file():  # the workers wrote it, to an `output` this machine does not see
+        raise ConfigError(
+            f"the run finished but its summary {summary} is not on this machine: the workers wrote `output` "
+            "somewhere the launcher cannot see. On a cluster, `output` must be a folder the launcher and every "
+            "worker share (docs/runners.md)"
+        )
     return read_summary(corpus.output, run_info["run_id"])
 
 

@@ -6,8 +6,9 @@
 Clips are assigned to shards by `pipelines.shard.plan` (same inputs and config → same membership
 and order); each shard is built by one call, samples streamed in key order through mel extraction
 into the deterministic, atomic writer of `pipelines.shard.writer`; `<shard>.stats.json` is written
-last. A re-run skips every complete shard whose stats record the planned digest and rewrites the
-rest; a clip whose cache entry is corrupt or missing is a recorded failure and its shard is written
+last. A re-run keeps the committed layout (stats' `clip_ids`; new clips go to few shards), skips
+every complete shard whose stats record the planned digest (trusting an untouched tar's size and
+mtime, not re-hashing it) and rewrites the rest; a clip whose cache entry is corrupt or missing is a recorded failure and its shard is written
 without it. Run with `t2a shard` or `python -m pipelines.shard.job --config … --corpus … [Beam options]`.
 """
 
@@ -17,6 +18,8 @@ import hashlib
 import io
 import json
 import logging
+import re
+import tarfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +34,7 @@ from pipelines.annotate.prompts.labels import label_text
 from pipelines.annotate.store import ROW, AnnotationStore
 from pipelines.core.beam import pipeline_options
 from pipelines.core.config import ConfigError
-from pipelines.core.io import StorageFull, find_storage_full, prepare_output
+from pipelines.core.io import StorageFull, find_storage_full, prepare_output, write_json_atomic
 from pipelines.core.labels import event_count
 from pipelines.core.licences import attribution, clip_licence
 from pipelines.core.ontology import load_ontology
@@ -48,7 +51,16 @@ from pipelines.shard.index import read_index, write_indexes
 from pipelines.shard.overrides import HUMAN_REVIEW, apply_override, read_overrides
 from pipelines.shard.plan import ShardPlan, plan_item, plan_shards
 from pipelines.shard.policy import left_out, write_attribution, write_left_out
-from pipelines.shard.writer import is_complete, read_stats, remove_stale_temps, stats_path, write_shard, write_stats
+from pipelines.shard.writer import (
+    is_committed,
+    is_complete,
+    read_stats,
+    remove_stale_temps,
+    stamp,
+    stats_path,
+    write_shard,
+    write_stats,
+)
 
 if TYPE_CHECKING:
     from pipelines.datasets import Corpus
@@ -160,15 +172,46 @@ class PlanEntries(beam.DoFn):
         return hashlib.sha256(data).hexdigest(), len(data) + sum(8 * 1024 for _ in row.get("embeddings", {}))
 
 
+SHARD_NAME = re.compile(r"shard-(\d{6})\.tar")
+
+
+def committed_layout(folder: Path, settings: str) -> dict[int, list[str]]:
+    """Shard number → clip ids, from the stats of one split's committed shards written with these
+    settings: the layout a re-run keeps (pipelines/shard/plan.py). Stats of other settings or
+    unreadable are no layout: their clips are placed as new. Stats written before they recorded
+    `clip_ids` give the tar's keys and the recorded failures instead (read once: the re-run adds them)."""
+    layout: dict[int, list[str]] = {}
+    for path in sorted(Path(folder).glob(f"shard-*{contract.STATS_SUFFIX}")):
+        try:
+            stats = contract.decode_json(path.read_bytes())
+            match = SHARD_NAME.fullmatch(str(stats.get("shard")))
+            if stats.get("settings_hash") != settings or not match or contract.stats_name(match[0]) != path.name:
+                continue
+            ids = stats.get("clip_ids")
+            if not isinstance(ids, list):
+                tar = path.with_name(match[0])
+                if not is_complete(tar, verify=False):
+                    continue
+                with tarfile.open(tar) as archive:
+                    ids = {contract.split_name(name)[0] for name in archive.getnames()}
+                ids = sorted(ids | {failure["clip_id"] for failure in stats.get("failures", [])})
+        except (OSError, tarfile.TarError, KeyError, TypeError, contract.ContractError):
+            continue
+        layout[int(match[1])] = [str(clip_id) for clip_id in ids]
+    return layout
+
+
 @dataclass(frozen=True)
 class _Split:
     max_samples: int
     max_bytes: int
     settings: str
+    root: str
 
     def __call__(self, item: tuple[str, Any]) -> list[ShardPlan]:
         split, items = item
-        return plan_shards(split, items, self.max_samples, self.max_bytes, self.settings)
+        previous = committed_layout(Path(self.root) / split, self.settings)
+        return plan_shards(split, items, self.max_samples, self.max_bytes, self.settings, previous)
 
 
 class WriteShards(beam.DoFn):
@@ -198,9 +241,14 @@ class WriteShards(beam.DoFn):
 
     def process(self, plan: ShardPlan) -> Iterator[dict[str, Any]]:
         path = self.root / plan.split / f"{plan.name}.tar"
-        done = read_stats(path) if is_complete(path) else {}
+        done = read_stats(path) if is_committed(path) else {}
+        clip_ids = sorted(plan.clip_ids)
         if done.get("plan_digest") == plan.digest:
             Metrics.counter(NAMESPACE, "shards_skipped").inc()
+            if done.get("clip_ids") != clip_ids:  # stats written before they recorded the layout
+                done = {**done, "clip_ids": clip_ids}
+                write_json_atomic(stats_path(path), done)
+                stamp(path)
             yield done
             return
         failures: list[dict[str, str]] = []
@@ -211,6 +259,7 @@ class WriteShards(beam.DoFn):
             "settings_hash": self.settings,
             "corpus_config_hash": self.corpus_hash,
             "failures": failures,
+            "clip_ids": clip_ids,  # the layout the next run keeps
         }
         Metrics.counter(NAMESPACE, "shards_written").inc()
         Metrics.counter(NAMESPACE, "samples").inc(info.samples)
@@ -367,6 +416,10 @@ def write_index(stats: list[dict[str, Any]], corpus: Corpus, settings: str, audi
             log.info("removing %s: not in the current plan", tar.relative_to(root))
             stats_path(tar).unlink(missing_ok=True)
             tar.unlink()
+    for orphan in sorted(root.glob(f"*/shard-*{contract.STATS_SUFFIX}")):  # stats whose tar is gone
+        tar = orphan.with_name(orphan.name.removesuffix(contract.STATS_SUFFIX) + ".tar")
+        if (tar.parent.name, tar.name) not in planned:
+            orphan.unlink()
     return write_indexes(root, stats, corpus.config_hash, list(corpus.config.shards.profiles))
 
 
@@ -407,7 +460,7 @@ class Shard(beam.PTransform):
         stats = (
             planned.items
             | "GroupBySplit" >> beam.GroupByKey()
-            | "PlanShards" >> beam.FlatMap(_Split(config.max_samples, config.max_bytes, settings))
+            | "PlanShards" >> beam.FlatMap(_Split(config.max_samples, config.max_bytes, settings, str(root)))
             | "SpreadShards" >> beam.Reshuffle()
             | "WriteShards" >> beam.ParDo(WriteShards(self.corpus, settings, self.audio_only))
             | "CollectStats" >> beam.combiners.ToList()
@@ -454,4 +507,11 @@ def _run(corpus: Corpus, audio_only: bool, beam_args: Sequence[str], root: Path)
     corpus.save_resolved("shard-audio" if audio_only else "shard")
     with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
         _ = pipeline | "Shard" >> Shard(corpus, audio_only)
-    return read_index(root / contract.INDEX_NAME)
+    index = root / contract.INDEX_NAME
+    if not index.is_file():  # a worker wrote it, to an `output` this machine does not see
+        raise ConfigError(
+            f"the run finished but its index {index} is not on this machine: the workers wrote `output` "
+            "somewhere the launcher cannot see. On a cluster, `output` must be a folder the launcher and every "
+            "worker share (docs/runners.md)"
+        )
+    return read_index(index)

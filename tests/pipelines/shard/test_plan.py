@@ -57,3 +57,80 @@ def test_plan_item_ignores_how_the_run_went():
     )
     assert first.digest == again.digest and first.size == again.size
     assert first.size >= member_size(5000) + member_size(700) + member_size(131_200)
+
+
+# --- growth: the committed layout is kept (issue 16 §4) -------------------------------------------
+
+
+def layout(plans) -> dict[int, tuple[str, ...]]:
+    return {p.index: p.clip_ids for p in plans}
+
+
+def check(plans, items, max_samples: int, max_bytes: int) -> None:
+    """Every clip exactly once, both caps kept."""
+    sizes = {i.clip_id: i.size for i in items}
+    placed = [c for p in plans for c in p.clip_ids]
+    assert sorted(placed) == sorted(sizes)
+    for p in plans:
+        assert len(p.clip_ids) <= max_samples
+        assert len(p.clip_ids) == 1 or sum(sizes[c] for c in p.clip_ids) + 10 * 1024 <= max_bytes
+
+
+def test_without_a_committed_layout_the_plan_is_the_sha256_cut():
+    items = [item(i) for i in range(2500)]
+    ordered = [i.clip_id for i in sorted(items, key=lambda i: (i.order, i.clip_id))]
+    plans = plan_shards("train", items, 1000, 10**9, "s", previous={})
+    assert [p.clip_ids for p in plans] == [tuple(ordered[:1000]), tuple(ordered[1000:2000]), tuple(ordered[2000:])]
+
+
+def test_new_clips_fill_the_last_shard_then_new_ones_and_leave_the_others_alone():
+    first = plan_shards("train", [item(i) for i in range(2500)], 1000, 10**9, "s")
+    grown_items = [item(i) for i in range(2500 + 600)]
+    grown = plan_shards("train", grown_items, 1000, 10**9, "s", previous=layout(first))
+    check(grown, grown_items, 1000, 10**9)
+    assert grown[:2] == first[:2]  # same members, same digest: skipped by the job
+    assert set(first[2].clip_ids) < set(grown[2].clip_ids) and len(grown[2].clip_ids) == 1000
+    assert [p.index for p in grown] == [0, 1, 2, 3] and len(grown[3].clip_ids) == 100
+    added = set(grown[2].clip_ids) - set(first[2].clip_ids)
+    assert added | set(grown[3].clip_ids) == {f"clip_{i}" for i in range(2500, 3100)} and len(added) == 500
+
+
+def test_a_shard_that_lost_clips_takes_the_new_ones_first_and_an_emptied_number_is_reused():
+    first = plan_shards("train", [item(i) for i in range(3000)], 1000, 10**9, "s")
+    gone = set(first[0].clip_ids[:10]) | set(first[1].clip_ids)
+    items = [item(i) for i in range(3020) if f"clip_{i}" not in gone]
+    grown = plan_shards("train", items, 1000, 10**9, "s", previous=layout(first))
+    check(grown, items, 1000, 10**9)
+    new = {f"clip_{i}" for i in range(3000, 3020)}
+    new_in_order = [i.clip_id for i in sorted((item(i) for i in range(3000, 3020)), key=lambda i: (i.order, i.clip_id))]
+    by_index = layout(grown)
+    assert sorted(by_index) == [0, 1, 2]
+    assert by_index[2] == first[2].clip_ids  # untouched: same members (and digest), not rewritten
+    assert set(by_index[0]) == set(first[0].clip_ids[10:]) | set(new_in_order[:10])  # refilled first
+    assert set(by_index[1]) == new - set(new_in_order[:10])  # the emptied number holds the rest
+
+
+def test_a_committed_shard_whose_samples_grew_past_the_byte_cap_sheds_clips_deterministically():
+    items = [item(i, size=100_000) for i in range(40)]
+    first = plan_shards("train", items, 1000, 2_000_000, "s")
+    bigger = [item(i, size=150_000 if i % 2 else 100_000) for i in range(40)]
+    grown = plan_shards("train", bigger, 1000, 2_000_000, "s", previous=layout(first))
+    check(grown, bigger, 1000, 2_000_000)
+    again = plan_shards("train", random.Random(3).sample(bigger, 40), 1000, 2_000_000, "s", previous=layout(first))
+    assert grown == again
+
+
+def test_a_grown_plan_is_the_same_in_any_order_and_survives_random_edits():
+    rng = random.Random(7)
+    ids = list(range(300))
+    plans = plan_shards("train", [item(i, size=rng.randrange(10_000, 400_000)) for i in ids], 40, 3_000_000, "s")
+    sizes = {i: rng.randrange(10_000, 400_000) for i in range(1000)}
+    for step in range(20):
+        ids = [i for i in ids if rng.random() > 0.03] + list(
+            range(300 + 20 * step, 300 + 20 * step + rng.randrange(30))
+        )
+        items = [item(i, size=sizes[i]) for i in ids]
+        grown = plan_shards("train", items, 40, 3_000_000, "s", previous=layout(plans))
+        check(grown, items, 40, 3_000_000)
+        assert grown == plan_shards("train", rng.sample(items, len(items)), 40, 3_000_000, "s", layout(plans))
+        plans = grown
