@@ -59,9 +59,10 @@ def train(config: TrainConfig) -> Path:
     vae = AutoencoderKL.from_pretrained(vae_model_dir(config)).to(session.device).eval().requires_grad_(False)
     r, scaling = compression(vae), float(vae.config.scaling_factor)
     frames = config.ldm_data.crop_frames or profile.frames
-    data, example = _data(config, r, frames, latents_location if ldm.latents else None)
-    require_split(data, data.valid_split, "`t2a train ldm` validates on data.valid_split: it")
     conditioner = build_conditioner(ldm, device=session.device)
+    mbtg = mbtg_settings(config.ldm_data.augment.mbtg, conditioner)
+    data, example = _data(config, r, frames, latents_location if ldm.latents else None, mbtg)
+    require_split(data, data.valid_split, "`t2a train ldm` validates on data.valid_split: it")
     unet = session.configure(
         build_unet(ldm, conditioner, vae.config.latent_channels, (frames // r, profile.n_mels // r))
     )
@@ -133,7 +134,20 @@ def train(config: TrainConfig) -> Path:
     return config.ldm_dir / "model"
 
 
-def _data(config: TrainConfig, r: int, frames: int, latents_location) -> tuple[Any, Any]:
+def mbtg_settings(mbtg, conditioner):
+    """data.augment.mbtg with its mask token: the configured one, else the conditioning text encoder's own
+    (Diffsound §IV-C masks with the mask token of the text encoder it trains with); None when off."""
+    if not mbtg.probability:
+        return None
+    token = mbtg.mask_token or getattr(getattr(conditioner, "tokenizer", None), "mask_token", None)
+    if not token:
+        raise ValueError(
+            f"data.augment.mbtg: the {conditioner.name} text encoder's tokenizer has no mask token; set data.augment.mbtg.mask_token"
+        )
+    return mbtg.model_copy(update={"mask_token": str(token)})
+
+
+def _data(config: TrainConfig, r: int, frames: int, latents_location, mbtg=None) -> tuple[Any, Any]:
     """The data config and example function: latent shards when pre-encoded, else the corpus mels."""
     data = config.ldm_data
     if frames % r:
@@ -146,6 +160,7 @@ def _data(config: TrainConfig, r: int, frames: int, latents_location) -> tuple[A
             frames,
             random_crop=True,
             reprogram=data.augment.reprogram if data.augment.reprogram.probability else None,
+            mbtg=mbtg,
         )
     location = latents_location(config)
     if not (location / "index.json").is_file():
@@ -158,7 +173,7 @@ def _data(config: TrainConfig, r: int, frames: int, latents_location) -> tuple[A
         )
     # profile: crops stay within the rows of real audio, as mel_example's do (a short clip's padding is silence)
     return data.model_copy(update={"shards": str(location)}), latent_example(
-        frames // r, random_crop=True, profile=data.profile
+        frames // r, random_crop=True, profile=data.profile, mbtg=mbtg
     )
 
 
