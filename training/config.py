@@ -125,6 +125,9 @@ class VaeConfig(StrictModel):
     latent_channels: PositiveInt = 8  # AudioLDM App. C: C = 8
     norm_num_groups: PositiveInt = 32
     loss: VaeLossConfig = VaeLossConfig()
+    # AudioLDM App. C: the VAE is trained with mixup too; here waveforms are mixed (§3.3 eq. 8) with a clip of
+    # the loader's recent ones and the mel is computed from the mix (training.data.examples.MelExample).
+    mixup: MixupConfig = MixupConfig()
     train: LoopConfig = LoopConfig()
 
 
