@@ -59,10 +59,9 @@ def train(config: TrainConfig) -> Path:
     vae = AutoencoderKL.from_pretrained(vae_model_dir(config)).to(session.device).eval().requires_grad_(False)
     r, scaling = compression(vae), float(vae.config.scaling_factor)
     frames = config.ldm_data.crop_frames or profile.frames
-    conditioner = build_conditioner(ldm, device=session.device)
-    mbtg = mbtg_settings(config.ldm_data.augment.mbtg, conditioner)
-    data, example = _data(config, r, frames, latents_location if ldm.latents else None, mbtg)
+    data, example = _data(config, r, frames, latents_location if ldm.latents else None)
     require_split(data, data.valid_split, "`t2a train ldm` validates on data.valid_split: it")
+    conditioner = build_conditioner(ldm, device=session.device)
     unet = session.configure(
         build_unet(ldm, conditioner, vae.config.latent_channels, (frames // r, profile.n_mels // r))
     )
@@ -134,22 +133,29 @@ def train(config: TrainConfig) -> Path:
     return config.ldm_dir / "model"
 
 
-def mbtg_settings(mbtg, conditioner):
-    """data.augment.mbtg with its mask token: the configured one, else the conditioning text encoder's own
-    (Diffsound §IV-C masks with the mask token of the text encoder it trains with); None when off."""
+def mbtg_settings(mbtg, ldm) -> Any:
+    """data.augment.mbtg with its mask token: the configured one, else the mask token of the conditioning's
+    own text encoder (Diffsound §IV-C masks with the token of the text encoder it trains with; RoBERTa's
+    "<mask>" for CLAP), read from the encoder folder's tokenizer; None when MBTG is off."""
     if not mbtg.probability:
         return None
-    token = mbtg.mask_token or getattr(getattr(conditioner, "tokenizer", None), "mask_token", None)
+    token = mbtg.mask_token
+    folder = ldm.encoders.clip if ldm.conditioning.startswith("clip") else ldm.encoders.clap
+    if not token and folder:
+        import transformers
+
+        token = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True).mask_token
     if not token:
         raise ValueError(
-            f"data.augment.mbtg: the {conditioner.name} text encoder's tokenizer has no mask token; set data.augment.mbtg.mask_token"
+            f"data.augment.mbtg: the {ldm.conditioning} text encoder's tokenizer has no mask token; set data.augment.mbtg.mask_token"
         )
     return mbtg.model_copy(update={"mask_token": str(token)})
 
 
-def _data(config: TrainConfig, r: int, frames: int, latents_location, mbtg=None) -> tuple[Any, Any]:
+def _data(config: TrainConfig, r: int, frames: int, latents_location) -> tuple[Any, Any]:
     """The data config and example function: latent shards when pre-encoded, else the corpus mels."""
     data = config.ldm_data
+    mbtg = mbtg_settings(data.augment.mbtg, config.ldm)
     if frames % r:
         raise ValueError(
             f"ldm.crop_frames / data.crop_frames {frames} must be a multiple of the VAE's compression r = {r}"

@@ -46,10 +46,9 @@ def test_the_mask_token_is_the_text_encoders_own(tmp_path):
     from training.tasks.ldm import mbtg_settings
 
     ldm = LdmConfig(conditioning="clap-text", encoders=EncodersConfig(clap=str(build_clap(tmp_path / "clap"))))
-    conditioner = build_conditioner(ldm)
-    resolved = mbtg_settings(MbtgConfig(probability=0.3), conditioner)
-    assert resolved.mask_token == conditioner.tokenizer.mask_token == "<mask>"  # RoBERTa's, not "[MASK]"
-    assert mbtg_settings(MbtgConfig(probability=0.3, mask_token="[M]"), conditioner).mask_token == "[M]"
-    assert mbtg_settings(MbtgConfig(), conditioner) is None
+    resolved = mbtg_settings(MbtgConfig(probability=0.3), ldm)
+    assert resolved.mask_token == build_conditioner(ldm).tokenizer.mask_token == "<mask>"  # RoBERTa's, not "[MASK]"
+    assert mbtg_settings(MbtgConfig(probability=0.3, mask_token="[M]"), ldm).mask_token == "[M]"
+    assert mbtg_settings(MbtgConfig(), ldm) is None
     with pytest.raises(ValueError, match="mask token"):
         latent_example(4, mbtg=MbtgConfig(probability=0.3))
