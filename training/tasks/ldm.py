@@ -133,25 +133,6 @@ def train(config: TrainConfig) -> Path:
     return config.ldm_dir / "model"
 
 
-def mbtg_settings(mbtg, ldm) -> Any:
-    """data.augment.mbtg with its mask token: the configured one, else the mask token of the conditioning's
-    own text encoder (Diffsound §IV-C masks with the token of the text encoder it trains with; RoBERTa's
-    "<mask>" for CLAP), read from the encoder folder's tokenizer; None when MBTG is off."""
-    if not mbtg.probability:
-        return None
-    token = mbtg.mask_token
-    folder = ldm.encoders.clip if ldm.conditioning.startswith("clip") else ldm.encoders.clap
-    if not token and folder:
-        import transformers
-
-        token = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True).mask_token
-    if not token:
-        raise ValueError(
-            f"data.augment.mbtg: the {ldm.conditioning} text encoder's tokenizer has no mask token; set data.augment.mbtg.mask_token"
-        )
-    return mbtg.model_copy(update={"mask_token": str(token)})
-
-
 def _data(config: TrainConfig, r: int, frames: int, latents_location) -> tuple[Any, Any]:
     """The data config and example function: latent shards when pre-encoded, else the corpus mels."""
     data = config.ldm_data
@@ -181,6 +162,25 @@ def _data(config: TrainConfig, r: int, frames: int, latents_location) -> tuple[A
     return data.model_copy(update={"shards": str(location)}), latent_example(
         frames // r, random_crop=True, profile=data.profile, mbtg=mbtg
     )
+
+
+def mbtg_settings(mbtg, ldm) -> Any:
+    """data.augment.mbtg with its mask token: the configured one, else the mask token of the conditioning's
+    own text encoder (Diffsound §IV-C masks with the token of the text encoder it trains with; RoBERTa's
+    "<mask>" for CLAP), read from the encoder folder's tokenizer; None when MBTG is off."""
+    if not mbtg.probability:
+        return None
+    token = mbtg.mask_token
+    folder = ldm.encoders.clip if ldm.conditioning.startswith("clip") else ldm.encoders.clap
+    if not token and folder:
+        import transformers
+
+        token = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True).mask_token
+    if not token:
+        raise ValueError(
+            f"data.augment.mbtg: the {ldm.conditioning} text encoder's tokenizer has no mask token; set data.augment.mbtg.mask_token"
+        )
+    return mbtg.model_copy(update={"mask_token": str(token)})
 
 
 @torch.no_grad()
