@@ -42,8 +42,18 @@ class CurriculumConfig(StrictModel):
     n: PositiveInt
 
 
+class MbtgConfig(StrictModel):
+    """Diffsound §IV-C, Algorithm 3: a share of the captions replaced, every time a sample is read (so every
+    epoch), by a freshly drawn mask-based text of its labels: m ~ U(counts) mask tokens in each gap."""
+
+    probability: Probability = 0.0
+    counts: list[PositiveInt] = [1, 2]  # Diffsound §IV-C: m ∈ {1, 2}
+    mask_token: str | None = None  # None: the conditioning text encoder's own (RoBERTa's "<mask>" for CLAP)
+
+
 class AugmentConfig(StrictModel):
     reprogram: ReprogramConfig = ReprogramConfig()
+    mbtg: MbtgConfig = MbtgConfig()
     mixup: MixupConfig = MixupConfig()
     curriculum: CurriculumConfig | None = None
 
@@ -115,6 +125,9 @@ class VaeConfig(StrictModel):
     latent_channels: PositiveInt = 8  # AudioLDM App. C: C = 8
     norm_num_groups: PositiveInt = 32
     loss: VaeLossConfig = VaeLossConfig()
+    # AudioLDM App. C: the VAE is trained with mixup too; here waveforms are mixed (§3.3 eq. 8) with a clip of
+    # the loader's recent ones and the mel is computed from the mix (training.data.examples.MelExample).
+    mixup: MixupConfig = MixupConfig()
     train: LoopConfig = LoopConfig()
 
 

@@ -206,9 +206,15 @@ def _pool(item: tuple[str, Iterable[tuple[int, np.ndarray]]]) -> tuple[str, np.n
     return clip_id, pool_windows(stacked)
 
 
-def _bank_captions(clip_id: str, output: Path) -> Iterator[str]:
+def _bank_captions(clip_id: str, output: Path) -> Iterator[tuple[str, str]]:
+    """("caption", human caption) for the bank; ("label", label text) for the label-text queries."""
+    from pipelines.annotate.prompts.labels import label_text
+
     entry = ClipCache(output).read_entry(clip_id)
-    yield from (c.text for c in entry.captions if c.kind == "human")
+    yield from (("caption", c.text) for c in entry.captions if c.kind == "human")
+    label = label_text(tuple(label.name for label in entry.labels))
+    if label:
+        yield "label", label
 
 
 class BuildCaptionBank(beam.DoFn):
@@ -220,14 +226,18 @@ class BuildCaptionBank(beam.DoFn):
         self.config = config
         self.device = device
 
-    def process(self, captions: list[str]) -> Iterator[Any]:
+    def process(self, items: list[tuple[str, str]]) -> Iterator[Any]:
         from pipelines.annotate.prompts.retrieval import bank_texts, load_or_build_bank
 
         assert self.config.retrieval is not None
-        texts = bank_texts(captions, self.config.retrieval.bank_files)
-        bank = load_or_build_bank(texts, _LazyClap(self.config, self.device), AnnotationStore(self.output).banks)
+        clap, cache = _LazyClap(self.config, self.device), AnnotationStore(self.output).banks
+        texts = bank_texts([text for kind, text in items if kind == "caption"], self.config.retrieval.bank_files)
+        bank = load_or_build_bank(texts, clap, cache)
         Metrics.counter(NAMESPACE, "bank_captions").inc(len(bank.texts))
-        yield bank
+        queries = None
+        if self.config.retrieval.query == "labels":  # the label texts' embeddings, the text–text queries
+            queries = load_or_build_bank([text for kind, text in items if kind == "label"], clap, cache)
+        yield bank, queries
 
 
 class _LazyClap:
@@ -255,23 +265,40 @@ class ProposeCandidates(beam.DoFn):
     def __init__(self, config: AnnotateConfig):
         self.config = config
 
-    def process(self, item: tuple[str, dict[str, list[Any]]], bank: Any = None) -> Iterator[Any]:
+    def process(self, item: tuple[str, dict[str, list[Any]]], banks: Any = None) -> Iterator[Any]:
         clip_id, joined = item
         if joined["info"] and joined["audio"]:  # else a failed clip: its failure row is written elsewhere
-            yield self._propose(clip_id, joined, bank)
+            yield self._propose(clip_id, joined, *(banks or (None, None)))
 
-    def _propose(self, clip_id: str, joined: dict[str, list[Any]], bank: Any) -> Any:
+    def _propose(self, clip_id: str, joined: dict[str, list[Any]], bank: Any, queries: Any = None) -> Any:
         from pipelines.annotate.prompts.candidates import propose
-        from pipelines.annotate.prompts.retrieval import chance_caption, retrieve
+        from pipelines.annotate.prompts.labels import label_text
+        from pipelines.annotate.prompts.retrieval import chance_caption, normalise, retrieve
 
         info, audio = joined["info"][0], joined["audio"][0]
         generated = [text for texts in joined["captions"] for text in _value(texts)]
         retrieved, chance = [], None
+        by_labels = bool(self.config.retrieval and self.config.retrieval.query == "labels")
         if bank is not None and self.config.retrieval:
-            retrieved = retrieve(bank, audio, self.config.retrieval.top_k, exclude=set(info.captions))
-            chance = chance_caption(bank, clip_id, audio, exclude=set(info.captions))
+            exclude = set(info.captions)
+            if by_labels:  # text–text: the clip's label text against the bank (Make-An-Audio App. E.2)
+                label = normalise(label_text(info.labels) or "")
+                row = queries.texts.index(label) if queries is not None and label in queries.texts else None
+                if row is not None and bank.texts:
+                    retrieved = retrieve(bank, queries.embeddings[row], self.config.retrieval.top_k, exclude | {label})
+            else:
+                retrieved = retrieve(bank, audio, self.config.retrieval.top_k, exclude=exclude)
+            chance = chance_caption(bank, clip_id, audio, exclude=exclude)
         checksum = getattr(bank, "checksum", None)
-        proposal = propose(info, generated, retrieved, self.config.prompts, checksum, chance[1] if chance else None)
+        proposal = propose(
+            info,
+            generated,
+            retrieved,
+            self.config.prompts,
+            checksum,
+            chance[1] if chance else None,
+            retrieval_scored=not by_labels,
+        )
         Metrics.counter(NAMESPACE, "candidates").inc(len(proposal.candidates))
         return proposal
 
@@ -388,7 +415,7 @@ class Annotate(beam.PTransform):
         proposals = (
             joined
             | "JoinClipParts" >> beam.CoGroupByKey()
-            | "ProposeCandidates" >> beam.ParDo(ProposeCandidates(config), bank=bank)
+            | "ProposeCandidates" >> beam.ParDo(ProposeCandidates(config), banks=bank)
         )
         joined.update(
             proposal=proposals | "KeyProposals" >> beam.Map(lambda p: (p.clip_id, p)),

@@ -287,6 +287,13 @@ def test_demo_trains_on_its_shards_and_ends_with_a_verdict(demo, annotated, trai
     assert {row["prompt"] for row in result["prompts"]} == set(texts)
     assert metrics["prompt_top1_reference"] is not None  # the test clips the prompts came from
     assert "Prompt following:" in done.output and "FD with guidance" in done.output and "per prompt" in done.output
+    # AudioLDM Table 1's rows as audioldm_eval computes them, on random-weight Cnn14 / VGGish (and said so).
+    assert (
+        metrics["audioldm_fd"] is not None
+        and metrics["audioldm_fad"] is not None
+        and metrics["audioldm_is"] is not None
+    )
+    assert "FD (Cnn14 2048-d, audioldm_eval)" in done.output and "random-weight" in done.output
 
 
 def test_every_code_path_dvc_yaml_depends_on_exists():

@@ -62,14 +62,39 @@ def _crop_start(total: int, length: int, real: int, rng: np.random.Generator, ra
     return int(rng.integers(0, max(min(real, total) - length, 0) + 1)) if random_crop else 0
 
 
+def mbtg_caption(meta: dict, key: str, caption: str, mbtg, rng: np.random.Generator) -> str:
+    """Diffsound §IV-C / Algorithm 3: with probability mbtg.probability, a mask-based text of the sample's
+    labels drawn now (from the loader's seeded, checkpointed generator: a new draw every epoch, the same
+    draws after a resume), with mbtg.mask_token; the caption as it is otherwise, or without labels."""
+    if mbtg is None or rng.random() >= mbtg.probability:
+        return caption
+    from pipelines.annotate.prompts.mbtg import mbtg_text
+
+    names = [label["name"] for label in meta.get("labels") or [] if label.get("name")]
+    draw = int(rng.integers(2**62))
+    return mbtg_text(names, f"{key}/{draw}", mbtg.mask_token, mbtg.counts) or caption
+
+
+def _active(mbtg):
+    if mbtg is None or not mbtg.probability:
+        return None
+    if not mbtg.mask_token:
+        raise ValueError("data.augment.mbtg needs the text encoder's mask token (set data.augment.mbtg.mask_token)")
+    return mbtg
+
+
 class MelExample:
     """mel_example(...): a shard sample → {"key", "mel" [1, T, n_mels], "caption", embeddings, "event_count"}."""
 
-    def __init__(self, profile: str, crop_frames: int | None, random_crop: bool, reprogram_config=None):
+    def __init__(
+        self, profile: str, crop_frames: int | None, random_crop: bool, reprogram_config=None, mbtg=None, wave_mixup=None
+    ):
+        self.mbtg = _active(mbtg)
         self.profile, self.member = profile, contract.mel_member(profile)
         self.crop_frames, self.random_crop = crop_frames, random_crop
         self.reprogram = reprogram_config if reprogram_config is not None and reprogram_config.probability > 0 else None
-        self.recent = RESERVOIR if self.reprogram else 0
+        self.wave_mixup = wave_mixup if wave_mixup is not None and wave_mixup.probability > 0 else None
+        self.recent = RESERVOIR if self.reprogram or self.wave_mixup else 0
         self._extractor: MelExtractor | None = None  # built in the worker that needs it
 
     def wants(self, member: str) -> bool:
@@ -81,13 +106,34 @@ class MelExample:
         if mel.ndim != 2:
             raise ValueError(f"{self.member} is {list(mel.shape)}, not [n_mels, frames]")
         real = int(meta["mels"][self.profile]["real_frames"])
-        caption = caption_of(meta)
+        caption = mbtg_caption(meta, sample["__key__"], caption_of(meta), self.mbtg, rng)
         if self.reprogram and rng.random() < self.reprogram.probability and contract.AUDIO in sample:
             mel, real, caption = self._reprogrammed(sample, mel.shape, caption, rng)
+        elif self.wave_mixup and rng.random() < self.wave_mixup.probability and contract.AUDIO in sample:
+            mel, real = self._mixed(sample, mel, real, rng)
         length = self.crop_frames or mel.shape[1]
         start = _crop_start(mel.shape[1], length, real, rng, self.random_crop)
         window = torch.from_numpy(mel[:, start : start + length]).float().T.contiguous()  # [T, n_mels]
         return {"key": sample["__key__"], "mel": window[None], **_conditions(sample, caption)}
+
+    def _mixed(self, sample: dict, mel: np.ndarray, real: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+        """AudioLDM §3.3 eq. 8 on waveforms (App. C: for the VAE): λ·x₁ + (1 − λ)·x₂, λ ~ Beta(α, α), with x₂ a
+        clip of the slot's recent ones (the shorter zero-padded), and the mel computed from the mix. Without
+        another recent clip with audio the sample stays as it is."""
+        partners = [raw for raw in sample.get("__recent__", ()) if raw.get("__key__") != sample["__key__"] and contract.AUDIO in raw]
+        if not partners:
+            return mel, real
+        partner = partners[int(rng.integers(len(partners)))]
+        extractor = self.extractor()
+        first = extractor.resample(*load_audio(io.BytesIO(sample[contract.AUDIO])))
+        second = extractor.resample(*load_audio(io.BytesIO(partner[contract.AUDIO])))
+        mixed, _ = mixup(first, second, rng, self.wave_mixup.alpha)
+        out, real = extractor.mel(mixed)
+        if out.shape[0] != mel.shape[0]:
+            raise ValueError(f"profile {self.profile!r} computes {out.shape[0]} mel bins, the shard stores {mel.shape[0]}")
+        if out.shape[1] < mel.shape[1]:
+            out = np.concatenate([out, np.repeat(extractor.silence[:, None], mel.shape[1] - out.shape[1], axis=1)], axis=1)
+        return out[:, : mel.shape[1]], min(real, mel.shape[1])
 
     def _reprogrammed(self, sample: dict, shape: tuple[int, ...], caption: str, rng: np.random.Generator) -> tuple[np.ndarray, int, str]:
         """Make-An-Audio §3.2.2 / App. F on the fly: the clip joined with N recent single-event clips,
@@ -151,17 +197,28 @@ def _single_label(raw: dict) -> str | None:
     return labels[0]["name"] if meta.get("event_count") == 1 and labels else None
 
 
-def mel_example(profile: str, crop_frames: int | None = None, *, random_crop: bool = True, reprogram=None) -> MelExample:
+def mel_example(
+    profile: str,
+    crop_frames: int | None = None,
+    *,
+    random_crop: bool = True,
+    reprogram=None,
+    mbtg=None,
+    wave_mixup=None,
+) -> MelExample:
     """Mel examples of `profile` (T = crop_frames, or every stored frame); `reprogram` is an optional
-    training.config.ReprogramConfig (only samples with a `flac` member are reprogrammed)."""
-    return MelExample(profile, crop_frames, random_crop, reprogram)
+    training.config.ReprogramConfig (only samples with a `flac` member are reprogrammed), `mbtg` an
+    optional training.config.MbtgConfig with its mask token resolved, `wave_mixup` an optional
+    training.config.MixupConfig mixing waveforms before the mel (AudioLDM App. C, the VAE's mixup)."""
+    return MelExample(profile, crop_frames, random_crop, reprogram, mbtg, wave_mixup)
 
 
 class LatentExample:
     """latent_example(...): a latent-shard sample → {"key", "latent" [2C, T, W], "caption", embeddings, "event_count"}."""
 
-    def __init__(self, crop_rows: int | None, random_crop: bool, profile: str | None):
+    def __init__(self, crop_rows: int | None, random_crop: bool, profile: str | None, mbtg=None):
         self.crop_rows, self.random_crop, self.profile = crop_rows, random_crop, profile
+        self.mbtg = _active(mbtg)
 
     def wants(self, member: str) -> bool:
         return member in (contract.JSON, contract.LATENT) or contract.member_kind(member) == "embedding"
@@ -177,13 +234,17 @@ class LatentExample:
         length = self.crop_rows or rows
         start = _crop_start(rows, length, real, rng, self.random_crop)
         window = torch.from_numpy(latent[:, start : start + length]).float().contiguous()
-        return {"key": sample["__key__"], "latent": window, **_conditions(sample, caption_of(meta))}
+        caption = mbtg_caption(meta, sample["__key__"], caption_of(meta), self.mbtg, rng)
+        return {"key": sample["__key__"], "latent": window, **_conditions(sample, caption)}
 
 
-def latent_example(crop_rows: int | None = None, *, random_crop: bool = True, profile: str | None = None) -> LatentExample:
+def latent_example(
+    crop_rows: int | None = None, *, random_crop: bool = True, profile: str | None = None, mbtg=None
+) -> LatentExample:
     """Latent examples (VAE posterior mean then log-variance, cropped along H = time rows). With
-    `profile`, random crops stay within the rows that cover real audio (the json's real_frames)."""
-    return LatentExample(crop_rows, random_crop, profile)
+    `profile`, random crops stay within the rows that cover real audio (the json's real_frames); `mbtg`
+    as for mel_example."""
+    return LatentExample(crop_rows, random_crop, profile, mbtg)
 
 
 class TokenExample:

@@ -161,6 +161,7 @@ def _mel_space(config: TrainConfig, frames: int):
 def _data(config: TrainConfig, r: int, frames: int, latents_location) -> tuple[Any, Any]:
     """The data config and example function: latent shards when pre-encoded, else the corpus mels."""
     data = config.ldm_data
+    mbtg = mbtg_settings(data.augment.mbtg, config.ldm)
     if frames % r:
         raise ValueError(
             f"ldm.crop_frames / data.crop_frames {frames} must be a multiple of the VAE's compression r = {r}"
@@ -171,6 +172,7 @@ def _data(config: TrainConfig, r: int, frames: int, latents_location) -> tuple[A
             frames,
             random_crop=True,
             reprogram=data.augment.reprogram if data.augment.reprogram.probability else None,
+            mbtg=mbtg,
         )
     location = latents_location(config)
     if not (location / "index.json").is_file():
@@ -183,8 +185,27 @@ def _data(config: TrainConfig, r: int, frames: int, latents_location) -> tuple[A
         )
     # profile: crops stay within the rows of real audio, as mel_example's do (a short clip's padding is silence)
     return data.model_copy(update={"shards": str(location)}), latent_example(
-        frames // r, random_crop=True, profile=data.profile
+        frames // r, random_crop=True, profile=data.profile, mbtg=mbtg
     )
+
+
+def mbtg_settings(mbtg, ldm) -> Any:
+    """data.augment.mbtg with its mask token: the configured one, else the mask token of the conditioning's
+    own text encoder (Diffsound §IV-C masks with the token of the text encoder it trains with; RoBERTa's
+    "<mask>" for CLAP), read from the encoder folder's tokenizer; None when MBTG is off."""
+    if not mbtg.probability:
+        return None
+    token = mbtg.mask_token
+    folder = ldm.encoders.clip if ldm.conditioning.startswith("clip") else ldm.encoders.clap
+    if not token and folder:
+        import transformers
+
+        token = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True).mask_token
+    if not token:
+        raise ValueError(
+            f"data.augment.mbtg: the {ldm.conditioning} text encoder's tokenizer has no mask token; set data.augment.mbtg.mask_token"
+        )
+    return mbtg.model_copy(update={"mask_token": str(token)})
 
 
 @torch.no_grad()

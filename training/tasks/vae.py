@@ -76,7 +76,7 @@ def train(config: TrainConfig) -> Path:
     loader = make_loader(
         config.data,
         config.data.train_split,
-        mel_example(profile.name, crop, random_crop=True),
+        mel_example(profile.name, crop, random_crop=True, wave_mixup=config.vae.mixup),
         rank=session.rank,
         world_size=session.world_size,
         seed=config.seed,

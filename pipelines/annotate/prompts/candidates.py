@@ -78,14 +78,16 @@ def propose(
     config: PromptConfig,
     bank_checksum: str | None = None,
     chance_score: float | None = None,
+    retrieval_scored: bool = True,
 ) -> Proposal:
-    """Every candidate with its expert; retrieved ones come scored (their retrieval score is the CLAP cosine)."""
+    """Every candidate with its expert; retrieved ones come scored when their retrieval score is the CLAP
+    audio–text cosine (`retrieval_scored`), else CLAP scores them like the others (text–text retrieval)."""
     label = label_text(info.labels)
     candidates: list[tuple[str, str, float | None]] = [(text, "human", None) for text in info.captions]
     candidates += [(text, "captioning", None) for text in generated]
     if info.source_text:
         candidates.append((info.source_text, "source_text", None))
-    candidates += [(text, "retrieval", float(score)) for text, score in retrieved]
+    candidates += [(text, "retrieval", float(score) if retrieval_scored else None) for text, score in retrieved]
     if label:
         candidates.append((label, "label_text", None))
     candidates = list(dict.fromkeys(candidates))  # one entry per (text, expert, score), first kept

@@ -30,6 +30,9 @@ class SelectionConfig(StrictModel):
     threshold: float = Field(0.0, allow_inf_nan=False)
     above_label_text: bool = False  # also require a score ≥ the label text's (AudioSetCaps' rule)
     fallback: Literal["label_text", "mbtg", "drop"] = "label_text"
+    # Make-An-Audio §3.2.1 distils captions for label-only and unlabelled audio: a clip with a human caption
+    # keeps it (its best-scoring one), whatever the experts propose. False: humans compete with the experts.
+    keep_human: bool = True
 
 
 class CaptionBatch(StrictModel):

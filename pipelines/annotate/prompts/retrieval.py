@@ -1,10 +1,12 @@
-"""Make-An-Audio's retrieval expert: the bank captions nearest a clip's CLAP audio embedding.
+"""Make-An-Audio's retrieval expert: the bank captions nearest a clip's label text (or its CLAP audio).
 
 Make-An-Audio (§3.2.1, App. E.2) pairs the captioning
 expert (pipelines/annotate/prompts/experts.py) with an audio-text retrieval expert; CLAP selection then
 picks among both experts' candidates. The paper's retrieval model is BERT + a multi-modal
-transformer trained on AudioCaps and Clotho; here retrieval is CLAP audio → text over a caption
-bank: the corpus's own human captions plus optional caption files.
+transformer trained on AudioCaps and Clotho, a model apart from the CLAP that judges. Here the bank
+(the corpus's own human captions plus optional caption files) is ranked by default by text–text
+cosine with the clip's label text (`query: labels`), and the retrieved captions are then scored by
+CLAP like any candidate; `query: audio` ranks by CLAP audio → text, the judge's own score.
 
 The bank's text embeddings are computed once per (texts, text encoder) and cached on disk under
 their checksum, so every annotate run over the same corpus reuses them.
@@ -20,7 +22,7 @@ import logging
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 from pydantic import Field
@@ -46,6 +48,12 @@ class TextEncoder(Protocol):
 
 class RetrievalConfig(StrictModel):
     top_k: int = Field(3, ge=1)  # retrieved captions per clip
+    # What ranks the bank (Make-An-Audio §3.2.1, App. E.2: the retrieval expert is its own model, apart from
+    # the CLAP that judges). "labels": text–text cosine of the bank captions with the clip's label text
+    # (CLAP's text tower), so the ranking is not the audio–text score CLAP then selects by; clips without
+    # labels get no retrieved candidates. "audio": CLAP audio → text, the judge's own score (retrieved
+    # captions are then favoured by construction).
+    query: Literal["labels", "audio"] = "labels"
     # Caption files (UTF-8, one caption per line, '#' starts a comment line) added to the bank
     # beside the corpus's own human captions.
     bank_files: list[InputFile] = []

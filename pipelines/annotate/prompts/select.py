@@ -43,6 +43,10 @@ def select_caption(
     config: SelectionConfig,
     fallbacks: Mapping[str, str | None],
 ) -> Selection:
+    human = [c for c in candidates if c.expert == "human" and c.text]
+    if config.keep_human and human:  # Make-An-Audio §3.2.1: distillation is for clips without human captions
+        best = sorted(human, key=lambda c: _rank(Candidate(c.text, c.expert, c.score if _finite(c.score) else -1e9)))[0]
+        return Selection(best.text, "human", best.score, "human: kept (selection.keep_human)")
     scored = sorted((c for c in candidates if c.text and _finite(c.score)), key=_rank)
     floor = label_score if config.above_label_text and _finite(label_score) else None
     for candidate in scored:  # best first: the first that qualifies is the argmax

@@ -207,7 +207,7 @@ _register(
     )
 )
 
-# Seed 000 §3.2: 32 kHz, ~10-s clips, 50-ms window (1600), 12.5-ms hop (400), 80 mel banks;
+# Li et al. 2023 §3.2: 32 kHz, ~10-s clips, 50-ms window (1600), 12.5-ms hop (400), 80 mel banks;
 # n_fft 2048 is the next power of two >= the window. §2.1 builds on SpecVQGAN ([4], Iashin &
 # Rahtu) and evaluates with its Melception, so the rest is SpecVQGAN's recipe (as for `diffsound`):
 # centred librosa framing, magnitude, fmin 125, the [0, 1] dB scale; 801 frames cropped to 800.

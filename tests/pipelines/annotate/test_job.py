@@ -128,7 +128,9 @@ def test_every_clip_gets_a_row_with_embeddings_scored_candidates_and_a_selection
     assert "A man speaks while a siren wails" not in retrieved  # its own caption is not retrieved
     scores = [c["clap_score"] for c in row["candidates"]]
     assert all(-1.0 <= s <= 1.0 for s in scores) and scores == sorted(scores, reverse=True)
-    assert row["selected_caption"] == row["candidates"][0]["text"] and row["selected_score"] == scores[0]
+    # Make-An-Audio §3.2.1: the clip has a human caption, which it keeps (selection.keep_human, the default).
+    assert (row["selected_caption"], row["selected_expert"]) == ("A man speaks while a siren wails", "human")
+    assert all(c["clap_score"] is not None for c in row["candidates"] if c["expert"] == "retrieval")  # CLAP-judged
     assert all(-1.0 <= r["chance_score"] <= 1.0 for r in table.values() if r["status"] == "ok")
     store = AnnotationStore(output)
     stored = store.read(SPEECH_AND_SIREN)
@@ -162,7 +164,9 @@ def test_rerun_skips_current_rows_and_retries_failures(corpus):
     after = {clip: (store.entry_dir(clip) / "annotation.json").stat().st_mtime_ns for clip in rows(output)}
     assert all(after[c] == stamp[c] for c in after if c != spoiled["corrupt"])  # ok rows were not redone
     assert after[spoiled["corrupt"]] != stamp[spoiled["corrupt"]]  # the failure was retried
-    set_config(corpus, selection={"threshold": 2.0, "fallback": "mbtg"})  # new settings: everything is redone
+    set_config(
+        corpus, selection={"threshold": 2.0, "fallback": "mbtg", "keep_human": False}
+    )  # new settings: all redone
     summary = run(corpus)
     table = rows(output)
     ok = [r for r in table.values() if r["status"] == "ok"]

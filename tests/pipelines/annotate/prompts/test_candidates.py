@@ -45,7 +45,7 @@ def test_scores_are_cosines_and_the_best_above_threshold_wins(proposal):
     audio = unit(1, 0, 0)
     directions = {"A dog barks": unit(1, 1, 0), "a dog is barking": unit(1, 0.2, 0), "Dog and speech": unit(0, 1, 0)}
     embeddings = {i: directions.get(text, unit(0, 0, 1)) for i, text in enumerate(proposal.texts)}
-    row = select(proposal, embeddings, audio, SelectionConfig(threshold=0.6))
+    row = select(proposal, embeddings, audio, SelectionConfig(threshold=0.6, keep_human=False))
     assert (
         row["status"] == "ok"
         and row["selected_caption"] == "a dog is barking"
@@ -59,7 +59,16 @@ def test_scores_are_cosines_and_the_best_above_threshold_wins(proposal):
 
 def test_no_candidate_above_threshold_falls_back_or_drops(proposal):
     embeddings = {i: unit(0, 0, 1) for i in range(len(proposal.texts))}
-    row = select(proposal, embeddings, unit(1, 0, 0), SelectionConfig(threshold=0.9, fallback="mbtg"))
+    row = select(proposal, embeddings, unit(1, 0, 0), SelectionConfig(threshold=0.9, fallback="mbtg", keep_human=False))
     assert row["selected_caption"] == proposal.mbtg_text and row["reason"].startswith("fallback")
-    row = select(proposal, embeddings, unit(1, 0, 0), SelectionConfig(threshold=0.9, fallback="drop"))
+    row = select(proposal, embeddings, unit(1, 0, 0), SelectionConfig(threshold=0.9, fallback="drop", keep_human=False))
     assert row["status"] == "dropped" and row["selected_caption"] is None
+
+
+def test_text_text_retrieval_candidates_are_scored_by_clap_like_the_others():
+    """With retrieval.query: labels the retrieval score is a text–text cosine: CLAP judges those candidates."""
+    info = clip_info(ENTRY, "d" * 64, events=2, windows=1, frames=0, config=PromptConfig())
+    unscored = propose(info, [], [("a dog barks loudly", 0.99)], PromptConfig(), retrieval_scored=False)
+    assert ("a dog barks loudly", "retrieval", None) in unscored.candidates and "a dog barks loudly" in unscored.texts
+    scored = propose(info, [], [("a dog barks loudly", 0.99)], PromptConfig())
+    assert ("a dog barks loudly", "retrieval", 0.99) in scored.candidates and "a dog barks loudly" not in scored.texts

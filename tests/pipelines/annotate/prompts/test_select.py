@@ -15,25 +15,28 @@ CANDIDATES = [
 
 
 def test_argmax_above_threshold():
-    selection = select_caption(CANDIDATES, 0.35, SelectionConfig(threshold=0.3), FALLBACKS)
+    selection = select_caption(CANDIDATES, 0.35, SelectionConfig(threshold=0.3, keep_human=False), FALLBACKS)
     assert selection == Selection("a man talks over a song", "captioning", 0.42, "selected")
 
 
 def test_label_text_competes_and_can_win():
     candidates = [Candidate("birds", "captioning", 0.2), Candidate("Bird", "label_text", 0.5)]
-    assert select_caption(candidates, 0.5, SelectionConfig(), FALLBACKS).expert == "label_text"
+    assert select_caption(candidates, 0.5, SelectionConfig(keep_human=False), FALLBACKS).expert == "label_text"
 
 
 def test_above_label_text_rule():
     candidates = [Candidate("a man talks", "captioning", 0.3), Candidate("Speech and music", "label_text", 0.35)]
-    config = SelectionConfig(threshold=0.1, above_label_text=True)
+    config = SelectionConfig(threshold=0.1, above_label_text=True, keep_human=False)
     assert select_caption(candidates[:1], 0.35, config, FALLBACKS) == Selection(
         "Speech and music", "label_text", 0.35, "fallback:label_text: best score 0.3 < label text score 0.35"
     )
     assert select_caption(candidates, 0.35, config, FALLBACKS).text == "Speech and music"  # reaches its own score
     # without a label score (no labels) the rule does not apply
     assert select_caption(candidates[:1], None, config, {}).text == "a man talks"
-    assert select_caption(candidates[:1], 0.35, SelectionConfig(threshold=0.1), FALLBACKS).text == "a man talks"
+    assert (
+        select_caption(candidates[:1], 0.35, SelectionConfig(threshold=0.1, keep_human=False), FALLBACKS).text
+        == "a man talks"
+    )
 
 
 @pytest.mark.parametrize(
@@ -48,17 +51,17 @@ def test_above_label_text_rule():
     ],
 )
 def test_each_fallback(fallback, expected):
-    config = SelectionConfig(threshold=0.5, fallback=fallback)
+    config = SelectionConfig(threshold=0.5, fallback=fallback, keep_human=False)
     assert select_caption(CANDIDATES, 0.35, config, FALLBACKS) == expected
 
 
 def test_dropped_without_labels_or_scores():
-    config = SelectionConfig(threshold=0.5)
+    config = SelectionConfig(threshold=0.5, keep_human=False)
     selection = select_caption(CANDIDATES[:2], None, config, {"label_text": None, "mbtg": None})
     assert selection.text is None and selection.reason.startswith("dropped: best score 0.42 < threshold 0.5")
     assert "no label_text fallback" in selection.reason
     assert (
-        select_caption([], None, SelectionConfig(fallback="mbtg"), FALLBACKS).reason
+        select_caption([], None, SelectionConfig(fallback="mbtg", keep_human=False), FALLBACKS).reason
         == "fallback:mbtg: no scored candidate"
     )
 
@@ -74,5 +77,23 @@ def test_ties_are_broken_by_expert_order_then_text_whatever_the_input_order():
     rng = random.Random(0)
     for _ in range(10):
         rng.shuffle(tied)
-        assert select_caption(tied, 0.4, SelectionConfig(), FALLBACKS).text == "a text"
-    assert select_caption(tied + [Candidate("mine", "human", 0.4)], None, SelectionConfig(), {}).text == "mine"
+        assert select_caption(tied, 0.4, SelectionConfig(keep_human=False), FALLBACKS).text == "a text"
+    assert (
+        select_caption(tied + [Candidate("mine", "human", 0.4)], None, SelectionConfig(keep_human=False), {}).text
+        == "mine"
+    )
+
+
+def test_a_human_caption_is_kept_unless_asked():
+    """Make-An-Audio §3.2.1 distils captions for label-only and unlabelled audio: a clip with a human caption
+    keeps its best-scoring one even when an expert scores higher (selection.keep_human, the default)."""
+    candidates = [Candidate("a man talks", "human", 0.2), Candidate("a crowd cheers", "retrieval", 0.9)]
+    candidates += [Candidate("people speak", "human", 0.3)]
+    kept = select_caption(candidates, 0.1, SelectionConfig(threshold=0.5), FALLBACKS)
+    assert (kept.text, kept.expert, kept.reason) == ("people speak", "human", "human: kept (selection.keep_human)")
+    competing = select_caption(candidates, 0.1, SelectionConfig(threshold=0.5, keep_human=False), FALLBACKS)
+    assert (competing.text, competing.expert) == ("a crowd cheers", "retrieval")
+    unscored = [Candidate("b", "human", None), Candidate("a", "human", None)]
+    assert select_caption(unscored, None, SelectionConfig(), FALLBACKS).text == "a"  # ties by text
+    experts_only = candidates[1:2]
+    assert select_caption(experts_only, 0.1, SelectionConfig(), FALLBACKS).expert == "retrieval"
