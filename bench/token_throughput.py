@@ -15,7 +15,8 @@ forward is not included (it is the same for both and depends on the encoder chos
 
 FLOPs per step are counted with torch.utils.flop_counter over one forward + backward (matmuls and attention
 as matmuls), not estimated; tokens/s = batch × sequence length / median step time over --steps timed steps
-after one warm-up step. Results: JSON on stdout and in --out (bench/out/token_throughput.json).
+after --warmup untimed steps (the FLOP-counted step runs first). Results: one JSON line per model on stdout,
+all of them in --out (bench/out/token_throughput.json).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def build(name: str):
     return model, 265, 77, 512, lambda m, seq, states, mask, g: token_dd.dd_loss(m, schedule, seq, states, mask, g)[0]
 
 
-def measure(name: str, batch: int, steps: int, device: str) -> dict:
+def measure(name: str, batch: int, steps: int, device: str, warmup: int = 1) -> dict:
     torch.manual_seed(0)
     model, length, text_tokens, text_dim, loss_fn = build(name)
     model.to(device).train()
@@ -78,7 +79,8 @@ def measure(name: str, batch: int, steps: int, device: str) -> dict:
         loss_fn(model, sequence, states, mask, generator).backward()
     opt.zero_grad(set_to_none=True)
     flops = counter.get_total_flops()
-    step()  # warm-up
+    for _ in range(warmup):  # the FLOP-counted step already ran once: allocations are warm
+        step()
     times = []
     for _ in range(steps):
         start = time.perf_counter()
@@ -107,13 +109,16 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["ar", "dd"], choices=["ar", "dd"])
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps after the FLOP-counted one")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "token_throughput.json")
     args = parser.parse_args()
-    results = [measure(name, args.batch, args.steps, args.device) for name in args.models]
+    results = []
+    for name in args.models:
+        results.append(measure(name, args.batch, args.steps, args.device, args.warmup))
+        print(json.dumps(results[-1]), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The trainer's `t2a` commands: `t2a train vae|ldm|vocoder`, `t2a encode-latents`, `t2a sample`.
+"""The trainer's `t2a` commands: `t2a train vae|ldm|vocoder|clap|vggishish|vq|ar|dd`, `t2a encode-latents|encode-tokens`, `t2a sample`.
 
 They reach the `t2a` command through the `t2a.commands` entry points (pyproject.toml), so the
 corpus side never imports the trainer; torch and diffusers load only when a command runs.
@@ -16,7 +16,8 @@ from pipelines.core.console import fail as _fail
 from training.config import resolve_device as _device
 
 train_app = typer.Typer(
-    no_args_is_help=True, help="Train the mel VAE, the latent diffusion model or a HiFi-GAN vocoder."
+    no_args_is_help=True,
+    help="Train the mel VAE, the latent diffusion model, a HiFi-GAN vocoder, a CLAP, or the discrete-token generators (vq, ar, dd).",
 )
 CONFIG = typer.Option(
     None, "--config", "-c", help="Training config (training/configs/demo.yaml); its values override --preset's."

@@ -1,5 +1,7 @@
 """The trainer's models: the mel VAE (vae.py, discriminator.py), the conditioning modes (conditioning.py), the
-latent diffusion UNet and samplers (ldm.py), saving and loading (pipeline.py), the vocoder (vocoder.py).
+latent diffusion UNet and samplers (ldm.py), saving and loading (pipeline.py), the vocoder (vocoder.py); the
+discrete-token generators: the codebook (vq.py, vggishish.py), text features (text_features.py), the GPT-2
+(token_ar.py) and Diffsound's discrete diffusion (token_dd.py).
 
 The names below are re-exported lazily (PEP 562), so importing one submodule, e.g. training.models.bundle,
 does not load diffusers and transformers.
