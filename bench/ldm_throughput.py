@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from _measure import machine  # noqa: E402
 from clap_throughput import describe  # noqa: E402
 
-from training.config import LdmConfig, LoopConfig, UnetConfig  # noqa: E402
+from training.config import LdmConfig, LoopConfig, SchedulerConfig, UnetConfig  # noqa: E402
 from training.loop import configure_model  # noqa: E402
 from training.models.ldm import build_scheduler, build_unet, diffusion_loss  # noqa: E402
 
@@ -51,6 +51,12 @@ SIZES = {
     "audioldm-s": (
         UnetConfig(block_out_channels=[128, 256, 384, 640], layers_per_block=2, attention_head_dim=8),
         (8, 256, 16),
+    ),
+    # CLIPSonic §3 (training/configs/clipsonic-mel.yaml): the mel-domain UNet on 1 × 64 × 64 mel crops,
+    # cross-attention to one 768-wide CLIP ViT-L/14 image embedding, cosine schedule of 4000 steps.
+    "clipsonic-mel": (
+        UnetConfig(block_out_channels=[128, 256, 384, 512], layers_per_block=3, attention_head_dim=4),
+        (1, 64, 64),
     ),
     # A few hundred thousand parameters: the same code path in seconds on a CPU (bench/gpu_check.py --cpu-dry-run).
     "tiny": (UnetConfig(block_out_channels=[32, 64], layers_per_block=1, attention_head_dim=8), (8, 32, 16)),
@@ -73,6 +79,7 @@ DATASHEET_BF16 = {
     ),
 }
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+CROSS = {"clipsonic-mel": 768}  # sizes conditioned by cross-attention on one token of this width (clip-image)
 
 
 def datasheet_peak(device: torch.device, dtype: str) -> tuple[float, str] | None:
@@ -85,6 +92,15 @@ def datasheet_peak(device: torch.device, dtype: str) -> tuple[float, str] | None
 
 def build(device: torch.device, size: str, loop: LoopConfig):
     unet_cfg, latent = SIZES[size]
+    if size in CROSS:
+        schedule = SchedulerConfig(num_train_timesteps=4000, beta_schedule="squaredcos_cap_v2")
+        cfg = LdmConfig(unet=unet_cfg, conditioning="clip-image", scheduler=schedule)
+        conditioner = SimpleNamespace(name="clip-image", kind="cross", dim=CROSS[size])
+        return (
+            configure_model(build_unet(cfg, conditioner, 1, latent[1]).to(device).train(), loop),
+            build_scheduler(cfg.scheduler),
+            latent,
+        )
     cfg = LdmConfig(unet=unet_cfg)
     conditioner = SimpleNamespace(name="clap-audio", kind="class", dim=CLAP_DIM)
     unet = build_unet(cfg, conditioner, latent[0], latent[1]).to(device).train()
@@ -96,10 +112,15 @@ def make_step(model, params, scheduler, opt, batch: int, latent, device: torch.d
     latents = torch.randn(batch, *latent, device=device)
     if args.channels_last:
         latents = latents.contiguous(memory_format=torch.channels_last)
-    condition = torch.nn.functional.normalize(torch.randn(batch, CLAP_DIM, device=device), dim=-1)
+    width = CROSS.get(args.size, CLAP_DIM)
+    condition = torch.nn.functional.normalize(torch.randn(batch, width, device=device), dim=-1)
     generator = torch.Generator(device if args.noise_generator == "device" else "cpu").manual_seed(0)
     dtype = DTYPES[args.dtype]
-    kwargs = {"encoder_hidden_states": None, "class_labels": condition}
+    kwargs = (
+        {"encoder_hidden_states": condition[:, None]}
+        if args.size in CROSS
+        else {"encoder_hidden_states": None, "class_labels": condition}
+    )
 
     def step() -> None:
         with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
@@ -127,18 +148,16 @@ def flops_per_sample(unet, scheduler, latent) -> dict[str, float]:
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     model = copy.deepcopy(unet).float().cpu()
-    latents, condition = torch.randn(1, *latent), torch.randn(1, CLAP_DIM)
+    latents = torch.randn(1, *latent)
+    if model.config.class_embed_type is None:  # cross-attention to one token (clipsonic-mel)
+        kwargs = {"encoder_hidden_states": torch.randn(1, 1, model.config.cross_attention_dim)}
+    else:
+        kwargs = {"encoder_hidden_states": None, "class_labels": torch.randn(1, CLAP_DIM)}
     counts = {}
     for name, kernels in (("fused", contextlib.nullcontext()), ("math", sdpa_kernel(SDPBackend.MATH))):
         counter = FlopCounterMode(display=False)
         with counter, kernels:
-            diffusion_loss(
-                model,
-                scheduler,
-                latents,
-                {"encoder_hidden_states": None, "class_labels": condition},
-                torch.Generator().manual_seed(0),
-            ).backward()
+            diffusion_loss(model, scheduler, latents, kwargs, torch.Generator().manual_seed(0)).backward()
         model.zero_grad(set_to_none=True)
         counts[name] = float(counter.get_total_flops())
     return counts
