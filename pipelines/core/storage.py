@@ -27,7 +27,6 @@ import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
@@ -161,21 +160,20 @@ class ObjectPath:
         return str(self)
 
     # --- the filesystem ----------------------------------------------------------------------
-    @cached_property
+    @property
     def fs(self) -> fsspec.AbstractFileSystem:
+        """fsspec's instance for the protocol (its own cache makes this cheap); never kept on the
+        path, so a path made earlier follows the current configuration, and pickles as its URL."""
         return fsspec.filesystem(self.protocol)
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {"protocol": self.protocol, "key": self.key}  # not the cached filesystem
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        object.__setattr__(self, "protocol", state["protocol"])
-        object.__setattr__(self, "key", state["key"])
-
     def _fresh(self) -> fsspec.AbstractFileSystem:
-        """The filesystem with its listing cache dropped: other workers write under the same prefix."""
-        self.fs.invalidate_cache()
-        return self.fs
+        """The filesystem with its cached listings of this path and its parents dropped: other
+        workers write under the same prefix, and s3fs answers `info` (which `cat_file` asks for
+        the size) from a cached listing of the parent when it has one: an object written after that
+        listing would be "not found"."""
+        fs = self.fs
+        fs.invalidate_cache(self.key)
+        return fs
 
     # --- queries -----------------------------------------------------------------------------
     def exists(self) -> bool:
@@ -212,11 +210,11 @@ class ObjectPath:
     def open(self, mode: str = "r", **kwargs: Any) -> IO[Any]:
         if "b" not in mode:
             kwargs.setdefault("encoding", "utf-8")
-        return self.fs.open(self.key, mode, **kwargs)
+        return self._fresh().open(self.key, mode, **kwargs)
 
     def read_bytes(self) -> bytes:
         try:
-            return self.fs.cat_file(self.key)
+            return self._fresh().cat_file(self.key)
         except FileNotFoundError:
             raise FileNotFoundError(f"no such object: {self}") from None
 
@@ -225,7 +223,7 @@ class ObjectPath:
 
     def write_bytes(self, data: bytes) -> int:
         """One PUT: the object appears whole or not at all."""
-        self.fs.pipe_file(self.key, bytes(data))
+        self._fresh().pipe_file(self.key, bytes(data))
         return len(data)
 
     def write_text(self, text: str, encoding: str = "utf-8") -> int:
@@ -233,7 +231,7 @@ class ObjectPath:
 
     def upload(self, local: str | os.PathLike) -> None:
         """A local file as this object (one PUT, or a multipart upload completed as a whole)."""
-        self.fs.put_file(os.fspath(local), self.key)
+        self._fresh().put_file(os.fspath(local), self.key)
 
     def mkdir(self, parents: bool = False, exist_ok: bool = False) -> None:
         """Object stores have no folders; other fsspec filesystems (file://, memory://) get one."""
@@ -242,7 +240,7 @@ class ObjectPath:
 
     def unlink(self, missing_ok: bool = False) -> None:
         try:
-            self.fs.rm_file(self.key)
+            self._fresh().rm_file(self.key)
         except FileNotFoundError:
             if not missing_ok:
                 raise
@@ -250,10 +248,10 @@ class ObjectPath:
     def rmtree(self) -> None:
         """Every object under this prefix."""
         try:
-            self.fs.rm(self.key, recursive=True)
+            self._fresh().rm(self.key, recursive=True)
         except FileNotFoundError:
             pass
-        self.fs.invalidate_cache()
+        self.fs.invalidate_cache(self.key)
 
 
 def open_input(path: str | os.PathLike | ObjectPath, mode: str = "r", **kwargs: Any) -> IO[Any]:

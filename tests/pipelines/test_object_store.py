@@ -4,6 +4,7 @@ the training loader, with manifests and exclusion lists on S3 too; the bytes equ
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -214,7 +215,9 @@ def test_a_url_output_is_an_object_path_and_a_bad_scheme_one_config_error(tmp_pa
 
 
 def test_a_missing_driver_names_the_extra(tmp_path, monkeypatch):
+    registry = importlib.import_module("fsspec.registry")  # the module (`fsspec.registry` is its mapping)
     monkeypatch.setitem(sys.modules, "gcsfs", None)  # as if the gs extra were not installed
+    monkeypatch.delitem(registry._registry, "gs", raising=False)  # nor imported earlier
     config = tmp_path / "datasets.yaml"
     source = {"name": "tb", "format": "table", "manifest": str(tmp_path / "x.csv"), "fetch": {"backend": "http"}}
     (tmp_path / "x.csv").write_text("url\n")
@@ -236,3 +239,14 @@ def test_worker_processes_write_to_s3_without_a_shared_folder(tmp_path, server, 
     assert {k: v for k, v in summary["totals"].items() if v} == {"ok": CLIPS, "excluded": 1}
     ingest.run(load_corpus(config, "local"))
     assert clip_files(ClipCache("s3://corpus/remote")) == clip_files(ClipCache(tmp_path / "out"))
+
+
+def test_an_object_another_worker_wrote_after_a_listing_is_read(s3):
+    """s3fs answers `info` (asked by cat_file) from a cached listing of the parent: an object a
+    worker wrote after the launcher listed the folder must still be found."""
+    folder = location("s3://corpus/status")
+    (folder / "old.summary.json").write_bytes(b"1")
+    assert [p.name for p in folder.glob("*.summary.json")] == ["old.summary.json"]  # the listing is cached now
+    s3.put_object(Bucket="corpus", Key="status/new.summary.json", Body=b"2")  # another process
+    assert (folder / "new.summary.json").read_bytes() == b"2" and (folder / "new.summary.json").is_file()
+    assert [p.name for p in folder.iterdir()] == ["new.summary.json", "old.summary.json"]

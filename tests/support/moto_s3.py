@@ -4,6 +4,7 @@ environment (boto3, s3fs and the workers all read them), no credentials in any c
 from __future__ import annotations
 
 import logging
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -37,6 +38,8 @@ def s3_server(*buckets: str) -> Iterator[str]:
             }.items():
                 patch.setenv(key, value)
             _forget_filesystems()
+            # moto keeps its buckets in process-wide state that every server shares: start empty.
+            urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=30)
             client = boto3.client("s3")
             for bucket in buckets:
                 client.create_bucket(Bucket=bucket)
