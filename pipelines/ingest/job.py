@@ -199,8 +199,12 @@ class FetchClips(beam.DoFn):
         else:
             if block:
                 wait(self.pending, return_when=FIRST_COMPLETED)
-            done = [f for f in self.pending if f.done()]
-            self.pending = [f for f in self.pending if not f.done()]
+            # One look at each future: a future that finishes while the list is being read is
+            # either done (collected now) or pending (collected later), never neither.
+            done, pending = [], []
+            for future in self.pending:
+                (done if future.done() else pending).append(future)
+            self.pending = pending
         for future in done:
             row = future.result()
             _count(row.status, row.rows)
