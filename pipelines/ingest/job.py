@@ -37,7 +37,7 @@ from pipelines.core.io import StorageFull, find_storage_full, prepare_output
 from pipelines.core.records import Clip, RejectedRow, StatusRow
 from pipelines.core.redact import redact_text
 from pipelines.core.tools import tool_versions
-from pipelines.ingest.cache import ClipCache
+from pipelines.ingest.cache import ClipCache, Failures
 from pipelines.ingest.config import IdList
 from pipelines.ingest.fetch.configs import secret_params
 from pipelines.ingest.manifests.base import FORMATS
@@ -161,17 +161,24 @@ class FetchClips(beam.DoFn):
     """Clips → StatusRows, several clips at once per worker (fetching is mostly waiting on I/O).
 
     Results are emitted as they complete; `finish_bundle` waits for the rest. Metrics are counted
-    here, in the DoFn's own thread, where Beam attributes them.
+    here, in the DoFn's own thread, where Beam attributes them. The failures a bundle records are
+    written as one file of the failure table (`cache.Failures`) at its end, and every
+    `FAILURES_PER_FILE` failures within it (a runner may hand one worker the whole input as a bundle).
     """
 
-    def __init__(self, corpus: Corpus, retry_failed: bool):
+    FAILURES_PER_FILE = 20_000
+
+    def __init__(self, corpus: Corpus, retry_failed: bool, run_id: str | None = None):
         self.sources = {source.name: source for source in corpus.config.sources}
         self.media = corpus.config.media
         self.output = corpus.output
         self.retry_failed = retry_failed
+        self.run_id = run_id
 
     def setup(self) -> None:
         self.worker = ClipWorker(self.sources, self.media, self.output, self.retry_failed)
+        self.failures = Failures(self.output)
+        self.prefix = self.run_id or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
         self.pool = ThreadPoolExecutor(self.worker.concurrency, thread_name_prefix="ingest")
         self.progress: _Progress | None = None
 
@@ -187,6 +194,17 @@ class FetchClips(beam.DoFn):
     def finish_bundle(self) -> Iterator[WindowedValue]:
         for row in self._collect(everything=True):
             yield WindowedValue(row, MIN_TIMESTAMP, [GlobalWindow()])
+        self._write_failures()
+
+    def _write_failures(self) -> None:
+        """The failures recorded so far, as one table file (before the bundle commits: a bundle
+        that fails after this is retried, and its twin's rows are the same clips again)."""
+        rows = self.worker.take_failures()
+        try:
+            self.failures.write(rows, f"{self.prefix}-b")
+        except OSError as error:
+            full = find_storage_full(error, self.output)
+            raise (full or error) from None
 
     def teardown(self) -> None:
         self.pool.shutdown(wait=True)
@@ -205,6 +223,8 @@ class FetchClips(beam.DoFn):
             for future in self.pending:
                 (done if future.done() else pending).append(future)
             self.pending = pending
+            if len(self.worker.recorded) >= self.FAILURES_PER_FILE:
+                self._write_failures()
         for future in done:
             row = future.result()
             _count(row.status, row.rows)
@@ -238,10 +258,11 @@ class _Progress:
 class Ingest(beam.PTransform):
     """A corpus config → the StatusRows of every manifest row (clips land in the cache)."""
 
-    def __init__(self, corpus: Corpus, retry_failed: bool = False):
+    def __init__(self, corpus: Corpus, retry_failed: bool = False, run_id: str | None = None):
         super().__init__()
         self.corpus = corpus
         self.retry_failed = retry_failed
+        self.run_id = run_id
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         config = self.corpus.config
@@ -268,7 +289,7 @@ class Ingest(beam.PTransform):
         )
         total = collapsed.clips | "CountClips" >> beam.combiners.Count.Globally()
         fetched = collapsed.clips | "FetchClips" >> beam.ParDo(
-            FetchClips(self.corpus, self.retry_failed), total=beam.pvalue.AsSingleton(total)
+            FetchClips(self.corpus, self.retry_failed, self.run_id), total=beam.pvalue.AsSingleton(total)
         )
         rejected = read.rejected | "RejectedToStatus" >> beam.Map(rejected_status)
         return (rejected, collapsed.status, fetched) | "MergeStatus" >> beam.Flatten()
@@ -302,8 +323,12 @@ def _run(corpus: Corpus, retry_failed: bool, beam_args: Sequence[str]) -> dict[s
     if stale:
         log.info("removed %d temporary folder(s) of an earlier run's status writer", stale)
     corpus.save_resolved("ingest")
+    run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    merged = Failures(corpus.output).compact(f"{run_id}-a", done=cache.done_ids())
+    if merged:
+        log.info("folded %d failure file(s) into one", merged)
     run_info = {
-        "run_id": datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ"),
+        "run_id": run_id,
         "corpus": corpus.name,
         "config_file": str(corpus.config_path),
         "config_hash": corpus.config_hash,
@@ -313,7 +338,7 @@ def _run(corpus: Corpus, retry_failed: bool, beam_args: Sequence[str]) -> dict[s
         "sources": [source.name for source in corpus.config.sources],
     }
     with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
-        rows = pipeline | "Ingest" >> Ingest(corpus, retry_failed=retry_failed)
+        rows = pipeline | "Ingest" >> Ingest(corpus, retry_failed=retry_failed, run_id=run_id)
         _ = rows | "WriteStatus" >> WriteStatus(corpus.output, run_info)
     return read_summary(corpus.output, run_info["run_id"])
 

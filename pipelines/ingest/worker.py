@@ -1,8 +1,10 @@
 """Ingest of one clip: cache check → fetch → one ffmpeg pass → atomic commit → a status row.
 
 `ClipWorker.ingest` never raises: every outcome, good or bad, is a `StatusRow`. Finished clips are
-`cached` on a re-run; a clip's last failure is kept under `failures/` so a re-run does not fetch it
-again unless `retry_failed` is set and the failure was retryable.
+`cached` on a re-run; a clip's last failure is kept in the failure table (`failures/`, cache.py) so
+a re-run does not fetch it again unless `retry_failed` is set and the failure was retryable — or the
+source's fetch settings changed since (`fetch_digest`): a failure is final only for the settings
+that produced it. The finished clips and the failure table are read once per worker, not per clip.
 """
 
 from __future__ import annotations
@@ -32,9 +34,9 @@ from pipelines.core.records import (
 )
 from pipelines.core.redact import SECRET_PARAMS, redact_text
 from pipelines.core.tools import tool_versions
-from pipelines.ingest.cache import ClipCache
+from pipelines.ingest.cache import ClipCache, Failures
 from pipelines.ingest.fetch import FetchBackend, make_backend
-from pipelines.ingest.fetch.configs import secret_params, slots
+from pipelines.ingest.fetch.configs import fetch_digest, secret_params, slots
 from pipelines.ingest.media import MediaInput, MediaResult, normalize
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,25 @@ class ClipWorker:
         self.tools = tool_versions()
         self.concurrency = max(limits.values())
         self.secrets = {name: secret_params(s.fetch) for name, s in sources.items()}
+        self.digests = {name: fetch_digest(s.fetch) for name, s in sources.items()}
+        self.done = self.cache.done_ids()
+        self.prior = Failures(output).load()
+        self.recorded: list[dict[str, Any]] = []  # failures not yet written (`take_failures`)
+        self.lock = threading.Lock()
+
+    def take_failures(self) -> list[dict[str, Any]]:
+        """The failures recorded since the last call, for the caller to write as one table file."""
+        with self.lock:
+            taken, self.recorded = self.recorded, []
+        return taken
+
+    def _prior_failure(self, clip: Clip) -> dict[str, Any] | None:
+        """The clip's last failure, if it was recorded under the source's current fetch settings
+        (records of older versions carry no digest: taken as current)."""
+        prior = self.prior.get(clip.clip_id)
+        if prior is None or prior["fetch"] not in (None, self.digests[clip.source]):
+            return None
+        return prior
 
     def ingest(self, clip: Clip) -> StatusRow:
         """The clip's status row. Raises only `StorageFull`: a full (or read-only) output is the
@@ -70,19 +91,13 @@ class ClipWorker:
             log.exception("internal error on clip %s", clip.clip_id)
             # Recorded like any retryable failure: a plain re-run does not fetch it again, --retry-failed does.
             failure = ClipFailure(f"internal error: {type(error).__name__}: {error}", retryable=True)
-            try:
-                return self._failed(clip, failure, 1, started)
-            except OSError as unwritable:
-                full = find_storage_full(unwritable, self.cache.root)
-                if full is not None:
-                    raise full from None
-                return self._row(clip, "failed_retryable", started, self._redact(failure.reason))
+            return self._failed(clip, failure, 1, started)
 
     def _ingest(self, clip: Clip, started: float) -> StatusRow:
-        if self.cache.is_complete(clip.clip_id):
+        if clip.clip_id in self.done and self.cache.is_complete(clip.clip_id):
             entry = self.cache.read_entry(clip.clip_id)
             return self._row(clip, "cached", started, attempts=entry.attempts, size=entry.total_bytes)
-        prior = self.cache.read_failure(clip.clip_id)
+        prior = self._prior_failure(clip)
         if prior and not (prior["retryable"] and self.retry_failed):
             status = "failed_retryable" if prior["retryable"] else "failed_permanent"
             return self._row(clip, status, started, prior["reason"], attempts=prior["attempts"])
@@ -105,7 +120,6 @@ class ClipWorker:
                         retryable=True,
                     )
                 return self._failed(clip, failure, attempts + attempt, started)
-            self.cache.clear_failure(clip.clip_id)
             return self._row(clip, "ok", started, attempts=attempts + attempt, size=entry.total_bytes)
         raise AssertionError("unreachable: the loop returns on its last attempt")
 
@@ -138,17 +152,17 @@ class ClipWorker:
     def _failed(self, clip: Clip, failure: ClipFailure, attempts: int, started: float) -> StatusRow:
         reason = self._redact(failure.reason, clip.source)
         failure = ClipFailure(reason, retryable=failure.retryable)
-        self.cache.record_failure(
-            clip.clip_id,
-            {
-                "clip_id": clip.clip_id,
-                "source": clip.source,
-                "reason": reason,
-                "retryable": failure.retryable,
-                "attempts": attempts,
-                "time": _now(),
-            },
-        )
+        record = {
+            "clip_id": clip.clip_id,
+            "source": clip.source,
+            "reason": reason,
+            "retryable": failure.retryable,
+            "attempts": attempts,
+            "time": _now(),
+            "fetch": self.digests[clip.source],
+        }
+        with self.lock:
+            self.recorded.append(record)
         status = "failed_retryable" if failure.retryable else "failed_permanent"
         return self._row(clip, status, started, failure.reason, attempts=attempts)
 

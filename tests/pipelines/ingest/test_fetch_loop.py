@@ -18,7 +18,10 @@ class StubWorker:
     concurrency = 8
 
     def __init__(self, *args, **kwargs):
-        pass
+        self.recorded: list[dict] = []
+
+    def take_failures(self) -> list[dict]:
+        return []
 
     def ingest(self, clip: Clip) -> StatusRow:
         return StatusRow(source=clip.source, manifest=clip.manifest, line=clip.line, status="ok", clip_id=clip.clip_id)
