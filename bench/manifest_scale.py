@@ -21,6 +21,7 @@ import argparse
 import hashlib
 import json
 import os
+import resource
 import shutil
 import sys
 import time
@@ -89,9 +90,15 @@ def reading_seconds(config: Path) -> tuple[float, int]:
 
 
 def run_job(config: Path, beam_args: list[str]) -> dict:
+    """Wall and CPU seconds (user + system of the job and its children: steadier than wall on a
+    shared machine), peak RSS, and the run's totals."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     measured = run_measured(job_command("ingest", config, "scale", beam_args))
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     summary = json.loads(measured.pop("stdout"))
-    return {**measured, "totals": {k: v for k, v in summary["totals"].items() if v}, "rows": summary["rows"]}
+    totals = {k: v for k, v in summary["totals"].items() if v}
+    return {**measured, "cpu_s": round(cpu, 2), "totals": totals, "rows": summary["rows"]}
 
 
 def disk(folder: Path) -> dict:
@@ -108,8 +115,10 @@ def measure(rows: int, work: Path, beam_args: list[str], fixed: dict | None) -> 
     result = {"rows": rows, "first": first, "rerun": again, "failures_on_disk": failures}
     if fixed is not None:
         extra = rows - fixed["rows"]
-        result["per_row_ms"] = round((first["wall_s"] - fixed["first"]["wall_s"]) / extra * 1000, 4)
-        result["rerun_per_row_ms"] = round((again["wall_s"] - fixed["rerun"]["wall_s"]) / extra * 1000, 4)
+        for run, key in ((first, "first"), (again, "rerun")):
+            for measure_, unit in (("wall_s", "wall"), ("cpu_s", "cpu")):
+                per_row = (run[measure_] - fixed[key][measure_]) / extra * 1000
+                result[f"{key}_{unit}_ms_per_row"] = round(per_row, 4)
     read_s, records = reading_seconds(config)
     result["reading_us_per_row"] = round(read_s / rows * 1e6, 2)
     result["records"] = records

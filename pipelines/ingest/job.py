@@ -1,22 +1,29 @@
 """The ingest job: public manifests → segment-only fetch → normalized clip cache, with status.
 
-    ListSources → ReadManifests ─┬─ clips → KeyByClipId → GroupDuplicates → CollapseDuplicates ─→ FetchClips ─┐
-                                 └─ rejected rows ──────────────────────────────┬─ duplicates, excluded ─────┤
-                                                                                 └───────────────────────────┴→ WriteStatus
+    ListSources → ReadManifests ─→ KeyByBatch ─→ GroupBatches ─→ FetchBatches ─→ WriteStatus
+                  (clips and           (clip id → one of        (per batch: rejected rows,
+                   rejected rows)       ⌈records / 512⌉)         duplicates, exclusions, fetches)
 
 Every manifest row ends as one status row: `rejected_row`, `duplicate`, `excluded`, or the outcome
 of its fetch (`ok`, `cached`, `failed_permanent`, `failed_retryable`). Elements carry ids and paths,
 never media bytes. Run with `t2a ingest --config … --corpus … [-- Beam options]`; without `--runner`
 it runs on the FnApiRunner.
+
+One shuffle does both jobs: every record of a clip id lands in the same batch (so duplicates meet),
+and a batch is the unit a worker fetches concurrently. Each DoFn has one output and emits from
+`process`, so the job runs on runners that support no more than that (Beam's DaskRunner, see
+docs/runners.md).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import shutil
 import sys
 import time
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -27,9 +34,6 @@ from typing import TYPE_CHECKING, Any
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
-from apache_beam.transforms.window import GlobalWindow
-from apache_beam.utils.timestamp import MIN_TIMESTAMP
-from apache_beam.utils.windowed_value import WindowedValue
 from tqdm import tqdm
 
 from pipelines.core.beam import pipeline_options
@@ -51,12 +55,17 @@ log = logging.getLogger(__name__)
 NAMESPACE = "ingest"
 
 
+@functools.lru_cache(maxsize=4096)
+def _counter(name: str) -> Any:
+    return Metrics.counter(NAMESPACE, name)
+
+
 def _count(name: str, n: int = 1) -> None:
-    Metrics.counter(NAMESPACE, name).inc(n)
+    _counter(name).inc(n)
 
 
 class ReadManifest(beam.DoFn):
-    """A source config → its Clips, and RejectedRows on the `rejected` output."""
+    """A source config → its Clips and RejectedRows (one output: some runners support no other)."""
 
     def process(self, source: Any) -> Iterator[Any]:
         rows = 0
@@ -66,16 +75,14 @@ class ReadManifest(beam.DoFn):
                 rows += 1
                 if isinstance(record, RejectedRow):
                     _count("rejected_row")
-                    yield beam.pvalue.TaggedOutput(
-                        "rejected", replace(record, reason=redact_text(record.reason, secrets))
-                    )
+                    yield replace(record, reason=redact_text(record.reason, secrets))
                 else:
                     yield record
         except Exception as error:  # an unreadable source (API down, bad credentials) is recorded, not fatal
             reason = redact_text(f"source could not be read past row {rows}: {error}", secrets)
             log.error("source %s: %s", source.name, reason)
             _count("unreadable_source")
-            yield beam.pvalue.TaggedOutput("rejected", RejectedRow(source.name, _manifest_of(source), rows, reason))
+            yield RejectedRow(source.name, _manifest_of(source), rows, reason)
             return
         if rows == 0:  # said in the run's summary too (build_summary: `warnings`)
             log.warning("source %s: no rows in %s (an empty manifest?)", source.name, _manifest_of(source))
@@ -99,31 +106,24 @@ def read_exclusions(entry: Any) -> Iterator[tuple[str, str]]:
             yield record.source_id, entry.name
 
 
-class CollapseDuplicates(beam.DoFn):
-    """All records of one clip id → one clip (labels and captions merged) + duplicate/excluded rows.
+def collapse_duplicates(
+    clip_id: str, records: list[Clip], excluded: dict[str, str], source_order: dict[str, int]
+) -> tuple[Clip | None, list[StatusRow]]:
+    """All records of one clip id → the clip to fetch (labels and captions merged; None when
+    excluded) and the status rows of the others (`duplicate`, `excluded`).
 
     The record kept is the first by (source order in the config, manifest, line), so the choice
     does not depend on processing order.
     """
-
-    def __init__(self, source_order: dict[str, int]):
-        self.source_order = source_order
-
-    def process(self, item: tuple[str, Iterable[Clip]], excluded: dict[str, str]) -> Iterator[Any]:
-        clip_id, records = item
-        ordered = sorted(records, key=lambda c: (self.source_order[c.source], c.manifest, c.line))
-        keep, others = ordered[0], ordered[1:]
-        why = excluded.get(clip_id) or excluded.get(keep.source_id)
-        if why:
-            for clip in ordered:
-                _count("excluded", clip.rows)
-                yield beam.pvalue.TaggedOutput("status", _row(clip, "excluded", f"in exclusion list {why}"))
-            return
-        for clip in others:
-            _count("duplicate", clip.rows)
-            reason = f"duplicate of {clip_id} kept from {keep.source} line {keep.line}"
-            yield beam.pvalue.TaggedOutput("status", _row(clip, "duplicate", reason))
-        yield merge_duplicates(keep, others)
+    ordered = sorted(records, key=lambda c: (source_order[c.source], c.manifest, c.line))
+    keep, others = ordered[0], ordered[1:]
+    why = excluded.get(clip_id) or excluded.get(keep.source_id)
+    if why:
+        return None, [_row(clip, "excluded", f"in exclusion list {why}") for clip in ordered]
+    rows = [
+        _row(clip, "duplicate", f"duplicate of {clip_id} kept from {keep.source} line {keep.line}") for clip in others
+    ]
+    return merge_duplicates(keep, others), rows
 
 
 def merge_duplicates(keep: Clip, others: list[Clip]) -> Clip:
@@ -157,19 +157,30 @@ def rejected_status(row: RejectedRow) -> StatusRow:
     return StatusRow(source=row.source, manifest=row.manifest, line=row.line, status="rejected_row", reason=row.reason)
 
 
-class FetchClips(beam.DoFn):
-    """Clips → StatusRows, several clips at once per worker (fetching is mostly waiting on I/O).
+BATCH_RECORDS = 512  # manifest records per batch, on average: the unit a worker fetches concurrently
 
-    Results are emitted as they complete; `finish_bundle` waits for the rest. Metrics are counted
-    here, in the DoFn's own thread, where Beam attributes them. The failures a bundle records are
-    written as one file of the failure table (`cache.Failures`) at its end, and every
-    `FAILURES_PER_FILE` failures within it (a runner may hand one worker the whole input as a bundle).
+
+def batch_key(record: Clip | RejectedRow, total: int) -> tuple[int, Clip | RejectedRow]:
+    """(batch, record): every record of a clip id in the same batch, ⌈total / BATCH_RECORDS⌉
+    batches (a small corpus is one batch, fetched all at once)."""
+    batches = max(1, -(-total // BATCH_RECORDS))
+    key = record.clip_id if isinstance(record, Clip) else f"{record.manifest}\0{record.line}"
+    return zlib.crc32(key.encode()) % batches, record
+
+
+class FetchBatches(beam.DoFn):
+    """A batch of manifest records → the list of their StatusRows: rejected rows, duplicates and
+    exclusions at once, and the clips fetched several at a time (fetching is mostly waiting on
+    I/O), all emitted from `process`. Metrics are counted here, in the DoFn's own thread, where
+    Beam attributes them. The failures recorded are written as one file of the failure table
+    (`cache.Failures`) every `FAILURES_PER_FILE` failures and at the end of the bundle.
     """
 
     FAILURES_PER_FILE = 20_000
 
     def __init__(self, corpus: Corpus, retry_failed: bool, run_id: str | None = None):
         self.sources = {source.name: source for source in corpus.config.sources}
+        self.order = {source.name: i for i, source in enumerate(corpus.config.sources)}
         self.media = corpus.config.media
         self.output = corpus.output
         self.retry_failed = retry_failed
@@ -177,41 +188,44 @@ class FetchClips(beam.DoFn):
 
     def setup(self) -> None:
         self.worker = ClipWorker(self.sources, self.media, self.output, self.retry_failed)
-        self.failures = Failures(self.output)
-        self.prefix = self.run_id or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
         self.pool = ThreadPoolExecutor(self.worker.concurrency, thread_name_prefix="ingest")
         self.progress: _Progress | None = None
+        self.prefix = self.run_id or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
 
-    def start_bundle(self) -> None:
-        self.pending: list[Future] = []
-
-    def process(self, clip: Clip, total: int) -> Iterator[StatusRow]:
+    def process(
+        self, batch: tuple[int, Iterable[Clip | RejectedRow]], excluded: dict[str, str], total: int
+    ) -> Iterator[list[StatusRow]]:
         if self.progress is None:
             self.progress = _Progress(total)
-        self.pending.append(self.pool.submit(self.worker.ingest, clip))
-        yield from self._collect(block=len(self.pending) >= 2 * self.worker.concurrency)
+        rows: list[StatusRow] = []
+        by_clip: dict[str, list[Clip]] = {}
+        for record in batch[1]:
+            if isinstance(record, RejectedRow):
+                rows.append(self._counted(rejected_status(record)))
+            else:
+                by_clip.setdefault(record.clip_id, []).append(record)
+        self.pending: list[Future] = []
+        for clip_id in sorted(by_clip):
+            clip, others = collapse_duplicates(clip_id, by_clip[clip_id], excluded, self.order)
+            rows += map(self._counted, others)
+            if clip is not None:
+                self.pending.append(self.pool.submit(self.worker.ingest, clip))
+                rows += self._collect(block=len(self.pending) >= 2 * self.worker.concurrency)
+        rows += self._collect(everything=True)
+        if len(self.worker.recorded) >= self.FAILURES_PER_FILE:
+            self.worker.write_failures(f"{self.prefix}-b")
+        yield rows
 
-    def finish_bundle(self) -> Iterator[WindowedValue]:
-        for row in self._collect(everything=True):
-            yield WindowedValue(row, MIN_TIMESTAMP, [GlobalWindow()])
-        self._write_failures()
-
-    def _write_failures(self) -> None:
-        """The failures recorded so far, as one table file (before the bundle commits: a bundle
-        that fails after this is retried, and its twin's rows are the same clips again)."""
-        rows = self.worker.take_failures()
-        try:
-            self.failures.write(rows, f"{self.prefix}-b")
-        except OSError as error:
-            full = find_storage_full(error, self.output)
-            raise (full or error) from None
+    def finish_bundle(self) -> None:
+        self.worker.write_failures(f"{self.prefix}-b")  # a file write: emits nothing
 
     def teardown(self) -> None:
         self.pool.shutdown(wait=True)
+        self.worker.close()
         if self.progress:
             self.progress.close()
 
-    def _collect(self, block: bool = False, everything: bool = False) -> Iterator[StatusRow]:
+    def _collect(self, block: bool = False, everything: bool = False) -> list[StatusRow]:
         if everything:
             done, self.pending = self.pending, []
         else:
@@ -223,15 +237,14 @@ class FetchClips(beam.DoFn):
             for future in self.pending:
                 (done if future.done() else pending).append(future)
             self.pending = pending
-            if len(self.worker.recorded) >= self.FAILURES_PER_FILE:
-                self._write_failures()
-        for future in done:
-            row = future.result()
-            _count(row.status, row.rows)
-            _count(f"{row.source}/{row.status}", row.rows)
-            if self.progress:
-                self.progress.update(row)
-            yield row
+        return [self._counted(future.result()) for future in done]
+
+    def _counted(self, row: StatusRow) -> StatusRow:
+        _count(row.status, row.rows)
+        _count(f"{row.source}/{row.status}", row.rows)
+        if self.progress:
+            self.progress.update(row)
+        return row
 
 
 class _Progress:
@@ -245,9 +258,10 @@ class _Progress:
 
     def update(self, row: StatusRow) -> None:
         self.counts[row.status] += 1
-        self.bar.update(1)
-        self.bar.set_postfix(dict(self.counts), refresh=False)
-        if self.bar.disable and time.monotonic() - self.last_log > 30:
+        if not self.bar.disable:
+            self.bar.update(1)
+            self.bar.set_postfix(dict(self.counts), refresh=False)
+        elif time.monotonic() - self.last_log > 30:
             self.last_log = time.monotonic()
             log.info("ingest: %d of %d clips done here: %s", sum(self.counts.values()), self.total, dict(self.counts))
 
@@ -255,8 +269,9 @@ class _Progress:
         self.bar.close()
 
 
-class Ingest(beam.PTransform):
-    """A corpus config → the StatusRows of every manifest row (clips land in the cache)."""
+class IngestBatches(beam.PTransform):
+    """A corpus config → lists of StatusRows, one list per batch, together one row per manifest
+    row (clips land in the cache)."""
 
     def __init__(self, corpus: Corpus, retry_failed: bool = False, run_id: str | None = None):
         super().__init__()
@@ -266,33 +281,36 @@ class Ingest(beam.PTransform):
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         config = self.corpus.config
-        read = (
-            pbegin
-            | "ListSources" >> beam.Create(config.sources)
-            | "ReadManifests" >> beam.ParDo(ReadManifest()).with_outputs("rejected", main="clips")
-        )
+        records = pbegin | "ListSources" >> beam.Create(config.sources) | "ReadManifests" >> beam.ParDo(ReadManifest())
         excluded = (
             pbegin
             | "ListExclusions" >> beam.Create(config.exclude)
             | "ReadExclusions" >> beam.FlatMap(read_exclusions)
             | "DistinctExcluded" >> beam.CombinePerKey(min)
         )
-        order = {source.name: i for i, source in enumerate(config.sources)}
-        collapsed = (
-            read.clips
-            | "KeyByClipId" >> beam.Map(lambda clip: (clip.clip_id, clip))
-            | "GroupDuplicates" >> beam.GroupByKey()
-            | "CollapseDuplicates"
-            >> beam.ParDo(CollapseDuplicates(order), excluded=beam.pvalue.AsDict(excluded)).with_outputs(
-                "status", main="clips"
+        total = records | "CountRecords" >> beam.combiners.Count.Globally()
+        return (
+            records
+            | "KeyByBatch" >> beam.Map(batch_key, total=beam.pvalue.AsSingleton(total))
+            | "GroupBatches" >> beam.GroupByKey()
+            | "FetchBatches"
+            >> beam.ParDo(
+                FetchBatches(self.corpus, self.retry_failed, self.run_id),
+                excluded=beam.pvalue.AsDict(excluded),
+                total=beam.pvalue.AsSingleton(total),
             )
         )
-        total = collapsed.clips | "CountClips" >> beam.combiners.Count.Globally()
-        fetched = collapsed.clips | "FetchClips" >> beam.ParDo(
-            FetchClips(self.corpus, self.retry_failed, self.run_id), total=beam.pvalue.AsSingleton(total)
-        )
-        rejected = read.rejected | "RejectedToStatus" >> beam.Map(rejected_status)
-        return (rejected, collapsed.status, fetched) | "MergeStatus" >> beam.Flatten()
+
+
+class Ingest(beam.PTransform):
+    """A corpus config → the StatusRows of every manifest row (clips land in the cache)."""
+
+    def __init__(self, corpus: Corpus, retry_failed: bool = False, run_id: str | None = None):
+        super().__init__()
+        self.batches = IngestBatches(corpus, retry_failed, run_id)
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        return pbegin | "Batches" >> self.batches | "Rows" >> beam.FlatMap(lambda rows: rows)
 
 
 def run(corpus: Corpus, *, retry_failed: bool = False, beam_args: Sequence[str] = ()) -> dict[str, Any]:
@@ -338,8 +356,8 @@ def _run(corpus: Corpus, retry_failed: bool, beam_args: Sequence[str]) -> dict[s
         "sources": [source.name for source in corpus.config.sources],
     }
     with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
-        rows = pipeline | "Ingest" >> Ingest(corpus, retry_failed=retry_failed, run_id=run_id)
-        _ = rows | "WriteStatus" >> WriteStatus(corpus.output, run_info)
+        batches = pipeline | "Ingest" >> IngestBatches(corpus, retry_failed=retry_failed, run_id=run_id)
+        _ = batches | "WriteStatus" >> WriteStatus(corpus.output, run_info)
     return read_summary(corpus.output, run_info["run_id"])
 
 

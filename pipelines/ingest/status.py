@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import asdict
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ SCHEMA = pa.schema(
         ("rows", pa.int64()),
     ]
 )
+_FIELDS = tuple(f.name for f in fields(StatusRow))
 FAILED = ("rejected_row", "failed_permanent", "failed_retryable")
 
 
@@ -57,7 +58,7 @@ def reason_key(reason: str, *ids: str | None) -> str:
 def status_dict(row: StatusRow) -> dict[str, Any]:
     """A row as written: the worker redacted its texts with the source's own list; the defaults
     once more here, for every row, whoever made it."""
-    record = asdict(row)
+    record = {name: getattr(row, name) for name in _FIELDS}  # flat: no deep copy (dataclasses.asdict)
     for key in ("reason", "source_id", "manifest"):
         if record[key]:
             record[key] = redact_text(record[key])
@@ -126,28 +127,42 @@ def build_summary(counts: list[tuple[str, str, str, int]], run: dict[str, Any]) 
     }
 
 
+class CountStatusBatches(CountStatuses):
+    """CountStatuses over lists of StatusRows."""
+
+    def add_input(self, counts: Counter, rows: list[StatusRow]) -> Counter:
+        for row in rows:
+            counts = super().add_input(counts, row)
+        return counts
+
+
+def status_table(rows: list[StatusRow]) -> pa.Table:
+    return pa.Table.from_pylist([status_dict(row) for row in rows], schema=SCHEMA)
+
+
 class WriteStatus(beam.PTransform):
-    """StatusRows → `<run_id>.parquet` (Beam's parquet sink) and `<run_id>.summary.json`."""
+    """Lists of StatusRows → `<run_id>.parquet` (Beam's parquet sink, one Arrow table per list)
+    and `<run_id>.summary.json`."""
 
     def __init__(self, output: Path, run: dict[str, Any]):
         super().__init__()
         self.output = Path(output)
         self.run = run
 
-    def expand(self, rows):
+    def expand(self, batches):
         parquet = status_path(self.output, self.run["run_id"])
         (
-            rows
-            | "StatusToDicts" >> beam.Map(status_dict)
+            batches
+            | "StatusToTables" >> beam.Map(status_table)
             | "WriteStatusParquet"
-            >> beam.io.WriteToParquet(
+            >> beam.io.WriteToParquetBatched(
                 str(parquet.with_suffix("")), SCHEMA, file_name_suffix=".parquet", num_shards=1, shard_name_template=""
             )
         )
         summary = summary_path(self.output, self.run["run_id"])
         return (
-            rows
-            | "CountStatuses" >> beam.CombineGlobally(CountStatuses())
+            batches
+            | "CountStatuses" >> beam.CombineGlobally(CountStatusBatches())
             | "WriteSummary" >> beam.Map(_write_summary, summary, self.run)
         )
 

@@ -10,6 +10,7 @@ that produced it. The finished clips and the failure table are read once per wor
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 import threading
@@ -61,12 +62,23 @@ class ClipWorker:
         self.prior = Failures(output).load()
         self.recorded: list[dict[str, Any]] = []  # failures not yet written (`take_failures`)
         self.lock = threading.Lock()
+        self.local = threading.local()
+        self.workdirs: list[Path] = []
 
     def take_failures(self) -> list[dict[str, Any]]:
         """The failures recorded since the last call, for the caller to write as one table file."""
         with self.lock:
             taken, self.recorded = self.recorded, []
         return taken
+
+    def write_failures(self, prefix: str) -> Path | None:
+        """The failures recorded since the last call, as one file of the failure table."""
+        rows = self.take_failures()
+        try:
+            return Failures(self.cache.root).write(rows, prefix)
+        except OSError as error:
+            full = find_storage_full(error, self.cache.root)
+            raise (full or error) from None
 
     def _prior_failure(self, clip: Clip) -> dict[str, Any] | None:
         """The clip's last failure, if it was recorded under the source's current fetch settings
@@ -125,26 +137,48 @@ class ClipWorker:
 
     def _fetch(self, clip: Clip, attempts: int) -> ClipRecord:
         backend = self.backends[clip.source]
-        staging = self.cache.staging(clip.clip_id)
+        work = self._workdir()
+        staging = None
         try:
-            with tempfile.TemporaryDirectory(prefix="fetch-", dir=self.cache.staging_root) as work:
-                media = backend.open(clip, Path(work), want_video=self.media.frames > 0)
+            media = backend.open(clip, work, want_video=self.media.frames > 0)
+            # Made only once there is media: a clip that fails at once (no such file, HTTP 404)
+            # costs no folder (creating and removing one per clip dominated that cost).
+            staging = self.cache.staging(clip.clip_id)
+            try:
+                result = normalize(media, staging, self.media)
+            except ClipFailure as failure:
+                # The backend's other way in (a whole-file download from a server that ignores
+                # Range), or the exact reason ffmpeg failed.
+                media = backend.recover(media, failure, work)
                 try:
                     result = normalize(media, staging, self.media)
-                except ClipFailure as failure:
-                    # The backend's other way in (a whole-file download from a server that ignores
-                    # Range), or the exact reason ffmpeg failed.
-                    media = backend.recover(media, failure, Path(work))
-                    try:
-                        result = normalize(media, staging, self.media)
-                    except ClipFailure as again:
-                        raise backend.explain(media, again) from None
+                except ClipFailure as again:
+                    raise backend.explain(media, again) from None
             entry = clip_record(clip, media, result, self.media, self.tools, attempts, self.secrets[clip.source])
             self.cache.write_entry(staging, entry)  # last: the entry's completion marker
             self.cache.commit(staging, clip.clip_id)
             return entry
         finally:
-            shutil.rmtree(staging, ignore_errors=True)  # gone after a commit; removed after a failure
+            _empty(work)
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)  # gone after a commit; removed after a failure
+
+    def _workdir(self) -> Path:
+        """This thread's download folder (under the staging root, so a killed run's is removed at
+        the next start), emptied after each clip and removed by `close`."""
+        work = getattr(self.local, "work", None)
+        if work is None:
+            self.cache.staging_root.mkdir(parents=True, exist_ok=True)
+            work = self.local.work = Path(tempfile.mkdtemp(prefix="fetch-", dir=self.cache.staging_root))
+            with self.lock:
+                self.workdirs.append(work)
+        return work
+
+    def close(self) -> None:
+        with self.lock:
+            workdirs, self.workdirs = self.workdirs, []
+        for work in workdirs:
+            shutil.rmtree(work, ignore_errors=True)
 
     def _redact(self, text: str, source: str | None = None) -> str:
         return redact_text(text, self.secrets.get(source or "", SECRET_PARAMS))
@@ -225,6 +259,16 @@ def clip_record(
         tools=tools,
         created=_now(),
     )
+
+
+def _empty(folder: Path) -> None:
+    """Remove what a clip left in a work folder (usually nothing: one listing)."""
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                Path(entry.path).unlink(missing_ok=True)
 
 
 def _seconds(value: float | None) -> float | None:

@@ -1,4 +1,4 @@
-"""FetchClips' loop over its futures: every clip it is given comes out as exactly one status row."""
+"""FetchBatches' loop over its futures: every clip it is given comes out as exactly one status row."""
 
 from __future__ import annotations
 
@@ -20,8 +20,11 @@ class StubWorker:
     def __init__(self, *args, **kwargs):
         self.recorded: list[dict] = []
 
-    def take_failures(self) -> list[dict]:
-        return []
+    def write_failures(self, prefix: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
     def ingest(self, clip: Clip) -> StatusRow:
         return StatusRow(source=clip.source, manifest=clip.manifest, line=clip.line, status="ok", clip_id=clip.clip_id)
@@ -77,17 +80,19 @@ def test_one_status_row_per_clip_when_futures_finish_while_being_collected(monke
     monkeypatch.setattr(ingest, "ClipWorker", StubWorker)
     corpus = SimpleNamespace(config=SimpleNamespace(sources=[], media=None), output="unused")
     n = 4000
-    fn = ingest.FetchClips(corpus, retry_failed=False)
+    fn = ingest.FetchBatches(corpus, retry_failed=False)
+    fn.order = {"s": 0}
     fn.setup()
     fn.pool.shutdown()
     fn.pool = RacingPool(StubWorker.concurrency)
     rows: list[StatusRow] = []
     try:
-        for bundle in range(2):
+        for batch in range(2):
             fn.start_bundle()
-            for i in range(bundle * n // 2, (bundle + 1) * n // 2):
-                rows += fn.process(clip(i), total=n)
-            rows += [value.value for value in fn.finish_bundle()]
+            clips = [clip(i) for i in range(batch * n // 2, (batch + 1) * n // 2)]
+            for emitted in fn.process((batch, clips), excluded={}, total=n):
+                rows += emitted
+            fn.finish_bundle()
     finally:
         fn.teardown()
     counts = Counter(row.clip_id for row in rows)
