@@ -45,7 +45,7 @@ from pipelines.ingest.cache import ClipCache, Failures
 from pipelines.ingest.config import IdList
 from pipelines.ingest.fetch.configs import secret_params
 from pipelines.ingest.manifests.base import FORMATS
-from pipelines.ingest.status import WriteStatus, latest_run, summary_path
+from pipelines.ingest.status import WriteStatus, latest_run, summary_path, write_empty_status
 from pipelines.ingest.worker import ClipWorker
 
 if TYPE_CHECKING:
@@ -358,13 +358,17 @@ def _run(corpus: Corpus, retry_failed: bool, beam_args: Sequence[str]) -> dict[s
     with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
         batches = pipeline | "Ingest" >> IngestBatches(corpus, retry_failed=retry_failed, run_id=run_id)
         _ = batches | "WriteStatus" >> WriteStatus(corpus.output, run_info)
-    return read_summary(corpus.output, run_info["run_id"])
+    if not summary_path(corpus.output, run_id).exists():  # no manifest row at all: nothing reached the writer
+        write_empty_status(corpus.output, run_info)
+    return read_summary(corpus.output, run_id)
 
 
 def remove_beam_temps(folder: Path) -> int:
-    """Delete the `beam-temp-*` folders Beam's file sinks leave when a run is killed mid-write
-    (call before the pipeline starts: a running sink's own folder must not go)."""
-    stale = [path for path in folder.glob("beam-temp-*") if path.is_dir() and not path.is_symlink()]
+    """Delete the status parts (`.<run>.parts`) and `beam-temp-*` folders (Beam's file sinks, in
+    earlier versions) a run killed mid-write leaves (call before the pipeline starts: a running
+    writer's own folder must not go)."""
+    found = [*folder.glob("beam-temp-*"), *folder.glob(".*.parts")]
+    stale = [path for path in found if path.is_dir() and not path.is_symlink()]
     for path in stale:
         shutil.rmtree(path, ignore_errors=True)
     return len(stale)

@@ -1,7 +1,8 @@
 """The status table: one row per manifest record and outcome, a parquet file and a summary per run.
 
     <output>/status/<run_id>.parquet         every StatusRow of the run
-    <output>/status/<run_id>.summary.json    counts by source × status × reason, run provenance
+    <output>/status/<run_id>.summary.json    counts by source × status × reason, run provenance (last)
+    <output>/status/.<run_id>.parts/         the table's parts while the run writes them
 
 Every run covers every manifest row (finished clips appear as `cached`), so the newest run alone
 describes the whole corpus. Failure reasons carry numbers and names; `reason_key` folds those out
@@ -11,16 +12,19 @@ so the summary counts kinds of failure, not individual messages.
 from __future__ import annotations
 
 import re
+import shutil
+import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from pipelines.core.io import write_json_atomic
+from pipelines.core.io import atomic_path, write_json_atomic
 from pipelines.core.records import STATUSES, StatusRow
 from pipelines.core.redact import redact_text
 
@@ -127,22 +131,59 @@ def build_summary(counts: list[tuple[str, str, str, int]], run: dict[str, Any]) 
     }
 
 
-class CountStatusBatches(CountStatuses):
-    """CountStatuses over lists of StatusRows."""
-
-    def add_input(self, counts: Counter, rows: list[StatusRow]) -> Counter:
-        for row in rows:
-            counts = super().add_input(counts, row)
-        return counts
-
-
 def status_table(rows: list[StatusRow]) -> pa.Table:
     return pa.Table.from_pylist([status_dict(row) for row in rows], schema=SCHEMA)
 
 
+def parts_folder(output: Path, run_id: str) -> Path:
+    return output / "status" / f".{run_id}.parts"
+
+
+class WriteStatusPart(beam.DoFn):
+    """A list of StatusRows → one part file of the run's status table (atomically, hidden) and
+    (None, (path, counts)) for `FinishStatus`."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def process(self, rows: list[StatusRow]) -> Iterator[tuple[None, tuple[str, Counter]]]:
+        counts = CountStatuses()
+        accumulator = counts.create_accumulator()
+        for row in rows:
+            accumulator = counts.add_input(accumulator, row)
+        path = self.folder / f"{uuid.uuid4().hex}.parquet"
+        with atomic_path(path) as temp:
+            pq.write_table(status_table(rows), temp)
+        yield None, (str(path), accumulator)
+
+
+def finish_status(item: tuple[None, Iterable[tuple[str, Counter]]], output: Path, run: dict[str, Any]) -> dict:
+    """All parts → `<run_id>.parquet` (streamed part by part, in a stable order) and the summary,
+    written last: a run whose summary exists has its whole status table."""
+    parts = sorted(item[1])
+    counts = CountStatuses()
+    table_path = status_path(output, run["run_id"])
+    with atomic_path(table_path) as temp, pq.ParquetWriter(temp, SCHEMA) as writer:
+        for path, _ in parts:
+            writer.write_table(pq.read_table(path, schema=SCHEMA))
+    summary = _write_summary(counts.extract_output(counts.merge_accumulators(c for _, c in parts)), output, run)
+    shutil.rmtree(parts_folder(output, run["run_id"]), ignore_errors=True)
+    return summary
+
+
+def write_empty_status(output: Path, run: dict[str, Any]) -> dict[str, Any]:
+    """The status of a run that read no manifest row at all (no batch reached the writer)."""
+    with atomic_path(status_path(output, run["run_id"])) as temp:
+        pq.write_table(SCHEMA.empty_table(), temp)
+    return _write_summary([], output, run)
+
+
 class WriteStatus(beam.PTransform):
-    """Lists of StatusRows → `<run_id>.parquet` (Beam's parquet sink, one Arrow table per list)
-    and `<run_id>.summary.json`."""
+    """Lists of StatusRows → `<run_id>.parquet` and `<run_id>.summary.json`: a part file per list,
+    then one step that joins them and writes the summary. No Beam file sink (whose finalization
+    reads the written files through side inputs) and no global combine with a default: the last
+    step depends on everything else through its main input, so a runner that computes only the
+    graph's last leaf (Beam's DaskRunner) still computes all of it, once."""
 
     def __init__(self, output: Path, run: dict[str, Any]):
         super().__init__()
@@ -150,24 +191,15 @@ class WriteStatus(beam.PTransform):
         self.run = run
 
     def expand(self, batches):
-        parquet = status_path(self.output, self.run["run_id"])
-        (
-            batches
-            | "StatusToTables" >> beam.Map(status_table)
-            | "WriteStatusParquet"
-            >> beam.io.WriteToParquetBatched(
-                str(parquet.with_suffix("")), SCHEMA, file_name_suffix=".parquet", num_shards=1, shard_name_template=""
-            )
-        )
-        summary = summary_path(self.output, self.run["run_id"])
         return (
             batches
-            | "CountStatuses" >> beam.CombineGlobally(CountStatusBatches())
-            | "WriteSummary" >> beam.Map(_write_summary, summary, self.run)
+            | "WriteStatusParts" >> beam.ParDo(WriteStatusPart(parts_folder(self.output, self.run["run_id"])))
+            | "GatherStatusParts" >> beam.GroupByKey()
+            | "FinishStatus" >> beam.Map(finish_status, self.output, self.run)
         )
 
 
-def _write_summary(counts: list[tuple[str, str, str, int]], path: Path, run: dict[str, Any]) -> dict[str, Any]:
+def _write_summary(counts: list[tuple[str, str, str, int]], output: Path, run: dict[str, Any]) -> dict[str, Any]:
     summary = build_summary(counts, run)
-    write_json_atomic(path, summary)
+    write_json_atomic(summary_path(output, run["run_id"]), summary)
     return summary
