@@ -2,7 +2,7 @@
 
     ListSources → ReadManifests ─→ KeyByBatch ─→ GroupBatches ─→ FetchBatches ─→ WriteStatus
                   (clips and           (clip id → one of        (per batch: rejected rows,
-                   rejected rows)       ⌈records / 512⌉)         duplicates, exclusions, fetches)
+                   rejected rows)       ~records / 512)          duplicates, exclusions, fetches)
 
 Every manifest row ends as one status row: `rejected_row`, `duplicate`, `excluded`, or the outcome
 of its fetch (`ok`, `cached`, `failed_permanent`, `failed_retryable`). Elements carry ids and paths,
@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import shutil
 import sys
 import time
@@ -160,10 +161,25 @@ def rejected_status(row: RejectedRow) -> StatusRow:
 BATCH_RECORDS = 512  # manifest records per batch, on average: the unit a worker fetches concurrently
 
 
-def batch_key(record: Clip | RejectedRow, total: int) -> tuple[int, Clip | RejectedRow]:
-    """(batch, record): every record of a clip id in the same batch, ⌈total / BATCH_RECORDS⌉
-    batches (a small corpus is one batch, fetched all at once)."""
-    batches = max(1, -(-total // BATCH_RECORDS))
+MANIFEST_BYTES_PER_RECORD = 64  # an AudioSet segments row is ~50 bytes, a caption row ~100
+
+
+def batch_count(sources: Sequence[Any]) -> int:
+    """⌈estimated records / BATCH_RECORDS⌉, estimated on the driver from the manifests' sizes (a
+    source without a local file counts its `limit`, else one batch): a small corpus is one batch,
+    fetched all at once. Known before the job reads anything, so records are keyed as they are read
+    (a count taken in the job would hold every record until it is known)."""
+    records = 0
+    for source in sources:
+        try:
+            records += os.path.getsize(source.manifest) // MANIFEST_BYTES_PER_RECORD
+        except (AttributeError, TypeError, OSError, ValueError):
+            records += getattr(source, "limit", None) or BATCH_RECORDS
+    return max(1, -(-records // BATCH_RECORDS))
+
+
+def batch_key(record: Clip | RejectedRow, batches: int) -> tuple[int, Clip | RejectedRow]:
+    """(batch, record): every record of a clip id in the same batch."""
     key = record.clip_id if isinstance(record, Clip) else f"{record.manifest}\0{record.line}"
     return zlib.crc32(key.encode()) % batches, record
 
@@ -208,9 +224,14 @@ class FetchBatches(beam.DoFn):
         for clip_id in sorted(by_clip):
             clip, others = collapse_duplicates(clip_id, by_clip[clip_id], excluded, self.order)
             rows += map(self._counted, others)
-            if clip is not None:
-                self.pending.append(self.pool.submit(self.worker.ingest, clip))
-                rows += self._collect(block=len(self.pending) >= 2 * self.worker.concurrency)
+            if clip is None:
+                continue
+            settled = self.worker.settled(clip)  # a failure final for this run: no thread needed
+            if settled is not None:
+                rows.append(self._counted(settled))
+                continue
+            self.pending.append(self.pool.submit(self.worker.ingest, clip))
+            rows += self._collect(block=len(self.pending) >= 2 * self.worker.concurrency)
         rows += self._collect(everything=True)
         if len(self.worker.recorded) >= self.FAILURES_PER_FILE:
             self.worker.write_failures(f"{self.prefix}-b")
@@ -291,7 +312,7 @@ class IngestBatches(beam.PTransform):
         total = records | "CountRecords" >> beam.combiners.Count.Globally()
         return (
             records
-            | "KeyByBatch" >> beam.Map(batch_key, total=beam.pvalue.AsSingleton(total))
+            | "KeyByBatch" >> beam.Map(batch_key, batch_count(config.sources))
             | "GroupBatches" >> beam.GroupByKey()
             | "FetchBatches"
             >> beam.ParDo(

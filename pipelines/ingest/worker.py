@@ -80,6 +80,18 @@ class ClipWorker:
             full = find_storage_full(error, self.cache.root)
             raise (full or error) from None
 
+    def settled(self, clip: Clip, started: float | None = None) -> StatusRow | None:
+        """The clip's row when its recorded failure is final for this run (no fetch, no file read,
+        so the caller answers it on its own thread); None when the clip is to be ingested."""
+        if clip.clip_id in self.done:
+            return None
+        prior = self._prior_failure(clip)
+        if prior is None or (prior["retryable"] and self.retry_failed):
+            return None
+        status = "failed_retryable" if prior["retryable"] else "failed_permanent"
+        started = time.monotonic() if started is None else started
+        return self._row(clip, status, started, prior["reason"], attempts=prior["attempts"])
+
     def _prior_failure(self, clip: Clip) -> dict[str, Any] | None:
         """The clip's last failure, if it was recorded under the source's current fetch settings
         (records of older versions carry no digest: taken as current)."""
@@ -109,10 +121,10 @@ class ClipWorker:
         if clip.clip_id in self.done and self.cache.is_complete(clip.clip_id):
             entry = self.cache.read_entry(clip.clip_id)
             return self._row(clip, "cached", started, attempts=entry.attempts, size=entry.total_bytes)
+        settled = self.settled(clip, started)
+        if settled is not None:
+            return settled
         prior = self._prior_failure(clip)
-        if prior and not (prior["retryable"] and self.retry_failed):
-            status = "failed_retryable" if prior["retryable"] else "failed_permanent"
-            return self._row(clip, status, started, prior["reason"], attempts=prior["attempts"])
         attempts = prior["attempts"] if prior else 0
         policy = self.retry[clip.source]
         for attempt in range(1, policy.attempts + 1):

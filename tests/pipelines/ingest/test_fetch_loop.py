@@ -23,6 +23,9 @@ class StubWorker:
     def write_failures(self, prefix: str) -> None:
         pass
 
+    def settled(self, clip: Clip) -> None:
+        return None
+
     def close(self) -> None:
         pass
 
