@@ -54,14 +54,20 @@ class T2aOptions(PipelineOptions):
         )
 
 
+# Runners Beam ships but does not know by name (the class path always works).
+RUNNER_PATHS = {"DaskRunner": "apache_beam.runners.dask.dask_runner.DaskRunner"}
+
+
 def pipeline_options(beam_args: Sequence[str] = ()) -> PipelineOptions:
     """Beam's own flags (`--runner=…`, `--job_endpoint=…`, …); without `--runner` the FnApiRunner
-    (the DirectRunner would first try to download the Prism runner). An EXTERNAL worker pool is
+    (the DirectRunner would first try to download the Prism runner). `--runner=DaskRunner` names
+    Beam's Dask runner (needs `dask` and `distributed`; docs/runners.md). An EXTERNAL worker pool is
     checked first when the job service runs here (`check_worker_pool`)."""
     options = PipelineOptions(list(beam_args))
     standard = options.view_as(StandardOptions)
     if not standard.runner:
         standard.runner = "FnApiRunner"
+    standard.runner = RUNNER_PATHS.get(standard.runner, standard.runner)
     portable = options.view_as(PortableOptions)
     if portable.environment_type and portable.environment_type.upper() == "EXTERNAL":
         runner = standard.runner.rsplit(".", 1)[-1]

@@ -81,6 +81,16 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
+def read_parquet(path: str | os.PathLike | ObjectPath, **kwargs: Any) -> Any:
+    """A parquet file as a pyarrow Table, from local disk or an ObjectPath (read through fsspec)."""
+    import pyarrow.parquet as pq
+
+    if is_remote(path):
+        with path.open("rb") as handle:
+            return pq.read_table(handle, **kwargs)
+    return pq.read_table(path, **kwargs)
+
+
 def dumps(payload: Any) -> str:
     """Deterministic JSON: sorted keys, fixed separators, UTF-8 kept readable."""
     return json.dumps(payload, sort_keys=True, ensure_ascii=False, indent=1) + "\n"

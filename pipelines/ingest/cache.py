@@ -2,34 +2,60 @@
 
     <output>/clips/<bb>/<clip_id>/audio.flac, frame_NN.jpg, clip.json
     <output>/clips/.staging/<clip_id>.<random>/     entries being written
-    <output>/failures/<bb>/<clip_id>.json           the last failure of a clip that has no entry
+    <output>/failures/<run_id>-<part>.parquet       failures recorded by one bundle (a table, see below)
 
 `<bb>` is the first two hex digits of sha256(clip_id): 256 buckets keep folders listable at
 millions of clips. An entry is built in the staging folder, `clip.json` is written last, and the
 folder is renamed into place, so a killed job never leaves half an entry, and a bundle retried by
 the runner finds the entry done (or loses the rename race harmlessly).
 
+Failures are rows of a table, not a file per clip: a bundle writes the failures it recorded as one
+parquet file (`FAILURE_SCHEMA`), atomically; files are read in name order and a clip's newest row
+wins; a run starts by folding all files (and the per-clip JSON files of older versions,
+`failures/<bb>/<clip_id>.json`) into one, leaving out clips that have an entry by now. A worker reads
+the table once (`Failures.load`), and the set of finished clips once (`ClipCache.done_ids`): a
+re-run costs no file system call per manifest row.
+
 `output` may be an object store (`s3://…`, `gs://…`: `pipelines.core.storage`). Entries are then
 staged on the worker's local disk and uploaded file by file, clip.json last: an entry is complete
-exactly when its clip.json exists, which is all a reader (`is_complete`, `entries`) looks at, and a
-killed upload is redone whole by the next run.
+exactly when its clip.json exists, which is all a reader (`is_complete`, `entries`, `done_ids`) looks at, and a
+killed upload is redone whole by the next run. Failure files are built locally and uploaded as one
+object each; `done_ids` costs one recursive listing per bucket.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from pipelines.core.io import commit_folder, remove_leftovers, write_json_atomic
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipelines.core.io import atomic_path, commit_folder, read_parquet, remove_leftovers, write_json_atomic
 from pipelines.core.records import CLIP_SCHEMA, ClipRecord, check_clip_id
 from pipelines.core.storage import ObjectPath, is_remote, local_staging, location
 
 CLIP_JSON = "clip.json"
-__all__ = ["CLIP_JSON", "CLIP_SCHEMA", "ClipCache", "CorruptEntry", "bucket"]
+__all__ = ["CLIP_JSON", "CLIP_SCHEMA", "FAILURE_SCHEMA", "ClipCache", "CorruptEntry", "Failures", "bucket"]
+
+FAILURE_SCHEMA = pa.schema(
+    [
+        ("clip_id", pa.string()),
+        ("source", pa.string()),
+        ("reason", pa.string()),
+        ("retryable", pa.bool_()),
+        ("attempts", pa.int64()),
+        ("time", pa.string()),
+        # digest of the source's fetch settings the failure happened under (fetch.configs.fetch_digest):
+        # a failure is final only for the settings that produced it; null in migrated old records
+        ("fetch", pa.string()),
+    ]
+)
 
 
 class CorruptEntry(ValueError):
@@ -90,35 +116,41 @@ class ClipCache:
         """Remove entries a killed run left half-written; call before workers start."""
         return remove_leftovers(self.staging_root)
 
-    def failure_path(self, clip_id: str) -> Path:
-        check_clip_id(clip_id)
-        return self.failures / bucket(clip_id) / f"{clip_id}.json"
+    def done_ids(self) -> set[str]:
+        """Ids of the committed entries, from one listing per bucket folder (no call per clip). On
+        local disk an entry folder only ever appears by the rename of a complete staged one; on an
+        object store an entry counts only once its clip.json is there."""
+        if is_remote(self.clips):
+            return {clip_id for name in self._remote_buckets() for clip_id in self.bucket_entries(name)}
+        found: set[str] = set()
+        if not self.clips.exists():
+            return found
+        with os.scandir(self.clips) as buckets:
+            for bucket_dir in buckets:
+                if len(bucket_dir.name) == 2 and bucket_dir.is_dir():
+                    with os.scandir(bucket_dir.path) as names:
+                        found.update(entry.name for entry in names if not entry.name.startswith("."))
+        return found
 
-    def read_failure(self, clip_id: str) -> dict[str, Any] | None:
-        path = self.failure_path(clip_id)
-        return json.loads(path.read_text()) if path.is_file() else None
-
-    def record_failure(self, clip_id: str, failure: dict[str, Any]) -> None:
-        write_json_atomic(self.failure_path(clip_id), failure)
-
-    def clear_failure(self, clip_id: str) -> None:
-        self.failure_path(clip_id).unlink(missing_ok=True)
+    def _remote_buckets(self) -> list[str]:
+        return sorted(p.name for p in self.clips.iterdir() if len(p.name) == 2 and not p.name.startswith("."))
 
     def bucket_entries(self, name: str) -> list[str]:
-        """Clip ids of the complete entries of one `<bb>` bucket (on an object store: one listing)."""
+        """Clip ids of the complete entries of one `<bb>` bucket (on an object store: one recursive
+        listing of the bucket, its clip.json markers)."""
         folder = self.clips / name
         if is_remote(folder):
-            return sorted(marker.parent.name for marker in folder.glob(f"*/{CLIP_JSON}"))
+            found = (obj.relative_to(folder).parts for obj in folder.find())
+            return sorted(parts[0] for parts in found if len(parts) == 2 and parts[1] == CLIP_JSON)
         if not folder.is_dir():
             return []
         return sorted(entry.name for entry in folder.iterdir() if (entry / CLIP_JSON).is_file())
 
     def entries(self) -> Iterator[str]:
         """Clip ids of the complete entries, in a stable order."""
-        if is_remote(self.clips):  # one listing, not a request per entry; the marker decides
-            markers = self.clips.glob(f"*/*/{CLIP_JSON}")
-            found = sorted((m.parent.parent.name, m.parent.name) for m in markers if len(m.parent.parent.name) == 2)
-            yield from (clip_id for _, clip_id in found)
+        if is_remote(self.clips):  # a listing per bucket, not a request per entry; the marker decides
+            for name in self._remote_buckets():
+                yield from self.bucket_entries(name)
             return
         if not self.clips.exists():
             return
@@ -130,3 +162,91 @@ class ClipCache:
 
 def bucket(clip_id: str) -> str:
     return hashlib.sha256(clip_id.encode()).hexdigest()[:2]
+
+
+class Failures:
+    """The failure table of a clip cache: `<output>/failures/*.parquet`, one file per writer. On an
+    object store each file is built locally and uploaded as one object (visible whole or not at
+    all), and the files are found by one listing."""
+
+    def __init__(self, output: str | Path | ObjectPath):
+        self.folder = location(output).absolute() / "failures"
+
+    def files(self) -> list[Path | ObjectPath]:
+        if is_remote(self.folder):
+            return sorted(self.folder.glob("*.parquet"))
+        return sorted(self.folder.glob("*.parquet")) if self.folder.exists() else []
+
+    def write(self, rows: list[dict[str, Any]] | pa.Table, prefix: str) -> Path | ObjectPath | None:
+        """One parquet file of failure rows, visible only once complete; None for no rows."""
+        table = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(rows, schema=FAILURE_SCHEMA)
+        if not table.num_rows:
+            return None
+        path = self.folder / f"{prefix}-{uuid.uuid4().hex[:12]}.parquet"
+        with atomic_path(path) as temp:
+            pq.write_table(table, temp)
+        return path
+
+    def read(self) -> pa.Table:
+        """Every row of every file, oldest file first (a clip's last row is its newest failure)."""
+        tables = [read_parquet(path, schema=FAILURE_SCHEMA) for path in self.files()]
+        return pa.concat_tables(tables) if tables else FAILURE_SCHEMA.empty_table()
+
+    def load(self) -> FailureIndex:
+        return FailureIndex(self.read())
+
+    def compact(self, prefix: str, done: Iterable[str] = ()) -> int:
+        """Fold every file, and the JSON files of older versions, into one file `<prefix>-…`: a
+        clip's newest row, none for clips in `done`. The new file is complete before any old one
+        goes, so a crash leaves rows twice (the newest still wins), never none. Files merged."""
+        files, legacy, done = self.files(), self._legacy_files(), set(done)
+        if not legacy and len(files) <= 1:
+            ids = read_parquet(files[0], columns=["clip_id"]).column("clip_id").to_pylist() if files else []
+            if done.isdisjoint(ids):
+                return 0  # already one file of failures still open
+        index = FailureIndex(pa.concat_tables([_legacy_table(legacy), self.read()]))
+        keep = sorted(i for clip_id, i in index.rows.items() if clip_id not in done)
+        self.write(index.table.take(pa.array(keep, pa.int64())), prefix)
+        for path in [*files, *legacy]:
+            path.unlink(missing_ok=True)
+        for folder in {path.parent for path in legacy if not is_remote(path)}:  # object stores have no folders
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+        return len(files) + len(legacy)
+
+    def _legacy_files(self) -> list[Path | ObjectPath]:
+        if is_remote(self.folder):
+            return sorted(self.folder.glob("??/*.json"))
+        return sorted(self.folder.glob("??/*.json")) if self.folder.exists() else []
+
+
+class FailureIndex:
+    """Clip id → its newest failure; built once per worker, looked up per clip in memory."""
+
+    def __init__(self, table: pa.Table):
+        self.table = table.combine_chunks()
+        self.rows = {clip_id: i for i, clip_id in enumerate(self.table.column("clip_id").to_pylist())}
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def get(self, clip_id: str) -> dict[str, Any] | None:
+        i = self.rows.get(clip_id)
+        if i is None:
+            return None
+        return {name: self.table.column(name)[i].as_py() for name in FAILURE_SCHEMA.names}
+
+
+def _legacy_table(paths: list[Path | ObjectPath]) -> pa.Table:
+    """Per-clip failure JSON files of earlier versions, as rows (their fetch digest unknown)."""
+    rows = []
+    for path in paths:
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue  # unreadable: the clip is simply tried again
+        rows.append({name: record.get(name) for name in FAILURE_SCHEMA.names} | {"clip_id": path.stem})
+    rows.sort(key=lambda row: row["time"] or "")
+    return pa.Table.from_pylist(rows, schema=FAILURE_SCHEMA)

@@ -1,22 +1,30 @@
 """The ingest job: public manifests → segment-only fetch → normalized clip cache, with status.
 
-    ListSources → ReadManifests ─┬─ clips → KeyByClipId → GroupDuplicates → CollapseDuplicates ─→ FetchClips ─┐
-                                 └─ rejected rows ──────────────────────────────┬─ duplicates, excluded ─────┤
-                                                                                 └───────────────────────────┴→ WriteStatus
+    ListSources → ReadManifests ─→ KeyByBatch ─→ GroupBatches ─→ FetchBatches ─→ WriteStatus
+                  (clips and           (clip id → one of        (per batch: rejected rows,
+                   rejected rows)       ~records / 512)          duplicates, exclusions, fetches)
 
 Every manifest row ends as one status row: `rejected_row`, `duplicate`, `excluded`, or the outcome
 of its fetch (`ok`, `cached`, `failed_permanent`, `failed_retryable`). Elements carry ids and paths,
 never media bytes. Run with `t2a ingest --config … --corpus … [-- Beam options]`; without `--runner`
 it runs on the FnApiRunner.
+
+One shuffle does both jobs: every record of a clip id lands in the same batch (so duplicates meet),
+and a batch is the unit a worker fetches concurrently. Each DoFn has one output and emits from
+`process`, so the job runs on runners that support no more than that (Beam's DaskRunner, see
+docs/runners.md).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import os
 import shutil
 import sys
 import time
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -28,9 +36,6 @@ from typing import TYPE_CHECKING, Any
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
-from apache_beam.transforms.window import GlobalWindow
-from apache_beam.utils.timestamp import MIN_TIMESTAMP
-from apache_beam.utils.windowed_value import WindowedValue
 from tqdm import tqdm
 
 from pipelines.core.beam import T2aOptions, WorkerSetupError, find_worker_setup_error, pipeline_options
@@ -39,9 +44,9 @@ from pipelines.core.io import StorageFull, find_storage_full, prepare_output
 from pipelines.core.records import Clip, RejectedRow, StatusRow
 from pipelines.core.redact import redact_text
 from pipelines.core.secrets import WorkerSecrets
-from pipelines.core.storage import is_remote
+from pipelines.core.storage import ObjectPath, is_remote
 from pipelines.core.tools import tool_versions
-from pipelines.ingest.cache import ClipCache
+from pipelines.ingest.cache import ClipCache, Failures
 from pipelines.ingest.config import IdList
 from pipelines.ingest.fetch.configs import secret_params
 from pipelines.ingest.manifests.base import FORMATS
@@ -55,13 +60,19 @@ log = logging.getLogger(__name__)
 NAMESPACE = "ingest"
 
 
+@functools.lru_cache(maxsize=4096)
+def _counter(name: str) -> Any:
+    return Metrics.counter(NAMESPACE, name)
+
+
 def _count(name: str, n: int = 1) -> None:
-    Metrics.counter(NAMESPACE, name).inc(n)
+    _counter(name).inc(n)
 
 
 class ReadManifest(beam.DoFn):
-    """A source config → its Clips, and RejectedRows on the `rejected` output. `worker_secrets`: the
-    launcher's credentials (pipelines/core/secrets.py), set in this worker's environment."""
+    """A source config → its Clips and RejectedRows (one output: some runners support no other).
+    `worker_secrets`: the launcher's credentials (pipelines/core/secrets.py), set in this worker's
+    environment."""
 
     def __init__(self, worker_secrets: WorkerSecrets | None = None):
         self.worker_secrets = worker_secrets or WorkerSecrets()
@@ -78,16 +89,14 @@ class ReadManifest(beam.DoFn):
                 rows += 1
                 if isinstance(record, RejectedRow):
                     _count("rejected_row")
-                    yield beam.pvalue.TaggedOutput(
-                        "rejected", replace(record, reason=redact_text(record.reason, secrets))
-                    )
+                    yield replace(record, reason=redact_text(record.reason, secrets))
                 else:
                     yield record
         except Exception as error:  # an unreadable source (API down, bad credentials) is recorded, not fatal
             reason = redact_text(f"source could not be read past row {rows}: {error}", secrets)
             log.error("source %s: %s", source.name, reason)
             _count("unreadable_source")
-            yield beam.pvalue.TaggedOutput("rejected", RejectedRow(source.name, _manifest_of(source), rows, reason))
+            yield RejectedRow(source.name, _manifest_of(source), rows, reason)
             return
         if rows == 0:  # said in the run's summary too (build_summary: `warnings`)
             log.warning("source %s: no rows in %s (an empty manifest?)", source.name, _manifest_of(source))
@@ -135,31 +144,24 @@ def read_exclusions(entry: Any, worker_secrets: WorkerSecrets | None = None) -> 
             yield record.source_id, entry.name
 
 
-class CollapseDuplicates(beam.DoFn):
-    """All records of one clip id → one clip (labels and captions merged) + duplicate/excluded rows.
+def collapse_duplicates(
+    clip_id: str, records: list[Clip], excluded: dict[str, str], source_order: dict[str, int]
+) -> tuple[Clip | None, list[StatusRow]]:
+    """All records of one clip id → the clip to fetch (labels and captions merged; None when
+    excluded) and the status rows of the others (`duplicate`, `excluded`).
 
     The record kept is the first by (source order in the config, manifest, line), so the choice
     does not depend on processing order.
     """
-
-    def __init__(self, source_order: dict[str, int]):
-        self.source_order = source_order
-
-    def process(self, item: tuple[str, Iterable[Clip]], excluded: dict[str, str]) -> Iterator[Any]:
-        clip_id, records = item
-        ordered = sorted(records, key=lambda c: (self.source_order[c.source], c.manifest, c.line))
-        keep, others = ordered[0], ordered[1:]
-        why = excluded.get(clip_id) or excluded.get(keep.source_id)
-        if why:
-            for clip in ordered:
-                _count("excluded", clip.rows)
-                yield beam.pvalue.TaggedOutput("status", _row(clip, "excluded", f"in exclusion list {why}"))
-            return
-        for clip in others:
-            _count("duplicate", clip.rows)
-            reason = f"duplicate of {clip_id} kept from {keep.source} line {keep.line}"
-            yield beam.pvalue.TaggedOutput("status", _row(clip, "duplicate", reason))
-        yield merge_duplicates(keep, others)
+    ordered = sorted(records, key=lambda c: (source_order[c.source], c.manifest, c.line))
+    keep, others = ordered[0], ordered[1:]
+    why = excluded.get(clip_id) or excluded.get(keep.source_id)
+    if why:
+        return None, [_row(clip, "excluded", f"in exclusion list {why}") for clip in ordered]
+    rows = [
+        _row(clip, "duplicate", f"duplicate of {clip_id} kept from {keep.source} line {keep.line}") for clip in others
+    ]
+    return merge_duplicates(keep, others), rows
 
 
 def merge_duplicates(keep: Clip, others: list[Clip]) -> Clip:
@@ -193,18 +195,55 @@ def rejected_status(row: RejectedRow) -> StatusRow:
     return StatusRow(source=row.source, manifest=row.manifest, line=row.line, status="rejected_row", reason=row.reason)
 
 
-class FetchClips(beam.DoFn):
-    """Clips → StatusRows, several clips at once per worker (fetching is mostly waiting on I/O).
+BATCH_RECORDS = 512  # manifest records per batch, on average: the unit a worker fetches concurrently
 
-    Results are emitted as they complete; `finish_bundle` waits for the rest. Metrics are counted
-    here, in the DoFn's own thread, where Beam attributes them.
+
+MANIFEST_BYTES_PER_RECORD = 64  # an AudioSet segments row is ~50 bytes, a caption row ~100
+
+
+def batch_count(sources: Sequence[Any]) -> int:
+    """⌈estimated records / BATCH_RECORDS⌉, estimated on the driver from the manifests' sizes (a
+    source without a local file counts its `limit`, else one batch): a small corpus is one batch,
+    fetched all at once. Known before the job reads anything, so records are keyed as they are read
+    (a count taken in the job would hold every record until it is known)."""
+    records = 0
+    for source in sources:
+        try:
+            records += os.path.getsize(source.manifest) // MANIFEST_BYTES_PER_RECORD
+        except (AttributeError, TypeError, OSError, ValueError):
+            records += getattr(source, "limit", None) or BATCH_RECORDS
+    return max(1, -(-records // BATCH_RECORDS))
+
+
+def batch_key(record: Clip | RejectedRow, batches: int) -> tuple[int, Clip | RejectedRow]:
+    """(batch, record): every record of a clip id in the same batch."""
+    key = record.clip_id if isinstance(record, Clip) else f"{record.manifest}\0{record.line}"
+    return zlib.crc32(key.encode()) % batches, record
+
+
+class FetchBatches(beam.DoFn):
+    """A batch of manifest records → the list of their StatusRows: rejected rows, duplicates and
+    exclusions at once, and the clips fetched several at a time (fetching is mostly waiting on
+    I/O), all emitted from `process`. Metrics are counted here, in the DoFn's own thread, where
+    Beam attributes them. The failures recorded are written as one file of the failure table
+    (`cache.Failures`) every `FAILURES_PER_FILE` failures and at the end of the bundle.
     """
 
-    def __init__(self, corpus: Corpus, retry_failed: bool, worker_secrets: WorkerSecrets | None = None):
+    FAILURES_PER_FILE = 20_000
+
+    def __init__(
+        self,
+        corpus: Corpus,
+        retry_failed: bool,
+        run_id: str | None = None,
+        worker_secrets: WorkerSecrets | None = None,
+    ):
         self.sources = {source.name: source for source in corpus.config.sources}
+        self.order = {source.name: i for i, source in enumerate(corpus.config.sources)}
         self.media = corpus.config.media
         self.output = corpus.output
         self.retry_failed = retry_failed
+        self.run_id = run_id
         self.worker_secrets = worker_secrets or WorkerSecrets()
 
     def setup(self) -> None:
@@ -212,40 +251,66 @@ class FetchClips(beam.DoFn):
         self.worker = ClipWorker(self.sources, self.media, self.output, self.retry_failed)
         self.pool = ThreadPoolExecutor(self.worker.concurrency, thread_name_prefix="ingest")
         self.progress: _Progress | None = None
+        self.prefix = self.run_id or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
 
-    def start_bundle(self) -> None:
-        self.pending: list[Future] = []
-
-    def process(self, clip: Clip, total: int) -> Iterator[StatusRow]:
+    def process(
+        self, batch: tuple[int, Iterable[Clip | RejectedRow]], excluded: dict[str, str], total: int
+    ) -> Iterator[list[StatusRow]]:
         if self.progress is None:
             self.progress = _Progress(total)
-        self.pending.append(self.pool.submit(self.worker.ingest, clip))
-        yield from self._collect(block=len(self.pending) >= 2 * self.worker.concurrency)
+        rows: list[StatusRow] = []
+        by_clip: dict[str, list[Clip]] = {}
+        for record in batch[1]:
+            if isinstance(record, RejectedRow):
+                rows.append(self._counted(rejected_status(record)))
+            else:
+                by_clip.setdefault(record.clip_id, []).append(record)
+        self.pending: list[Future] = []
+        for clip_id in sorted(by_clip):
+            clip, others = collapse_duplicates(clip_id, by_clip[clip_id], excluded, self.order)
+            rows += map(self._counted, others)
+            if clip is None:
+                continue
+            settled = self.worker.settled(clip)  # a failure final for this run: no thread needed
+            if settled is not None:
+                rows.append(self._counted(settled))
+                continue
+            self.pending.append(self.pool.submit(self.worker.ingest, clip))
+            rows += self._collect(block=len(self.pending) >= 2 * self.worker.concurrency)
+        rows += self._collect(everything=True)
+        if len(self.worker.recorded) >= self.FAILURES_PER_FILE:
+            self.worker.write_failures(f"{self.prefix}-b")
+        yield rows
 
-    def finish_bundle(self) -> Iterator[WindowedValue]:
-        for row in self._collect(everything=True):
-            yield WindowedValue(row, MIN_TIMESTAMP, [GlobalWindow()])
+    def finish_bundle(self) -> None:
+        self.worker.write_failures(f"{self.prefix}-b")  # a file write: emits nothing
 
     def teardown(self) -> None:
         self.pool.shutdown(wait=True)
+        self.worker.close()
         if self.progress:
             self.progress.close()
 
-    def _collect(self, block: bool = False, everything: bool = False) -> Iterator[StatusRow]:
+    def _collect(self, block: bool = False, everything: bool = False) -> list[StatusRow]:
         if everything:
             done, self.pending = self.pending, []
         else:
             if block:
                 wait(self.pending, return_when=FIRST_COMPLETED)
-            done = [f for f in self.pending if f.done()]
-            self.pending = [f for f in self.pending if not f.done()]
-        for future in done:
-            row = future.result()
-            _count(row.status, row.rows)
-            _count(f"{row.source}/{row.status}", row.rows)
-            if self.progress:
-                self.progress.update(row)
-            yield row
+            # One look at each future: a future that finishes while the list is being read is
+            # either done (collected now) or pending (collected later), never neither.
+            done, pending = [], []
+            for future in self.pending:
+                (done if future.done() else pending).append(future)
+            self.pending = pending
+        return [self._counted(future.result()) for future in done]
+
+    def _counted(self, row: StatusRow) -> StatusRow:
+        _count(row.status, row.rows)
+        _count(f"{row.source}/{row.status}", row.rows)
+        if self.progress:
+            self.progress.update(row)
+        return row
 
 
 class _Progress:
@@ -259,9 +324,10 @@ class _Progress:
 
     def update(self, row: StatusRow) -> None:
         self.counts[row.status] += 1
-        self.bar.update(1)
-        self.bar.set_postfix(dict(self.counts), refresh=False)
-        if self.bar.disable and time.monotonic() - self.last_log > 30:
+        if not self.bar.disable:
+            self.bar.update(1)
+            self.bar.set_postfix(dict(self.counts), refresh=False)
+        elif time.monotonic() - self.last_log > 30:
             self.last_log = time.monotonic()
             log.info("ingest: %d of %d clips done here: %s", sum(self.counts.values()), self.total, dict(self.counts))
 
@@ -269,21 +335,29 @@ class _Progress:
         self.bar.close()
 
 
-class Ingest(beam.PTransform):
-    """A corpus config → the StatusRows of every manifest row (clips land in the cache)."""
+class IngestBatches(beam.PTransform):
+    """A corpus config → lists of StatusRows, one list per batch, together one row per manifest
+    row (clips land in the cache)."""
 
-    def __init__(self, corpus: Corpus, retry_failed: bool = False, worker_secrets: WorkerSecrets | None = None):
+    def __init__(
+        self,
+        corpus: Corpus,
+        retry_failed: bool = False,
+        run_id: str | None = None,
+        worker_secrets: WorkerSecrets | None = None,
+    ):
         super().__init__()
         self.corpus = corpus
         self.retry_failed = retry_failed
+        self.run_id = run_id
         self.worker_secrets = worker_secrets or WorkerSecrets()
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         config = self.corpus.config
-        read = (
+        records = (
             pbegin
             | "ListSources" >> beam.Create(config.sources)
-            | "ReadManifests" >> beam.ParDo(ReadManifest(self.worker_secrets)).with_outputs("rejected", main="clips")
+            | "ReadManifests" >> beam.ParDo(ReadManifest(self.worker_secrets))
         )
         excluded = (
             pbegin
@@ -291,22 +365,35 @@ class Ingest(beam.PTransform):
             | "ReadExclusions" >> beam.FlatMap(read_exclusions, self.worker_secrets)
             | "DistinctExcluded" >> beam.CombinePerKey(min)
         )
-        order = {source.name: i for i, source in enumerate(config.sources)}
-        collapsed = (
-            read.clips
-            | "KeyByClipId" >> beam.Map(lambda clip: (clip.clip_id, clip))
-            | "GroupDuplicates" >> beam.GroupByKey()
-            | "CollapseDuplicates"
-            >> beam.ParDo(CollapseDuplicates(order), excluded=beam.pvalue.AsDict(excluded)).with_outputs(
-                "status", main="clips"
+        total = records | "CountRecords" >> beam.combiners.Count.Globally()
+        return (
+            records
+            | "KeyByBatch" >> beam.Map(batch_key, batch_count(config.sources))
+            | "GroupBatches" >> beam.GroupByKey()
+            | "FetchBatches"
+            >> beam.ParDo(
+                FetchBatches(self.corpus, self.retry_failed, self.run_id, self.worker_secrets),
+                excluded=beam.pvalue.AsDict(excluded),
+                total=beam.pvalue.AsSingleton(total),
             )
         )
-        total = collapsed.clips | "CountClips" >> beam.combiners.Count.Globally()
-        fetched = collapsed.clips | "FetchClips" >> beam.ParDo(
-            FetchClips(self.corpus, self.retry_failed, self.worker_secrets), total=beam.pvalue.AsSingleton(total)
-        )
-        rejected = read.rejected | "RejectedToStatus" >> beam.Map(rejected_status)
-        return (rejected, collapsed.status, fetched) | "MergeStatus" >> beam.Flatten()
+
+
+class Ingest(beam.PTransform):
+    """A corpus config → the StatusRows of every manifest row (clips land in the cache)."""
+
+    def __init__(
+        self,
+        corpus: Corpus,
+        retry_failed: bool = False,
+        run_id: str | None = None,
+        worker_secrets: WorkerSecrets | None = None,
+    ):
+        super().__init__()
+        self.batches = IngestBatches(corpus, retry_failed, run_id, worker_secrets)
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        return pbegin | "Batches" >> self.batches | "Rows" >> beam.FlatMap(lambda rows: rows)
 
 
 def run(corpus: Corpus, *, retry_failed: bool = False, beam_args: Sequence[str] = ()) -> dict[str, Any]:
@@ -339,14 +426,18 @@ def _run(corpus: Corpus, retry_failed: bool, beam_args: Sequence[str]) -> dict[s
     removed = cache.clean_staging()
     if removed:
         log.info("removed %d half-written entries left by an earlier run", removed)
-    stale = 0 if is_remote(corpus.output) else remove_beam_temps(corpus.output / "status")
+    stale = remove_beam_temps(corpus.output / "status")
     if stale:
         log.info("removed %d temporary folder(s) of an earlier run's status writer", stale)
     corpus.save_resolved("ingest")
     tools = tool_versions()
     ffmpeg = ffmpeg_check(corpus.output, tools)
+    run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    merged = Failures(corpus.output).compact(f"{run_id}-a", done=cache.done_ids())
+    if merged:
+        log.info("folded %d failure file(s) into one", merged)
     run_info = {
-        "run_id": datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ"),
+        "run_id": run_id,
         "corpus": corpus.name,
         "config_file": str(corpus.config_path),
         "config_hash": corpus.config_hash,
@@ -361,16 +452,18 @@ def _run(corpus: Corpus, retry_failed: bool, beam_args: Sequence[str]) -> dict[s
     forward = options.view_as(T2aOptions).forward_secrets
     worker_secrets = WorkerSecrets.from_environment(secret_env_names(corpus), forward=forward)
     with beam.Pipeline(options=options) as pipeline:
-        rows = pipeline | "Ingest" >> Ingest(corpus, retry_failed=retry_failed, worker_secrets=worker_secrets)
-        _ = rows | "WriteStatus" >> WriteStatus(corpus.output, run_info)
-    summary = summary_path(corpus.output, run_info["run_id"])
-    if not summary.is_file():  # the workers wrote it, to an `output` this machine does not see
+        batches = pipeline | "Ingest" >> IngestBatches(
+            corpus, retry_failed=retry_failed, run_id=run_id, worker_secrets=worker_secrets
+        )
+        _ = batches | "WriteStatus" >> WriteStatus(corpus.output, run_info)
+    summary = summary_path(corpus.output, run_id)
+    if not summary.is_file():  # the workers wrote it (even for no row at all), to an `output` not seen here
         raise ConfigError(
             f"the run finished but its summary {summary} is not on this machine: the workers wrote `output` "
             "somewhere the launcher cannot see. On a cluster, `output` must be a folder the launcher and every "
             "worker share (docs/runners.md)"
         )
-    return read_summary(corpus.output, run_info["run_id"])
+    return read_summary(corpus.output, run_id)
 
 
 def ffmpeg_check(output: Path, tools: dict[str, str]) -> dict[str, Any]:
@@ -415,10 +508,17 @@ def ffmpeg_check(output: Path, tools: dict[str, str]) -> dict[str, Any]:
     return check
 
 
-def remove_beam_temps(folder: Path) -> int:
-    """Delete the `beam-temp-*` folders Beam's file sinks leave when a run is killed mid-write
-    (call before the pipeline starts: a running sink's own folder must not go)."""
-    stale = [path for path in folder.glob("beam-temp-*") if path.is_dir() and not path.is_symlink()]
+def remove_beam_temps(folder: Path | ObjectPath) -> int:
+    """Delete the status parts (`.<run>.parts`) and `beam-temp-*` folders (Beam's file sinks, in
+    earlier versions) a run killed mid-write leaves (call before the pipeline starts: a running
+    writer's own folder must not go). On an object store: the parts' prefixes, from one listing."""
+    if is_remote(folder):
+        stale = [path for path in folder.iterdir() if path.name.startswith(".") and path.name.endswith(".parts")]
+        for path in stale:
+            path.rmtree()
+        return len(stale)
+    found = [*folder.glob("beam-temp-*"), *folder.glob(".*.parts")]
+    stale = [path for path in found if path.is_dir() and not path.is_symlink()]
     for path in stale:
         shutil.rmtree(path, ignore_errors=True)
     return len(stale)

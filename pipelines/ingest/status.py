@@ -1,10 +1,12 @@
 """The status table: one row per manifest record and outcome, a parquet file and a summary per run.
 
     <output>/status/<run_id>.parquet         every StatusRow of the run
-    <output>/status/<run_id>.summary.json    counts by source × status × reason, run provenance
+    <output>/status/<run_id>.summary.json    counts by source × status × reason, run provenance (last)
+    <output>/status/.<run_id>.parts/         the table's parts while the run writes them
 
-On an object store (`output: s3://…`) the parquet is written through fsspec as one object, from
-the rows gathered on one worker (Beam's own parquet sink knows only the filesystems Beam ships).
+On an object store (`output: s3://…`, `pipelines.core.storage`) the same files are written through
+fsspec: each part and the joined table are built on local disk and uploaded as one object, the
+summary last; the joining step finds its parts by their names (not by listing the store).
 
 Every run covers every manifest row (finished clips appear as `cached`), so the newest run alone
 describes the whole corpus. Failure reasons carry numbers and names; `reason_key` folds those out
@@ -14,9 +16,11 @@ so the summary counts kinds of failure, not individual messages.
 from __future__ import annotations
 
 import re
+import shutil
+import uuid
 from collections import Counter
-from collections.abc import Iterable
-from dataclasses import asdict
+from collections.abc import Iterable, Iterator
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +28,7 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.core.io import atomic_path, write_json_atomic
+from pipelines.core.io import atomic_path, read_parquet, write_json_atomic
 from pipelines.core.records import STATUSES, StatusRow
 from pipelines.core.redact import redact_text
 from pipelines.core.storage import ObjectPath, is_remote, location
@@ -44,6 +48,7 @@ SCHEMA = pa.schema(
         ("rows", pa.int64()),
     ]
 )
+_FIELDS = tuple(f.name for f in fields(StatusRow))
 FAILED = ("rejected_row", "failed_permanent", "failed_retryable")
 
 
@@ -62,7 +67,7 @@ def reason_key(reason: str, *ids: str | None) -> str:
 def status_dict(row: StatusRow) -> dict[str, Any]:
     """A row as written: the worker redacted its texts with the source's own list; the defaults
     once more here, for every row, whoever made it."""
-    record = asdict(row)
+    record = {name: getattr(row, name) for name in _FIELDS}  # flat: no deep copy (dataclasses.asdict)
     for key in ("reason", "source_id", "manifest"):
         if record[key]:
             record[key] = redact_text(record[key])
@@ -131,50 +136,95 @@ def build_summary(counts: list[tuple[str, str, str, int]], run: dict[str, Any]) 
     }
 
 
+def status_table(rows: list[StatusRow]) -> pa.Table:
+    return pa.Table.from_pylist([status_dict(row) for row in rows], schema=SCHEMA)
+
+
+def parts_folder(output: Path | ObjectPath, run_id: str) -> Path | ObjectPath:
+    return output / "status" / f".{run_id}.parts"
+
+
+class WriteStatusPart(beam.DoFn):
+    """A list of StatusRows → one part file of the run's status table (atomically, hidden) and
+    (None, (path, counts)) for `FinishStatus`. On an object store the part is built locally and
+    uploaded as one object."""
+
+    def __init__(self, folder: Path | ObjectPath):
+        self.folder = folder
+
+    def process(self, rows: list[StatusRow]) -> Iterator[tuple[None, tuple[str, Counter]]]:
+        counts = CountStatuses()
+        accumulator = counts.create_accumulator()
+        if not rows:  # `WriteStatus`'s own empty list: no file, only a part for the last step to join
+            yield None, ("", accumulator)
+            return
+        for row in rows:
+            accumulator = counts.add_input(accumulator, row)
+        path = self.folder / f"{uuid.uuid4().hex}.parquet"
+        with atomic_path(path) as temp:
+            pq.write_table(status_table(rows), temp)
+        yield None, (str(path), accumulator)
+
+
+def finish_status(
+    item: tuple[None, Iterable[tuple[str, Counter]]], output: Path | ObjectPath, run: dict[str, Any]
+) -> dict:
+    """All parts → `<run_id>.parquet` (streamed part by part, in a stable order) and the summary,
+    written last: a run whose summary exists has its whole status table. The parts are the ones
+    the writers reported (a retried bundle's orphan part is never read), then removed."""
+    parts = sorted(item[1])
+    counts = CountStatuses()
+    files = [path for path, _ in parts if path]
+    if not files:  # no manifest row at all
+        return write_empty_status(output, run)
+    table_path = status_path(output, run["run_id"])
+    with atomic_path(table_path) as temp, pq.ParquetWriter(temp, SCHEMA) as writer:
+        for path in files:
+            writer.write_table(read_parquet(location(path), schema=SCHEMA))
+    summary = _write_summary(counts.extract_output(counts.merge_accumulators(c for _, c in parts)), output, run)
+    parts_dir = parts_folder(output, run["run_id"])
+    if is_remote(parts_dir):
+        parts_dir.rmtree()
+    else:
+        shutil.rmtree(parts_dir, ignore_errors=True)
+    return summary
+
+
+def write_empty_status(output: Path | ObjectPath, run: dict[str, Any]) -> dict[str, Any]:
+    """The status of a run that read no manifest row at all (no batch reached the writer)."""
+    with atomic_path(status_path(output, run["run_id"])) as temp:
+        pq.write_table(SCHEMA.empty_table(), temp)
+    return _write_summary([], output, run)
+
+
 class WriteStatus(beam.PTransform):
-    """StatusRows → `<run_id>.parquet` (Beam's parquet sink) and `<run_id>.summary.json`."""
+    """Lists of StatusRows → `<run_id>.parquet` and `<run_id>.summary.json`: a part file per list,
+    then one step that joins them and writes the summary. No Beam file sink (whose finalization
+    reads the written files through side inputs) and no global combine with a default: the last
+    step depends on everything else through its main input, so a runner that computes only the
+    graph's last leaf (Beam's DaskRunner) still computes all of it, once. One empty list joins the
+    batches, so the last step runs (and writes the summary, on the workers) even when no manifest
+    row was read: a launcher that cannot see the summary is then sure the workers wrote elsewhere."""
 
     def __init__(self, output: Path | ObjectPath, run: dict[str, Any]):
         super().__init__()
         self.output = location(output)
         self.run = run
 
-    def expand(self, rows):
-        parquet = status_path(self.output, self.run["run_id"])
-        if is_remote(parquet):
-            (
-                rows
-                | "StatusToDicts" >> beam.Map(status_dict)
-                | "GatherStatus" >> beam.combiners.ToList()
-                | "WriteStatusObject" >> beam.Map(_write_parquet, parquet)
-            )
-            return self._summary(rows)
-        (
-            rows
-            | "StatusToDicts" >> beam.Map(status_dict)
-            | "WriteStatusParquet"
-            >> beam.io.WriteToParquet(
-                str(parquet.with_suffix("")), SCHEMA, file_name_suffix=".parquet", num_shards=1, shard_name_template=""
-            )
-        )
-        return self._summary(rows)
-
-    def _summary(self, rows):
-        summary = summary_path(self.output, self.run["run_id"])
+    def expand(self, batches):
+        no_rows = batches.pipeline | "NoRows" >> beam.Create([[]])
         return (
-            rows
-            | "CountStatuses" >> beam.CombineGlobally(CountStatuses())
-            | "WriteSummary" >> beam.Map(_write_summary, summary, self.run)
+            (batches, no_rows)
+            | "WithNoRows" >> beam.Flatten()
+            | "WriteStatusParts" >> beam.ParDo(WriteStatusPart(parts_folder(self.output, self.run["run_id"])))
+            | "GatherStatusParts" >> beam.GroupByKey()
+            | "FinishStatus" >> beam.Map(finish_status, self.output, self.run)
         )
 
 
-def _write_parquet(rows: list[dict[str, Any]], path: ObjectPath) -> None:
-    ordered = sorted(rows, key=lambda r: (r["source"], r["manifest"], r["line"], r["clip_id"] or ""))
-    with atomic_path(path) as temp:  # built locally, uploaded as one object
-        pq.write_table(pa.Table.from_pylist(ordered, schema=SCHEMA), temp)
-
-
-def _write_summary(counts: list[tuple[str, str, str, int]], path: Path, run: dict[str, Any]) -> dict[str, Any]:
+def _write_summary(
+    counts: list[tuple[str, str, str, int]], output: Path | ObjectPath, run: dict[str, Any]
+) -> dict[str, Any]:
     summary = build_summary(counts, run)
-    write_json_atomic(path, summary)
+    write_json_atomic(summary_path(output, run["run_id"]), summary)
     return summary

@@ -1,13 +1,16 @@
 """Ingest of one clip: cache check → fetch → one ffmpeg pass → atomic commit → a status row.
 
 `ClipWorker.ingest` never raises: every outcome, good or bad, is a `StatusRow`. Finished clips are
-`cached` on a re-run; a clip's last failure is kept under `failures/` so a re-run does not fetch it
-again unless `retry_failed` is set and the failure was retryable.
+`cached` on a re-run; a clip's last failure is kept in the failure table (`failures/`, cache.py) so
+a re-run does not fetch it again unless `retry_failed` is set and the failure was retryable — or the
+source's fetch settings changed since (`fetch_digest`): a failure is final only for the settings
+that produced it. The finished clips and the failure table are read once per worker, not per clip.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 import threading
@@ -32,9 +35,9 @@ from pipelines.core.records import (
 )
 from pipelines.core.redact import SECRET_PARAMS, redact_text
 from pipelines.core.tools import tool_versions
-from pipelines.ingest.cache import ClipCache
+from pipelines.ingest.cache import ClipCache, Failures
 from pipelines.ingest.fetch import FetchBackend, make_backend
-from pipelines.ingest.fetch.configs import secret_params, slots
+from pipelines.ingest.fetch.configs import fetch_digest, secret_params, slots
 from pipelines.ingest.media import MediaInput, MediaResult, normalize
 
 log = logging.getLogger(__name__)
@@ -54,6 +57,48 @@ class ClipWorker:
         self.tools = tool_versions()
         self.concurrency = max(limits.values())
         self.secrets = {name: secret_params(s.fetch) for name, s in sources.items()}
+        self.digests = {name: fetch_digest(s.fetch) for name, s in sources.items()}
+        self.done = self.cache.done_ids()
+        self.prior = Failures(output).load()
+        self.recorded: list[dict[str, Any]] = []  # failures not yet written (`take_failures`)
+        self.lock = threading.Lock()
+        self.local = threading.local()
+        self.workdirs: list[Path] = []
+
+    def take_failures(self) -> list[dict[str, Any]]:
+        """The failures recorded since the last call, for the caller to write as one table file."""
+        with self.lock:
+            taken, self.recorded = self.recorded, []
+        return taken
+
+    def write_failures(self, prefix: str) -> Path | None:
+        """The failures recorded since the last call, as one file of the failure table."""
+        rows = self.take_failures()
+        try:
+            return Failures(self.cache.root).write(rows, prefix)
+        except OSError as error:
+            full = find_storage_full(error, self.cache.root)
+            raise (full or error) from None
+
+    def settled(self, clip: Clip, started: float | None = None) -> StatusRow | None:
+        """The clip's row when its recorded failure is final for this run (no fetch, no file read,
+        so the caller answers it on its own thread); None when the clip is to be ingested."""
+        if clip.clip_id in self.done:
+            return None
+        prior = self._prior_failure(clip)
+        if prior is None or (prior["retryable"] and self.retry_failed):
+            return None
+        status = "failed_retryable" if prior["retryable"] else "failed_permanent"
+        started = time.monotonic() if started is None else started
+        return self._row(clip, status, started, prior["reason"], attempts=prior["attempts"])
+
+    def _prior_failure(self, clip: Clip) -> dict[str, Any] | None:
+        """The clip's last failure, if it was recorded under the source's current fetch settings
+        (records of older versions carry no digest: taken as current)."""
+        prior = self.prior.get(clip.clip_id)
+        if prior is None or prior["fetch"] not in (None, self.digests[clip.source]):
+            return None
+        return prior
 
     def ingest(self, clip: Clip) -> StatusRow:
         """The clip's status row. Raises only `StorageFull`: a full (or read-only) output is the
@@ -70,22 +115,16 @@ class ClipWorker:
             log.exception("internal error on clip %s", clip.clip_id)
             # Recorded like any retryable failure: a plain re-run does not fetch it again, --retry-failed does.
             failure = ClipFailure(f"internal error: {type(error).__name__}: {error}", retryable=True)
-            try:
-                return self._failed(clip, failure, 1, started)
-            except OSError as unwritable:
-                full = find_storage_full(unwritable, self.cache.root)
-                if full is not None:
-                    raise full from None
-                return self._row(clip, "failed_retryable", started, self._redact(failure.reason))
+            return self._failed(clip, failure, 1, started)
 
     def _ingest(self, clip: Clip, started: float) -> StatusRow:
-        if self.cache.is_complete(clip.clip_id):
+        if clip.clip_id in self.done and self.cache.is_complete(clip.clip_id):
             entry = self.cache.read_entry(clip.clip_id)
             return self._row(clip, "cached", started, attempts=entry.attempts, size=entry.total_bytes)
-        prior = self.cache.read_failure(clip.clip_id)
-        if prior and not (prior["retryable"] and self.retry_failed):
-            status = "failed_retryable" if prior["retryable"] else "failed_permanent"
-            return self._row(clip, status, started, prior["reason"], attempts=prior["attempts"])
+        settled = self.settled(clip, started)
+        if settled is not None:
+            return settled
+        prior = self._prior_failure(clip)
         attempts = prior["attempts"] if prior else 0
         policy = self.retry[clip.source]
         for attempt in range(1, policy.attempts + 1):
@@ -105,32 +144,53 @@ class ClipWorker:
                         retryable=True,
                     )
                 return self._failed(clip, failure, attempts + attempt, started)
-            self.cache.clear_failure(clip.clip_id)
             return self._row(clip, "ok", started, attempts=attempts + attempt, size=entry.total_bytes)
         raise AssertionError("unreachable: the loop returns on its last attempt")
 
     def _fetch(self, clip: Clip, attempts: int) -> ClipRecord:
         backend = self.backends[clip.source]
-        staging = self.cache.staging(clip.clip_id)
+        work = self._workdir()
+        staging = None
         try:
-            with tempfile.TemporaryDirectory(prefix="fetch-", dir=self.cache.staging_root) as work:
-                media = backend.open(clip, Path(work), want_video=self.media.frames > 0)
+            media = backend.open(clip, work, want_video=self.media.frames > 0)
+            # Made only once there is media: a clip that fails at once (no such file, HTTP 404)
+            # costs no folder (creating and removing one per clip dominated that cost).
+            staging = self.cache.staging(clip.clip_id)
+            try:
+                result = normalize(media, staging, self.media)
+            except ClipFailure as failure:
+                # The backend's other way in (a whole-file download from a server that ignores
+                # Range), or the exact reason ffmpeg failed.
+                media = backend.recover(media, failure, work)
                 try:
                     result = normalize(media, staging, self.media)
-                except ClipFailure as failure:
-                    # The backend's other way in (a whole-file download from a server that ignores
-                    # Range), or the exact reason ffmpeg failed.
-                    media = backend.recover(media, failure, Path(work))
-                    try:
-                        result = normalize(media, staging, self.media)
-                    except ClipFailure as again:
-                        raise backend.explain(media, again) from None
+                except ClipFailure as again:
+                    raise backend.explain(media, again) from None
             entry = clip_record(clip, media, result, self.media, self.tools, attempts, self.secrets[clip.source])
             self.cache.write_entry(staging, entry)  # last: the entry's completion marker
             self.cache.commit(staging, clip.clip_id)
             return entry
         finally:
-            shutil.rmtree(staging, ignore_errors=True)  # gone after a commit; removed after a failure
+            _empty(work)
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)  # gone after a commit; removed after a failure
+
+    def _workdir(self) -> Path:
+        """This thread's download folder (under the staging root, so a killed run's is removed at
+        the next start), emptied after each clip and removed by `close`."""
+        work = getattr(self.local, "work", None)
+        if work is None:
+            self.cache.staging_root.mkdir(parents=True, exist_ok=True)
+            work = self.local.work = Path(tempfile.mkdtemp(prefix="fetch-", dir=self.cache.staging_root))
+            with self.lock:
+                self.workdirs.append(work)
+        return work
+
+    def close(self) -> None:
+        with self.lock:
+            workdirs, self.workdirs = self.workdirs, []
+        for work in workdirs:
+            shutil.rmtree(work, ignore_errors=True)
 
     def _redact(self, text: str, source: str | None = None) -> str:
         return redact_text(text, self.secrets.get(source or "", SECRET_PARAMS))
@@ -138,17 +198,17 @@ class ClipWorker:
     def _failed(self, clip: Clip, failure: ClipFailure, attempts: int, started: float) -> StatusRow:
         reason = self._redact(failure.reason, clip.source)
         failure = ClipFailure(reason, retryable=failure.retryable)
-        self.cache.record_failure(
-            clip.clip_id,
-            {
-                "clip_id": clip.clip_id,
-                "source": clip.source,
-                "reason": reason,
-                "retryable": failure.retryable,
-                "attempts": attempts,
-                "time": _now(),
-            },
-        )
+        record = {
+            "clip_id": clip.clip_id,
+            "source": clip.source,
+            "reason": reason,
+            "retryable": failure.retryable,
+            "attempts": attempts,
+            "time": _now(),
+            "fetch": self.digests[clip.source],
+        }
+        with self.lock:
+            self.recorded.append(record)
         status = "failed_retryable" if failure.retryable else "failed_permanent"
         return self._row(clip, status, started, failure.reason, attempts=attempts)
 
@@ -211,6 +271,16 @@ def clip_record(
         tools=tools,
         created=_now(),
     )
+
+
+def _empty(folder: Path) -> None:
+    """Remove what a clip left in a work folder (usually nothing: one listing)."""
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                Path(entry.path).unlink(missing_ok=True)
 
 
 def _seconds(value: float | None) -> float | None:

@@ -39,7 +39,7 @@ from pipelines.core.labels import event_count
 from pipelines.core.licences import attribution, clip_licence
 from pipelines.core.ontology import load_ontology
 from pipelines.core.records import ClipRecord
-from pipelines.core.storage import is_remote
+from pipelines.core.storage import is_remote, location
 from pipelines.core.tools import package_version
 from pipelines.ingest.cache import ClipCache
 from pipelines.ingest.listing import ListCachedClips
@@ -181,7 +181,8 @@ def committed_layout(folder: Path, settings: str) -> dict[int, list[str]]:
     unreadable are no layout: their clips are placed as new. Stats written before they recorded
     `clip_ids` give the tar's keys and the recorded failures instead (read once: the re-run adds them)."""
     layout: dict[int, list[str]] = {}
-    for path in sorted(Path(folder).glob(f"shard-*{contract.STATS_SUFFIX}")):
+    folder = location(folder)  # a local folder or an object store's prefix
+    for path in sorted(folder.glob(f"shard-*{contract.STATS_SUFFIX}")):
         try:
             stats = contract.decode_json(path.read_bytes())
             match = SHARD_NAME.fullmatch(str(stats.get("shard")))
@@ -192,7 +193,7 @@ def committed_layout(folder: Path, settings: str) -> dict[int, list[str]]:
                 tar = path.with_name(match[0])
                 if not is_complete(tar, verify=False):
                     continue
-                with tarfile.open(tar) as archive:
+                with tar.open("rb") as handle, tarfile.open(fileobj=handle) as archive:
                     ids = {contract.split_name(name)[0] for name in archive.getnames()}
                 ids = sorted(ids | {failure["clip_id"] for failure in stats.get("failures", [])})
         except (OSError, tarfile.TarError, KeyError, TypeError, contract.ContractError):
@@ -210,7 +211,7 @@ class _Split:
 
     def __call__(self, item: tuple[str, Any]) -> list[ShardPlan]:
         split, items = item
-        previous = committed_layout(Path(self.root) / split, self.settings)
+        previous = committed_layout(location(self.root) / split, self.settings)
         return plan_shards(split, items, self.max_samples, self.max_bytes, self.settings, previous)
 
 

@@ -244,7 +244,10 @@ def read_stats(path: Path) -> dict[str, Any]:
 def stamp(path: Path) -> None:
     """Set a committed shard's mtime to its stats file's: any later write to the tar changes its
     mtime, so equal mtimes (and the size) tell `is_committed` the tar is the one its stats describe.
-    Both stay real times, so tools that compare size and mtime (rsync, `aws s3 sync`) see rewrites."""
+    Both stay real times, so tools that compare size and mtime (rsync, `aws s3 sync`) see rewrites.
+    An object store cannot set a time: there the upload order stamps it (`is_committed`)."""
+    if is_remote(path):
+        return
     marker = stats_path(path).stat().st_mtime_ns
     os.utime(path, ns=(marker, marker))
 
@@ -255,14 +258,20 @@ def is_committed(path: Path) -> bool:
     the tar since would have changed; a shard whose mtime differs (copied without times, touched,
     killed between the stats and the stamp) is hashed, and stamped again when it matches. What
     this cannot see (bytes changed in place with the mtime set back) the loader's per-member xxh3
-    checksums still catch."""
-    path = Path(path)
+    checksums still catch.
+
+    On an object store (no settable mtime) the stats object is uploaded after its tar, so a tar no
+    newer than its stats is the one they describe; a tar uploaded since is newer, and is hashed."""
+    path = location(path)
     try:
         stats = read_stats(path)
         status = path.stat()
         if stats.get("schema") != contract.STATS_SCHEMA or status.st_size != stats["bytes"]:
             return False
-        if status.st_mtime_ns == stats_path(path).stat().st_mtime_ns:
+        if is_remote(path):
+            if status.st_mtime <= stats_path(path).stat().st_mtime:
+                return True
+        elif status.st_mtime_ns == stats_path(path).stat().st_mtime_ns:
             return True
         if sha256_file(path) != stats["sha256"]:
             return False

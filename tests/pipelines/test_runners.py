@@ -187,6 +187,7 @@ def test_every_command_in_the_runner_docs_is_valid_for_the_installed_beam():
     """docs/runners.md: each `t2a` line's Beam options parse (choices such as --flink_version
     checked) and none is unknown to Beam or t2a."""
     from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.runners.dask import dask_runner  # noqa: F401 - registers Beam's --dask_client_address
 
     from pipelines.core import beam  # noqa: F401 - registers t2a's own options
 

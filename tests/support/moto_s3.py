@@ -28,6 +28,9 @@ def s3_server(*buckets: str) -> Iterator[str]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     endpoint = "http://{}:{}".format(*server.get_host_and_port())
+    # moto keeps its buckets in process-wide state, shared by every server this process starts: start
+    # empty, so a test never sees (and counts as `cached`) what an earlier test wrote.
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=30).close()
     try:
         with pytest.MonkeyPatch.context() as patch:
             for key, value in {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from typing import Annotated, Literal
 
@@ -69,6 +71,18 @@ class LocalFetch(StrictModel):
 def secret_params(config: YoutubeFetch | HttpFetch | LocalFetch | None) -> tuple[str, ...]:
     """The query parameters to redact for a source: its http fetch's list, else the defaults."""
     return tuple(getattr(config, "secret_params", SECRET_PARAMS))
+
+
+# How hard and how fast to try, not what to fetch: changing these does not make a failure worth retrying.
+_NOT_WHAT = {"retry", "concurrency", "sleep_interval", "max_sleep_interval", "rate_limit"}
+
+
+def fetch_digest(config: YoutubeFetch | HttpFetch | LocalFetch) -> str:
+    """A digest of the settings that decide what a source's fetch gets (backend, templates, root,
+    auth, limits): a failure recorded under one digest is not final under another, so fixing a
+    wrong `path_template` retries the clips it failed. Holds names of secrets, never their values."""
+    settings = config.model_dump(mode="json", exclude=_NOT_WHAT)
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def slots(config: YoutubeFetch | HttpFetch | LocalFetch) -> int:

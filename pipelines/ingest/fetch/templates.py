@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import string
 from pathlib import Path
 from urllib.parse import quote
@@ -23,15 +25,24 @@ def fill_url(template: str, source_id: str) -> str:
     return template.format(id=quote(source_id, safe=""))
 
 
+@functools.lru_cache(maxsize=64)
+def _mirror_root(template: str) -> Path:
+    """The template's fixed folder, symlinks resolved (once per template, not per clip)."""
+    root = Path(template.split("{", 1)[0]).resolve()
+    return root if template.split("{", 1)[0].endswith("/") else root.parent
+
+
 def fill_path(template: str, source_id: str) -> Path:
     """The mirror path for `source_id`; it must stay inside the template's fixed folder."""
     try:
         check_file_name(source_id)
     except ValueError as error:
         raise ClipFailure(str(error), retryable=False) from None
-    root = Path(template.split("{", 1)[0]).resolve()
-    root = root if template.split("{", 1)[0].endswith("/") else root.parent
-    path = Path(template.format(id=source_id)).resolve()
+    filled = Path(template.format(id=source_id))
+    if not os.path.lexists(filled):
+        return filled  # nothing there to read (one stat: a mirror missing most ids stays cheap)
+    root = _mirror_root(template)
+    path = filled.resolve()
     if not path.is_relative_to(root):
         raise ClipFailure(f"id {source_id!r} resolves outside the mirror folder {root}", retryable=False)
     return path

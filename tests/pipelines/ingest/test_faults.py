@@ -31,7 +31,7 @@ from pipelines.core.tools import die_with_parent, run_ffmpeg
 from pipelines.datasets import load_corpus
 from pipelines.ingest import job as ingest
 from pipelines.ingest import worker as worker_module
-from pipelines.ingest.cache import ClipCache
+from pipelines.ingest.cache import ClipCache, Failures
 from pipelines.ingest.fetch.templates import fill_path
 from pipelines.ingest.job import rejected_status
 from pipelines.ingest.manifests import FORMATS
@@ -61,6 +61,7 @@ def ingest_rows(root: Path, sources: list[dict], media: dict | None = None) -> t
     for source in corpus.config.sources:
         for record in FORMATS.get(source.format).read(source):
             rows.append(rejected_status(record) if isinstance(record, RejectedRow) else worker.ingest(record))
+    worker.write_failures("test")  # as FetchClips does at the end of a bundle
     return rows, worker.cache
 
 
@@ -358,7 +359,7 @@ def test_retry_after_longer_than_max_backoff_is_answered_now(tmp_path, hostile, 
     source = {"name": "tb", "format": "table", "manifest": table(tmp_path, [f"{server.url}/t.wav,0,1"]), "fetch": fetch}
     (row,), cache = ingest_rows(tmp_path, [source])
     assert row.status == "failed_retryable" and "HTTP 503" in row.reason and "asks to wait 3600 s" in row.reason
-    assert all(wait <= 2 for wait in waits) and cache.read_failure(row.clip_id)["retryable"]
+    assert all(wait <= 2 for wait in waits) and Failures(cache.root).load().get(row.clip_id)["retryable"]
 
 
 def test_redirect_loops_and_redirects_to_file_urls_are_reasons(tmp_path, server):
@@ -383,7 +384,7 @@ def test_a_stalled_token_download_is_a_recorded_retryable_failure(tmp_path, host
     source = {"name": "tb", "format": "table", "manifest": table(tmp_path, [f"{server.url}/t.wav,0,1"]), "fetch": fetch}
     (row,), cache = ingest_rows(tmp_path, [source])
     assert row.status == "failed_retryable" and "timed out" in row.reason and "internal error" not in row.reason
-    assert cache.read_failure(row.clip_id)["retryable"]
+    assert Failures(cache.root).load().get(row.clip_id)["retryable"]
     server.log.clear()
     (again,), _ = ingest_rows(tmp_path, [source])
     assert again.status == "failed_retryable" and server.requests_for("/t.wav") == []

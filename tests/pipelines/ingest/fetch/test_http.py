@@ -63,7 +63,8 @@ def test_503_exhausts_retries_and_is_retryable(tmp_path, server, video_url):
     row = w.ingest(clip(video_url))
     assert (row.status, row.attempts) == ("failed_retryable", 3)
     assert "503" in row.reason
-    assert w.cache.read_failure(row.clip_id)["retryable"] is True
+    (recorded,) = w.take_failures()
+    assert recorded["clip_id"] == row.clip_id and recorded["retryable"] is True
 
 
 def test_slow_response_times_out_as_retryable(tmp_path, server, video_url):
