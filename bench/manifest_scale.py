@@ -10,6 +10,7 @@ recorded). A 100-row run gives the fixed cost (Beam start-up) that per-row figur
 
     python bench/manifest_scale.py --rows 10000 100000            # + 1000000 when there is time
     python bench/manifest_scale.py --rows 10000 -- --runner=FnApiRunner
+    python bench/manifest_scale.py --probe-shuffle --rows 10000 100000   # where the memory goes
 
 One JSON line per size: wall and peak RSS of both runs, the per-row cost over the 100-row run,
 reading alone (the manifest parsed in this process, no Beam), and what the failures take on disk.
@@ -23,6 +24,7 @@ import json
 import os
 import resource
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -126,12 +128,46 @@ def measure(rows: int, work: Path, beam_args: list[str], fixed: dict | None) -> 
     return result
 
 
+_PROBE = """import resource, sys
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+from pipelines.datasets import load_corpus
+from pipelines.ingest.job import ReadManifest, batch_count, batch_key
+
+sources = load_corpus(sys.argv[1], "scale").config.sources
+with beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
+    records = p | beam.Create(sources) | beam.ParDo(ReadManifest())
+    if sys.argv[2] == "shuffle":
+        records = records | beam.Map(batch_key, batch_count(sources)) | beam.GroupByKey()
+    _ = records | beam.Map(lambda record: None)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+def probe_shuffle(rows: int, work: Path) -> dict:
+    """Peak RSS of the job's reading alone, and of reading plus its one shuffle (GroupByKey), each
+    in its own process: what FnApiRunner's in-memory shuffle adds as the manifest grows."""
+    config, _ = write_config(work, rows)
+    peaks = {}
+    for mode in ("read", "shuffle"):
+        done = subprocess.run(
+            [sys.executable, "-c", _PROBE, str(config), mode], cwd=ROOT, capture_output=True, text=True
+        )
+        peaks[f"{mode}_peak_rss_mb"] = int(done.stdout.split()[-1])
+    return {"rows": rows, **peaks}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--work", type=Path, default=ROOT / "bench" / "out" / "manifest-scale")
+    parser.add_argument("--probe-shuffle", action="store_true", help="only the reading/shuffle memory probe")
     parser.add_argument("beam_args", nargs="*", help="Beam options for the job, after --")
     args = parser.parse_args()
+    if args.probe_shuffle:
+        for rows in args.rows:
+            print(json.dumps(probe_shuffle(rows, args.work)), flush=True)
+        return
     beam_args = args.beam_args or ["--runner=FnApiRunner"]
     print(json.dumps({"machine": machine(), "beam_args": beam_args}), flush=True)
     fixed = measure(100, args.work, beam_args, None)

@@ -87,8 +87,7 @@ class ReadManifest(beam.DoFn):
         try:
             for record in FORMATS.get(source.format).read(source):
                 rows += 1
-                if isinstance(record, RejectedRow):
-                    _count("rejected_row")
+                if isinstance(record, RejectedRow):  # counted with every status, in FetchBatches
                     yield replace(record, reason=redact_text(record.reason, secrets))
                 else:
                     yield record
