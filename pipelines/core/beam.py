@@ -196,3 +196,25 @@ def find_worker_setup_error(error: BaseException) -> ConfigError | None:
             message = re.sub(r" \[while running '[^\]]*'\]", "", message)
             return ConfigError(message.rstrip(" '\""))
     return None
+
+
+def side_inputs_in_this_task() -> None:
+    """On a worker of Beam's DaskRunner, compute side inputs inside the task that reads them.
+
+    The DaskRunner reads a side input by computing its bag from inside the worker task that needs
+    it. A dask worker's default scheduler is its cluster, which it can reach only through a
+    client: a fresh worker has none ("Requested dask.distributed scheduler but no Client active"),
+    and one that has a client blocks its only thread on a nested job. The synchronous scheduler
+    computes the side input's lineage here, in this process (Beam-internal side inputs of that
+    lineage too), as every other runner would recompute or read it: same values, no nested job.
+    A no-op outside a dask worker (and without `distributed` installed)."""
+    try:
+        import dask
+        from distributed import get_worker
+    except ImportError:
+        return
+    try:
+        get_worker()
+    except ValueError:  # not in a dask worker
+        return
+    dask.config.set(scheduler="sync")

@@ -38,7 +38,13 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from tqdm import tqdm
 
-from pipelines.core.beam import T2aOptions, WorkerSetupError, find_worker_setup_error, pipeline_options
+from pipelines.core.beam import (
+    T2aOptions,
+    WorkerSetupError,
+    find_worker_setup_error,
+    pipeline_options,
+    side_inputs_in_this_task,
+)
 from pipelines.core.config import ConfigError
 from pipelines.core.io import StorageFull, find_storage_full, prepare_output
 from pipelines.core.records import Clip, RejectedRow, StatusRow
@@ -246,6 +252,7 @@ class FetchBatches(beam.DoFn):
         self.worker_secrets = worker_secrets or WorkerSecrets()
 
     def setup(self) -> None:
+        side_inputs_in_this_task()  # this DoFn reads side inputs (on Dask: computed in its task)
         self.worker_secrets.install()  # fetch.auth_env tokens, from the launcher
         self.worker = ClipWorker(self.sources, self.media, self.output, self.retry_failed)
         self.pool = ThreadPoolExecutor(self.worker.concurrency, thread_name_prefix="ingest")
