@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
+from pipelines.annotate.prompts.config import SelectionConfig
 from pipelines.annotate.store import TABLE, AnnotationStore
 from pipelines.core.licences import clip_licence
 from pipelines.core.ontology import load_ontology
@@ -30,6 +31,7 @@ from pipelines.ingest.cache import ClipCache
 from pipelines.ingest.status import latest_run, reason_key, status_path
 from pipelines.qc.config import QualityConfig
 from pipelines.report import verdict
+from pipelines.report.distillation import JudgeLookup, counterfactual_selection, without_keep_human
 from pipelines.report.listening import Listening
 from pipelines.report.provenance import annotate_provenance, clean, provenance, shards_index
 from pipelines.report.section import ClipFacts, Section
@@ -83,6 +85,7 @@ def collect(
     rows = Annotations(
         output, parquet, lookup, (annotate.get("prompts") or {}).get("mask_token") or DEFAULT_MASK, batch_rows
     )
+    rows.selection = counterfactual_selection(annotate.get("selection"), threshold)
     listening = Listening(listening_per_stratum, quantiles)
     for source, clip, _ in rows.read(full=True):
         totals.add(clip)
@@ -182,14 +185,14 @@ class Annotations:
         ontology = load_ontology()
         self.class_names = ClassNames(ontology, _all_mids(ontology))
         self.has_chance = "chance_score" in parquet.schema_arrow.names
+        self.selection: SelectionConfig | None = None  # keep_human off: the distillation counterfactual
+        self.judge = JudgeLookup()
         self.count = 0
 
     def read(self, full: bool) -> Iterator[tuple[str, ClipFacts, dict[str, Any]]]:
         """(source, facts, row) per row; `full` adds what reading clip.json and the text analysis give."""
         self.count = 0
-        columns = [
-            c for c in self.parquet.schema_arrow.names if c not in ("provenance", "clip_digest", "settings_hash")
-        ]
+        columns = [c for c in self.parquet.schema_arrow.names if c not in ("clip_digest", "settings_hash")]
         for batch in self.parquet.iter_batches(batch_size=self.batch_rows, columns=columns):
             rows = batch.to_pylist()
             self.count += len(rows)
@@ -224,6 +227,8 @@ class Annotations:
             expert=row["selected_expert"],
             score=row["selected_score"],
             exact=hash8(caption) if caption is not None else 0,
+            judge=self.judge(row.get("provenance")),
+            without_keep_human=without_keep_human(row, self.selection) if self.selection else None,
         )
         if full and caption is not None:
             self._analyse(clip, caption, [label.model_dump() for label in entry.labels] if entry else [])
