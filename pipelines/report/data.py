@@ -31,7 +31,7 @@ from pipelines.ingest.cache import ClipCache
 from pipelines.ingest.status import latest_run, reason_key, status_path
 from pipelines.qc.config import QualityConfig
 from pipelines.report import verdict
-from pipelines.report.distillation import JudgeLookup, counterfactual_selection, without_keep_human
+from pipelines.report.distillation import counterfactual_selection, judge_keys, without_keep_human
 from pipelines.report.listening import Listening
 from pipelines.report.provenance import annotate_provenance, clean, provenance, shards_index
 from pipelines.report.section import ClipFacts, Section
@@ -186,7 +186,6 @@ class Annotations:
         self.class_names = ClassNames(ontology, _all_mids(ontology))
         self.has_chance = "chance_score" in parquet.schema_arrow.names
         self.selection: SelectionConfig | None = None  # keep_human off: the distillation counterfactual
-        self.judge = JudgeLookup()
         self.count = 0
 
     def read(self, full: bool) -> Iterator[tuple[str, ClipFacts, dict[str, Any]]]:
@@ -194,12 +193,14 @@ class Annotations:
         self.count = 0
         columns = [c for c in self.parquet.schema_arrow.names if c not in ("clip_digest", "settings_hash")]
         for batch in self.parquet.iter_batches(batch_size=self.batch_rows, columns=columns):
-            rows = batch.to_pylist()
+            has_provenance = "provenance" in batch.schema.names
+            judges = judge_keys(batch.column("provenance")) if has_provenance else ["unknown"] * batch.num_rows
+            rows = batch.select([c for c in batch.schema.names if c != "provenance"]).to_pylist()
             self.count += len(rows)
-            for row, source in zip(rows, self.lookup.get([r["clip_id"] for r in rows])):
+            for row, source, judge in zip(rows, self.lookup.get([r["clip_id"] for r in rows]), judges):
                 entry = self.entry(row["clip_id"]) if (full and row["status"] == "ok") or source is None else None
                 source = source or (entry.source if entry else None) or "unknown"
-                yield source, self.facts(row, entry, full), row
+                yield source, self.facts(row, entry, full, judge), row
 
     def entry(self, clip_id: str) -> ClipRecord | None:
         try:
@@ -207,7 +208,7 @@ class Annotations:
         except (OSError, ValueError):
             return None  # a clip annotated but since removed from the cache: no labels to check
 
-    def facts(self, row: dict[str, Any], entry: ClipRecord | None, full: bool) -> ClipFacts:
+    def facts(self, row: dict[str, Any], entry: ClipRecord | None, full: bool, judge: str = "unknown") -> ClipFacts:
         status, reason = row["status"], row["reason"] or ""
         plain = status == "ok" and not reason.startswith("fallback")
         candidates = [(c["expert"], c["clap_score"]) for c in row["candidates"] or []]
@@ -227,8 +228,8 @@ class Annotations:
             expert=row["selected_expert"],
             score=row["selected_score"],
             exact=hash8(caption) if caption is not None else 0,
-            judge=self.judge(row.get("provenance")),
-            without_keep_human=without_keep_human(row, self.selection) if self.selection else None,
+            judge=judge,
+            without_keep_human=without_keep_human(row, self.selection) if full and self.selection else None,
         )
         if full and caption is not None:
             self._analyse(clip, caption, [label.model_dump() for label in entry.labels] if entry else [])

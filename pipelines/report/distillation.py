@@ -23,6 +23,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import pyarrow.compute as pc
+
 from pipelines.annotate.prompts.config import SelectionConfig
 from pipelines.annotate.prompts.select import Candidate, select_caption
 from pipelines.report.stats import MARGIN_EDGES, Stats, ratio
@@ -42,21 +44,20 @@ def judge_key(provenance: Mapping[str, Any] | None) -> str:
     return "unknown" if judge is None else "judge" if judge else "not_judge"
 
 
-class JudgeLookup:
-    """A row's provenance JSON → its judge key, parsed once per distinct text (a run writes one provenance)."""
+def judge_keys(provenance: Any) -> list[str]:
+    """A record batch's provenance column (JSON text per row) → each row's judge key; each distinct text is parsed
+    once (a run writes one provenance), and the texts never become Python strings row by row."""
+    unique = pc.unique(provenance)
+    keys = [judge_key(_parse(text)) for text in unique.to_pylist()]
+    return [keys[i] for i in pc.index_in(provenance, value_set=unique).to_pylist()]
 
-    def __init__(self) -> None:
-        self.text: str | None = None
-        self.key = "unknown"
 
-    def __call__(self, text: str | None) -> str:
-        if text != self.text:
-            try:
-                payload = json.loads(text) if text else {}
-            except ValueError:
-                payload = {}
-            self.text, self.key = text, judge_key(payload if isinstance(payload, dict) else {})
-        return self.key
+def _parse(text: str | None) -> dict[str, Any]:
+    try:
+        payload = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return payload if isinstance(payload, dict) else {}
 
 
 def counterfactual_selection(selection: Mapping[str, Any] | None, threshold: float) -> SelectionConfig:

@@ -11,7 +11,7 @@ import pytest
 
 from pipelines.annotate.store import TABLE_SCHEMA
 from pipelines.report.data import collect
-from pipelines.report.distillation import counterfactual_selection, judge_key, without_keep_human
+from pipelines.report.distillation import counterfactual_selection, judge_key, judge_keys, without_keep_human
 
 SELECTION = {"threshold": 0.2, "above_label_text": False, "fallback": "label_text", "keep_human": True}
 BY_LABELS = {"retrieval": {"query": "labels", "judge": False}, "selection": SELECTION}
@@ -193,3 +193,5 @@ def test_judge_key_from_provenance():
     assert judge_key(BY_JUDGE) == "judge" and judge_key(BY_LABELS) == "not_judge"
     assert judge_key({"retrieval": {"query": "audio"}}) == "judge"  # rows that record the query only
     assert judge_key(UNRECORDED) == "unknown" and judge_key(None) == "unknown"
+    texts = [json.dumps(BY_JUDGE), None, json.dumps(BY_LABELS), "not json", json.dumps(BY_JUDGE)]
+    assert judge_keys(pa.array(texts, pa.string())) == ["judge", "unknown", "not_judge", "unknown", "judge"]
