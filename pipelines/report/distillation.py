@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pyarrow.compute as pc
+from pydantic import ValidationError
 
 from pipelines.annotate.prompts.config import SelectionConfig
 from pipelines.annotate.prompts.select import Candidate, select_caption
@@ -61,10 +62,13 @@ def _parse(text: str | None) -> dict[str, Any]:
 
 
 def counterfactual_selection(selection: Mapping[str, Any] | None, threshold: float) -> SelectionConfig:
-    """The recorded selection rule with keep_human off (unknown keys of an older or newer row are ignored)."""
+    """The recorded selection rule with keep_human off (keys or values an older or newer t2a wrote are ignored)."""
     known = {k: v for k, v in (selection or {}).items() if k in SelectionConfig.model_fields and v is not None}
     known.setdefault("threshold", threshold)
-    return SelectionConfig.model_validate({**known, "keep_human": False})
+    try:
+        return SelectionConfig.model_validate({**known, "keep_human": False})
+    except ValidationError:  # a value this version does not know: the report's threshold, the default rule
+        return SelectionConfig(threshold=threshold, keep_human=False)
 
 
 def without_keep_human(row: Mapping[str, Any], config: SelectionConfig) -> str | None:

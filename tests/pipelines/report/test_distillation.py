@@ -187,6 +187,8 @@ def test_the_recorded_rule_decides_the_counterfactual():
     assert without_keep_human(c5, counterfactual_selection(None, 0.05)) == "human"
     assert without_keep_human(ROWS[0], counterfactual_selection(SELECTION, 0.9)) is None  # no human caption
     assert counterfactual_selection({**SELECTION, "from_a_newer_t2a": 1}, 0.9).keep_human is False
+    unknown = counterfactual_selection({**SELECTION, "fallback": "a-newer-fallback"}, 0.25)
+    assert (unknown.threshold, unknown.fallback, unknown.keep_human) == (0.25, "label_text", False)
 
 
 def test_judge_key_from_provenance():
