@@ -170,6 +170,7 @@ def sample(
         None, help="Classifier-free guidance scale (0: unconditional, 1: no guidance)."
     ),
     sampler: str | None = typer.Option(None, help="ddim, dpm-solver++ or ddpm."),
+    eta: float | None = typer.Option(None, help="DDIM η (ddim only; default: the config's sample.eta, else 0)."),
     seed: int | None = typer.Option(None, help="Seed of the first sample; item i uses seed + i."),
     seconds: float | None = typer.Option(None, help="Length of each sample (default: the training window)."),
     per_prompt: int | None = typer.Option(None, "--per-prompt", help="Samples per prompt."),
@@ -246,12 +247,15 @@ def sample(
         guidance = guidance if guidance is not None else (token_cfg.guidance if token_cfg else 1.0)
         if steps is None:  # DD: the config's dd.steps, else the model's; AR ignores steps
             steps = token_cfg.steps if token_cfg is not None and hasattr(token_cfg, "steps") else _saved_steps(folder)
+    # the config's DDIM η applies to its ddim sampler: `--sampler ddpm` on an η = 1 preset samples without it
+    config_eta = defaults.eta if defaults and pick(sampler, "sampler", "ddim") == "ddim" else 0.0
     request = _guard(
         lambda: Request(
             prompts=texts,
             steps=pick(steps, "steps", 50),
             guidance=pick(guidance, "guidance", 2.0),
             sampler=pick(sampler, "sampler", "ddim"),
+            eta=eta if eta is not None else config_eta,
             seed=pick(seed, "seed", 0),
             seconds=pick(seconds, "seconds", None),
             per_prompt=pick(per_prompt, "per_prompt", 1),

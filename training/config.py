@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from pipelines.core.config import ConfigError, OutputDir, StrictModel, format_validation_error, load_yaml
 
@@ -353,9 +353,18 @@ class SampleConfig(StrictModel):
     steps: PositiveInt = 50
     guidance: Annotated[float, Field(ge=0)] = 2.0
     sampler: Literal["ddim", "dpm-solver++", "ddpm"] = "ddim"
+    # DDIM η (Song et al. 2021 eq. 16): 0 is deterministic DDIM, 1 adds DDPM-like noise at every step; only the
+    # ddim sampler takes it. AudioLDM's paper gives no η; its released code samples with η = 1 (audioldm-*.yaml).
+    eta: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
     seconds: Annotated[float, Field(gt=0)] | None = None  # None: the training window's length
     seed: Count = 0
     per_prompt: PositiveInt = 1
+
+    @model_validator(mode="after")
+    def _eta_is_ddim(self) -> SampleConfig:
+        if self.eta and self.sampler != "ddim":
+            raise ValueError(f"eta (DDIM η) is for sampler ddim only; with sampler {self.sampler} set eta: 0")
+        return self
 
 
 class TrainConfig(StrictModel):

@@ -74,8 +74,26 @@ def model_provenance(config: AnnotateConfig) -> dict[str, Any]:
     return provenance
 
 
-def run_provenance(config: AnnotateConfig) -> dict[str, Any]:
-    """What every row records beside the models: the selection rule, the seeds, the tool versions."""
+def retrieval_provenance(config: AnnotateConfig, models: dict[str, Any]) -> dict[str, Any] | None:
+    """The retrieval expert's settings and which model ranked the bank by which score (Make-An-Audio §3.2.1:
+    the paper's retrieval model is not the CLAP that judges). `judge` is true when the ranking is the judge's
+    own CLAP audio–text score (`query: audio`); the report splits its retrieval figures by it."""
+    if not config.retrieval:
+        return None
+    query = config.retrieval.query
+    clap = models.get("clap") or {}
+    return {
+        **config.retrieval.model_dump(mode="json"),
+        "model": clap.get("model"),
+        "sha256": clap.get("sha256"),
+        "score": "clap_audio_text" if query == "audio" else "clap_text_text",
+        "judge": query == "audio",
+    }
+
+
+def run_provenance(config: AnnotateConfig, models: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What every row records beside the models: the selection rule, the seeds, the retrieval ranking, the tool
+    versions."""
     captioning = config.captioning
     return {
         "selection": config.selection.model_dump(mode="json"),
@@ -84,7 +102,7 @@ def run_provenance(config: AnnotateConfig) -> dict[str, Any]:
             "mbtg": "sha256(clip_id)",
             "captioning": captioning.seed if captioning and captioning.do_sample else None,
         },
-        "retrieval": config.retrieval.model_dump(mode="json") if config.retrieval else None,
+        "retrieval": retrieval_provenance(config, models or {}),
         "tools": {
             name: package_version(name) for name in ("t2a", "torch", "transformers", "laion-clap", "apache-beam")
         },
@@ -395,7 +413,7 @@ class Annotate(beam.PTransform):
         self.device = device
         models = model_provenance(config)
         self.settings = settings_hash(config, models)
-        self.provenance = {**models, **run_provenance(config)}
+        self.provenance = {**models, **run_provenance(config, models)}
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         output, config = self.corpus.output, self.config

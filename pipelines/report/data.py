@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
+from pipelines.annotate.prompts.config import SelectionConfig
 from pipelines.annotate.store import TABLE, AnnotationStore
 from pipelines.core.licences import clip_licence
 from pipelines.core.ontology import load_ontology
@@ -30,6 +31,7 @@ from pipelines.ingest.cache import ClipCache
 from pipelines.ingest.status import latest_run, reason_key, status_path
 from pipelines.qc.config import QualityConfig
 from pipelines.report import verdict
+from pipelines.report.distillation import counterfactual_selection, judge_keys, without_keep_human
 from pipelines.report.listening import Listening
 from pipelines.report.provenance import annotate_provenance, clean, provenance, shards_index
 from pipelines.report.section import ClipFacts, Section
@@ -83,6 +85,7 @@ def collect(
     rows = Annotations(
         output, parquet, lookup, (annotate.get("prompts") or {}).get("mask_token") or DEFAULT_MASK, batch_rows
     )
+    rows.selection = counterfactual_selection(annotate.get("selection"), threshold)
     listening = Listening(listening_per_stratum, quantiles)
     for source, clip, _ in rows.read(full=True):
         totals.add(clip)
@@ -182,21 +185,22 @@ class Annotations:
         ontology = load_ontology()
         self.class_names = ClassNames(ontology, _all_mids(ontology))
         self.has_chance = "chance_score" in parquet.schema_arrow.names
+        self.selection: SelectionConfig | None = None  # keep_human off: the distillation counterfactual
         self.count = 0
 
     def read(self, full: bool) -> Iterator[tuple[str, ClipFacts, dict[str, Any]]]:
         """(source, facts, row) per row; `full` adds what reading clip.json and the text analysis give."""
         self.count = 0
-        columns = [
-            c for c in self.parquet.schema_arrow.names if c not in ("provenance", "clip_digest", "settings_hash")
-        ]
+        columns = [c for c in self.parquet.schema_arrow.names if c not in ("clip_digest", "settings_hash")]
         for batch in self.parquet.iter_batches(batch_size=self.batch_rows, columns=columns):
-            rows = batch.to_pylist()
+            has_provenance = "provenance" in batch.schema.names
+            judges = judge_keys(batch.column("provenance")) if has_provenance else ["unknown"] * batch.num_rows
+            rows = batch.select([c for c in batch.schema.names if c != "provenance"]).to_pylist()
             self.count += len(rows)
-            for row, source in zip(rows, self.lookup.get([r["clip_id"] for r in rows])):
+            for row, source, judge in zip(rows, self.lookup.get([r["clip_id"] for r in rows]), judges):
                 entry = self.entry(row["clip_id"]) if (full and row["status"] == "ok") or source is None else None
                 source = source or (entry.source if entry else None) or "unknown"
-                yield source, self.facts(row, entry, full), row
+                yield source, self.facts(row, entry, full, judge), row
 
     def entry(self, clip_id: str) -> ClipRecord | None:
         try:
@@ -204,7 +208,7 @@ class Annotations:
         except (OSError, ValueError):
             return None  # a clip annotated but since removed from the cache: no labels to check
 
-    def facts(self, row: dict[str, Any], entry: ClipRecord | None, full: bool) -> ClipFacts:
+    def facts(self, row: dict[str, Any], entry: ClipRecord | None, full: bool, judge: str = "unknown") -> ClipFacts:
         status, reason = row["status"], row["reason"] or ""
         plain = status == "ok" and not reason.startswith("fallback")
         candidates = [(c["expert"], c["clap_score"]) for c in row["candidates"] or []]
@@ -224,6 +228,8 @@ class Annotations:
             expert=row["selected_expert"],
             score=row["selected_score"],
             exact=hash8(caption) if caption is not None else 0,
+            judge=judge,
+            without_keep_human=without_keep_human(row, self.selection) if full and self.selection else None,
         )
         if full and caption is not None:
             self._analyse(clip, caption, [label.model_dump() for label in entry.labels] if entry else [])

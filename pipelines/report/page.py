@@ -26,6 +26,7 @@ SECTIONS = (
     "verdict",
     "worst",
     "scores",
+    "distillation",
     "quality",
     "licences",
     "labels",
@@ -354,6 +355,92 @@ def _scope_scores(scope: Scope, figures: Mapping[str, str]) -> str:
     )
 
 
+# The retrieval figures' groups: every clip, then by how the row's retrieval expert ranked its bank.
+DISTILLATION_GROUPS = (
+    ("all", "all"),
+    ("judge", "ranked by the judge (CLAP audio–text, query: audio)"),
+    ("not_judge", "not by the judge (text–text over labels, query: labels)"),
+    ("unknown", "ranking not recorded"),
+)
+
+
+def _distillation(report, scopes: list[Scope], _figures) -> str:
+    """Make-An-Audio §3.2.1's two choices, from the candidates' stored scores (report.distillation)."""
+    found = [(s, s.data.get("distillation")) for s in scopes]
+    if not any(d for _, d in found):
+        return "<p>not in this report.json: rebuild it with <code>t2a report</code></p>"
+    rows = []
+    for s, d in found:
+        retrieval = (d or {}).get("retrieval") or {}
+        for key, name in DISTILLATION_GROUPS:
+            group = retrieval if key == "all" else (retrieval.get("by_judge") or {}).get(key)
+            if not group or (key != "all" and not group["clips"]):
+                continue
+            t5 = group["table5"]
+            wins, mean = group["wins"], group["mean"]
+            rows.append(
+                (
+                    s.slug,
+                    [
+                        s.name,
+                        name,
+                        group["clips"],
+                        wins["captioning"],
+                        wins["retrieval"],
+                        group["win_rate"]["retrieval"],
+                    ]
+                    + [mean["captioning"], mean["retrieval"], *(t5[k] for k in ("label_text", "captioning"))]
+                    + [t5["retrieval"], t5["both_select"]],
+                )
+            )
+    head = [
+        "scope",
+        "retrieval ranking",
+        "clips with both",
+        "captioning wins",
+        "retrieval wins",
+        "retrieval win rate",
+        "mean captioning candidate",
+        "mean retrieved candidate",
+        "T5: original label text",
+        "T5: captioning",
+        "T5: retrieval",
+        "T5: both + CLAP selection",
+    ]
+    caption = (
+        "captioning vs retrieval on clips with both kinds of candidates: wins of the CLAP judgement and mean CLAP "
+        "scores; T5 columns as Make-An-Audio App. A, Table 5 (best candidate of each expert)"
+    )
+    human_rows = []
+    for s, d in found:
+        kept = (d or {}).get("keep_human")
+        if kept:
+            replaced_by = ", ".join(f"{k} {n}" for k, n in kept["replaced_by"].items()) or "—"
+            human_rows.append(
+                (
+                    s.slug,
+                    [s.name, kept["clips"], kept["human"]["mean"], kept["best_other"]["mean"], kept["margin"]["mean"]]
+                    + [kept["replaced"], kept["replaced_rate"], replaced_by],
+                )
+            )
+    human_head = [
+        "scope",
+        "clips with human captions",
+        "mean CLAP: best human",
+        "mean CLAP: best other candidate",
+        "mean margin (human − other)",
+        "replaced with keep_human: false",
+        "rate",
+        "replaced by",
+    ]
+    setting = (report.get("provenance", {}).get("annotate", {}).get("selection") or {}).get("keep_human")
+    return (
+        _table(head, rows, caption)
+        + _table(human_head, human_rows, "human captions vs the experts (selection rerun on the stored scores)")
+        + f"<p>selection.keep_human in this run: <b>{_e(_fmt(setting))}</b></p>"
+    )
+
+
 def _labels(report, scopes: list[Scope], _figures) -> str:
     keys = ("clips_with_labels", "mentions_label", "mention_rate", "names_unlabelled_class", "unlabelled_class_rate")
     rows = [(s.slug, [s.name, *(s.data["labels"][k] for k in keys)]) for s in scopes]
@@ -450,6 +537,7 @@ def _candidate(c: Mapping[str, Any], row: Mapping[str, Any]) -> str:
 _SECTION_TITLES = {
     "verdict": ("Verdict", _verdict),
     "scores": ("CLAP scores", _scores),
+    "distillation": ("Expert distillation", _distillation),
     "quality": ("Audio quality", _quality),
     "licences": ("Licences", _licences),
     "labels": ("Labels", _labels),

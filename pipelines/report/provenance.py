@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 from pipelines.ingest.job import read_summary
 
 MODELS = ("clap", "clip", "captioning")
-SELECTION = ("threshold", "above_label_text", "fallback")
+SELECTION = ("threshold", "above_label_text", "fallback", "keep_human")
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

@@ -16,6 +16,7 @@ import numpy as np
 
 from pipelines.annotate.store import STATUSES as ANNOTATION_STATUSES
 from pipelines.core.records import STATUSES as INGEST_STATUSES
+from pipelines.report.distillation import DROPPED, Distillation
 from pipelines.report.stats import MARGIN_EDGES, Acceptance, IntStats, Stats, empty_stats, ratio
 from pipelines.report.text import ARTEFACT_KINDS
 from pipelines.review.design import origin
@@ -52,6 +53,8 @@ class ClipFacts:
     artefacts: list[str] = field(default_factory=list)
     licence: str | None = None  # SPDX-like id (pipelines.core.licences), where clip.json was read
     licence_raw: str | None = None
+    judge: str = "unknown"  # distillation.JUDGE_KEYS: did the row's retrieval rank by the judge's score?
+    without_keep_human: str | None = None  # the expert selected with keep_human off; None: no human caption
 
 
 class HashCounts:
@@ -162,6 +165,7 @@ class Section:
         self.margin_positive = 0
         self.licences: Counter = Counter()
         self.unread_licences: Counter = Counter()
+        self.distillation = Distillation()
 
     def add_status(self, status: str, reason: str, rows: int) -> None:
         self.rows += rows
@@ -183,6 +187,8 @@ class Section:
             self.by_expert[expert].add(score)
         self.label.add(clip.label_score)
         self.chance.add(clip.chance_score)
+        chosen = clip.expert if clip.status == "ok" and clip.expert else DROPPED
+        self.distillation.add(clip.candidates, clip.label_score, chosen, clip.judge, clip.without_keep_human)
         if clip.status == "ok":
             self._add_selected(clip)
 
@@ -240,6 +246,7 @@ class Section:
             "availability": self._availability(),
             "annotations": self._annotations(),
             "scores": self._scores(),
+            "distillation": self.distillation.summary(),
             "labels": self._labels(),
             "text": self._text(),
             "artefacts": self._artefacts(),

@@ -33,7 +33,7 @@ DOG, BARK, CAT, RAIN, SPEECH, MUSIC = "/m/0bt9lr", "/m/05tny_", "/m/01yrx", "/m/
 PROVENANCE = {
     "clap": {"model": "tiny-clap", "sha256": "aa"},
     "captioning": {"model": "tiny-captioner", "sha256": "bb"},
-    "selection": {"threshold": THRESHOLD, "above_label_text": False, "fallback": "label_text"},
+    "selection": {"threshold": THRESHOLD, "above_label_text": False, "fallback": "label_text", "keep_human": True},
     "prompts": {"mask_token": "[MASK]", "mask_counts": [1, 2]},
     "seeds": {"mbtg": "sha256(clip_id)", "captioning": None},
     "retrieval": {"k": 2},

@@ -22,6 +22,31 @@ EXPERTS = ("captioning", "human", "label_text", "retrieval", "source_text")
 TABLE5 = {"label_text": 0.1234, "captioning": 0.2345, "retrieval": None, "selected": 0.3456}
 
 
+def distillation(clips: int) -> dict:
+    """report.distillation of a scope (pipelines/report/distillation.py), set by hand."""
+    group = lambda n, wins: {  # noqa: E731
+        "clips": n,
+        "wins": {"captioning": wins, "retrieval": n - wins},
+        "win_rate": {"captioning": round(wins / n, 6), "retrieval": round((n - wins) / n, 6)},
+        "selected": {"captioning": wins, "retrieval": n - wins},
+        "candidates": {"captioning": 2 * n, "retrieval": 3 * n},
+        "mean": {"captioning": 0.3111, "retrieval": 0.4222},
+        "table5": {"label_text": 0.1234, "captioning": 0.3333, "retrieval": 0.4444, "both_select": 0.5555},
+    }
+    return {
+        "retrieval": {**group(clips, 3), "by_judge": {"judge": group(clips - 2, 1), "not_judge": group(2, 2)}},
+        "keep_human": {
+            "clips": 4,
+            "human": stats([0.2, 0.3, 0.4, 0.5]),
+            "best_other": stats([0.3, 0.3, 0.3, 0.6]),
+            "margin": stats([-0.1, 0.0, 0.1, -0.1], [round(-2 + i * 0.1, 6) for i in range(41)]),
+            "replaced": 2,
+            "replaced_rate": 0.5,
+            "replaced_by": {"captioning": 1, "label_text": 1},
+        },
+    }
+
+
 def stats(values, edges=SCORE_EDGES) -> dict:
     v = np.asarray(values, dtype=float)
     counts = np.histogram(np.clip(v, edges[0], edges[-1]), bins=edges)[0] if v.size else np.zeros(len(edges) - 1)
@@ -107,6 +132,7 @@ def section(seed: int, clips: int) -> dict:
             for k in ARTEFACT_KINDS
         },
         "composition": {"single_event": clips - 4, "multi_event": 3, "no_labels": 1},
+        "distillation": distillation(clips),
     }
 
 

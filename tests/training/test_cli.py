@@ -70,3 +70,15 @@ def test_a_workers_pasted_traceback_is_cut_to_the_loaders_sentence():
     )
     assert loader_message(RuntimeError(pasted)) == "slot 0: 6 of 6 samples skipped"
     assert loader_message(RuntimeError("slot 1: 3 of 4 samples skipped")) == "slot 1: 3 of 4 samples skipped"
+
+
+def test_sample_eta_with_another_sampler_is_one_line(tmp_path):
+    """DDIM η is for the ddim sampler only: asked with another, one line before any model loads."""
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "model_index.json").write_text("{}")
+    common = ["sample", "--checkpoint", str(tmp_path / "model"), "--device", "cpu", "a dog barks"]
+    done = CliRunner().invoke(app, [*common, "--sampler", "ddpm", "--eta", "0.5"])
+    assert done.exit_code == 2 and "eta (DDIM η) is for sampler ddim only" in done.output
+    assert "Traceback" not in done.output
+    done = CliRunner().invoke(app, [*common, "--eta", "-1"])
+    assert done.exit_code == 2 and "must be a number >= 0" in done.output

@@ -29,6 +29,8 @@ def test_the_paper_presets_are_ldm_presets_and_resolve_by_name():
     assert big.ldm.unet.block_out_channels == [256, 512, 768, 1280] and big.ldm.unet.head_channels == 64
     assert s.vae.train.optim.lr == 4.5e-6 and s.vae.loss.adversarial_start == 50_000
     assert (s.sample.steps, s.sample.sampler, s.sample.guidance) == (200, "ddim", 2.0)
+    # DDIM η: not in the AudioLDM paper; its released code samples with ddim_eta=1.0 (Make-An-Audio's: η = 0)
+    assert (s.sample.eta, big.sample.eta, load_config(preset="make-an-audio").sample.eta) == (1.0, 1.0, 0.0)
     assert s.data.shards == os.path.normpath(PRESETS / "../../data/audiocaps/shards")
     maa = load_config(preset="make-an-audio")
     assert (maa.vae.latent_channels, len(maa.vae.block_out_channels) - 1) == (4, 3)  # C = 4, r = 8
@@ -49,6 +51,22 @@ def test_a_file_with_a_preset_key_overrides_the_preset_and_keeps_its_own_paths(t
     assert load_config(own, preset="audioldm-s") == config
     with pytest.raises(ConfigError, match="give one"):
         load_config(own, preset="make-an-audio")
+
+
+def test_sample_eta_is_ddim_only_and_not_negative(tmp_path):
+    from training.config import SampleConfig
+
+    assert (
+        SampleConfig().eta == 0.0 and load_config(PRESETS / "demo.yaml").sample.eta == 0.0
+    )  # the demo's DDIM as before
+    with pytest.raises(ValueError, match="greater than or equal to 0"):
+        SampleConfig(eta=-0.5)
+    with pytest.raises(ValueError, match="eta .DDIM η. is for sampler ddim only; with sampler ddpm set eta: 0"):
+        SampleConfig(sampler="ddpm", eta=1.0)
+    own = tmp_path / "mine.yaml"  # the preset's η = 1 with another sampler: a one-line config error
+    own.write_text("preset: audioldm-s\nrun: r\ndata: {shards: s}\nsample: {sampler: dpm-solver++}\n")
+    with pytest.raises(ConfigError, match="sample: .*eta .DDIM η. is for sampler ddim only"):
+        load_config(own)
 
 
 def test_the_profile_training_window_is_used_when_no_crop_is_given(tmp_path):

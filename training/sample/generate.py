@@ -38,6 +38,7 @@ class Request:
     steps: int = 50
     guidance: float = 2.0  # w of eq. 9; 1: the conditional model alone, 0: the unconditional one
     sampler: str = "ddim"  # ddim | dpm-solver++ | ddpm (training.models.ldm.make_sampler)
+    eta: float = 0.0  # DDIM η (sample.eta): 0 deterministic DDIM; ddim only
     seed: int = 0  # item i starts from the noise of seed + i
     seconds: float | None = None  # None: the bundle's training window
     per_prompt: int = 1
@@ -71,6 +72,10 @@ class Request:
             problems.append("guidance and seed must be >= 0 and seconds > 0")
         if self.sampler not in SAMPLERS:
             problems.append(f"unknown sampler {self.sampler!r}; valid names: {', '.join(SAMPLERS)}")
+        if not (math.isfinite(self.eta) and self.eta >= 0):
+            problems.append(f"eta (DDIM η) must be a number >= 0, got {self.eta}")
+        elif self.eta and self.sampler != "ddim":
+            problems.append(f"eta (DDIM η) is for sampler ddim only; with sampler {self.sampler} set eta 0")
         if not 0 <= self.style_strength <= 1:
             problems.append(f"style_strength must be in [0, 1], got {self.style_strength}")
         if self.inpaint_keep is not None and self.inpaint_mask is not None:
@@ -189,8 +194,9 @@ def sample_latents(bundle: Bundle, request: Request, device: str | torch.device 
                     "this is an inpainting model (t2a train inpaint): give --inpaint SOURCE with --mask or --keep"
                 )
             unet, observed = WithContext(unet, context(observed.latent, 1 - observed.mask)), None
+        step = {"eta": request.eta} if request.sampler == "ddim" else {}  # DDIMScheduler.step's η
         return _denoise(
-            unet, conditioner, scheduler, latents, timesteps, cond, null, request.guidance, generators, observed
+            unet, conditioner, scheduler, latents, timesteps, cond, null, request.guidance, generators, observed, step
         )
 
 
@@ -251,12 +257,23 @@ class Observed:
 
 
 def _denoise(
-    unet, conditioner, scheduler, latents, timesteps, cond, null, guidance, generators, observed: Observed | None
+    unet,
+    conditioner,
+    scheduler,
+    latents,
+    timesteps,
+    cond,
+    null,
+    guidance,
+    generators,
+    observed: Observed | None,
+    step: dict[str, Any] | None = None,
 ) -> Tensor:
+    """`step`: extra arguments of the scheduler's step (DDIM's η); its noise, if any, comes from `generators`."""
     for i, t in enumerate(timesteps):
         model_input = scheduler.scale_model_input(latents, t)
         prediction = guided_prediction(unet, conditioner, model_input, t, cond, null, guidance)
-        latents = scheduler.step(prediction, t, latents, generator=generators).prev_sample
+        latents = scheduler.step(prediction, t, latents, generator=generators, **(step or {})).prev_sample
         if observed is not None:
             latents = observed.impose(
                 scheduler, latents, timesteps[i + 1] if i + 1 < len(timesteps) else None, generators

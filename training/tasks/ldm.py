@@ -274,6 +274,7 @@ def _log_samples(session, unet, scheduler, conditioner, config: TrainConfig, vae
         steps=min(config.sample.steps, VALID_STEPS),
         guidance=config.sample.guidance,
         sampler=config.sample.sampler,
+        eta=config.sample.eta,
         seed=config.sample.seed,
     )
     mels, waves = generate(bundle, request, device=session.device)

@@ -142,6 +142,10 @@ def test_every_clip_gets_a_row_with_embeddings_scored_candidates_and_a_selection
     assert "clip_image" not in store.arrays("fs_64760", store.read("fs_64760"))  # audio only: no frames
     assert stored["provenance"]["clap"]["sha256"] and stored["provenance"]["captioning"]["sha256"]
     assert stored["provenance"]["selection"]["threshold"] == -1.0 and stored["provenance"]["tools"]["transformers"]
+    # which model ranked the retrieval bank, by which score (the report splits its distillation figures by `judge`)
+    retrieval = stored["provenance"]["retrieval"]
+    assert (retrieval["query"], retrieval["score"], retrieval["judge"]) == ("labels", "clap_text_text", False)
+    assert retrieval["sha256"] == stored["provenance"]["clap"]["sha256"] and retrieval["top_k"] == 2
     # CLAP's cosine, recomputed from the stored audio embedding and a fresh text embedding, is the stored score
     from pipelines.annotate.encoders import load_clap
     from pipelines.datasets import load_corpus

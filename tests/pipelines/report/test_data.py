@@ -35,7 +35,12 @@ def test_shape_and_provenance(report):
     assert prov["ingest"]["manifests"] == ["manifests/alpha.csv", "manifests/beta.csv"]
     assert prov["ingest"]["tools"] == {"ffmpeg": "7.1"} and prov["ingest"]["started"].startswith("2026-01-01")
     assert set(prov["annotate"]["models"]) == {"clap", "captioning"}
-    assert prov["annotate"]["selection"] == {"threshold": 0.3, "above_label_text": False, "fallback": "label_text"}
+    assert prov["annotate"]["selection"] == {
+        "threshold": 0.3,
+        "above_label_text": False,
+        "fallback": "label_text",
+        "keep_human": True,
+    }
     assert prov["annotate"]["bank_checksum"] == "bank1"
     assert prov["shards"] == {"profiles": ["audioldm"], "config_hash": CONFIG_HASH}
     json.dumps(report, allow_nan=False)  # no NaN anywhere

@@ -70,7 +70,7 @@ def test_each_source_has_rows_and_a_block_in_every_aggregate_section(rendered):
     html = index.read_text(encoding="utf-8")
     scopes = _parse(index).scopes
     assert scopes == {"all", "src01-alpha", "src02-beta-q"}
-    for sid in ("availability", "scores", "labels", "text", "artefacts", "composition"):
+    for sid in ("availability", "scores", "distillation", "labels", "text", "artefacts", "composition"):
         section = html.split(f'<section id="{sid}">')[1].split("</section>")[0]
         for slug in scopes:
             assert f'data-scope="{slug}"' in section, (sid, slug)
@@ -180,6 +180,32 @@ def test_figures_of_the_report_are_on_the_page(rendered):
     assert "video unavailable" in html and "a [MASK] rings" in html and "a man speaks" in html
     assert '<span class="flag">lowest_score</span>' in html
     assert "ab" * 32 in html  # the CLAP checkpoint's sha256 in the provenance
+
+
+def test_the_distillation_section_shows_both_choices(rendered):
+    """Make-An-Audio §3.2.1: captioning vs retrieval (overall and by who ranked the bank) and keep_human."""
+    _, index, _ = rendered
+    html = index.read_text(encoding="utf-8")
+    section = html.split('<section id="distillation">')[1].split("</section>")[0]
+    rows = re.findall(r'<tr data-scope="src01-alpha">(.*?)</tr>', section)
+    cells = [re.findall(r"<td>(.*?)</td>", row) for row in rows]
+    # alpha has 12 clips: all, then ranked by the judge (10), then not (2); then its keep_human row
+    assert [c[:6] for c in cells[:3]] == [
+        ["alpha", "all", "12", "3", "9", "0.7500"],
+        ["alpha", "ranked by the judge (CLAP audio–text, query: audio)", "10", "1", "9", "0.9000"],
+        ["alpha", "not by the judge (text–text over labels, query: labels)", "2", "2", "0", "0.0000"],
+    ]
+    assert cells[0][6:] == ["0.3111", "0.4222", "0.1234", "0.3333", "0.4444", "0.5555"]
+    assert cells[3] == ["alpha", "4", "0.3500", "0.3750", "-0.0250", "2", "0.5000", "captioning 1, label_text 1"]
+    assert "Make-An-Audio App. A, Table 5" in section and "keep_human: false" in section
+
+
+def test_a_report_json_without_distillation_still_renders(tmp_path):
+    report = build_report(tmp_path)
+    for scope in (report["totals"], *report["sources"].values()):
+        scope.pop("distillation")
+    html = render(report, tmp_path / "old").read_text(encoding="utf-8")
+    assert "not in this report.json" in html.split('<section id="distillation">')[1].split("</section>")[0]
 
 
 def test_a_second_render_into_the_folder_drops_clips_no_longer_sampled(tmp_path):

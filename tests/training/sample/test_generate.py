@@ -226,6 +226,40 @@ def test_samplers_differ(bundle):
     assert not torch.allclose(ddim, dpm, atol=1e-4)
 
 
+def _today(bundle, request: Request) -> torch.Tensor:
+    """The DDIM loop as sample_latents ran it before sample.eta: scheduler.step with the generators, no η."""
+    shape = layout(bundle, request.seconds)
+    generators = [torch.Generator().manual_seed(request.seed + i) for i in range(len(request.prompts))]
+    scheduler = sample._sampler("ddim", bundle.scheduler_config)
+    scheduler.set_timesteps(request.steps)
+    cond = bundle.conditioner.from_prompts(request.prompts)
+    null = bundle.conditioner.null(len(request.prompts))
+    x = torch.stack([torch.randn(shape.latent, generator=g) for g in generators]) * scheduler.init_noise_sigma
+    with torch.no_grad():
+        for t in scheduler.timesteps:
+            prediction = guided_prediction(bundle.unet, bundle.conditioner, x, t, cond, null, request.guidance)
+            x = scheduler.step(prediction, t, x, generator=generators).prev_sample
+    return x
+
+
+def test_ddim_eta_zero_is_todays_output_byte_for_byte(bundle):
+    request = Request(["wind", "rain"], steps=4, seed=3, eta=0.0)
+    assert sample_latents(bundle, request).numpy().tobytes() == _today(bundle, request).numpy().tobytes()
+
+
+def test_ddim_eta_adds_seeded_noise(bundle):
+    """η > 0 (AudioLDM's released code: 1.0): DDIM draws noise at every step from the items' generators, so the
+    same seed gives the same bytes, and the result leaves the deterministic (η = 0) path."""
+    noisy = sample_latents(bundle, Request(["wind"], steps=4, seed=3, eta=1.0))
+    assert torch.isfinite(noisy).all()
+    assert (
+        noisy.numpy().tobytes() == sample_latents(bundle, Request(["wind"], steps=4, seed=3, eta=1.0)).numpy().tobytes()
+    )
+    assert not torch.allclose(noisy, sample_latents(bundle, Request(["wind"], steps=4, seed=3)), atol=1e-3)
+    assert not torch.allclose(noisy, sample_latents(bundle, Request(["wind"], steps=4, seed=3, eta=0.5)), atol=1e-3)
+    assert not torch.allclose(noisy, sample_latents(bundle, Request(["wind"], steps=4, seed=4, eta=1.0)), atol=1e-3)
+
+
 def _forwards(bundle, request) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
     calls = []
     handle = bundle.unet.register_forward_hook(lambda module, args, out: calls.append((args[0].clone(), args[1])))
@@ -339,6 +373,10 @@ def test_inpainting_masks_have_a_frequency_axis(bundle, source_wav):
 def test_bad_requests_are_one_line_errors(bundle, tmp_path):
     with pytest.raises(ConfigError, match="unknown sampler 'euler'"):
         Request(["a"], sampler="euler")
+    with pytest.raises(ConfigError, match=r"eta \(DDIM η\) is for sampler ddim only"):
+        Request(["a"], sampler="ddpm", eta=0.5)
+    with pytest.raises(ConfigError, match=r"eta \(DDIM η\) must be a number >= 0"):
+        Request(["a"], eta=-0.1)
     with pytest.raises(ConfigError, match="inpaint_source and inpaint_keep"):
         Request(["a"], inpaint_keep=(1.0, 2.0))
     with pytest.raises(ConfigError, match="covers no frame"):
