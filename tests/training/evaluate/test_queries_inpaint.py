@@ -20,7 +20,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from training.config import load_config  # noqa: E402
 from training.evaluate.inpaint import evaluate_inpaint_command  # noqa: E402
+from training.evaluate.inpaint import format_rows as format_inpaint  # noqa: E402
 from training.evaluate.queries import evaluate_queries_command  # noqa: E402
+from training.evaluate.queries import format_rows as format_queries  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[3] / "training" / "configs"
 TINY_UNET = {"block_out_channels": [8, 16], "layers_per_block": 1, "attention_head_dim": 2, "norm_num_groups": 4}
@@ -109,6 +111,9 @@ def test_evaluate_queries_writes_one_row_per_mode(run, tmp_path):
     assert rows["text-zs"]["cos_to_frames"] == pytest.approx(expected, abs=1e-5)
     # ... while an image query, one of the clip's own frames, is close to its other frames.
     assert rows["image"]["cos_to_frames"] > 0.6 > abs(rows["text-zs"]["cos_to_frames"])
+    table = format_queries(result).splitlines()
+    assert table[0].startswith("| mode | samples | FD (CLAP) ↓ | CLAP score ↑") and len(table) == 5
+    assert table[3].startswith("| text-prior | 4 | ")
 
 
 def test_the_same_seed_gives_the_same_json_and_a_missing_prior_is_one_error(run, tmp_path):
@@ -154,6 +159,7 @@ def test_evaluate_inpaint_scores_wide_and_narrow_masks_against_the_originals(run
         assert row["masked"] == pytest.approx(float(expected.mean()))
         counts = result["masks"][row["masks"]]["counts"]
         assert counts["generated"] == counts["reference"] == counts["pairs"] == 3  # each clip with its original
+    assert format_inpaint(result).splitlines()[3].startswith("| narrow | 3 | ")
     names = lambda kind: sorted(p.name for p in (first.parent / "inpaint" / kind).glob("*.wav"))  # noqa: E731
     assert names("wide") == names("narrow") == names("original") and len(names("original")) == 3
     again = _inpaint(run, second, "--classifier", str(run["labels"]), "--limit", "3")
