@@ -124,7 +124,8 @@ def masks(kind: str, count: int, grid: tuple[int, int], seed: int) -> torch.Tens
 def evaluate_inpaint(config, settings: InpaintSettings) -> dict[str, Any]:
     """Inpaint the held-out clips under each mask family and score them against the originals."""
     from pipelines.core.features import get_profile
-    from training.evaluate.queries import model_folder
+    from pipelines.core.io import content_sha256
+    from training.evaluate.queries import already_made, made_from, model_folder, tensor_sha256
     from training.evaluate.run import evaluate
     from training.models.inpaint import is_inpainting
     from training.models.pipeline import load_bundle
@@ -154,39 +155,49 @@ def evaluate_inpaint(config, settings: InpaintSettings) -> dict[str, Any]:
     n, size = len(clips.keys), settings.batch_size
     record = replace(base, prompts=clips.keys)
     chunks = range(0, n, size)
-    originals = [decode(bundle, clips.latents[s : s + size].to(settings.device), record) for s in chunks]
-    write_outputs(
-        folder / ORIGINAL,
-        clips.keys,
-        torch.cat([m for m, _ in originals]),
-        torch.cat([w for _, w in originals]),
-        rate,
-        record,
-        info=bundle.info,
+    # what each folder's samples are made from: a re-run keeps a folder made from the same
+    recipe = dict(
+        model=content_sha256(checkpoint),
+        vocoder=content_sha256(settings.vocoder) if settings.vocoder is not None else None,
+        clips=clips.keys,
+        latents=tensor_sha256(clips.latents),
+        request={k: v for k, v in asdict(base).items() if k != "prompts"},
+        batch_size=size,
     )
+    original = made_from(**recipe, masks=None)
+    if not already_made(folder / ORIGINAL, original):
+        originals = [decode(bundle, clips.latents[s : s + size].to(settings.device), record) for s in chunks]
+        mels, waves = torch.cat([m for m, _ in originals]), torch.cat([w for _, w in originals])
+        info = {**bundle.info, "made_from": original}
+        write_outputs(folder / ORIGINAL, clips.keys, mels, waves, rate, record, info=info)
     rows, details, models = [], {}, {}
     for kind in KINDS:
         masked = masks(kind, n, tuple(clips.latents.shape[2:]), seed)
-        mels, waves = [], []
-        for start in chunks:
-            chunk = replace(base, prompts=clips.keys[start : start + size], seed=seed + start)
-            observed = Observed(clips.latents[start : start + size], 1 - masked[start : start + size])
-            mel, wave = generate(
-                bundle, chunk, settings.device, condition=clips.conditions[start : start + size], observed=observed
-            )
-            mels.append(mel)
-            waves.append(wave)
         coverage = masked.flatten(1).mean(dim=1).tolist()
-        write_outputs(
-            folder / kind,
-            clips.keys,
-            torch.cat(mels),
-            torch.cat(waves),
-            rate,
-            record,
-            info=bundle.info,
-            extra=[{"clip": key, "masks": kind, "masked": share} for key, share in zip(clips.keys, coverage)],
+        inpainted = made_from(
+            **recipe, masks=kind, mask_sha256=tensor_sha256(masked), conditions=tensor_sha256(clips.conditions)
         )
+        if already_made(folder / kind, inpainted):
+            log.info("%s masks: keeping the samples in %s (same model, clips, masks and settings)", kind, folder / kind)
+        else:
+            mels, waves = [], []
+            for start in chunks:
+                chunk = replace(base, prompts=clips.keys[start : start + size], seed=seed + start)
+                observed = Observed(clips.latents[start : start + size], 1 - masked[start : start + size])
+                condition = clips.conditions[start : start + size]
+                mel, wave = generate(bundle, chunk, settings.device, condition=condition, observed=observed)
+                mels.append(mel)
+                waves.append(wave)
+            write_outputs(
+                folder / kind,
+                clips.keys,
+                torch.cat(mels),
+                torch.cat(waves),
+                rate,
+                record,
+                info={**bundle.info, "made_from": inpainted},
+                extra=[{"clip": key, "masks": kind, "masked": share} for key, share in zip(clips.keys, coverage)],
+            )
         result = evaluate(
             folder / kind,
             folder / ORIGINAL,

@@ -29,6 +29,8 @@ CLAP is always reported (FAD needs --audioldm-eval and, for the paper's scale, -
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -126,10 +128,31 @@ def cosines_to_frames(conditions: torch.Tensor, clips: HeldOut, picks: list[int 
     return sums
 
 
+def made_from(**parts: Any) -> dict[str, Any]:
+    """What a folder of samples was made from, JSON-ready: recorded in its samples.json, compared on a re-run."""
+    return json.loads(json.dumps(parts, sort_keys=True, default=str))
+
+
+def tensor_sha256(tensor: torch.Tensor) -> str:
+    return hashlib.sha256(tensor.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest()
+
+
+def already_made(folder: Path, recipe: dict[str, Any]) -> bool:
+    """The folder's samples.json records `recipe` and every WAV it lists is there: a re-run keeps them."""
+    try:
+        summary = json.loads((folder / "samples.json").read_text())
+    except (OSError, ValueError):
+        return False
+    items = summary.get("items") or []
+    return (summary.get("model") or {}).get("made_from") == recipe and all((folder / i["wav"]).is_file() for i in items)
+
+
 def evaluate_queries(config, settings: QuerySettings) -> dict[str, Any]:
-    """Sample the held-out split in each mode, score each mode's samples; the JSON-ready result."""
+    """Sample the held-out split in each mode, score each mode's samples; the JSON-ready result. A re-run
+    keeps a mode's samples when they were made from the same model, prior, clips, queries and settings."""
     from pipelines.core.config import ConfigError
     from pipelines.core.features import get_profile
+    from pipelines.core.io import content_sha256
     from training.evaluate.run import evaluate
     from training.models.pipeline import load_bundle
     from training.models.prior import load_prior
@@ -169,27 +192,44 @@ def evaluate_queries(config, settings: QuerySettings) -> dict[str, Any]:
     folder = settings_folder(settings, config)
     cache = settings.cache_dir or folder / "embeddings"
     rate = get_profile(bundle.profile).sample_rate
+    model_sha = content_sha256(checkpoint)
+    vocoder_sha = content_sha256(settings.vocoder) if settings.vocoder is not None else None
     rows, details = [], {}
     for mode in settings.modes:
         conditions, picks = query_rows(bundle, clips, mode, prior, base.seed)
         pairs = cosines_to_frames(conditions, clips, picks)
-        mels, waves = [], []
-        for start in range(0, len(clips.keys), settings.batch_size):
-            chunk = replace(base, prompts=clips.prompts[start : start + settings.batch_size], seed=base.seed + start)
-            mel, wave = generate(
-                bundle, chunk, settings.device, condition=conditions[start : start + len(chunk.prompts)]
-            )
-            mels.append(mel)
-            waves.append(wave)
-        record = replace(base, prompts=clips.prompts)
-        record.query, record.prior = mode, prior_path if mode == "text-prior" else None  # as sampled (no re-check)
-        extra = [
-            {"clip": key, "query": mode, "cos_to_frames": total / count} | ({"frame": j} if j is not None else {})
-            for key, (total, count), j in zip(clips.keys, pairs, picks)
-        ]
-        write_outputs(
-            folder / mode, clips.prompts, torch.cat(mels), torch.cat(waves), rate, record, info=bundle.info, extra=extra
+        recipe = made_from(
+            model=model_sha,
+            vocoder=vocoder_sha,
+            mode=mode,
+            clips=clips.keys,
+            conditions=tensor_sha256(conditions),
+            request={k: v for k, v in asdict(base).items() if k != "prompts"},
+            batch_size=settings.batch_size,
         )
+        if already_made(folder / mode, recipe):
+            log.info("%s: keeping the samples in %s (same model, queries and settings)", mode, folder / mode)
+        else:
+            mels, waves = [], []
+            for start in range(0, len(clips.keys), settings.batch_size):
+                chunk = replace(
+                    base, prompts=clips.prompts[start : start + settings.batch_size], seed=base.seed + start
+                )
+                mel, wave = generate(
+                    bundle, chunk, settings.device, condition=conditions[start : start + len(chunk.prompts)]
+                )
+                mels.append(mel)
+                waves.append(wave)
+            record = replace(base, prompts=clips.prompts)
+            record.query, record.prior = mode, prior_path if mode == "text-prior" else None  # as sampled
+            extra = [
+                {"clip": key, "query": mode, "cos_to_frames": total / count} | ({"frame": j} if j is not None else {})
+                for key, (total, count), j in zip(clips.keys, pairs, picks)
+            ]
+            info = {**bundle.info, "made_from": recipe}
+            write_outputs(
+                folder / mode, clips.prompts, torch.cat(mels), torch.cat(waves), rate, record, info=info, extra=extra
+            )
         result = evaluate(
             folder / mode,
             str(config.data.shards),

@@ -123,6 +123,14 @@ def test_the_same_seed_gives_the_same_json_and_a_missing_prior_is_one_error(run,
         assert done.exit_code == 0, done.output
     assert first.read_bytes() == second.read_bytes()
     assert [row["mode"] for row in json.loads(first.read_text())["rows"]] == ["text-prior", "image"]
+    made = _stamps(first.parent / "queries")
+    assert len(made) == 4
+    kept = _queries(run, first, "--modes", "text-prior,image", "--limit", "2")  # a re-run keeps what it made
+    assert kept.exit_code == 0, kept.output
+    assert _stamps(first.parent / "queries") == made and first.read_bytes() == second.read_bytes()
+    reseeded = _queries(run, first, "--modes", "image", "--limit", "2", "--seed", "1")  # other queries: sampled anew
+    assert reseeded.exit_code == 0, reseeded.output
+    assert all(made[path] != stamp for path, stamp in _stamps(first.parent / "queries" / "image").items())
 
     raw = yaml.safe_load(run["config"].read_text())
     raw["run"] = str(tmp_path / "elsewhere")  # no <run>/prior/model there
@@ -136,6 +144,10 @@ def test_the_same_seed_gives_the_same_json_and_a_missing_prior_is_one_error(run,
     assert wrong.exit_code == 2 and "no diffusion prior there" in wrong.output
     wrong = CliRunner().invoke(_app(), [*common, "--modes", "text-zs,audio", "--device", "cpu"])
     assert wrong.exit_code == 2 and "unknown query modes ['audio']" in wrong.output
+
+
+def _stamps(folder: Path) -> dict[Path, int]:
+    return {path: path.stat().st_mtime_ns for path in sorted(folder.rglob("*.wav"))}
 
 
 def _inpaint(run: dict[str, Path], out: Path, *extra: str):
@@ -165,6 +177,10 @@ def test_evaluate_inpaint_scores_wide_and_narrow_masks_against_the_originals(run
     again = _inpaint(run, second, "--classifier", str(run["labels"]), "--limit", "3")
     assert again.exit_code == 0, again.output
     assert first.read_bytes() == second.read_bytes()
+    made = _stamps(first.parent / "inpaint")
+    kept = _inpaint(run, first, "--classifier", str(run["labels"]), "--limit", "3")  # a re-run keeps what it made
+    assert kept.exit_code == 0, kept.output
+    assert _stamps(first.parent / "inpaint") == made and len(made) == 9 and first.read_bytes() == second.read_bytes()
 
 
 def test_inpainted_clips_keep_the_observed_region_zero_shot_and_fine_tuned(run, tmp_path):
