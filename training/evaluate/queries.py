@@ -118,8 +118,8 @@ def query_rows(bundle, clips: HeldOut, mode: str, prior, seed: int) -> tuple[tor
     return F.normalize(generated.float(), dim=-1).to(text.device)[:, None], [None] * len(clips.keys)
 
 
-def cosines_to_frames(conditions: torch.Tensor, clips: HeldOut, picks: list[int | None]) -> list[float]:
-    """Per clip: the summed cosine of its query to its ground-truth frames, and how many frames (pairs)."""
+def cosines_to_frames(conditions: torch.Tensor, clips: HeldOut, picks: list[int | None]) -> list[tuple[float, int]]:
+    """Per clip: (the summed cosine of its query to its ground-truth frames, how many frames: the pairs)."""
     sums = []
     for query, frames, pick in zip(conditions[:, 0].float().cpu(), clips.frames, picks):
         if pick is not None and len(frames) > 1:
