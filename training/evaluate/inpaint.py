@@ -125,13 +125,14 @@ def evaluate_inpaint(config, settings: InpaintSettings) -> dict[str, Any]:
     """Inpaint the held-out clips under each mask family and score them against the originals."""
     from pipelines.core.features import get_profile
     from pipelines.core.io import content_sha256
-    from training.evaluate.queries import already_made, made_from, model_folder, tensor_sha256
+    from training.evaluate.queries import already_made, check_scorers, made_from, model_folder, tensor_sha256
     from training.evaluate.run import evaluate
     from training.models.inpaint import is_inpainting
     from training.models.pipeline import load_bundle
     from training.models.vocoder import load_vocoder
     from training.sample.generate import Observed, Request, decode, generate, write_outputs
 
+    check_scorers(settings)
     checkpoint = model_folder(Path(settings.checkpoint)) if settings.checkpoint else default_checkpoint(config)
     bundle = load_bundle(checkpoint, settings.device)
     if settings.vocoder is not None:

@@ -147,6 +147,15 @@ def already_made(folder: Path, recipe: dict[str, Any]) -> bool:
     return (summary.get("model") or {}).get("made_from") == recipe and all((folder / i["wav"]).is_file() for i in items)
 
 
+def check_scorers(settings: Any) -> None:
+    """The scoring models exist, checked before any sampling: a typo costs seconds, not a sampling run."""
+    wanted = {"--clap": (settings.clap, "config.json"), "--classifier": (getattr(settings, "classifier", None), "")}
+    wanted |= {"--panns": (settings.panns, ""), "--cnn14": (settings.cnn14, ""), "--vggish": (settings.vggish, "")}
+    for option, (path, inside) in wanted.items():
+        if path is not None and not (Path(path) / inside).exists():
+            raise FileNotFoundError(f"{option} {path}: not found" + (f" ({inside} missing)" if inside else ""))
+
+
 def evaluate_queries(config, settings: QuerySettings) -> dict[str, Any]:
     """Sample the held-out split in each mode, score each mode's samples; the JSON-ready result. A re-run
     keeps a mode's samples when they were made from the same model, prior, clips, queries and settings."""
@@ -162,6 +171,7 @@ def evaluate_queries(config, settings: QuerySettings) -> dict[str, Any]:
     unknown = [mode for mode in settings.modes if mode not in MODES]
     if unknown or not settings.modes:
         raise ConfigError(f"unknown query modes {unknown}; valid: {', '.join(MODES)}")
+    check_scorers(settings)
     checkpoint = model_folder(Path(settings.checkpoint or config.ldm_dir / "model"))
     prior_path = settings.prior or (config.prior_dir / "model" if (config.prior_dir / "model").is_dir() else None)
     if "text-prior" in settings.modes and prior_path is None:

@@ -144,6 +144,10 @@ def test_the_same_seed_gives_the_same_json_and_a_missing_prior_is_one_error(run,
     assert wrong.exit_code == 2 and "no diffusion prior there" in wrong.output
     wrong = CliRunner().invoke(_app(), [*common, "--modes", "text-zs,audio", "--device", "cpu"])
     assert wrong.exit_code == 2 and "unknown query modes ['audio']" in wrong.output
+    wrong = CliRunner().invoke(_app(), [*common[:3], "--clap", str(tmp_path / "none"), "--device", "cpu"])
+    assert wrong.exit_code == 2 and "--clap" in wrong.output and "config.json missing" in wrong.output
+    wrong = _inpaint(run, tmp_path / "i.json", "--classifier", str(tmp_path / "none"))  # before any sampling
+    assert wrong.exit_code == 2 and "--classifier" in wrong.output and not (tmp_path / "i").exists()
 
 
 def _stamps(folder: Path) -> dict[Path, int]:
