@@ -55,7 +55,8 @@ def run(tmp_path_factory) -> dict[str, Path]:
     prior = train_prior.train(load_config(config))
     clap = build_clap(root / "clap")
     labels = train_label_classifier(shards, clap, root / "labels", epochs=20, seed=0)
-    return {"config": config, "model": model, "prior": prior, "clap": clap, "labels": labels, "shards": shards}
+    paths = {"config": config, "model": model, "prior": prior, "clap": clap, "labels": labels, "shards": shards}
+    return paths | {"cache": root / "embeddings"}  # shared by the commands: the same WAVs are embedded once
 
 
 def _app() -> typer.Typer:
@@ -67,7 +68,7 @@ def _app() -> typer.Typer:
 
 def _queries(run: dict[str, Path], out: Path, *extra: str):
     args = ["evaluate-queries", "-c", str(run["config"]), "--clap", str(run["clap"]), "--out", str(out)]
-    return CliRunner().invoke(_app(), [*args, "--device", "cpu", *extra])
+    return CliRunner().invoke(_app(), [*args, "--cache-dir", str(run["cache"]), "--device", "cpu", *extra])
 
 
 def test_evaluate_queries_writes_one_row_per_mode(run, tmp_path):
@@ -156,7 +157,7 @@ def _stamps(folder: Path) -> dict[Path, int]:
 
 def _inpaint(run: dict[str, Path], out: Path, *extra: str):
     args = ["evaluate-inpaint", "-c", str(run["config"]), "--clap", str(run["clap"]), "--out", str(out)]
-    return CliRunner().invoke(_app(), [*args, "--device", "cpu", *extra])
+    return CliRunner().invoke(_app(), [*args, "--cache-dir", str(run["cache"]), "--device", "cpu", *extra])
 
 
 def test_evaluate_inpaint_scores_wide_and_narrow_masks_against_the_originals(run, tmp_path):
