@@ -194,11 +194,12 @@ def sample_latents(
     scheduler = _sampler(request.sampler, bundle.scheduler_config)
     scheduler.set_timesteps(request.steps, device=device)
     with torch.no_grad(), evaluating(unet, bundle.vae):
-        if condition is not None and len(condition) != n:
+        if condition is None:
+            cond = query_condition(bundle, request).repeat_interleave(request.per_prompt, dim=0)
+        elif len(condition) == n:
+            cond = condition
+        else:
             raise ValueError(f"{len(condition)} condition rows for {n} samples")
-        cond = (condition if condition is not None else query_condition(bundle, request)).repeat_interleave(
-            1 if condition is not None else request.per_prompt, dim=0
-        )
         cond = cond.to(device, unet.dtype) if cond.is_floating_point() else cond.to(device)
         null = conditioner.null(n).to(cond) if request.guidance != 1 else None
         noise = _noise(generators, shape.latent).to(device, unet.dtype)
