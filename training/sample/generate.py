@@ -145,14 +145,28 @@ def layout(bundle: Bundle, seconds: float | None) -> Layout:
     return Layout(frames, padded, ratio, (bundle.vae.config.latent_channels, padded // ratio, profile.n_mels // ratio))
 
 
-def generate(bundle: Bundle, request: Request, device: str | torch.device = "cpu") -> tuple[Tensor, Tensor]:
-    """→ (mels [N, T, n_mels] float32, waves [N, samples] float32), N = prompts × per_prompt, prompt-major."""
+def generate(
+    bundle: Bundle,
+    request: Request,
+    device: str | torch.device = "cpu",
+    *,
+    condition: Tensor | None = None,
+    observed: Observed | None = None,
+) -> tuple[Tensor, Tensor]:
+    """→ (mels [N, T, n_mels] float32, waves [N, samples] float32), N = prompts × per_prompt, prompt-major.
+    `condition` and `observed`: sample_latents' overrides (the evaluations' precomputed queries and corpus mels)."""
+    latents = sample_latents(bundle, request, device, condition=condition, observed=observed)
+    return decode(bundle, latents, request)
+
+
+def decode(bundle: Bundle, latents: Tensor, request: Request) -> tuple[Tensor, Tensor]:
+    """Scaled latents [N, C, h, w] (as sample_latents returns them) → (mels [N, T, n_mels], waves [N, samples])
+    of the request's length: the VAE decoder (or the mel space's denormalisation), then the vocoder."""
     shape = layout(bundle, request.seconds)
-    latents = sample_latents(bundle, request, device)
     with torch.no_grad(), evaluating(bundle.vae):
         vae = bundle.vae
         shift = getattr(vae.config, "shift_factor", None) or 0.0
-        latents = (latents / vae.config.scaling_factor + shift).to(vae.dtype)
+        latents = (latents / vae.config.scaling_factor + shift).to(vae.device, vae.dtype)
         mels = vae.decode(latents).sample[:, 0].float()  # [N, padded, n_mels]
     waves = mel_to_audio(mels, bundle.vocoder, bundle.profile, request.griffin_lim_iters)
     profile = get_profile(bundle.profile)
@@ -162,8 +176,19 @@ def generate(bundle: Bundle, request: Request, device: str | torch.device = "cpu
     return mels[:, : shape.frames].cpu(), waves[:, :samples].cpu()
 
 
-def sample_latents(bundle: Bundle, request: Request, device: str | torch.device = "cpu") -> Tensor:
-    """The denoised latents [N, C, T/r, n_mels/r], scaled as the UNet sees them (× scaling_factor)."""
+def sample_latents(
+    bundle: Bundle,
+    request: Request,
+    device: str | torch.device = "cpu",
+    *,
+    condition: Tensor | None = None,
+    observed: Observed | None = None,
+) -> Tensor:
+    """The denoised latents [N, C, T/r, n_mels/r], scaled as the UNet sees them (× scaling_factor).
+
+    `condition` [N, tokens, D]: the conditioning rows themselves, instead of the request's query (per_prompt 1);
+    `observed`: an inpainting observation given as latents and a per-item mask (1 = kept), instead of the
+    request's source file — `t2a evaluate-queries` and `t2a evaluate-inpaint` (training/evaluate/) use both."""
     shape = layout(bundle, request.seconds)
     unet = bundle.unet.to(device)
     bundle.vae.to(device)
@@ -174,7 +199,12 @@ def sample_latents(bundle: Bundle, request: Request, device: str | torch.device 
     scheduler = _sampler(request.sampler, bundle.scheduler_config)
     scheduler.set_timesteps(request.steps, device=device)
     with torch.no_grad(), evaluating(unet, bundle.vae):
-        cond = query_condition(bundle, request).repeat_interleave(request.per_prompt, dim=0)
+        if condition is None:
+            cond = query_condition(bundle, request).repeat_interleave(request.per_prompt, dim=0)
+        elif len(condition) == n:
+            cond = condition
+        else:
+            raise ValueError(f"{len(condition)} condition rows for {n} samples")
         cond = cond.to(device, unet.dtype) if cond.is_floating_point() else cond.to(device)
         null = conditioner.null(n).to(cond) if request.guidance != 1 else None
         noise = _noise(generators, shape.latent).to(device, unet.dtype)
@@ -182,8 +212,9 @@ def sample_latents(bundle: Bundle, request: Request, device: str | torch.device 
         if request.style_source is not None:
             source = encode_source(bundle, request.style_source, shape.padded, device).to(noise).expand(n, -1, -1, -1)
             latents, timesteps = _shallow_start(scheduler, source, noise, request.style_strength)
-        observed = None
-        if request.inpaint_source is not None or request.super_resolve is not None:
+        if observed is not None:
+            observed = Observed(observed.latent.to(noise), observed.mask.to(device, unet.dtype))
+        elif request.inpaint_source is not None or request.super_resolve is not None:
             path, mask = observation(bundle, shape, request)
             source = encode_source(bundle, path, shape.padded, device).to(noise).expand(n, -1, -1, -1)
             observed = Observed(source, mask.to(device, unet.dtype))
