@@ -346,3 +346,33 @@ def _batch_tensor(batch: dict[str, Any], key: str, mode: str) -> Tensor:
             f"the batch has no {key!r}: conditioning {mode!r} needs it in the corpus shards (or latent shards)"
         )
     return torch.as_tensor(batch[key]).float()
+
+
+class ClapAudioEmbedder:
+    """The conditioning CLAP's audio tower (`ldm.encoders.clap`, a whole ClapModel folder), embedding a
+    waveform as annotate embeds a clip (pipelines.annotate.encoders: 48-kHz windows of the model's
+    max_length_s, window embeddings averaged, L2-normalised). AudioLDM §3.2 conditions on E^x of the clip
+    itself, so a reprogrammed or mixed clip (§3.3) gets the embedding of its new audio."""
+
+    def __init__(self, folder: str | Path, device: str | torch.device = "cpu"):
+        from pipelines.annotate.encoders.clap_transformers import TransformersClap
+
+        folder = Path(folder)
+        if _model_type(folder) != "clap":
+            raise ConfigError(
+                f"ldm.encoders.clap {folder}: recomputing CLAP audio embeddings needs a whole ClapModel folder"
+            )
+        model = transformers.ClapModel.from_pretrained(folder, local_files_only=True).to(device)
+        processor = transformers.ClapProcessor.from_pretrained(folder, local_files_only=True)
+        self.encoder = TransformersClap(model, processor, int(processor.feature_extractor.nb_max_samples), {})
+
+    def __call__(self, wave, sample_rate: int) -> Tensor:
+        """A mono waveform at `sample_rate` → its L2-normalised CLAP audio embedding [dim]."""
+        import numpy as np
+
+        from pipelines.annotate.encoders import audio_windows, pool_windows
+
+        clap = self.encoder
+        audio = np.asarray(wave.cpu() if isinstance(wave, Tensor) else wave, dtype=np.float32)
+        windows = audio_windows(audio, sample_rate, clap.sample_rate, clap.window_samples)
+        return torch.from_numpy(pool_windows(clap.embed_audio(windows)))
