@@ -364,7 +364,8 @@ class MixupTransform:
     With `probability` an example is mixed with a partner drawn from the same batch (the partner's
     original values). Every key in `keys` both hold with equal shapes gets the same λ; embeddings are
     L2-normalised again. The caption and key stay the first example's: AudioLDM trains its LDM on the
-    CLAP audio embedding (mixed here), so the mixed audio needs no mixed text.
+    CLAP audio embedding (mixed here), so the mixed audio needs no mixed text. An example whose audio
+    AudioAugment changed (it carries "wave") is left as it is, and so is its partner.
     """
 
     def __init__(self, probability: float, alpha: float, keys: Sequence[str]):
@@ -385,7 +386,13 @@ class MixupTransform:
         return out
 
     def _mix(self, first: dict, second: dict, rng: np.random.Generator) -> dict:
-        shared = [k for k in self.keys if k in first and k in second and np.shape(first[k]) == np.shape(second[k])]
+        if first.get("wave") is not None or second.get("wave") is not None:
+            return first  # audio changed by AudioAugment (its condition is recomputed from it): not mixed again
+        shared = [
+            k
+            for k in self.keys
+            if first.get(k) is not None and second.get(k) is not None and np.shape(first[k]) == np.shape(second[k])
+        ]
         if not shared:
             return first
         mixed = dict(first)

@@ -202,3 +202,20 @@ def test_waveform_mixup_latent_is_the_vae_encoding_of_the_mixed_waveforms_mel(co
     expected = encode_moments(vae, torch.from_numpy(mel.T.copy()).float()[None, None])[0]
     torch.testing.assert_close(_moments(vae, batch, "cpu")[0], expected, atol=1e-5, rtol=1e-4)
     assert batch["caption"][0] == mel_example("audioldm")(samples(corpus[0])[0], np.random.default_rng(0))["caption"]
+
+
+def test_in_batch_mixup_leaves_reprogrammed_samples_alone(corpus, clips):
+    from training.data.examples import mixup_transform
+
+    _, latents, _ = corpus
+    augment = AudioAugment.of("audioldm", ReprogramConfig(probability=0.5, counts=[1]), None, clips)
+    example = latent_example(None, random_crop=False, profile="audioldm", augment=augment)
+    read = samples(latents)[:6]
+    examples = [example(sample, np.random.default_rng(i + 1)) for i, sample in enumerate(read)]
+    mixed = mixup_transform(1.0)(examples, np.random.default_rng(0))
+    for before, after in zip(examples, mixed):
+        if before["wave"] is not None:
+            assert after is before
+        else:
+            assert after["mel"] is None and after["latent"].shape == before["latent"].shape
+    assert any(after is not before for before, after in zip(examples, mixed))
