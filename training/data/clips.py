@@ -37,8 +37,17 @@ NO_LABEL = -1
 class ClipIndex:
     """The audio of a split's clips by key, and D: the single-event clips with their label."""
 
-    def __init__(self, urls: list[str], keys: np.ndarray, shard: np.ndarray, offset: np.ndarray, size: np.ndarray,
-                 label: np.ndarray, labels: list[str], storage_options: dict | None = None):
+    def __init__(
+        self,
+        urls: list[str],
+        keys: np.ndarray,
+        shard: np.ndarray,
+        offset: np.ndarray,
+        size: np.ndarray,
+        label: np.ndarray,
+        labels: list[str],
+        storage_options: dict | None = None,
+    ):
         order = np.argsort(keys, kind="stable")
         self.urls, self.labels, self.storage_options = list(urls), list(labels), dict(storage_options or {})
         self.keys, self.shard, self.offset = keys[order], shard[order], offset[order]
@@ -73,14 +82,30 @@ class ClipIndex:
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp, open(tmp, "wb") as out:
-            np.savez(out, keys=self.keys, shard=self.shard, offset=self.offset, size=self.size, label=self.label,
-                     urls=np.array(self.urls, dtype=object).astype(str), labels=np.array(self.labels, dtype=str))
+            np.savez(
+                out,
+                keys=self.keys,
+                shard=self.shard,
+                offset=self.offset,
+                size=self.size,
+                label=self.label,
+                urls=np.array(self.urls, dtype=object).astype(str),
+                labels=np.array(self.labels, dtype=str),
+            )
 
     @classmethod
     def load(cls, path: Path, storage_options: dict | None = None) -> ClipIndex:
         with np.load(path, allow_pickle=False) as data:
-            return cls([str(u) for u in data["urls"]], data["keys"], data["shard"], data["offset"], data["size"],
-                       data["label"], [str(x) for x in data["labels"]], storage_options)
+            return cls(
+                [str(u) for u in data["urls"]],
+                data["keys"],
+                data["shard"],
+                data["offset"],
+                data["size"],
+                data["label"],
+                [str(x) for x in data["labels"]],
+                storage_options,
+            )
 
 
 def shards_hash(location: str, split: str, storage_options: dict | None = None) -> str:
@@ -106,14 +131,17 @@ def clip_index(data, split: str, run: Path) -> ClipIndex:
 
 def build_clip_index(shards: list[ShardInfo], storage_options: dict | None = None) -> ClipIndex:
     """One pass over the shards' tar headers and JSON members (audio skipped unread)."""
-    keys: list[bytes] = []
-    rows: list[tuple[int, int, int, int]] = []
+    keys: list[np.ndarray] = []  # per shard: numpy arrays, so that a 1M-clip corpus never holds 1M Python objects
+    tables: list[np.ndarray] = []
     labels: dict[str, int] = {}
     for number, shard in enumerate(shards):
         metas: dict[str, dict] = {}
         audio: dict[str, tuple[int, int]] = {}
         try:
-            with fsspec.open(shard.url, "rb", **(storage_options or {})) as stream, tarfile.open(fileobj=stream, mode="r:") as tar:
+            with (
+                fsspec.open(shard.url, "rb", **(storage_options or {})) as stream,
+                tarfile.open(fileobj=stream, mode="r:") as tar,
+            ):
                 for info in tar:
                     if not info.isfile() or "." not in info.name:
                         continue
@@ -123,17 +151,24 @@ def build_clip_index(shards: list[ShardInfo], storage_options: dict | None = Non
                     elif member == contract.JSON:
                         metas[key] = json.load(io.BytesIO(tar.extractfile(info).read()))
         except (OSError, tarfile.TarError, ValueError) as error:  # a damaged shard: the loader skips it too
-            log.warning("clip index: %s: %s: %s; its remaining clips have no audio for augmentation",
-                        shard.url, type(error).__name__, error)
+            log.warning(
+                "clip index: %s: %s: %s; its remaining clips have no audio for augmentation",
+                shard.url,
+                type(error).__name__,
+                error,
+            )
+        rows = []
         for key, (offset, size) in audio.items():
             label = _single_label(metas.get(key) or {})
-            code = NO_LABEL if label is None else labels.setdefault(label, len(labels))
-            keys.append(key.encode())
-            rows.append((number, offset, size, code))
-    table = np.array(rows, dtype=np.int64).reshape(-1, 4)
+            rows.append((number, offset, size, NO_LABEL if label is None else labels.setdefault(label, len(labels))))
+        if rows:
+            keys.append(np.array([key.encode() for key in audio], dtype=bytes))
+            tables.append(np.array(rows, dtype=np.int64))
+    table = np.concatenate(tables) if tables else np.zeros((0, 4), np.int64)
+    width = max((k.dtype.itemsize for k in keys), default=1)
     return ClipIndex(
         [s.url for s in shards],
-        np.array(keys, dtype=bytes) if keys else np.array([], dtype="S1"),
+        np.concatenate([k.astype(f"S{width}") for k in keys]) if keys else np.array([], dtype="S1"),
         table[:, 0].astype(np.int32),
         table[:, 1],
         table[:, 2],

@@ -10,6 +10,12 @@ One step: z = μ + σ·ε from the pre-encoded posterior (or the VAE encoder on 
 condition with probability `ldm.cfg_dropout` (classifier-free guidance, AudioLDM eq. 9 /
 Make-An-Audio eq. 2); then the DDPM loss at a uniform timestep (ε or v target).
 
+Audio augmentations (training.data.examples.AudioAugment): with `data.augment.reprogram` (Make-An-Audio
+§3.2.2) or `data.augment.mixup.domain: waveform` (AudioLDM §3.3 eq. 8) a sample's waveform is changed in
+the loader; in the step its CLAP audio embedding is recomputed from the new waveform (clap-audio) and, on
+pre-encoded latents, its new mel is encoded by the VAE (posterior as `ldm.posterior`), the other samples
+keeping their stored latents. bench/augment_cost.py measures the cost.
+
 Outputs (<run>/ldm/): checkpoints/, logs/ (TensorBoard: losses, lr, samples/s, data-wait, and
 validation audio and spectrograms), metrics.jsonl, and model/ — a diffusers folder with the EMA UNet
 that `t2a sample` reads and, for clap-audio, `diffusers.AudioLDMPipeline.from_pretrained` loads.
