@@ -22,7 +22,8 @@ labelled, half of them single-event, so D is half the corpus), `--samples` train
 Sizes: `tiny` is the demo's (VAE [16, 32, 32] C 8, UNet [32, 64], 128-frame crops, the demo's tiny CLAP);
 `audioldm-s` is AudioLDM-S (VAE [128, 256, 512] C 8, UNet [128, 256, 384, 640], 1024-frame crops: 10.24 s)
 with a randomly initialised CLAP of the real HTSAT-tiny audio architecture (transformers' ClapAudioConfig
-defaults: its cost is the real one). Results: JSON on stdout and in --out.
+defaults: its cost is the real one). `cpu_s_per_augmented_sample` splits one augmented sample's cost into the
+loader's part, the VAE encoder and the CLAP audio tower, each measured alone. Results: JSON on stdout and in --out.
 """
 
 from __future__ import annotations
@@ -190,7 +191,52 @@ def measure(args) -> dict:
         "train_clips": 4 * max(1, args.samples // 4),
         "prepare_s": round(prepared, 1),
         "settings": rows,
+        "cpu_s_per_augmented_sample": breakdown(root, args),
     }
+
+
+def breakdown(root: Path, args) -> dict:
+    """CPU seconds per augmented sample of each part, measured alone on the run `measure` prepared: the loader's
+    work (AudioAugment: read and decode the audio, compose or mix, mel), the VAE encoder on the new mel and the
+    CLAP audio tower on the new waveform."""
+    import numpy as np
+    import torch
+    from diffusers import AutoencoderKL
+
+    from pipelines.core.features import get_profile
+    from training.config import MixupConfig, ReprogramConfig
+    from training.data.clips import clip_index
+    from training.data.examples import AudioAugment
+    from training.models.conditioning import ClapAudioEmbedder
+    from training.models.vae import encode_moments
+    from training.tasks.encode_latents import vae_model_dir
+
+    config = load_config(root / "config-prepare.yaml")
+    clips = clip_index(config.ldm_data, "train", config.run)
+    vae = AutoencoderKL.from_pretrained(vae_model_dir(config)).eval()
+    embed = ClapAudioEmbedder(config.ldm.encoders.clap)
+    rate, frames = get_profile("audioldm").sample_rate, SIZES[args.size]["frames"]
+    out = {}
+    for name, augment in {
+        "reprogram": AudioAugment.of("audioldm", ReprogramConfig(probability=1.0), None, clips),
+        "mixup-waveform": AudioAugment.of("audioldm", None, MixupConfig(probability=1.0, domain="waveform"), clips),
+    }.items():
+        parts = {"loader": 0.0, "vae": 0.0, "clap": 0.0}
+        n = min(len(clips), 8)
+        for i in range(n):
+            start = time.process_time()
+            mel, _, _, wave = augment(clips.key(i), None, "", (64, STORED_FRAMES), np.random.default_rng(i))
+            parts["loader"] += time.process_time() - start
+            start = time.process_time()
+            with torch.no_grad():
+                encode_moments(vae, torch.from_numpy(mel[:, :frames].T.copy()).float()[None, None])
+            parts["vae"] += time.process_time() - start
+            start = time.process_time()
+            embed(wave, rate)
+            parts["clap"] += time.process_time() - start
+        out[name] = {part: round(seconds / n, 3) for part, seconds in parts.items()}
+        print(name, out[name], flush=True)
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict:
