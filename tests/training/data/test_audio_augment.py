@@ -71,7 +71,9 @@ def test_d_holds_only_single_event_clips_and_is_built_once(corpus, clips, monkey
 
 
 def reprogramming(clips, probability=1.0, counts=(1, 2)):
-    return mel_example("audioldm", 8, reprogram=ReprogramConfig(probability=probability, counts=list(counts)), clips=clips)
+    return mel_example(
+        "audioldm", 8, reprogram=ReprogramConfig(probability=probability, counts=list(counts)), clips=clips
+    )
 
 
 def test_reprogramming_composes_events_of_d_with_the_template_caption(corpus, clips):
@@ -104,7 +106,9 @@ def test_the_same_seed_gives_the_same_composed_samples_and_resumes_exactly(corpu
         states.append(json.loads(json.dumps(wrapper.state_dict())))
     again = [next(first) for _ in range(6)]
     assert [b["caption"] for b in again] == [b["caption"] for b in seen]
-    assert any(wave is not None for b in seen for wave in b["wave"]) and any(wave is None for b in seen for wave in b["wave"])
+    assert any(wave is not None for b in seen for wave in b["wave"]) and any(
+        wave is None for b in seen for wave in b["wave"]
+    )
     resumed = loader(clip_index(DataConfig(shards=str(audio)), "train", run))  # the cached index, as a resumed run
     resumed.load_state_dict(states[2])
     for got, want in zip([b for _, b in zip(range(3), resumed)], seen[3:6]):
@@ -112,7 +116,9 @@ def test_the_same_seed_gives_the_same_composed_samples_and_resumes_exactly(corpu
         assert torch.equal(got["mel"], want["mel"])
 
 
-def test_the_condition_of_a_reprogrammed_sample_is_the_clap_embedding_of_the_composed_audio(corpus, clips, tmp_path_factory):
+def test_the_condition_of_a_reprogrammed_sample_is_the_clap_embedding_of_the_composed_audio(
+    corpus, clips, tmp_path_factory
+):
     from pipelines.annotate.encoders import audio_windows, pool_windows
     from pipelines.annotate.encoders.clap_transformers import load
     from pipelines.annotate.encoders.config import ClapConfig
@@ -198,7 +204,9 @@ def test_waveform_mixup_latent_is_the_vae_encoding_of_the_mixed_waveforms_mel(co
     np.testing.assert_allclose(batch["wave"][0], mixed, atol=1e-6)
     mel, _ = extractor.mel(mixed)
     frames = sample[contract.JSON]["mels"]["audioldm"]["shape"][1]
-    mel = np.concatenate([mel, np.repeat(extractor.silence[:, None], max(frames - mel.shape[1], 0), axis=1)], axis=1)[:, :frames]
+    mel = np.concatenate([mel, np.repeat(extractor.silence[:, None], max(frames - mel.shape[1], 0), axis=1)], axis=1)[
+        :, :frames
+    ]
     expected = encode_moments(vae, torch.from_numpy(mel.T.copy()).float()[None, None])[0]
     torch.testing.assert_close(_moments(vae, batch, "cpu")[0], expected, atol=1e-5, rtol=1e-4)
     assert batch["caption"][0] == mel_example("audioldm")(samples(corpus[0])[0], np.random.default_rng(0))["caption"]
@@ -219,3 +227,48 @@ def test_in_batch_mixup_leaves_reprogrammed_samples_alone(corpus, clips):
         else:
             assert after["mel"] is None and after["latent"].shape == before["latent"].shape
     assert any(after is not before for before, after in zip(examples, mixed))
+
+
+def test_a_pre_encoded_run_trains_with_reprogramming_and_text_conditioning(tmp_path, monkeypatch):
+    """One `train ldm` step end to end: D indexed into the run folder, the composed captions reach the text
+    conditioner, the changed samples' mels go through the VAE in the step (Make-An-Audio §3.2.2)."""
+    from tiny_training import tiny_run_config
+    from train_corpus import build_train_corpus
+
+    from demo.models import build_clap
+    from training.config import load_config
+    from training.loop import read_metrics
+    from training.models import conditioning
+    from training.tasks import encode_latents
+    from training.tasks import ldm as train_ldm
+    from training.tasks import vae as train_vae
+
+    shards = build_train_corpus(tmp_path / "shards", splits={"train": (2, 4), "valid": (1, 2)}, clip_frames=1)
+    one = {"steps": 1, "checkpoint_every": 1, "log_every": 1, "ema_decay": 0.0}
+    path = tiny_run_config(
+        tmp_path,
+        shards,
+        build_clap(tmp_path / "clap"),
+        **{
+            "ldm.conditioning": "clap-text",
+            "ldm.train": one,
+            "vae.train": one,
+            "sample.prompts": [],
+            "data.augment": {"reprogram": {"probability": 1.0, "counts": [1]}},
+        },
+    )
+    config = load_config(path)
+    train_vae.train(config)
+    encode_latents.encode(config)
+    captions: list[str] = []
+    original = conditioning.ClapText.from_batch
+
+    def spy(self, batch, generator=None):
+        captions.extend(batch["caption"])
+        return original(self, batch, generator)
+
+    monkeypatch.setattr(conditioning.ClapText, "from_batch", spy)
+    train_ldm.train(config)
+    assert [m["step"] for m in read_metrics(config.ldm_dir) if "loss" in m] == [1]
+    assert list((config.run / "augment").glob("clips-train-*.npz"))
+    assert captions and all(" of " in caption for caption in captions[:4])  # App. F templates: "... of <event>"
