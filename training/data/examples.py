@@ -89,12 +89,12 @@ class MelExample:
 
     def __init__(
         self, profile: str, crop_frames: int | None, random_crop: bool, reprogram_config=None, mbtg=None, wave_mixup=None,
-        clips=None, mixup=None,
+        clips=None, mixup=None, clap_features=None,
     ):
         self.mbtg = _active(mbtg)
         self.profile, self.member = profile, contract.mel_member(profile)
         self.crop_frames, self.random_crop = crop_frames, random_crop
-        self.augment = AudioAugment.of(profile, reprogram_config, mixup, clips)
+        self.augment = AudioAugment.of(profile, reprogram_config, mixup, clips, clap_features)
         self.wave_mixup = wave_mixup if wave_mixup is not None and wave_mixup.probability > 0 else None
         self.recent = RESERVOIR if self.wave_mixup else 0
         self._extractor: MelExtractor | None = None  # built in the worker that needs it
@@ -120,7 +120,7 @@ class MelExample:
         length = self.crop_frames or mel.shape[1]
         start = _crop_start(mel.shape[1], length, real, rng, self.random_crop)
         window = torch.from_numpy(mel[:, start : start + length]).float().T.contiguous()  # [T, n_mels]
-        extra = {"wave": wave} if self.augment is not None else {}
+        extra = {"wave": wave, "clap_input": self.augment.clap_input(wave)} if self.augment is not None else {}
         return {"key": sample["__key__"], "mel": window[None], **_conditions(sample, caption), **extra}
 
     def _mixed(self, sample: dict, mel: np.ndarray, real: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
@@ -169,23 +169,33 @@ class AudioAugment:
       (1 − λ)·x₂, λ ~ Beta(α, α), x₂ a clip of the index drawn uniformly; the caption is the first's.
 
     Either way the mel is computed from the new waveform, which is returned too: the training step
-    recomputes the CLAP audio embedding from it (and the latent, when latents are pre-encoded). A clip
+    recomputes the CLAP audio embedding from it (and the latent, when latents are pre-encoded); with
+    `clap_features` (training.models.conditioning.ClapAudioFeatures) the CLAP input features of the
+    waveform are computed here, in the loader's workers, and the step runs only the CLAP tower. A clip
     without audio (none in the sample, none in the index) stays as it is.
     """
 
-    def __init__(self, profile: str, reprogram, mixup, clips):
+    def __init__(self, profile: str, reprogram, mixup, clips, clap_features=None):
         self.profile, self.reprogram, self.mixup, self.clips = profile, reprogram, mixup, clips
+        self.clap_features = clap_features
         self._extractor: MelExtractor | None = None
 
+    def clap_input(self, wave: np.ndarray | None) -> np.ndarray | None:
+        """The CLAP input features of a changed sample's waveform, computed here in the loader (its workers)
+        so that the training step only runs the CLAP tower; None without `clap_features` or a change."""
+        if wave is None or self.clap_features is None:
+            return None
+        return self.clap_features(wave, self.extractor().profile.sample_rate)
+
     @classmethod
-    def of(cls, profile: str, reprogram, mixup, clips) -> AudioAugment | None:
+    def of(cls, profile: str, reprogram, mixup, clips, clap_features=None) -> AudioAugment | None:
         reprogram = reprogram if reprogram is not None and reprogram.probability > 0 else None
         mixup = mixup if mixup is not None and mixup.probability > 0 else None
         if reprogram is None and mixup is None:
             return None
         if clips is None:
             raise ValueError("reprogramming and waveform mixup draw other clips' audio: give the ClipIndex (clips=)")
-        return cls(profile, reprogram, mixup, clips)
+        return cls(profile, reprogram, mixup, clips, clap_features)
 
     def __call__(self, key: str, audio: bytes | None, caption: str, shape: tuple[int, ...], rng: np.random.Generator):
         """(mel [n_mels, frames], real frames, caption, waveform) of the changed sample, or None."""
@@ -257,13 +267,14 @@ def mel_example(
     wave_mixup=None,
     clips=None,
     mixup=None,
+    clap_features=None,
 ) -> MelExample:
     """Mel examples of `profile` (T = crop_frames, or every stored frame); `reprogram` is an optional
     training.config.ReprogramConfig and `mixup` an optional training.config.MixupConfig mixing waveforms
     in the LDM (AudioLDM §3.3), both drawing other clips from `clips` (a training.data.clips.ClipIndex; see
     AudioAugment); `mbtg` an optional training.config.MbtgConfig with its mask token resolved; `wave_mixup`
     an optional MixupConfig mixing waveforms with a recent clip before the mel (AudioLDM App. C, the VAE's mixup)."""
-    return MelExample(profile, crop_frames, random_crop, reprogram, mbtg, wave_mixup, clips, mixup)
+    return MelExample(profile, crop_frames, random_crop, reprogram, mbtg, wave_mixup, clips, mixup, clap_features)
 
 
 class LatentExample:
@@ -308,11 +319,12 @@ class LatentExample:
         r = shape[1] // rows  # mel frames per latent row
         length = self.crop_rows or rows
         start = _crop_start(rows, length, math.ceil(real_frames / r), rng, self.random_crop)
-        out = {"key": sample["__key__"], "latent": None, "mel": None, "wave": None}
+        out = {"key": sample["__key__"], "latent": None, "mel": None, "wave": None, "clap_input": None}
         if changed is None:
             out["latent"] = torch.from_numpy(latent[:, start : start + length]).float().contiguous()
         else:
             mel, _, caption, out["wave"] = changed
+            out["clap_input"] = self.augment.clap_input(out["wave"])
             out["mel"] = torch.from_numpy(mel[:, start * r : (start + length) * r]).float().T.contiguous()[None]
         return {**out, **_conditions(sample, caption)}
 

@@ -186,9 +186,21 @@ def _data(config: TrainConfig, r: int, frames: int, latents_location) -> tuple[A
         from training.data.clips import clip_index
 
         clips = clip_index(data, data.train_split, config.run)
+    features = None
+    if clips is not None and config.ldm.conditioning == "clap-audio":  # the CLAP's input features in the loader
+        from training.models.conditioning import ClapAudioFeatures
+
+        features = ClapAudioFeatures(config.ldm.encoders.clap)
     if latents_location is None:
         return data, mel_example(
-            data.profile, frames, random_crop=True, reprogram=reprogram, mbtg=mbtg, clips=clips, mixup=mixup
+            data.profile,
+            frames,
+            random_crop=True,
+            reprogram=reprogram,
+            mbtg=mbtg,
+            clips=clips,
+            mixup=mixup,
+            clap_features=features,
         )
     location = latents_location(config)
     if not (location / "index.json").is_file():
@@ -197,7 +209,7 @@ def _data(config: TrainConfig, r: int, frames: int, latents_location) -> tuple[A
         )
     # Pre-encoded latents: a sample the augmentations change is read from the corpus audio (clips) and its new
     # mel is encoded by the VAE in the training step (_moments); the others keep their stored posterior.
-    augmenter = AudioAugment.of(data.profile, reprogram, mixup, clips)
+    augmenter = AudioAugment.of(data.profile, reprogram, mixup, clips, features)
     # profile: crops stay within the rows of real audio, as mel_example's do (a short clip's padding is silence)
     return data.model_copy(update={"shards": str(location)}), latent_example(
         frames // r, random_crop=True, profile=data.profile, mbtg=mbtg, augment=augmenter
@@ -248,8 +260,13 @@ def wave_conditioning(conditioning: str, clap: str | None, rate: int, device="cp
         if waves is None or all(wave is None for wave in waves):
             return batch
         stored = batch["clap_audio"].clone()
+        inputs = batch.get("clap_input")
         for i, wave in enumerate(waves):
-            if wave is not None:
+            if wave is None:
+                continue
+            if inputs is not None and inputs[i] is not None:  # features computed by the loader
+                stored[i] = embed.embed_features(inputs[i]).to(stored)
+            else:
                 stored[i] = embed(wave, rate).to(stored)
         return {**batch, "clap_audio": stored}
 

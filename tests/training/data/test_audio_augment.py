@@ -124,16 +124,27 @@ def test_the_condition_of_a_reprogrammed_sample_is_the_clap_embedding_of_the_com
     from pipelines.annotate.encoders.config import ClapConfig
     from training.tasks.ldm import wave_conditioning
 
+    from training.models.conditioning import ClapAudioFeatures
+
     audio, _, _ = corpus
     folder = build_tiny_clap(tmp_path_factory.getbasetemp())
-    example = reprogramming(clips, 0.5)
+    example = mel_example(
+        "audioldm",
+        8,
+        reprogram=ReprogramConfig(probability=0.5, counts=[1, 2]),
+        clips=clips,
+        clap_features=ClapAudioFeatures(folder),  # the CLAP input features computed in the loader
+    )
     batch = collate([example(sample, np.random.default_rng(i)) for i, sample in enumerate(samples(audio, slice(0, 1)))])
     changed = [i for i, wave in enumerate(batch["wave"]) if wave is not None]
     assert changed and len(changed) < len(batch["wave"])
+    assert [i for i, x in enumerate(batch["clap_input"]) if x is not None] == changed
     rate = get_profile("audioldm").sample_rate
     stored = torch.nn.functional.normalize(torch.randn(len(changed) + 6, 32), dim=-1)[: len(batch["wave"])]
     batch["clap_audio"] = stored  # as annotate would store them with this 32-wide CLAP
-    out = wave_conditioning("clap-audio", str(folder), rate)(batch)
+    recompute = wave_conditioning("clap-audio", str(folder), rate)
+    out = recompute(batch)
+    step_only = recompute({**batch, "clap_input": [None] * len(batch["wave"])})  # no loader features: all in the step
     import transformers
 
     seconds = transformers.ClapFeatureExtractor.from_pretrained(folder).nb_max_samples / 48000
@@ -143,6 +154,7 @@ def test_the_condition_of_a_reprogrammed_sample_is_the_clap_embedding_of_the_com
             wave = np.asarray(batch["wave"][i], np.float32)
             direct = pool_windows(clap.embed_audio(audio_windows(wave, rate, 48000, clap.window_samples)))
             np.testing.assert_allclose(out["clap_audio"][i].numpy(), direct, atol=1e-5)
+            np.testing.assert_allclose(step_only["clap_audio"][i].numpy(), direct, atol=1e-5)
             assert not torch.allclose(out["clap_audio"][i], batch["clap_audio"][i])
         else:
             assert torch.equal(out["clap_audio"][i], batch["clap_audio"][i])  # the stored embedding
