@@ -23,7 +23,8 @@ Sizes: `tiny` is the demo's (VAE [16, 32, 32] C 8, UNet [32, 64], 128-frame crop
 `audioldm-s` is AudioLDM-S (VAE [128, 256, 512] C 8, UNet [128, 256, 384, 640], 1024-frame crops: 10.24 s)
 with a randomly initialised CLAP of the real HTSAT-tiny audio architecture (transformers' ClapAudioConfig
 defaults: its cost is the real one). `cpu_s_per_augmented_sample` splits one augmented sample's cost into the
-loader's part, the VAE encoder and the CLAP audio tower, each measured alone. Results: JSON on stdout and in --out.
+loader's parts (AudioAugment: read, decode, compose or mix, mel; the CLAP input features of the new
+waveform) and the step's (the VAE encoder, the CLAP audio tower), each measured alone. Results: JSON on stdout and in --out.
 """
 
 from __future__ import annotations
@@ -221,7 +222,7 @@ def breakdown(root: Path, args) -> dict:
         "reprogram": AudioAugment.of("audioldm", ReprogramConfig(probability=1.0), None, clips),
         "mixup-waveform": AudioAugment.of("audioldm", None, MixupConfig(probability=1.0, domain="waveform"), clips),
     }.items():
-        parts = {"loader": 0.0, "vae": 0.0, "clap": 0.0}
+        parts = {"loader": 0.0, "clap_features": 0.0, "vae": 0.0, "clap_tower": 0.0}
         n = min(len(clips), 8)
         for i in range(n):
             start = time.process_time()
@@ -232,8 +233,11 @@ def breakdown(root: Path, args) -> dict:
                 encode_moments(vae, torch.from_numpy(mel[:, :frames].T.copy()).float()[None, None])
             parts["vae"] += time.process_time() - start
             start = time.process_time()
-            embed(wave, rate)
-            parts["clap"] += time.process_time() - start
+            features = embed.features(wave, rate)
+            parts["clap_features"] += time.process_time() - start
+            start = time.process_time()
+            embed.embed_features(features)
+            parts["clap_tower"] += time.process_time() - start
         out[name] = {part: round(seconds / n, 3) for part, seconds in parts.items()}
         print(name, out[name], flush=True)
     return out
