@@ -23,17 +23,23 @@ Device = Literal["auto", "cpu", "cuda"]
 
 
 class ReprogramConfig(StrictModel):
-    """Make-An-Audio App. F dynamic reprogramming (pipelines.annotate.prompts.reprogram), on the fly."""
+    """Make-An-Audio §3.2.2 dynamic reprogramming (App. F templates, pipelines.annotate.prompts.reprogram), on
+    the fly in the LDM's loader: N events drawn from D, the corpus's single-event clips (training/data/clips.py),
+    the conditioning recomputed from the composed clip (training.data.examples.AudioAugment)."""
 
     probability: Probability = 0.0  # share of training samples reprogrammed
     counts: list[Count] = [0, 1, 2]  # N ~ U(counts) extra events per reprogrammed sample
 
 
 class MixupConfig(StrictModel):
-    """AudioLDM §3.3 eq. 8 mixup of two samples' mels (or latents) and conditions, λ ~ Beta(α, α)."""
+    """AudioLDM §3.3 eq. 8 mixup of two samples, λ ~ Beta(α, α)."""
 
     probability: Probability = 0.0
     alpha: Annotated[float, Field(gt=0)] = 5.0
+    # data.augment.mixup (the LDM): "waveform" as AudioLDM §3.3 — two clips' waveforms mixed, the mel, latent
+    # and CLAP audio embedding recomputed from the mix, nothing else mixed; "latent": two batch examples'
+    # mels/latents and CLAP vectors mixed with one λ (cheaper, not the paper's). vae.mixup always mixes waveforms.
+    domain: Literal["latent", "waveform"] = "latent"
 
 
 class CurriculumConfig(StrictModel):

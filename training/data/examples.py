@@ -7,7 +7,7 @@ carry two attributes the loader reads:
     wants(member) -> bool   the members it reads; the tar stream skips the others unread
                             (frames and FLAC are most of a shard's bytes)
     recent: int             it receives sample["__recent__"], the slot's last `recent` raw (undecoded)
-                            samples of the epoch: Make-An-Audio's event database, rebuilt exactly on resume
+                            samples of the epoch (the VAE's mixup partners), rebuilt exactly on resume
 
 Mels and latents come out as float32 tensors (torch casts and transposes float16 three times faster
 than numpy), embeddings as numpy arrays; `data_stream.collate` stacks both. Mels are in the
@@ -31,7 +31,7 @@ from pipelines.shard import contract
 from pipelines.shard.contract import ContractError
 from pipelines.shard.reader import decode_member
 
-RESERVOIR = 16  # recent samples whose single-event clips reprogramming may draw from
+RESERVOIR = 16  # recent samples the VAE's waveform mixup draws its partner from
 NORMALISED = ("clap_audio", "clip_image_mean", "clip_image")  # L2-normalised embeddings (per row)
 
 
@@ -84,22 +84,25 @@ def _active(mbtg):
 
 
 class MelExample:
-    """mel_example(...): a shard sample → {"key", "mel" [1, T, n_mels], "caption", embeddings, "event_count"}."""
+    """mel_example(...): a shard sample → {"key", "mel" [1, T, n_mels], "caption", embeddings, "event_count"}
+    (+ "wave": the composed waveform of a sample the audio augmentations changed, None for the others)."""
 
     def __init__(
-        self, profile: str, crop_frames: int | None, random_crop: bool, reprogram_config=None, mbtg=None, wave_mixup=None
+        self, profile: str, crop_frames: int | None, random_crop: bool, reprogram_config=None, mbtg=None, wave_mixup=None,
+        clips=None, mixup=None, clap_features=None,
     ):
         self.mbtg = _active(mbtg)
         self.profile, self.member = profile, contract.mel_member(profile)
         self.crop_frames, self.random_crop = crop_frames, random_crop
-        self.reprogram = reprogram_config if reprogram_config is not None and reprogram_config.probability > 0 else None
+        self.augment = AudioAugment.of(profile, reprogram_config, mixup, clips, clap_features)
         self.wave_mixup = wave_mixup if wave_mixup is not None and wave_mixup.probability > 0 else None
-        self.recent = RESERVOIR if self.reprogram or self.wave_mixup else 0
+        self.recent = RESERVOIR if self.wave_mixup else 0
         self._extractor: MelExtractor | None = None  # built in the worker that needs it
 
     def wants(self, member: str) -> bool:
         kind = contract.member_kind(member)
-        return member in (contract.JSON, self.member) or kind == "embedding" or (kind == "audio" and self.recent > 0)
+        audio = self.recent > 0 or self.augment is not None
+        return member in (contract.JSON, self.member) or kind == "embedding" or (kind == "audio" and audio)
 
     def __call__(self, sample: dict, rng: np.random.Generator) -> dict:
         meta, mel = sample[contract.JSON], sample[self.member]
@@ -107,14 +110,18 @@ class MelExample:
             raise ValueError(f"{self.member} is {list(mel.shape)}, not [n_mels, frames]")
         real = int(meta["mels"][self.profile]["real_frames"])
         caption = mbtg_caption(meta, sample["__key__"], caption_of(meta), self.mbtg, rng)
-        if self.reprogram and rng.random() < self.reprogram.probability and contract.AUDIO in sample:
-            mel, real, caption = self._reprogrammed(sample, mel.shape, caption, rng)
+        wave = None
+        if self.augment is not None:
+            changed = self.augment(sample["__key__"], sample.get(contract.AUDIO), caption, mel.shape, rng)
+            if changed is not None:
+                mel, real, caption, wave = changed
         elif self.wave_mixup and rng.random() < self.wave_mixup.probability and contract.AUDIO in sample:
             mel, real = self._mixed(sample, mel, real, rng)
         length = self.crop_frames or mel.shape[1]
         start = _crop_start(mel.shape[1], length, real, rng, self.random_crop)
         window = torch.from_numpy(mel[:, start : start + length]).float().T.contiguous()  # [T, n_mels]
-        return {"key": sample["__key__"], "mel": window[None], **_conditions(sample, caption)}
+        extra = {"wave": wave, "clap_input": self.augment.clap_input(wave)} if self.augment is not None else {}
+        return {"key": sample["__key__"], "mel": window[None], **_conditions(sample, caption), **extra}
 
     def _mixed(self, sample: dict, mel: np.ndarray, real: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
         """AudioLDM §3.3 eq. 8 on waveforms (App. C: for the VAE): λ·x₁ + (1 − λ)·x₂, λ ~ Beta(α, α), with x₂ a
@@ -128,35 +135,7 @@ class MelExample:
         first = extractor.resample(*load_audio(io.BytesIO(sample[contract.AUDIO])))
         second = extractor.resample(*load_audio(io.BytesIO(partner[contract.AUDIO])))
         mixed, _ = mixup(first, second, rng, self.wave_mixup.alpha)
-        out, real = extractor.mel(mixed)
-        if out.shape[0] != mel.shape[0]:
-            raise ValueError(f"profile {self.profile!r} computes {out.shape[0]} mel bins, the shard stores {mel.shape[0]}")
-        if out.shape[1] < mel.shape[1]:
-            out = np.concatenate([out, np.repeat(extractor.silence[:, None], mel.shape[1] - out.shape[1], axis=1)], axis=1)
-        return out[:, : mel.shape[1]], min(real, mel.shape[1])
-
-    def _reprogrammed(self, sample: dict, shape: tuple[int, ...], caption: str, rng: np.random.Generator) -> tuple[np.ndarray, int, str]:
-        """Make-An-Audio §3.2.2 / App. F on the fly: the clip joined with N recent single-event clips,
-        its mel recomputed at the profile's rate and fitted to the stored shape.
-
-        The paper does not say how a joined clip fits its 10-s window. Here the clip and each event
-        keep their first 1/(N + 1) of the window, so that every event the caption names is heard.
-        """
-        extractor = self.extractor()
-        audio = extractor.resample(*load_audio(io.BytesIO(sample[contract.AUDIO])))
-        events = _Events(sample.get("__recent__", ()), sample["__key__"], extractor)
-        n = min(int(rng.choice(np.asarray(self.reprogram.counts))), len(events))
-        if n:
-            events.limit = extractor.profile.samples_needed // (n + 1)
-            audio = audio[: events.limit]
-        audio, caption = reprogram(audio, caption, events, rng, counts=[n])
-        mel, real = extractor.mel(audio)
-        n_mels, frames = shape
-        if mel.shape[0] != n_mels:
-            raise ValueError(f"profile {self.profile!r} computes {mel.shape[0]} mel bins, the shard stores {n_mels}")
-        if mel.shape[1] < frames:
-            mel = np.concatenate([mel, np.repeat(extractor.silence[:, None], frames - mel.shape[1], axis=1)], axis=1)
-        return mel[:, :frames], min(real, frames), caption
+        return _fitted(extractor, mixed, mel.shape, self.profile)
 
     def extractor(self) -> MelExtractor:
         if self._extractor is None:
@@ -167,34 +146,115 @@ class MelExample:
         return {**self.__dict__, "_extractor": None}  # rebuilt where it runs (spawned workers)
 
 
-class _Events(Sequence):
-    """The reservoir as `reprogram` reads it: single-event recent clips, audio decoded only when drawn."""
-
-    def __init__(self, recent: Sequence[dict], key: str, extractor: MelExtractor):
-        self.extractor = extractor
-        self.limit: int | None = None  # samples each event keeps
-        self.raw: list[tuple[dict, str]] = []
-        for raw in recent:
-            label = _single_label(raw) if raw.get("__key__") != key and contract.AUDIO in raw else None
-            if label:
-                self.raw.append((raw, label))
-
-    def __len__(self) -> int:
-        return len(self.raw)
-
-    def __getitem__(self, index: int) -> Event:  # type: ignore[override]
-        raw, label = self.raw[index]
-        return Event(self.extractor.resample(*load_audio(io.BytesIO(raw[contract.AUDIO])))[: self.limit], label)
+def _fitted(extractor: MelExtractor, audio: np.ndarray, shape: tuple[int, ...], profile: str) -> tuple[np.ndarray, int]:
+    """The mel of `audio` fitted to the stored [n_mels, frames]: cut, or filled with the profile's silence."""
+    mel, real = extractor.mel(audio)
+    n_mels, frames = shape
+    if mel.shape[0] != n_mels:
+        raise ValueError(f"profile {profile!r} computes {mel.shape[0]} mel bins, the shard stores {n_mels}")
+    if mel.shape[1] < frames:
+        mel = np.concatenate([mel, np.repeat(extractor.silence[:, None], frames - mel.shape[1], axis=1)], axis=1)
+    return mel[:, :frames], min(real, frames)
 
 
-def _single_label(raw: dict) -> str | None:
-    """The label of a one-event clip (Make-An-Audio draws events from single-label clips), else None."""
-    try:
-        meta = decode_member(contract.JSON, raw[contract.JSON])
-    except (ContractError, KeyError):
-        return None
-    labels = meta.get("labels") or []
-    return labels[0]["name"] if meta.get("event_count") == 1 and labels else None
+class AudioAugment:
+    """The on-the-fly audio augmentations of the LDM, both drawn from the example's seeded generator (so a
+    resumed run draws the same ones) and both reading other clips' audio through a ClipIndex
+    (training/data/clips.py), decoded only when drawn:
+
+    - Make-An-Audio §3.2.2 dynamic reprogramming: with `reprogram.probability`, N ~ U(reprogram.counts)
+      events drawn from D, the corpus's single-event clips (never the clip itself), joined with the clip
+      by the App. F templates (pipelines.annotate.prompts.reprogram), the caption composed with them;
+    - AudioLDM §3.3 eq. 8 on waveforms (`mixup.domain: waveform`): with `mixup.probability`, x = λ·x₁ +
+      (1 − λ)·x₂, λ ~ Beta(α, α), x₂ a clip of the index drawn uniformly; the caption is the first's.
+
+    Either way the mel is computed from the new waveform, which is returned too: the training step
+    recomputes the CLAP audio embedding from it (and the latent, when latents are pre-encoded); with
+    `clap_features` (training.models.conditioning.ClapAudioFeatures) the CLAP input features of the
+    waveform are computed here, in the loader's workers, and the step runs only the CLAP tower. A clip
+    without audio (none in the sample, none in the index) stays as it is.
+    """
+
+    def __init__(self, profile: str, reprogram, mixup, clips, clap_features=None):
+        self.profile, self.reprogram, self.mixup, self.clips = profile, reprogram, mixup, clips
+        self.clap_features = clap_features
+        self._extractor: MelExtractor | None = None
+
+    def clap_input(self, wave: np.ndarray | None) -> np.ndarray | None:
+        """The CLAP input features of a changed sample's waveform, computed here in the loader (its workers)
+        so that the training step only runs the CLAP tower; None without `clap_features` or a change."""
+        if wave is None or self.clap_features is None:
+            return None
+        return self.clap_features(wave, self.extractor().profile.sample_rate)
+
+    @classmethod
+    def of(cls, profile: str, reprogram, mixup, clips, clap_features=None) -> AudioAugment | None:
+        reprogram = reprogram if reprogram is not None and reprogram.probability > 0 else None
+        mixup = mixup if mixup is not None and mixup.probability > 0 else None
+        if reprogram is None and mixup is None:
+            return None
+        if clips is None:
+            raise ValueError("reprogramming and waveform mixup draw other clips' audio: give the ClipIndex (clips=)")
+        return cls(profile, reprogram, mixup, clips, clap_features)
+
+    def __call__(self, key: str, audio: bytes | None, caption: str, shape: tuple[int, ...], rng: np.random.Generator):
+        """(mel [n_mels, frames], real frames, caption, waveform) of the changed sample, or None."""
+        if self.reprogram is not None and rng.random() < self.reprogram.probability:
+            own = self._audio(key, audio)
+            if own is None:
+                return None
+            wave, caption = self._reprogrammed(key, own, caption, rng)
+        elif self.mixup is not None and rng.random() < self.mixup.probability:
+            own = self._audio(key, audio)
+            partner = self._partner(key, rng)
+            if own is None or partner is None:
+                return None
+            wave, _ = mixup(own, partner, rng, self.mixup.alpha)
+        else:
+            return None
+        mel, real = _fitted(self.extractor(), wave, shape, self.profile)
+        return mel, real, caption, wave.astype(np.float32)
+
+    def _audio(self, key: str, audio: bytes | None) -> np.ndarray | None:
+        if audio is None:
+            row = self.clips.find(key)
+            if row is None:
+                return None
+            audio = self.clips.audio(row)
+        return self._decode(audio)
+
+    def _decode(self, audio: bytes) -> np.ndarray:
+        return self.extractor().resample(*load_audio(io.BytesIO(audio)))
+
+    def _partner(self, key: str, rng: np.random.Generator) -> np.ndarray | None:
+        own, total = self.clips.find(key), len(self.clips)
+        if total - (own is not None) < 1:
+            return None
+        row = int(rng.integers(total - (own is not None)))
+        row += own is not None and row >= own
+        return self._decode(self.clips.audio(row))
+
+    def _reprogrammed(self, key: str, audio: np.ndarray, caption: str, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+        """The clip joined with N events of D. The paper does not say how a joined clip fits its 10-s window:
+        here the clip and each event keep their first 1/(N + 1) of the window, so that every event the
+        caption names is heard."""
+        own = self.clips.find(key)
+        pool = self.clips.events[self.clips.events != own] if own is not None else self.clips.events
+        n = min(int(rng.choice(np.asarray(self.reprogram.counts))), len(pool))
+        if not n:
+            return audio, caption
+        limit = self.extractor().profile.samples_needed // (n + 1)
+        rows = rng.choice(pool, size=n, replace=False)
+        events = [Event(self._decode(self.clips.audio(int(row)))[:limit], self.clips.event_label(int(row))) for row in rows]
+        return reprogram(audio[:limit], caption, events, rng, counts=[n])
+
+    def extractor(self) -> MelExtractor:
+        if self._extractor is None:
+            self._extractor = MelExtractor(get_profile(self.profile))
+        return self._extractor
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_extractor": None}
 
 
 def mel_example(
@@ -205,20 +265,31 @@ def mel_example(
     reprogram=None,
     mbtg=None,
     wave_mixup=None,
+    clips=None,
+    mixup=None,
+    clap_features=None,
 ) -> MelExample:
     """Mel examples of `profile` (T = crop_frames, or every stored frame); `reprogram` is an optional
-    training.config.ReprogramConfig (only samples with a `flac` member are reprogrammed), `mbtg` an
-    optional training.config.MbtgConfig with its mask token resolved, `wave_mixup` an optional
-    training.config.MixupConfig mixing waveforms before the mel (AudioLDM App. C, the VAE's mixup)."""
-    return MelExample(profile, crop_frames, random_crop, reprogram, mbtg, wave_mixup)
+    training.config.ReprogramConfig and `mixup` an optional training.config.MixupConfig mixing waveforms
+    in the LDM (AudioLDM §3.3), both drawing other clips from `clips` (a training.data.clips.ClipIndex; see
+    AudioAugment); `mbtg` an optional training.config.MbtgConfig with its mask token resolved; `wave_mixup`
+    an optional MixupConfig mixing waveforms with a recent clip before the mel (AudioLDM App. C, the VAE's mixup)."""
+    return MelExample(profile, crop_frames, random_crop, reprogram, mbtg, wave_mixup, clips, mixup, clap_features)
 
 
 class LatentExample:
-    """latent_example(...): a latent-shard sample → {"key", "latent" [2C, T, W], "caption", embeddings, "event_count"}."""
+    """latent_example(...): a latent-shard sample → {"key", "latent" [2C, T, W], "caption", embeddings, "event_count"}.
 
-    def __init__(self, crop_rows: int | None, random_crop: bool, profile: str | None, mbtg=None):
+    With `augment` (an AudioAugment; needs `profile`), a sample it changes comes out with "latent" None, "mel"
+    [1, T·r, n_mels] (the new mel's window over the same rows) and "wave"; the training step encodes that mel
+    with the VAE (training/tasks/ldm.py). The others carry "mel" and "wave" None."""
+
+    def __init__(self, crop_rows: int | None, random_crop: bool, profile: str | None, mbtg=None, augment=None):
         self.crop_rows, self.random_crop, self.profile = crop_rows, random_crop, profile
         self.mbtg = _active(mbtg)
+        if augment is not None and profile is None:
+            raise ValueError("latent_example: audio augmentation needs the mel profile (profile=)")
+        self.augment = augment
 
     def wants(self, member: str) -> bool:
         return member in (contract.JSON, contract.LATENT) or contract.member_kind(member) == "embedding"
@@ -227,6 +298,8 @@ class LatentExample:
         meta, latent = sample[contract.JSON], sample[contract.LATENT]
         if latent.ndim != 3 or latent.shape[0] % 2:
             raise ValueError(f"{contract.LATENT} is {list(latent.shape)}, not [2·C, H, W]")
+        if self.augment is not None:
+            return self._augmented(sample, meta, latent, rng)
         rows = real = latent.shape[1]
         if self.profile is not None:  # rows computed from real audio: the same share as the mel's frames
             mel = meta["mels"][self.profile]
@@ -237,14 +310,32 @@ class LatentExample:
         caption = mbtg_caption(meta, sample["__key__"], caption_of(meta), self.mbtg, rng)
         return {"key": sample["__key__"], "latent": window, **_conditions(sample, caption)}
 
+    def _augmented(self, sample: dict, meta: dict, latent: np.ndarray, rng: np.random.Generator) -> dict:
+        stored = meta["mels"][self.profile]
+        shape, rows = tuple(stored["shape"]), latent.shape[1]
+        caption = mbtg_caption(meta, sample["__key__"], caption_of(meta), self.mbtg, rng)
+        changed = self.augment(sample["__key__"], None, caption, shape, rng)
+        real_frames = int(stored["real_frames"]) if changed is None else changed[1]
+        r = shape[1] // rows  # mel frames per latent row
+        length = self.crop_rows or rows
+        start = _crop_start(rows, length, math.ceil(real_frames / r), rng, self.random_crop)
+        out = {"key": sample["__key__"], "latent": None, "mel": None, "wave": None, "clap_input": None}
+        if changed is None:
+            out["latent"] = torch.from_numpy(latent[:, start : start + length]).float().contiguous()
+        else:
+            mel, _, caption, out["wave"] = changed
+            out["clap_input"] = self.augment.clap_input(out["wave"])
+            out["mel"] = torch.from_numpy(mel[:, start * r : (start + length) * r]).float().T.contiguous()[None]
+        return {**out, **_conditions(sample, caption)}
+
 
 def latent_example(
-    crop_rows: int | None = None, *, random_crop: bool = True, profile: str | None = None, mbtg=None
+    crop_rows: int | None = None, *, random_crop: bool = True, profile: str | None = None, mbtg=None, augment=None
 ) -> LatentExample:
     """Latent examples (VAE posterior mean then log-variance, cropped along H = time rows). With
     `profile`, random crops stay within the rows that cover real audio (the json's real_frames); `mbtg`
-    as for mel_example."""
-    return LatentExample(crop_rows, random_crop, profile, mbtg)
+    as for mel_example; `augment` an AudioAugment (see LatentExample)."""
+    return LatentExample(crop_rows, random_crop, profile, mbtg, augment)
 
 
 class TokenExample:
@@ -285,7 +376,8 @@ class MixupTransform:
     With `probability` an example is mixed with a partner drawn from the same batch (the partner's
     original values). Every key in `keys` both hold with equal shapes gets the same λ; embeddings are
     L2-normalised again. The caption and key stay the first example's: AudioLDM trains its LDM on the
-    CLAP audio embedding (mixed here), so the mixed audio needs no mixed text.
+    CLAP audio embedding (mixed here), so the mixed audio needs no mixed text. An example whose audio
+    AudioAugment changed (it carries "wave") is left as it is, and so is its partner.
     """
 
     def __init__(self, probability: float, alpha: float, keys: Sequence[str]):
@@ -306,7 +398,13 @@ class MixupTransform:
         return out
 
     def _mix(self, first: dict, second: dict, rng: np.random.Generator) -> dict:
-        shared = [k for k in self.keys if k in first and k in second and np.shape(first[k]) == np.shape(second[k])]
+        if first.get("wave") is not None or second.get("wave") is not None:
+            return first  # audio changed by AudioAugment (its condition is recomputed from it): not mixed again
+        shared = [
+            k
+            for k in self.keys
+            if first.get(k) is not None and second.get(k) is not None and np.shape(first[k]) == np.shape(second[k])
+        ]
         if not shared:
             return first
         mixed = dict(first)

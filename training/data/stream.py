@@ -57,6 +57,15 @@ class LoaderError(RuntimeError):
 def list_shards(location: str, split: str, storage_options: dict | None = None) -> list[ShardInfo]:
     """The shards of `split`: `location` is a corpus folder/URL (holding <split>/index.json), the
     corpus index.json, or one split's index.json; shard urls are resolved against the index's folder."""
+    url, index = split_index(location, split, storage_options)
+    shards = [ShardInfo(_join(_parent(url), entry["url"]), int(entry["nsamples"])) for entry in index["shardlist"]]
+    if not shards:
+        raise ConfigError(f"{url} lists no shards: split {split!r} is empty; rebuild the corpus with samples in it")
+    return shards
+
+
+def split_index(location: str, split: str, storage_options: dict | None = None) -> tuple[str, dict[str, Any]]:
+    """(url, parsed JSON) of the split's wids index, following the corpus index when given one."""
     location = str(location)
     if "://" not in location:
         location = os.path.abspath(os.path.expanduser(location))
@@ -72,10 +81,7 @@ def list_shards(location: str, split: str, storage_options: dict | None = None) 
         raise ConfigError(f"{url} is not a split index written by `t2a shard` (no wids_version 1 / shardlist)")
     if index.get("split", split) != split:
         raise ConfigError(f"{url} is the index of split {index['split']!r}, not {split!r}: point data.shards at the corpus folder")
-    shards = [ShardInfo(_join(_parent(url), entry["url"]), int(entry["nsamples"])) for entry in index["shardlist"]]
-    if not shards:
-        raise ConfigError(f"{url} lists no shards: split {split!r} is empty; rebuild the corpus with samples in it")
-    return shards
+    return url, index
 
 
 def _read_index(url: str, split: str, storage_options: dict | None) -> dict[str, Any]:

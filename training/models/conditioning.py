@@ -346,3 +346,74 @@ def _batch_tensor(batch: dict[str, Any], key: str, mode: str) -> Tensor:
             f"the batch has no {key!r}: conditioning {mode!r} needs it in the corpus shards (or latent shards)"
         )
     return torch.as_tensor(batch[key]).float()
+
+
+class ClapAudioFeatures:
+    """The CPU half of a CLAP audio embedding: a waveform → its 48-kHz windows (annotate's: repeat-padded, or
+    evenly spaced over a longer clip) → the ClapFeatureExtractor's input features [n, 1, frames, mels].
+    Picklable (the extractor is loaded where it runs), so the loader's workers can compute it."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = str(folder)
+        self._extractor = None
+
+    @property
+    def extractor(self):
+        if self._extractor is None:
+            self._extractor = transformers.ClapFeatureExtractor.from_pretrained(self.folder, local_files_only=True)
+        return self._extractor
+
+    def __call__(self, wave, sample_rate: int):
+        import numpy as np
+
+        from pipelines.annotate.encoders import audio_windows
+
+        extractor = self.extractor
+        audio = np.asarray(wave.cpu() if isinstance(wave, Tensor) else wave, dtype=np.float32)
+        windows = audio_windows(audio, sample_rate, extractor.sampling_rate, int(extractor.nb_max_samples))
+        # Inputs are exactly one window long: neither truncation nor padding applies (as annotate's backend)
+        features = extractor(
+            list(windows),
+            sampling_rate=extractor.sampling_rate,
+            max_length=int(extractor.nb_max_samples),
+            truncation="rand_trunc",
+            padding="repeatpad",
+            return_tensors="np",
+        )
+        return features["input_features"].astype(np.float32)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_extractor": None}
+
+
+class ClapAudioEmbedder:
+    """The conditioning CLAP's audio tower (`ldm.encoders.clap`, a whole ClapModel folder), embedding a
+    waveform as annotate embeds a clip (pipelines.annotate.encoders: 48-kHz windows of the model's
+    max_length_s, window embeddings averaged, L2-normalised). AudioLDM §3.2 conditions on E^x of the clip
+    itself, so a reprogrammed or mixed clip (§3.3) gets the embedding of its new audio. The input features
+    (`features`, CPU) may come from the loader; `embed_features` runs the tower on the device."""
+
+    def __init__(self, folder: str | Path, device: str | torch.device = "cpu"):
+        folder = Path(folder)
+        if _model_type(folder) != "clap":
+            raise ConfigError(
+                f"ldm.encoders.clap {folder}: recomputing CLAP audio embeddings needs a whole ClapModel folder"
+            )
+        model = transformers.ClapModel.from_pretrained(folder, local_files_only=True).to(device).eval()
+        if model.config.audio_config.enable_fusion:
+            raise ConfigError(f"ldm.encoders.clap {folder}: a fused CLAP's audio embedding is not recomputed here")
+        self.model, self.device = model, torch.device(device)
+        self.features = ClapAudioFeatures(folder)
+
+    @torch.no_grad()
+    def embed_features(self, features) -> Tensor:
+        """[n, 1, frames, mels] window features → the clip's L2-normalised embedding [dim] (on the CPU)."""
+        features = torch.as_tensor(features, dtype=torch.float32).to(self.device)
+        is_longer = torch.zeros(features.shape[0], 1, dtype=torch.bool, device=self.device)
+        output = self.model.get_audio_features(input_features=features, is_longer=is_longer)
+        windows = getattr(output, "pooler_output", output).float()
+        return F.normalize(F.normalize(windows, dim=-1).mean(dim=0), dim=-1).cpu()
+
+    def __call__(self, wave, sample_rate: int) -> Tensor:
+        """A mono waveform at `sample_rate` → its L2-normalised CLAP audio embedding [dim]."""
+        return self.embed_features(self.features(wave, sample_rate))

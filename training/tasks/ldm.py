@@ -10,6 +10,12 @@ One step: z = μ + σ·ε from the pre-encoded posterior (or the VAE encoder on 
 condition with probability `ldm.cfg_dropout` (classifier-free guidance, AudioLDM eq. 9 /
 Make-An-Audio eq. 2); then the DDPM loss at a uniform timestep (ε or v target).
 
+Audio augmentations (training.data.examples.AudioAugment): with `data.augment.reprogram` (Make-An-Audio
+§3.2.2) or `data.augment.mixup.domain: waveform` (AudioLDM §3.3 eq. 8) a sample's waveform is changed in
+the loader; in the step its CLAP audio embedding is recomputed from the new waveform (clap-audio) and, on
+pre-encoded latents, its new mel is encoded by the VAE (posterior as `ldm.posterior`), the other samples
+keeping their stored latents. bench/augment_cost.py measures the cost.
+
 Outputs (<run>/ldm/): checkpoints/, logs/ (TensorBoard: losses, lr, samples/s, data-wait, and
 validation audio and spectrograms), metrics.jsonl, and model/ — a diffusers folder with the EMA UNet
 that `t2a sample` reads and, for clap-audio, `diffusers.AudioLDMPipeline.from_pretrained` loads.
@@ -27,6 +33,7 @@ import torch
 
 from pipelines.core.features import get_profile
 from training.config import TrainConfig
+from training.data.examples import AudioAugment
 from training.data.loader import (
     curriculum_filter,
     iter_batches,
@@ -66,6 +73,7 @@ def train(config: TrainConfig) -> Path:
         frames = config.ldm_data.crop_frames or profile.frames
     r, scaling = compression(vae), float(vae.config.scaling_factor)
     data, example = _data(config, r, frames, latents_location if ldm.latents and not mel_space else None)
+    waves = _wave_embedder(config, session.device) if example_augments(example) else None
     require_split(data, data.valid_split, "`t2a train ldm` validates on data.valid_split: it")
     conditioner = build_conditioner(ldm, device=session.device)
     unet = session.configure(
@@ -87,7 +95,7 @@ def train(config: TrainConfig) -> Path:
         world_size=session.world_size,
         seed=config.seed,
         batch_transform=mixup_transform(augment.mixup.probability, augment.mixup.alpha)
-        if augment.mixup.probability
+        if augment.mixup.probability and augment.mixup.domain == "latent"
         else None,
         sample_filter=curriculum_filter(augment.curriculum.n) if augment.curriculum else None,
     )
@@ -103,7 +111,9 @@ def train(config: TrainConfig) -> Path:
         if mel_space:
             latents = vae.normalise(batch["mel"].to(session.device))
             return latents.contiguous(memory_format=torch.channels_last) if loop.channels_last else latents
-        if "latent" in batch:
+        if "latent" in batch and isinstance(batch["latent"], list):  # augmented samples carry a new mel instead
+            moments = _moments(vae, batch, session.device)
+        elif "latent" in batch:
             moments = batch["latent"].to(session.device)
         else:
             with torch.no_grad():
@@ -118,6 +128,8 @@ def train(config: TrainConfig) -> Path:
         total = 0.0
         for batch in batches:
             latents = latents_of(batch)
+            if waves is not None:
+                batch = waves(batch)
             condition = conditioner.from_batch(batch, session.generator)
             condition = drop_condition(condition, conditioner.null(len(condition)), ldm.cfg_dropout, session.generator)
             with session.accelerator.autocast():
@@ -166,27 +178,99 @@ def _data(config: TrainConfig, r: int, frames: int, latents_location) -> tuple[A
         raise ValueError(
             f"ldm.crop_frames / data.crop_frames {frames} must be a multiple of the VAE's compression r = {r}"
         )
+    augment = data.augment
+    reprogram = augment.reprogram if augment.reprogram.probability else None
+    mixup = augment.mixup if augment.mixup.probability and augment.mixup.domain == "waveform" else None
+    clips = None
+    if reprogram or mixup:  # Make-An-Audio §3.2.2's D and AudioLDM §3.3's partners: the corpus's own clips
+        from training.data.clips import clip_index
+
+        clips = clip_index(data, data.train_split, config.run)
+    features = None
+    if clips is not None and config.ldm.conditioning == "clap-audio":  # the CLAP's input features in the loader
+        from training.models.conditioning import ClapAudioFeatures
+
+        features = ClapAudioFeatures(config.ldm.encoders.clap)
     if latents_location is None:
         return data, mel_example(
             data.profile,
             frames,
             random_crop=True,
-            reprogram=data.augment.reprogram if data.augment.reprogram.probability else None,
+            reprogram=reprogram,
             mbtg=mbtg,
+            clips=clips,
+            mixup=mixup,
+            clap_features=features,
         )
     location = latents_location(config)
     if not (location / "index.json").is_file():
         raise FileNotFoundError(
             f"no latent shards for the current VAE at {location}: run `t2a encode-latents --config …` first (or set ldm.latents: false)"
         )
-    if data.augment.reprogram.probability:
-        log.warning(
-            "data.augment.reprogram needs audio: it is not applied to pre-encoded latents (set ldm.latents: false)"
-        )
+    # Pre-encoded latents: a sample the augmentations change is read from the corpus audio (clips) and its new
+    # mel is encoded by the VAE in the training step (_moments); the others keep their stored posterior.
+    augmenter = AudioAugment.of(data.profile, reprogram, mixup, clips, features)
     # profile: crops stay within the rows of real audio, as mel_example's do (a short clip's padding is silence)
     return data.model_copy(update={"shards": str(location)}), latent_example(
-        frames // r, random_crop=True, profile=data.profile, mbtg=mbtg
+        frames // r, random_crop=True, profile=data.profile, mbtg=mbtg, augment=augmenter
     )
+
+
+def example_augments(example) -> bool:
+    """Whether the example changes audio on the fly (Make-An-Audio §3.2.2, AudioLDM §3.3 on waveforms)."""
+    return getattr(example, "augment", None) is not None
+
+
+def _moments(vae, batch: dict[str, Any], device) -> torch.Tensor:
+    """The posteriors [B, 2C, H, W] of a latent batch with augmented samples: the stored ones, and the VAE
+    encoder's of the augmented samples' new mels (the pre-encoded posterior, computed now)."""
+    from training.models.vae import encode_moments
+
+    changed = [i for i, latent in enumerate(batch["latent"]) if latent is None]
+    rows: list[torch.Tensor | None] = [
+        None if latent is None else latent.float().to(device) for latent in batch["latent"]
+    ]
+    if changed:
+        with torch.no_grad():
+            encoded = encode_moments(vae, torch.stack([batch["mel"][i] for i in changed]).to(device)).float()
+        for i, moments in zip(changed, encoded):
+            rows[i] = moments
+    return torch.stack(rows)  # type: ignore[arg-type]
+
+
+def _wave_embedder(config: TrainConfig, device):
+    return wave_conditioning(
+        config.ldm.conditioning, config.ldm.encoders.clap, get_profile(config.data.profile).sample_rate, device
+    )
+
+
+def wave_conditioning(conditioning: str, clap: str | None, rate: int, device="cpu"):
+    """For clap-audio conditioning (AudioLDM §3.2): a batch transform replacing the stored CLAP audio embedding
+    of each augmented sample by the conditioning CLAP's embedding of its new waveform (at `rate`, the mel
+    profile's; resampled to CLAP's 48 kHz as AudioLDM's own CLAP wrapper does). Text conditioning reads the
+    composed caption already; other modes need nothing recomputed (None)."""
+    if conditioning != "clap-audio":
+        return None
+    from training.models.conditioning import ClapAudioEmbedder
+
+    embed = ClapAudioEmbedder(clap, device)
+
+    def recompute(batch: dict[str, Any]) -> dict[str, Any]:
+        waves = batch.get("wave")
+        if waves is None or all(wave is None for wave in waves):
+            return batch
+        stored = batch["clap_audio"].clone()
+        inputs = batch.get("clap_input")
+        for i, wave in enumerate(waves):
+            if wave is None:
+                continue
+            if inputs is not None and inputs[i] is not None:  # features computed by the loader
+                stored[i] = embed.embed_features(inputs[i]).to(stored)
+            else:
+                stored[i] = embed(wave, rate).to(stored)
+        return {**batch, "clap_audio": stored}
+
+    return recompute
 
 
 def mbtg_settings(mbtg, ldm) -> Any:

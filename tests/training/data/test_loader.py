@@ -18,7 +18,9 @@ from pipelines.core.config import ConfigError
 from demo.server import Fault, LoopbackServer
 from pipelines.shard import contract
 from training.data import stream as data_stream
+from pipelines.core.features import MelExtractor, get_profile
 from training.config import DataConfig, ReprogramConfig
+from training.data.clips import build_clip_index
 from training.data.loader import (
     LoaderError, ShardInfo, ShardStream, StreamLoader, collate, curriculum_filter, iter_batches, latent_example,
     list_shards, make_loader, mel_example, mixup_transform, open_shard,
@@ -61,6 +63,10 @@ def assert_same_batches(left: list[dict], right: list[dict]) -> None:
         for key in a:
             if isinstance(a[key], torch.Tensor):
                 assert torch.equal(a[key], b[key]), key
+            elif isinstance(a[key], list):  # e.g. "wave": the reprogrammed samples' waveforms, None for the others
+                assert len(a[key]) == len(b[key]), key
+                for x, y in zip(a[key], b[key]):
+                    assert torch.equal(x, y) if isinstance(x, torch.Tensor) else x == y, key
             else:
                 assert a[key] == b[key], key
 
@@ -194,9 +200,10 @@ def test_resume_continues_exactly(tmp_path, workers):
     root = write_split(tmp_path, shards=4, per_shard=6, corrupt={2: "member", 3: "truncate"})
     shards = list_shards(str(root), "train")
     reprogram = ReprogramConfig(probability=0.5, counts=[1])
+    clips = build_clip_index(shards)  # D: the truncated shard's unread clips have no audio there
 
     def loader():
-        return StreamLoader(shards, mel_example("audioldm", 8, reprogram=reprogram), batch_size=5, seed=1, workers=workers,
+        return StreamLoader(shards, mel_example("audioldm", 8, reprogram=reprogram, clips=clips), batch_size=5, seed=1, workers=workers,
                             shuffle_buffer=5, batch_transform=mixup_transform(0.5), max_error_rate=0.5)
 
     first = loader()
@@ -313,26 +320,28 @@ def test_caption_falls_back_to_human_caption_then_label_text():
     assert caption_of({"captions": []}) == ""
 
 
-def test_reprogramming_joins_recent_single_event_clips(corpus):
+def test_reprogramming_joins_single_event_clips_of_the_corpus(corpus):
     samples = _decoded(corpus, 1)
     config = ReprogramConfig(probability=1.0, counts=[1])
-    example = mel_example("audioldm", reprogram=config)
-    assert example.recent > 0 and example.wants("flac") and not mel_example("audioldm").wants("flac")
+    clips = build_clip_index(list_shards(str(corpus), "train"))
+    example = mel_example("audioldm", reprogram=config, clips=clips)
+    assert example.wants("flac") and not mel_example("audioldm").wants("flac")
     target = samples[-1]
-    target["__recent__"] = tuple(data_stream.read_samples(list_shards(str(corpus), "train")[1:2], data_stream.Tally(0)))[:-1]
     out = example(target, np.random.default_rng(0))
     original = mel_example("audioldm")(target, np.random.default_rng(0))
     assert out["caption"] != original["caption"] and "clip " + target["__key__"] in out["caption"]
     assert any(label in out["caption"] for label in ("dog", "speech", "siren", "rain"))
     assert out["mel"].shape == original["mel"].shape and not np.array_equal(out["mel"], original["mel"])
-    target["__recent__"] = ()  # no event to draw: the pair stays as it is, apart from the recomputed mel
-    assert example(target, np.random.default_rng(0))["caption"] == original["caption"]
+    with pytest.raises(ValueError, match="ClipIndex"):
+        mel_example("audioldm", reprogram=config)
 
 
-def test_reprogramming_gives_clip_and_event_a_share_of_the_window():
+def test_reprogramming_gives_clip_and_event_a_share_of_the_window(tmp_path):
     import io
 
     import soundfile as sf
+
+    from training.data.clips import ClipIndex
 
     def flac(audio):
         buffer = io.BytesIO()
@@ -340,13 +349,17 @@ def test_reprogramming_gives_clip_and_event_a_share_of_the_window():
         return buffer.getvalue()
 
     noise = np.random.default_rng(0).uniform(-0.5, 0.5, 12 * 48000).astype(np.float32)
-    event = {"__key__": "ev", "json": json.dumps({"event_count": 1, "labels": [{"name": "Dog"}]}).encode(), "flac": flac(np.zeros_like(noise))}
+    event = tmp_path / "event.flac"
+    event.write_bytes(flac(np.zeros_like(noise)))
+    d = ClipIndex([str(event)], np.array([b"ev"]), np.array([0], np.int32), np.array([0]), np.array([event.stat().st_size]),
+                  np.array([0], np.int32), ["Dog"])
     meta = {"selected_caption": "A noise.", "event_count": 1, "mels": {"audioldm": {"real_frames": 1024}}}
-    sample = {"__key__": "clip", "json": meta, "mel.audioldm.npy": np.zeros((64, 1024), np.float16), "flac": flac(noise), "__recent__": (event,)}
-    example = mel_example("audioldm", reprogram=ReprogramConfig(probability=1.0, counts=[1]))
+    sample = {"__key__": "clip", "json": meta, "mel.audioldm.npy": np.zeros((64, 1024), np.float16), "flac": flac(noise)}
+    example = mel_example("audioldm", reprogram=ReprogramConfig(probability=1.0, counts=[1]), clips=d)
     out = example(sample, np.random.default_rng(3))
     assert "noise" in out["caption"] and "dog" in out["caption"]
-    silent = (out["mel"][0].mean(dim=1) < float(example.extractor().silence.mean()) + 1).float().mean()
+    silence = float(MelExtractor(get_profile("audioldm")).silence.mean())
+    silent = (out["mel"][0].mean(dim=1) < silence + 1).float().mean()
     assert 0.4 < silent < 0.6  # the 12-s clip and the silent event each kept half of the 10.24-s window
 
 
