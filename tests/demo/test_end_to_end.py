@@ -296,7 +296,13 @@ def test_demo_trains_on_its_shards_and_ends_with_a_verdict(demo, annotated, trai
 
 def test_every_code_path_dvc_yaml_depends_on_exists():
     """A stage whose dependency path is gone fails `dvc repro` (and so `make demo`) before it runs."""
-    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    deps = {dep for stage in stages.values() for dep in stage.get("deps", [])}
+    pipelines = [ROOT / "dvc.yaml", ROOT / "tokens" / "dvc.yaml", ROOT / "clipsonic" / "dvc.yaml"]
+    stages = [stage for path in pipelines for stage in yaml.safe_load(path.read_text())["stages"].values()]
+    assert all(
+        stage.get("wdir") == ".."
+        for path in pipelines[1:]
+        for stage in yaml.safe_load(path.read_text())["stages"].values()
+    )
+    deps = {dep for stage in stages for dep in stage.get("deps", [])}
     code = sorted(dep for dep in deps if not dep.startswith(("data/", "runs/")))
     assert code and [dep for dep in code if not (ROOT / dep).exists()] == []

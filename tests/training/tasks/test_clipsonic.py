@@ -305,3 +305,17 @@ def test_clipsonic_sd_through_the_commands(corpus, mel_model, prior, tmp_path):
     assert wrong.exit_code == 2 and "--query image needs --image" in wrong.output
     wrong = runner.invoke(app, [*common, "x", "--query", "text-prior", "--prior", str(tmp_path)])
     assert wrong.exit_code == 2 and "no diffusion prior there" in wrong.output and "Traceback" not in wrong.output
+
+
+def test_a_held_out_split_without_frames_records_why_no_gap_was_measured(tmp_path, corpus):
+    """The modality gap is a diagnostic: a split with no clip that has frames says so and returns no figure
+    (the demo's small valid split), instead of failing the prior's training after it is saved."""
+    from training.config import DataConfig, EncodersConfig
+    from training.models.conditioning import ClipImage
+    from training.tasks.prior import modality_gap
+
+    shards = build_train_corpus(tmp_path / "shards", frames=80, profile="clipsonic", splits={"valid": (1, 3)})
+    data = DataConfig(shards=str(shards), profile="clipsonic", batch_size=4, workers=0, shuffle_buffer=4)
+    text_tower = ClipImage.from_encoders(EncodersConfig(clip=str(corpus[1])), "cpu")
+    gap = modality_gap(text_tower, None, data, "valid")
+    assert gap["clips"] == 0 and "no modality gap measured" in gap["note"] and "text-zs" not in gap
