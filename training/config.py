@@ -337,6 +337,9 @@ class PriorConfig(StrictModel):
     candidates: PositiveInt = 2  # CLIPSonic App.: two draws per text, the closer to it kept
     cfg_dropout: Probability = 0.1  # CLIPSonic App.: text replaced by the learnable placeholder 10 % of the time
     batch_size: PositiveInt = 32  # CLIPSonic §3
+    # the held-out split gap.json measures the modality gap on (CLIPSonic Table 2 reports the test set);
+    # None: data.valid_split, which validation during training always uses
+    gap_split: str | None = None
     # CLIPSonic App.: AdamW, lr 1e-4, weight decay 0.06, EMA 0.9999; ~200 k steps to convergence
     train: LoopConfig = LoopConfig(
         steps=200_000, optim=OptimConfig(lr=1e-4, weight_decay=0.06), ema_decay=0.9999, checkpoint_every=10_000

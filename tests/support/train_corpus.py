@@ -41,13 +41,15 @@ def build_train_corpus(
     profiles: tuple[str, ...] = ("audioldm",),
     profile: str | None = None,
     clip_frames: int = 0,
+    frameless_every: int = 0,
 ) -> Path:
     """root/index.json + root/<split>/shard-NNNNNN.tar; splits: name → (shards, samples per shard);
     one smooth mel per profile (its own mel count; `profile`: one profile, as `profiles=(profile,)`).
 
     `clip_frames` > 0: each clip also carries that many CLIP frame embeddings (clip_image) and their
     normalised mean (clip_image_mean), each frame its clip's caption direction plus noise, so a
-    condition on them is learnable."""
+    condition on them is learnable. `frameless_every` k > 0: every k-th clip of a split has labels but no
+    frame embeddings (an audio-only clip beside the videos, as in AudioSet + FSD50K corpora)."""
     if profile is not None:
         profiles = (profile,)
     splits = splits or {"train": (4, 6), "valid": (1, 4)}
@@ -56,7 +58,17 @@ def build_train_corpus(
     for split, (shards, per_shard) in splits.items():
         for s in range(shards):
             samples = [
-                _sample(f"{split}-{s:02d}-{i:03d}", split, rng, frames, dim, s * per_shard + i, profiles, clip_frames)
+                _sample(
+                    f"{split}-{s:02d}-{i:03d}",
+                    split,
+                    rng,
+                    frames,
+                    dim,
+                    s * per_shard + i,
+                    profiles,
+                    clip_frames,
+                    with_frames=not (frameless_every and (s * per_shard + i) % frameless_every == frameless_every - 1),
+                )
                 for i in range(per_shard)
             ]
             path = Path(root) / split / f"shard-{s:06d}.tar"
@@ -84,6 +96,7 @@ def _sample(
     n: int,
     profiles=("audioldm",),
     clip_frames: int = 0,
+    with_frames: bool = True,
 ) -> tuple[str, dict[str, bytes]]:
     from pipelines.core.features import get_profile
 
@@ -93,7 +106,7 @@ def _sample(
     embedding /= np.linalg.norm(embedding)
     caption = CAPTIONS[n % len(CAPTIONS)]
     arrays = {"clap_audio": embedding}
-    if clip_frames:
+    if clip_frames and with_frames:
         direction = np.random.default_rng(1000 + n % len(CAPTIONS)).standard_normal(dim)
         frames_ = direction + 0.3 * rng.standard_normal((clip_frames, dim))
         frames_ /= np.linalg.norm(frames_, axis=-1, keepdims=True)

@@ -449,5 +449,35 @@ class CurriculumFilter:
         return count >= 1
 
 
+class WithMember:
+    """An example function that skips the samples without `member` (None: left out, like a filtered
+    sample, not counted as an error). CLIPSonic (§2–§3) trains on videos: a clip without frames has no
+    q_img to condition on, so clip-image conditioning keeps the clips whose shards carry their CLIP frame
+    embeddings, and a corpus of audio-only and video clips trains on its video part."""
+
+    def __init__(self, example, member: str):
+        self.example, self.member = example, member
+
+    def wants(self, member: str) -> bool:
+        inner = getattr(self.example, "wants", None)
+        return member == self.member or inner is None or inner(member)
+
+    def __call__(self, sample: dict, rng: np.random.Generator) -> dict | None:
+        found = sample.get(self.member)
+        if found is None or not np.size(found):
+            return None
+        return self.example(sample, rng)
+
+    def __getattr__(self, name: str):  # `recent`, `augment`, … of the wrapped example
+        if name in ("example", "member"):
+            raise AttributeError(name)
+        return getattr(self.example, name)
+
+
+def with_frames(example, conditioning: str):
+    """`example` restricted to clips with CLIP frame embeddings when the conditioning reads them."""
+    return WithMember(example, contract.embedding_member("clip_image")) if conditioning == "clip-image" else example
+
+
 def curriculum_filter(n: int) -> CurriculumFilter:
     return CurriculumFilter(n)

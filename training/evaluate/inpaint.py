@@ -88,7 +88,7 @@ def default_checkpoint(config) -> Path:
 @torch.no_grad()
 def held_out(config, bundle, split: str, limit: int | None, seed: int, device: str) -> HeldOut:
     """The split's clips: the first window of the model's padded length, encoded; each clip's own condition."""
-    from training.data.examples import mel_example
+    from training.data.examples import mel_example, with_frames
     from training.data.loader import iter_batches
     from training.sample.generate import layout
 
@@ -99,7 +99,7 @@ def held_out(config, bundle, split: str, limit: int | None, seed: int, device: s
     generator = torch.Generator().manual_seed(seed)
     shift = getattr(vae.config, "shift_factor", None) or 0.0
     keys, latents, conditions = [], [], []
-    example = mel_example(bundle.profile, shape.padded, random_crop=False)
+    example = with_frames(mel_example(bundle.profile, shape.padded, random_crop=False), conditioner.name)
     for batch in iter_batches(config.data, split, example, batch_size=config.data.batch_size):
         mean = vae.encode(batch["mel"].to(device, vae.dtype)).latent_dist.mean
         latents.append(((mean.float() - shift) * vae.config.scaling_factor).cpu())

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from training.config import TrainConfig
+from training.data.examples import with_frames
 from training.data.loader import iter_batches, make_loader, mel_example, require_split
 from training.loop import Session, command, run
 from training.state import TrainState
@@ -67,7 +68,7 @@ def train(config: TrainConfig) -> Path:
     loader = make_loader(
         data,
         data.train_split,
-        mel_example(data.profile, frames, random_crop=True),
+        with_frames(mel_example(data.profile, frames, random_crop=True), conditioner.name),
         rank=session.rank,
         world_size=session.world_size,
         seed=config.seed,
@@ -127,7 +128,7 @@ def train(config: TrainConfig) -> Path:
         for kind in sums:
             session.generator.manual_seed(config.seed + VALID_SEED)
             rng = np.random.default_rng(config.seed + VALID_SEED)
-            example = mel_example(data.profile, frames, random_crop=False)
+            example = with_frames(mel_example(data.profile, frames, random_crop=False), conditioner.name)
             for batch in iter_batches(data, data.valid_split, example, batch_size=data.batch_size):
                 latents = latents_of(batch)
                 mask = masks_for(latents, lambda shape, kind=kind, rng=rng: wide_narrow(shape, kind, rng))

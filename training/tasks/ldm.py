@@ -33,7 +33,7 @@ import torch
 
 from pipelines.core.features import get_profile
 from training.config import TrainConfig
-from training.data.examples import AudioAugment
+from training.data.examples import AudioAugment, with_frames
 from training.data.loader import (
     curriculum_filter,
     iter_batches,
@@ -73,6 +73,7 @@ def train(config: TrainConfig) -> Path:
         frames = config.ldm_data.crop_frames or profile.frames
     r, scaling = compression(vae), float(vae.config.scaling_factor)
     data, example = _data(config, r, frames, latents_location if ldm.latents and not mel_space else None)
+    example = with_frames(example, ldm.conditioning)  # CLIPSonic trains on the clips with frames
     waves = _wave_embedder(config, session.device) if example_augments(example) else None
     require_split(data, data.valid_split, "`t2a train ldm` validates on data.valid_split: it")
     conditioner = build_conditioner(ldm, device=session.device)
@@ -309,7 +310,7 @@ def _validate(
     for batch in iter_batches(
         data,
         data.valid_split,
-        _deterministic(config, frames, vae),
+        with_frames(_deterministic(config, frames, vae), config.ldm.conditioning),
         batch_size=data.batch_size,
         rank=session.rank,
         world_size=session.world_size,

@@ -131,8 +131,9 @@ def train(config: TrainConfig) -> Path:
             ema.copy_to(prior.parameters())
         prior.eval()
         save_model_atomic(prior, out)
-        gap = modality_gap(text_tower, prior, config.data, config.data.valid_split, config.seed)
-        (config.prior_dir / GAP).write_text(json.dumps({"split": config.data.valid_split, **gap}, indent=2) + "\n")
+        split = cfg.gap_split or config.data.valid_split
+        gap = modality_gap(text_tower, prior, config.data, split, config.seed)
+        (config.prior_dir / GAP).write_text(json.dumps({"split": split, **gap}, indent=2) + "\n")
         log.info("prior saved to %s; modality gap (mean cosine to the frames): %s", out, gap)
     session.accelerator.wait_for_everyone()
     session.logs.close()
