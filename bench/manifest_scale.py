@@ -10,7 +10,7 @@ recorded). A 100-row run gives the fixed cost (Beam start-up) that per-row figur
 
     python bench/manifest_scale.py --rows 10000 100000            # + 1000000 when there is time
     python bench/manifest_scale.py --rows 10000 -- --runner=FnApiRunner
-    python bench/manifest_scale.py --probe-shuffle --rows 10000 100000   # where the memory goes
+    python bench/manifest_scale.py --probe-shuffle --rows 100000 1000000   # where the memory goes
 
 One JSON line per size: wall and peak RSS of both runs, the per-row cost over the 100-row run,
 reading alone (the manifest parsed in this process, no Beam), and what the failures take on disk.
@@ -128,28 +128,34 @@ def measure(rows: int, work: Path, beam_args: list[str], fixed: dict | None) -> 
     return result
 
 
-_PROBE = """import resource, sys
+_PROBE = """import resource, sys, tempfile
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from pipelines.datasets import load_corpus
-from pipelines.ingest.job import ReadManifest, batch_count, batch_key
+from pipelines.ingest.job import SpillManifest, batch_count, partition_of, read_records
 
 sources = load_corpus(sys.argv[1], "scale").config.sources
-with beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
-    records = p | beam.Create(sources) | beam.ParDo(ReadManifest())
-    if sys.argv[2] == "shuffle":
-        records = records | beam.Map(batch_key, batch_count(sources)) | beam.GroupByKey()
-    _ = records | beam.Map(lambda record: None)
+with tempfile.TemporaryDirectory() as out, beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
+    listed = p | beam.Create(sources)
+    if sys.argv[2] == "read":
+        _ = listed | beam.FlatMap(read_records) | beam.Map(lambda record: None)
+    elif sys.argv[2] == "shuffle":  # the records themselves through the runner's shuffle (t2a before the spill)
+        keyed = listed | beam.FlatMap(read_records) | beam.Map(lambda r, n: (partition_of(r, n), r), batch_count(sources))
+        _ = keyed | beam.GroupByKey() | beam.Map(lambda batch: None)
+    else:  # what ingest does: records through spill files, references through the shuffle
+        spilled = listed | beam.ParDo(SpillManifest(out, "probe", batch_count(sources)))
+        _ = spilled | beam.GroupByKey() | beam.Map(lambda batch: None)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
 """
 
 
 def probe_shuffle(rows: int, work: Path) -> dict:
-    """Peak RSS of the job's reading alone, and of reading plus its one shuffle (GroupByKey), each
-    in its own process: what FnApiRunner's in-memory shuffle adds as the manifest grows."""
+    """Peak RSS of the job's reading alone, of reading plus a shuffle of the records themselves
+    (what ingest did before its spill files), and of reading plus the spill and a shuffle of its
+    references (what ingest does), each in its own process."""
     config, _ = write_config(work, rows)
     peaks = {}
-    for mode in ("read", "shuffle"):
+    for mode in ("read", "shuffle", "spill"):
         done = subprocess.run(
             [sys.executable, "-c", _PROBE, str(config), mode], cwd=ROOT, capture_output=True, text=True
         )

@@ -1,18 +1,20 @@
 """The ingest job: public manifests → segment-only fetch → normalized clip cache, with status.
 
-    ListSources → ReadManifests ─→ KeyByBatch ─→ GroupBatches ─→ FetchBatches ─→ WriteStatus
-                  (clips and           (clip id → one of        (per batch: rejected rows,
-                   rejected rows)       ~records / 512)          duplicates, exclusions, fetches)
+    ListSources → SpillManifests ─→ GroupBatches ─→ FetchBatches ─→ WriteStatus
+                  (records → spill files;  (one shuffle   (per batch: its records read back;
+                   (batch, SpillRef) out)   of refs)       rejected rows, duplicates, exclusions, fetches)
 
 Every manifest row ends as one status row: `rejected_row`, `duplicate`, `excluded`, or the outcome
 of its fetch (`ok`, `cached`, `failed_permanent`, `failed_retryable`). Elements carry ids and paths,
 never media bytes. Run with `t2a ingest --config … --corpus … [-- Beam options]`; without `--runner`
 it runs on the FnApiRunner.
 
-One shuffle does both jobs: every record of a clip id lands in the same batch (so duplicates meet),
-and a batch is the unit a worker fetches concurrently. Each DoFn has one output and emits from
-`process`, so the job runs on runners that support no more than that (Beam's DaskRunner, see
-docs/runners.md).
+One shuffle does both jobs: every record of a clip id lands in the same batch (clip id → one of
+~records / 512, so duplicates meet), and a batch is the unit a worker fetches concurrently. The
+records themselves go through spill files (pipelines/ingest/spill.py): the runner shuffles one
+small reference per file and batch, so memory stays flat and no row pays a coder round trip.
+Each DoFn has one output and emits from `process`, so the job runs on runners that support no
+more than that (Beam's DaskRunner, see docs/runners.md).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from pipelines.ingest.cache import ClipCache, Failures
 from pipelines.ingest.config import IdList
 from pipelines.ingest.fetch.configs import secret_params
 from pipelines.ingest.manifests.base import FORMATS
+from pipelines.ingest.spill import SpillRef, SpillWriter, read_spilled, remove_spill, spill_folder
 from pipelines.ingest.status import WriteStatus, latest_run, summary_path
 from pipelines.ingest.worker import ClipWorker
 
@@ -75,36 +78,53 @@ def _count(name: str, n: int = 1) -> None:
     _counter(name).inc(n)
 
 
-class ReadManifest(beam.DoFn):
-    """A source config → its Clips and RejectedRows (one output: some runners support no other).
-    `worker_secrets`: the launcher's credentials (pipelines/core/secrets.py), set in this worker's
-    environment."""
+def read_records(source: Any) -> Iterator[Clip | RejectedRow]:
+    """A source config → its Clips and RejectedRows, in manifest order. A source that cannot be
+    read (an API down, bad credentials) ends as one RejectedRow saying so, not as a failed job."""
+    rows = 0
+    secrets = secret_params(source.fetch)
+    _check_manifest(source)
+    try:
+        for record in FORMATS.get(source.format).read(source):
+            rows += 1
+            if isinstance(record, RejectedRow):  # counted with every status, in FetchBatches
+                yield replace(record, reason=redact_text(record.reason, secrets))
+            else:
+                yield record
+    except Exception as error:  # an unreadable source is recorded, not fatal
+        reason = redact_text(f"source could not be read past row {rows}: {error}", secrets)
+        log.error("source %s: %s", source.name, reason)
+        _count("unreadable_source")
+        yield RejectedRow(source.name, _manifest_of(source), rows, reason)
+        return
+    if rows == 0:  # said in the run's summary too (build_summary: `warnings`)
+        log.warning("source %s: no rows in %s (an empty manifest?)", source.name, _manifest_of(source))
 
-    def __init__(self, worker_secrets: WorkerSecrets | None = None):
+
+class SpillManifest(beam.DoFn):
+    """A source config → (partition, SpillRef) pairs: its records, partitioned by `partition_of`
+    and written through spill files (pipelines/ingest/spill.py), so the runner shuffles one small
+    reference per file and partition instead of every record. One output, emitted from `process`
+    (some runners support no other). `worker_secrets`: the launcher's credentials
+    (pipelines/core/secrets.py), set in this worker's environment."""
+
+    def __init__(
+        self, output: Path | ObjectPath, run_id: str, partitions: int, worker_secrets: WorkerSecrets | None = None
+    ):
+        self.output = output
+        self.run_id = run_id
+        self.partitions = partitions
         self.worker_secrets = worker_secrets or WorkerSecrets()
 
     def setup(self) -> None:
         self.worker_secrets.install()
 
-    def process(self, source: Any) -> Iterator[Any]:
-        rows = 0
-        secrets = secret_params(source.fetch)
-        _check_manifest(source)
-        try:
-            for record in FORMATS.get(source.format).read(source):
-                rows += 1
-                if isinstance(record, RejectedRow):  # counted with every status, in FetchBatches
-                    yield replace(record, reason=redact_text(record.reason, secrets))
-                else:
-                    yield record
-        except Exception as error:  # an unreadable source (API down, bad credentials) is recorded, not fatal
-            reason = redact_text(f"source could not be read past row {rows}: {error}", secrets)
-            log.error("source %s: %s", source.name, reason)
-            _count("unreadable_source")
-            yield RejectedRow(source.name, _manifest_of(source), rows, reason)
-            return
-        if rows == 0:  # said in the run's summary too (build_summary: `warnings`)
-            log.warning("source %s: no rows in %s (an empty manifest?)", source.name, _manifest_of(source))
+    def process(self, source: Any) -> Iterator[tuple[int, SpillRef]]:
+        writer = SpillWriter(spill_folder(self.output, self.run_id))
+        partitions = self.partitions
+        for record in read_records(source):
+            yield from writer.add(partition_of(record, partitions), record)
+        yield from writer.close()
 
 
 def _check_manifest(source: Any) -> None:
@@ -220,10 +240,10 @@ def batch_count(sources: Sequence[Any]) -> int:
     return max(1, -(-records // BATCH_RECORDS))
 
 
-def batch_key(record: Clip | RejectedRow, batches: int) -> tuple[int, Clip | RejectedRow]:
-    """(batch, record): every record of a clip id in the same batch."""
+def partition_of(record: Clip | RejectedRow, batches: int) -> int:
+    """The batch of a record: every record of a clip id in the same batch."""
     key = record.clip_id if isinstance(record, Clip) else f"{record.manifest}\0{record.line}"
-    return zlib.crc32(key.encode()) % batches, record
+    return zlib.crc32(key.encode()) % batches
 
 
 class FetchBatches(beam.DoFn):
@@ -257,16 +277,21 @@ class FetchBatches(beam.DoFn):
         self.worker = ClipWorker(self.sources, self.media, self.output, self.retry_failed)
         self.pool = ThreadPoolExecutor(self.worker.concurrency, thread_name_prefix="ingest")
         self.progress: _Progress | None = None
-        self.prefix = self.run_id or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        self.prefix = self.run_id or new_run_id()
+        self.spill = spill_folder(self.output, self.prefix)
 
     def process(
-        self, batch: tuple[int, Iterable[Clip | RejectedRow]], excluded: dict[str, str], total: int
+        self, batch: tuple[int, Iterable[SpillRef]], excluded: dict[str, str], total: int
     ) -> Iterator[list[StatusRow]]:
+        yield self.rows(read_spilled(self.spill, batch[1]), excluded, total)
+
+    def rows(self, records: Iterable[Clip | RejectedRow], excluded: dict[str, str], total: int) -> list[StatusRow]:
+        """The status rows of one batch's records (every record of a clip id among them)."""
         if self.progress is None:
             self.progress = _Progress(total)
         rows: list[StatusRow] = []
         by_clip: dict[str, list[Clip]] = {}
-        for record in batch[1]:
+        for record in records:
             if isinstance(record, RejectedRow):
                 rows.append(self._counted(rejected_status(record)))
             else:
@@ -286,7 +311,7 @@ class FetchBatches(beam.DoFn):
         rows += self._collect(everything=True)
         if len(self.worker.recorded) >= self.FAILURES_PER_FILE:
             self.worker.write_failures(f"{self.prefix}-b")
-        yield rows
+        return rows
 
     def finish_bundle(self) -> None:
         self.worker.write_failures(f"{self.prefix}-b")  # a file write: emits nothing
@@ -355,15 +380,18 @@ class IngestBatches(beam.PTransform):
         super().__init__()
         self.corpus = corpus
         self.retry_failed = retry_failed
-        self.run_id = run_id
+        self.run_id = run_id or new_run_id()  # names the run's spill folder (`run` removes it at the end)
         self.worker_secrets = worker_secrets or WorkerSecrets()
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         config = self.corpus.config
-        records = (
+        spilled = (
             pbegin
             | "ListSources" >> beam.Create(config.sources)
-            | "ReadManifests" >> beam.ParDo(ReadManifest(self.worker_secrets))
+            | "SpillManifests"
+            >> beam.ParDo(
+                SpillManifest(self.corpus.output, self.run_id, batch_count(config.sources), self.worker_secrets)
+            )
         )
         excluded = (
             pbegin
@@ -371,10 +399,13 @@ class IngestBatches(beam.PTransform):
             | "ReadExclusions" >> beam.FlatMap(read_exclusions, self.worker_secrets)
             | "DistinctExcluded" >> beam.CombinePerKey(min)
         )
-        total = records | "CountRecords" >> beam.combiners.Count.Globally()
+        total = (
+            spilled
+            | "RecordsPerSlice" >> beam.Map(lambda item: item[1][3])
+            | "CountRecords" >> beam.CombineGlobally(sum)
+        )
         return (
-            records
-            | "KeyByBatch" >> beam.Map(batch_key, batch_count(config.sources))
+            spilled
             | "GroupBatches" >> beam.GroupByKey()
             | "FetchBatches"
             >> beam.ParDo(
@@ -435,10 +466,13 @@ def _run(corpus: Corpus, retry_failed: bool, beam_args: Sequence[str]) -> dict[s
     stale = remove_beam_temps(corpus.output / "status")
     if stale:
         log.info("removed %d temporary folder(s) of an earlier run's status writer", stale)
+    stale = remove_spill(corpus.output)
+    if stale:
+        log.info("removed the spilled manifest records of %d earlier run(s)", stale)
     corpus.save_resolved("ingest")
     tools = tool_versions()
     ffmpeg = ffmpeg_check(corpus.output, tools)
-    run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    run_id = new_run_id()
     merged = Failures(corpus.output).compact(f"{run_id}-a", done=cache.done_ids())
     if merged:
         log.info("folded %d failure file(s) into one", merged)
@@ -457,11 +491,14 @@ def _run(corpus: Corpus, retry_failed: bool, beam_args: Sequence[str]) -> dict[s
     options = pipeline_options(beam_args)
     forward = options.view_as(T2aOptions).forward_secrets
     worker_secrets = WorkerSecrets.from_environment(secret_env_names(corpus), forward=forward)
-    with beam.Pipeline(options=options) as pipeline:
-        batches = pipeline | "Ingest" >> IngestBatches(
-            corpus, retry_failed=retry_failed, run_id=run_id, worker_secrets=worker_secrets
-        )
-        _ = batches | "WriteStatus" >> WriteStatus(corpus.output, run_info)
+    try:
+        with beam.Pipeline(options=options) as pipeline:
+            batches = pipeline | "Ingest" >> IngestBatches(
+                corpus, retry_failed=retry_failed, run_id=run_id, worker_secrets=worker_secrets
+            )
+            _ = batches | "WriteStatus" >> WriteStatus(corpus.output, run_info)
+    finally:
+        remove_spill(corpus.output, run_id)
     summary = summary_path(corpus.output, run_id)
     if not summary.is_file():  # the workers wrote it (even for no row at all), to an `output` not seen here
         raise ConfigError(
@@ -528,6 +565,10 @@ def remove_beam_temps(folder: Path | ObjectPath) -> int:
     for path in stale:
         shutil.rmtree(path, ignore_errors=True)
     return len(stale)
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
 
 
 def read_summary(output: Path, run_id: str | None = None) -> dict[str, Any]:

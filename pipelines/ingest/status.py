@@ -15,6 +15,7 @@ so the summary counts kinds of failure, not individual messages.
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import uuid
@@ -56,6 +57,12 @@ def reason_key(reason: str, *ids: str | None) -> str:
     """A failure message with its particulars (ids, quoted values, numbers, URLs, paths) folded out."""
     for value in filter(None, ids):
         reason = reason.replace(value, "<id>")
+    return _folded(reason)
+
+
+@functools.lru_cache(maxsize=65_536)
+def _folded(reason: str) -> str:
+    """Most failures of a run share a few messages once their ids are out: folded once each."""
     text = re.sub(r"(?:https?|s3|gs)://\S+", "<url>", reason)
     text = re.sub(r"(?<![A-Za-z])/[^\s:;,]+", "<path>", text)
     text = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", text)
@@ -212,11 +219,12 @@ class WriteStatus(beam.PTransform):
         self.run = run
 
     def expand(self, batches):
-        no_rows = batches.pipeline | "NoRows" >> beam.Create([[]])
+        write = WriteStatusPart(parts_folder(self.output, self.run["run_id"]))
+        parts = batches | "WriteStatusParts" >> beam.ParDo(write)
+        no_rows = batches.pipeline | "NoRows" >> beam.Create([[]]) | "NoRowsPart" >> beam.ParDo(write)
         return (
-            (batches, no_rows)
+            (parts, no_rows)  # flattened after the parts are written: only (path, counts) pass through it
             | "WithNoRows" >> beam.Flatten()
-            | "WriteStatusParts" >> beam.ParDo(WriteStatusPart(parts_folder(self.output, self.run["run_id"])))
             | "GatherStatusParts" >> beam.GroupByKey()
             | "FinishStatus" >> beam.Map(finish_status, self.output, self.run)
         )

@@ -93,8 +93,7 @@ def test_one_status_row_per_clip_when_futures_finish_while_being_collected(monke
         for batch in range(2):
             fn.start_bundle()
             clips = [clip(i) for i in range(batch * n // 2, (batch + 1) * n // 2)]
-            for emitted in fn.process((batch, clips), excluded={}, total=n):
-                rows += emitted
+            rows += fn.rows(clips, excluded={}, total=n)
             fn.finish_bundle()
     finally:
         fn.teardown()
