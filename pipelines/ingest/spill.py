@@ -7,8 +7,10 @@ portable runner's embedded job server) holds every record until the shuffle ends
 the manifest (2.9 GB at a million rows). Here the reader keeps a bounded buffer of records, and
 every `FLUSH_RECORDS` it writes them as one spill file, ordered by partition; what goes through the
 runner's shuffle is one small `SpillRef` per (file, partition). A partition's worker reads its
-slices back. Memory is then bounded by the buffer and a partition, whatever the manifest's size,
-and the shuffle carries ~1 element per 10 manifest rows instead of one per row.
+slices back. A worker's memory is then the buffer and one partition, and the shuffle carries one
+reference per (flush, partition): (rows / FLUSH_RECORDS) × (rows / 512), about 31,000 tuples of ~40
+bytes at a million rows, 120,000 at AudioSet's two million. That count grows with the square of the
+manifest, so at tens of millions of rows a larger FLUSH_RECORDS (or fewer batches) keeps it small.
 
     <output>/.spill/<run_id>/<uuid>.records      one file per flush: pickled lists, one per partition
 
@@ -32,7 +34,7 @@ from pipelines.core.io import write_bytes_atomic
 from pipelines.core.storage import ObjectPath, is_remote, location
 
 SPILL = ".spill"
-FLUSH_RECORDS = 65_536  # records buffered by a reader before they are written (~70 MB of Clips at most)
+FLUSH_RECORDS = 65_536  # records buffered by a reader before they are written (~90 MB of Clips at most, ~1.4 KB each)
 
 
 SpillRef = tuple[str, int, int, int]
